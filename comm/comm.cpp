@@ -1,0 +1,167 @@
+#include "comm/comm.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace modelone::comm {
+
+void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char buf[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, buf, &len);
+  int rank = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  throw CommError(std::string(what) + " failed on rank " + std::to_string(rank) + ": " +
+                  std::string(buf, size_t(len)));
+}
+
+Runtime::Runtime(int* argc, char*** argv) {
+  int provided = 0;
+  check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  // Errors come back as return codes (check() turns them into exceptions) instead of aborting
+  // with MPI's own multi-line message.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+}
+
+Runtime::~Runtime() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+Comm Comm::world() {
+  Comm c;
+  c.comm_ = MPI_COMM_WORLD;
+  MPI_Comm_rank(c.comm_, &c.rank_);
+  MPI_Comm_size(c.comm_, &c.size_);
+  return c;
+}
+
+Comm::~Comm() {
+  if (owned_ && comm_ != MPI_COMM_NULL) {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+}
+
+Comm::Comm(Comm&& o) noexcept { *this = std::move(o); }
+
+Comm& Comm::operator=(Comm&& o) noexcept {
+  if (this != &o) {
+    this->~Comm();
+    comm_ = o.comm_;
+    owned_ = o.owned_;
+    rank_ = o.rank_;
+    size_ = o.size_;
+    o.comm_ = MPI_COMM_NULL;
+    o.owned_ = false;
+  }
+  return *this;
+}
+
+Comm Comm::split(int color, int key) const {
+  Comm c;
+  check(MPI_Comm_split(comm_, color, key, &c.comm_), "MPI_Comm_split");
+  c.owned_ = true;
+  MPI_Comm_set_errhandler(c.comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(c.comm_, &c.rank_);
+  MPI_Comm_size(c.comm_, &c.size_);
+  return c;
+}
+
+Comm Comm::split_shared() const {
+  Comm c;
+  check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &c.comm_),
+        "MPI_Comm_split_type");
+  c.owned_ = true;
+  MPI_Comm_set_errhandler(c.comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(c.comm_, &c.rank_);
+  MPI_Comm_size(c.comm_, &c.size_);
+  return c;
+}
+
+void Comm::barrier() const { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+void Comm::bcast_string(std::string* s, int root) const {
+  int64_t n = int64_t(s->size());
+  bcast(&n, 1, root);
+  s->resize(size_t(n));
+  if (n) bcast(s->data(), n, root);
+}
+
+std::vector<int64_t> Comm::exchange_counts(const std::vector<int64_t>& send_counts) const {
+  std::vector<int64_t> recv(static_cast<size_t>(size_));
+  check(MPI_Alltoall(send_counts.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_),
+        "MPI_Alltoall");
+  return recv;
+}
+
+void Comm::alltoallv_rows(const void* send, const std::vector<int64_t>& send_rows, void* recv,
+                          const std::vector<int64_t>& recv_rows, int64_t row_bytes) const {
+  MPI_Datatype row;
+  check(MPI_Type_contiguous(int(row_bytes), MPI_BYTE, &row), "MPI_Type_contiguous");
+  MPI_Type_commit(&row);
+  std::vector<int> sc(static_cast<size_t>(size_)), rc(static_cast<size_t>(size_)), sd(static_cast<size_t>(size_)), rd(static_cast<size_t>(size_));
+  int64_t so = 0, ro = 0;
+  for (int r = 0; r < size_; ++r) {
+    sc[size_t(r)] = int(send_rows[size_t(r)]);
+    rc[size_t(r)] = int(recv_rows[size_t(r)]);
+    sd[size_t(r)] = int(so);
+    rd[size_t(r)] = int(ro);
+    so += send_rows[size_t(r)];
+    ro += recv_rows[size_t(r)];
+  }
+  const int rc_ = MPI_Alltoallv(send, sc.data(), sd.data(), row, recv, rc.data(), rd.data(), row,
+                                comm_);
+  MPI_Type_free(&row);
+  check(rc_, "MPI_Alltoallv");
+}
+
+MPI_Op Comm::mpi_op(Op op) {
+  switch (op) {
+    case Op::Sum: return MPI_SUM;
+    case Op::Max: return MPI_MAX;
+    case Op::Min: return MPI_MIN;
+  }
+  return MPI_SUM;
+}
+
+void agree(const Comm& comm, const std::function<void()>& phase) {
+  std::string msg;
+  try {
+    phase();
+  } catch (const std::exception& e) {
+    msg = e.what();
+    if (msg.empty()) msg = "unknown error";
+  }
+  const int failed = msg.empty() ? comm.size() : comm.rank();
+  const int first = comm.allreduce(failed, Op::Min);
+  if (first == comm.size()) return;
+  comm.bcast_string(&msg, first);
+  throw AgreedError(msg, first);
+}
+
+[[noreturn]] void abort_all(const std::string& msg, int code) {
+  int rank = 0, size = 1, init = 0;
+  MPI_Initialized(&init);
+  if (init) {
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+  }
+  std::fprintf(stderr, "modelone: error: rank %d: %s\n", rank, msg.c_str());
+  std::fflush(stderr);
+  if (init && size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  std::exit(code);
+}
+
+std::vector<int64_t> displacements(const std::vector<int64_t>& counts) {
+  std::vector<int64_t> d(counts.size() + 1, 0);
+  for (size_t i = 0; i < counts.size(); ++i) d[i + 1] = d[i] + counts[i];
+  return d;
+}
+
+double now() { return MPI_Wtime(); }
+
+}  // namespace modelone::comm

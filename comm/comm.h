@@ -1,0 +1,156 @@
+// The only place that talks to MPI. RAII communicators, typed collectives, the count-exchanging
+// alltoallv the expert exchange uses, and the error path: an MPI error becomes a CommError
+// carrying MPI_Error_string and the rank; errors that ranks can all see are agreed on
+// collectively (agree()) so every rank stops with the same one-line message instead of hanging.
+#pragma once
+#include <mpi.h>
+
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace modelone::comm {
+
+struct CommError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Raised on every rank when agree() finds that some rank failed; message() is that rank's.
+struct AgreedError : std::runtime_error {
+  AgreedError(const std::string& msg, int failed_rank)
+      : std::runtime_error(msg), failed_rank(failed_rank) {}
+  int failed_rank;
+};
+
+// Throws CommError("<what>: <MPI_Error_string>") when rc is not MPI_SUCCESS.
+void check(int rc, const char* what);
+
+// MPI_Init_thread / MPI_Finalize. Works under mpirun and without it (a singleton world).
+class Runtime {
+ public:
+  Runtime(int* argc, char*** argv);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+};
+
+template <class T> MPI_Datatype mpi_type();
+template <> inline MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
+template <> inline MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+template <> inline MPI_Datatype mpi_type<int32_t>() { return MPI_INT32_T; }
+template <> inline MPI_Datatype mpi_type<int64_t>() { return MPI_INT64_T; }
+template <> inline MPI_Datatype mpi_type<uint64_t>() { return MPI_UINT64_T; }
+template <> inline MPI_Datatype mpi_type<uint8_t>() { return MPI_UINT8_T; }
+template <> inline MPI_Datatype mpi_type<char>() { return MPI_CHAR; }
+
+enum class Op { Sum, Max, Min };
+
+class Comm {
+ public:
+  Comm() = default;                 // null communicator
+  static Comm world();              // MPI_COMM_WORLD (not freed)
+  ~Comm();
+  Comm(Comm&& o) noexcept;
+  Comm& operator=(Comm&& o) noexcept;
+  Comm(const Comm&) = delete;
+  Comm& operator=(const Comm&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  MPI_Comm raw() const { return comm_; }
+  bool valid() const { return comm_ != MPI_COMM_NULL; }
+
+  Comm split(int color, int key) const;
+  Comm split_shared() const;        // ranks on this node
+
+  void barrier() const;
+  template <class T> void allreduce(T* data, int64_t n, Op op) const {
+    check(MPI_Allreduce(MPI_IN_PLACE, data, int(n), mpi_type<T>(), mpi_op(op), comm_),
+          "MPI_Allreduce");
+  }
+  template <class T> T allreduce(T v, Op op) const {
+    allreduce(&v, 1, op);
+    return v;
+  }
+  template <class T> void bcast(T* data, int64_t n, int root) const {
+    check(MPI_Bcast(data, int(n), mpi_type<T>(), root, comm_), "MPI_Bcast");
+  }
+  void bcast_string(std::string* s, int root) const;
+  template <class T> std::vector<T> allgather(T v) const {
+    std::vector<T> out(static_cast<size_t>(size_));
+    check(MPI_Allgather(&v, 1, mpi_type<T>(), out.data(), 1, mpi_type<T>(), comm_),
+          "MPI_Allgather");
+    return out;
+  }
+  // Counts are exchanged first (MPI_Alltoall), then the payload with one MPI_Alltoallv.
+  // send holds the rows for rank 0, then rank 1, ...; send_counts[r] elements for rank r.
+  // Returns the received elements grouped by source rank; recv_counts is filled.
+  template <class T>
+  std::vector<T> alltoallv(const std::vector<T>& send, const std::vector<int64_t>& send_counts,
+                           std::vector<int64_t>* recv_counts) const;
+  // The payload step alone, with counts already known on both sides.
+  template <class T>
+  void alltoallv(const T* send, const std::vector<int64_t>& send_counts, T* recv,
+                 const std::vector<int64_t>& recv_counts) const;
+  std::vector<int64_t> exchange_counts(const std::vector<int64_t>& send_counts) const;
+  // Rows of row_bytes bytes each, counted in rows (a contiguous MPI datatype keeps the counts
+  // far from the 2^31 limit on byte counts).
+  void alltoallv_rows(const void* send, const std::vector<int64_t>& send_rows, void* recv,
+                      const std::vector<int64_t>& recv_rows, int64_t row_bytes) const;
+
+ private:
+  static MPI_Op mpi_op(Op op);
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  bool owned_ = false;
+  int rank_ = 0, size_ = 1;
+};
+
+// Run `phase` on every rank; if it throws on any rank, throw AgreedError on every rank with the
+// message of the lowest failing rank. Phases must not themselves hang (collectives inside a
+// phase must be reached by all ranks or none).
+void agree(const Comm& comm, const std::function<void()>& phase);
+
+// Last resort for errors that only some ranks see mid-run: print one line naming the rank and
+// cause on stderr, then MPI_Abort so no rank is left waiting.
+[[noreturn]] void abort_all(const std::string& msg, int code);
+
+// Exclusive prefix sum of counts (displacements).
+std::vector<int64_t> displacements(const std::vector<int64_t>& counts);
+
+// Wall-clock seconds (MPI_Wtime).
+double now();
+
+template <class T>
+void Comm::alltoallv(const T* send, const std::vector<int64_t>& send_counts, T* recv,
+                     const std::vector<int64_t>& recv_counts) const {
+  std::vector<int> sc(static_cast<size_t>(size_)), rc(static_cast<size_t>(size_)), sd(static_cast<size_t>(size_)), rd(static_cast<size_t>(size_));
+  int64_t so = 0, ro = 0;
+  for (int r = 0; r < size_; ++r) {
+    if (so > INT32_MAX || ro > INT32_MAX)
+      throw CommError("alltoallv: displacement past 2^31 elements");
+    sc[size_t(r)] = int(send_counts[size_t(r)]);
+    rc[size_t(r)] = int(recv_counts[size_t(r)]);
+    sd[size_t(r)] = int(so);
+    rd[size_t(r)] = int(ro);
+    so += send_counts[size_t(r)];
+    ro += recv_counts[size_t(r)];
+  }
+  check(MPI_Alltoallv(send, sc.data(), sd.data(), mpi_type<T>(), recv, rc.data(), rd.data(),
+                      mpi_type<T>(), comm_),
+        "MPI_Alltoallv");
+}
+
+template <class T>
+std::vector<T> Comm::alltoallv(const std::vector<T>& send, const std::vector<int64_t>& send_counts,
+                               std::vector<int64_t>* recv_counts) const {
+  *recv_counts = exchange_counts(send_counts);
+  int64_t total = 0;
+  for (auto c : *recv_counts) total += c;
+  std::vector<T> recv(static_cast<size_t>(total));
+  alltoallv(send.data(), send_counts, recv.data(), *recv_counts);
+  return recv;
+}
+
+}  // namespace modelone::comm

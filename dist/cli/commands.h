@@ -1,0 +1,54 @@
+// The `modelone` subcommands: their options (registered with CLI11) and their bodies. Every rank
+// runs the same command; only world rank 0 writes to stdout.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace modelone {
+
+struct ModelOptions {
+  std::string model;
+  std::vector<std::string> sets;
+  int threads = 0;  // 0: OMP_NUM_THREADS or all cores
+  bool quiet = false;
+};
+
+struct RunOptions {
+  ModelOptions m;
+  std::string ids, ids_file;
+  int64_t random_prompt = 0;
+  uint64_t seed = 0;
+  int64_t generate = 0;
+  std::string logits_out;
+  std::string kv_cache = "fp32";
+  int cp = 0, ep = 0;
+  bool json = false;
+  int64_t prefill_chunk = 2048;
+  bool ignore_eos = false;
+};
+
+struct InspectOptions {
+  ModelOptions m;
+  int64_t context = 4096;
+  std::string kv_cache = "bf16";
+  int ep = 1;
+  bool json = false;
+  bool tensors = false;
+};
+
+void add_model_options(CLI::App* app, ModelOptions* o);
+void add_run_command(CLI::App* app, RunOptions* o);
+void add_inspect_command(CLI::App* app, InspectOptions* o);
+
+int run_command(const RunOptions& o);
+int inspect_command(const InspectOptions& o);
+
+// Token ids separated by commas and/or white space; `what` names the flag or file in errors.
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& what);
+
+// Progress and logs: stderr, rank 0 only, unless quiet.
+void log_line(bool quiet, const std::string& msg);
+
+}  // namespace modelone

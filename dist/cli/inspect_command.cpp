@@ -1,0 +1,118 @@
+// `modelone inspect`: the resolved config, parameter counts (total and active per token), the
+// tensor table, and the memory a rank needs for a context.
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "comm/comm.h"
+#include "dist/cli/commands.h"
+#include "dist/cli/model_source.h"
+#include "model/check.h"
+#include "model/model_info.h"
+#include "model/tensor_table.h"
+
+namespace modelone {
+
+void add_inspect_command(CLI::App* app, InspectOptions* o) {
+  CLI::App* ins = app->add_subcommand("inspect", "Show a model's config, sizes and tensors");
+  add_model_options(ins, &o->m);
+  ins->add_option("--context", o->context, "Context length for the memory estimate")
+      ->check(CLI::PositiveNumber);
+  ins->add_option("--kv-cache", o->kv_cache, "KV cache storage for the estimate: fp32 or bf16")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  ins->add_option("--ep", o->ep, "Expert-parallel ranks sharing the routed experts")
+      ->check(CLI::PositiveNumber);
+  ins->add_flag("--tensors", o->tensors, "List every tensor pattern with its role and shape");
+  ins->add_flag("--json", o->json, "Print one JSON object");
+}
+
+namespace {
+double gib(int64_t b) { return double(b) / double(1ll << 30); }
+std::string human(int64_t n) {
+  char b[32];
+  if (n >= 1000000000) std::snprintf(b, sizeof b, "%.2fB", double(n) / 1e9);
+  else if (n >= 1000000) std::snprintf(b, sizeof b, "%.2fM", double(n) / 1e6);
+  else std::snprintf(b, sizeof b, "%lld", (long long)n);
+  return b;
+}
+}  // namespace
+
+int inspect_command(const InspectOptions& o) {
+  ModelSource ms;
+  comm::agree(comm::Comm::world(), [&] { ms = resolve_model(o.m.model, o.m.sets); });
+  if (comm::Comm::world().rank() != 0) return 0;
+  const ModelConfig& c = ms.cfg;
+  const ParamCounts pc = count_params(c);
+  const DType kv = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
+  const RankMemory mem = rank_memory(c, o.context, c.weight_dtype, kv, o.ep);
+  int64_t n_sliding = 0, n_csa = 0, n_hca = 0, n_hash = 0;
+  for (auto k : c.attn) (k == AttnKind::Sliding ? n_sliding : k == AttnKind::CSA ? n_csa : n_hca)++;
+  for (auto k : c.mlp) n_hash += k == MlpKind::HashMoE;
+
+  // Tensor patterns with how many instances each has.
+  std::map<const TensorSpec*, std::pair<int64_t, std::vector<int64_t>>> pat;
+  for (auto& t : enumerate_tensors(c)) {
+    auto& e = pat[t.spec];
+    ++e.first;
+    e.second = t.shape;
+  }
+  if (o.json) {
+    nlohmann::json j;
+    j["model"] = c.name;
+    j["source"] = ms.description;
+    j["vocab_size"] = c.vocab_size;
+    j["hidden_size"] = c.hidden_size;
+    j["num_layers"] = c.num_layers;
+    j["layers"] = {{"sliding", n_sliding}, {"csa", n_csa}, {"hca", n_hca}, {"hash_moe", n_hash}};
+    j["num_heads"] = c.num_heads;
+    j["head_dim"] = c.head_dim;
+    j["rope_dim"] = c.rope_dim;
+    j["n_routed_experts"] = c.n_experts;
+    j["num_experts_per_tok"] = c.top_k;
+    j["params_total"] = pc.total;
+    j["params_active"] = pc.active;
+    j["params_active_no_embedding"] = pc.active_no_embedding;
+    j["params_routed_experts"] = pc.routed_experts;
+    j["context"] = o.context;
+    j["ep"] = o.ep;
+    j["rank_weight_bytes"] = mem.weight_bytes;
+    j["rank_kv_cache_bytes"] = mem.cache_bytes;
+    if (o.tensors) {
+      for (auto& [spec, e] : pat)
+        j["tensors"].push_back({{"pattern", spec->pattern}, {"role", spec->role},
+                                {"count", e.first}, {"shape", e.second}});
+    }
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("model       %s (%s)\n", c.name.c_str(), ms.description.c_str());
+  std::printf("shape       vocab %lld, hidden %lld, %lld layers (%lld sliding, %lld CSA, %lld HCA; "
+              "%lld hash-routed)\n",
+              (long long)c.vocab_size, (long long)c.hidden_size, (long long)c.num_layers,
+              (long long)n_sliding, (long long)n_csa, (long long)n_hca, (long long)n_hash);
+  std::printf("attention   %lld heads x %lld (rope %lld), q_lora %lld, window %lld, CSA rate %lld "
+              "top-%lld (%lld x %lld indexer), HCA rate %lld\n",
+              (long long)c.num_heads, (long long)c.head_dim, (long long)c.rope_dim,
+              (long long)c.q_lora_rank, (long long)c.sliding_window, (long long)c.csa_rate,
+              (long long)c.index_topk, (long long)c.index_n_heads, (long long)c.index_head_dim,
+              (long long)c.hca_rate);
+  std::printf("moe         %lld routed experts top-%lld (+%lld shared), intermediate %lld\n",
+              (long long)c.n_experts, (long long)c.top_k, (long long)c.n_shared_experts,
+              (long long)c.moe_inter);
+  std::printf("params      total %s, active per token %s (%s without embedding and head)\n",
+              human(pc.total).c_str(), human(pc.active).c_str(),
+              human(pc.active_no_embedding).c_str());
+  std::printf("memory      per rank at ep %d: weights %.2f GiB (%s), KV cache %.3f GiB for %lld "
+              "tokens (%s)\n",
+              o.ep, gib(mem.weight_bytes), std::string(dtype_name(c.weight_dtype)).c_str(),
+              gib(mem.cache_bytes), (long long)o.context, o.kv_cache.c_str());
+  if (o.tensors) {
+    std::printf("\n%-58s %-40s %6s  %s\n", "tensor", "role", "count", "shape");
+    for (auto& [spec, e] : pat)
+      std::printf("%-58s %-40s %6lld  %s\n", spec->pattern, spec->role, (long long)e.first,
+                  shape_str(e.second).c_str());
+  }
+  return 0;
+}
+
+}  // namespace modelone

@@ -1,0 +1,55 @@
+// modelone: run DeepSeek-V4 models across MPI ranks. See README.md for the commands.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "comm/comm.h"
+#include "dist/cli/commands.h"
+#include "model/check.h"
+
+using namespace modelone;
+
+int main(int argc, char** argv) {
+  comm::Runtime runtime(&argc, &argv);
+  const comm::Comm world = comm::Comm::world();
+  CLI::App app{"modelone: DeepSeek-V4 inference across MPI ranks"};
+  app.require_subcommand(1);
+  RunOptions run;
+  InspectOptions inspect;
+  add_run_command(&app, &run);
+  add_inspect_command(&app, &inspect);
+
+  bool help = false;
+  int code = 0;
+  try {
+    // Every rank parses the same argv, so a bad flag fails everywhere with the same message.
+    comm::agree(world, [&] {
+      try {
+        app.parse(argc, argv);
+      } catch (const CLI::CallForHelp&) {
+        help = true;
+      } catch (const CLI::CallForAllHelp&) {
+        help = true;
+      } catch (const CLI::ParseError& e) {
+        throw Error(e.what());
+      }
+    });
+    if (help) {
+      if (world.rank() == 0) std::fputs(app.help().c_str(), stdout);
+      return 0;
+    }
+    if (app.got_subcommand("run")) code = run_command(run);
+    else if (app.got_subcommand("inspect")) code = inspect_command(inspect);
+  } catch (const comm::AgreedError& e) {
+    if (world.rank() == 0) {
+      if (world.size() > 1 && e.failed_rank != 0)
+        std::fprintf(stderr, "modelone: error: rank %d: %s\n", e.failed_rank, e.what());
+      else
+        std::fprintf(stderr, "modelone: error: %s\n", e.what());
+    }
+    return 2;
+  } catch (const std::exception& e) {
+    // Seen by this rank alone, possibly mid-collective: stop everyone.
+    comm::abort_all(e.what(), 3);
+  }
+  return code;
+}

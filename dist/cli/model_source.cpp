@@ -1,0 +1,49 @@
+#include "dist/cli/model_source.h"
+
+#include <filesystem>
+
+#include "model/check.h"
+#include "model/config_io.h"
+#include "model/safetensors.h"
+
+namespace modelone {
+
+namespace fs = std::filesystem;
+
+ModelSource resolve_model(const std::string& model, const std::vector<std::string>& sets) {
+  ModelSource ms;
+  pb::ModelConfig p;
+  std::string source;
+  if (find_preset(model, &p)) {
+    source = "preset " + model;
+  } else if (model.size() > 6 && model.compare(model.size() - 6, 6, ".pbtxt") == 0) {
+    p = read_pbtxt_file(model);
+    source = model;
+  } else if (fs::is_directory(model)) {
+    const fs::path cj = fs::path(model) / "config.json";
+    MO_REQUIRE(fs::exists(cj), "--model: checkpoint directory '", model, "' has no config.json");
+    p = read_config_json(cj.string());
+    if (!p.has_name()) p.set_name(model);
+    source = cj.string();
+    ms.synthetic = false;
+  } else {
+    std::string names;
+    for (auto& n : preset_names()) names += (names.empty() ? "" : ", ") + n;
+    fail("--model: '", model, "' is neither a preset (", names,
+         ") nor a checkpoint directory nor a .pbtxt file");
+  }
+  for (auto& s : sets) apply_override(&p, s);
+  ms.cfg = config_from_proto(p, source);
+  if (ms.synthetic) {
+    ms.description = source + " (synthetic weights, seed " + std::to_string(ms.cfg.seed) + ")";
+    ms.weights = synthetic_source(ms.cfg.seed, ms.cfg.weight_dtype);
+  } else {
+    auto ck = std::make_shared<const Checkpoint>(Checkpoint::open(model));
+    ms.checkpoint = ck;
+    ms.description = "checkpoint " + model;
+    ms.weights = checkpoint_source(ck);
+  }
+  return ms;
+}
+
+}  // namespace modelone

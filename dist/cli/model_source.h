@@ -1,0 +1,23 @@
+// Resolving --model: a built-in preset name, a .pbtxt config (both with synthetic weights), or a
+// checkpoint directory as transformers writes it. --set overrides apply to either.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace modelone {
+
+struct ModelSource {
+  ModelConfig cfg;
+  std::string description;              // for logs: "preset tiny", "checkpoint DIR"
+  bool synthetic = true;
+  std::shared_ptr<const class Checkpoint> checkpoint;
+  std::unique_ptr<WeightSource> weights;
+};
+
+ModelSource resolve_model(const std::string& model, const std::vector<std::string>& sets);
+
+}  // namespace modelone

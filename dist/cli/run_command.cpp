@@ -1,0 +1,225 @@
+// `modelone run`: prefill a prompt (in chunks), optionally write its logits, then greedy decode.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "comm/comm.h"
+#include "dist/cli/commands.h"
+#include "dist/cli/model_source.h"
+#include "dist/engine.h"
+#include "dist/grid.h"
+#include "model/check.h"
+#include "model/gemm.h"
+#include "model/npy.h"
+
+namespace modelone {
+
+void log_line(bool quiet, const std::string& msg) {
+  if (quiet || comm::Comm::world().rank() != 0) return;
+  std::fprintf(stderr, "modelone: %s\n", msg.c_str());
+  std::fflush(stderr);
+}
+
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& what) {
+  std::vector<int32_t> ids;
+  std::string tok;
+  auto flush = [&] {
+    if (tok.empty()) return;
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(tok, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    MO_REQUIRE(used == tok.size() && v >= 0 && v <= INT32_MAX, what, ": '", tok,
+               "' is not a token id");
+    ids.push_back(int32_t(v));
+    tok.clear();
+  };
+  for (char c : text) {
+    if (c == ',' || std::isspace(static_cast<unsigned char>(c))) flush();
+    else tok += c;
+  }
+  flush();
+  return ids;
+}
+
+void add_model_options(CLI::App* app, ModelOptions* o) {
+  app->add_option("--model", o->model, "Preset name (tiny, v4-flash, v4-pro), .pbtxt config, or "
+                                       "checkpoint directory")
+      ->required();
+  app->add_option("--set", o->sets, "Override a config field: key=value (repeatable)");
+  app->add_option("--threads", o->threads, "Compute threads per rank (default: OMP_NUM_THREADS "
+                                           "or all cores)")
+      ->check(CLI::NonNegativeNumber);
+  app->add_flag("--quiet", o->quiet, "No progress lines on stderr");
+}
+
+void add_run_command(CLI::App* app, RunOptions* o) {
+  CLI::App* run = app->add_subcommand("run", "Prefill a prompt and generate greedily");
+  add_model_options(run, &o->m);
+  auto* ids = run->add_option("--ids", o->ids, "Prompt token ids: 1,2,3 or '1 2 3'");
+  auto* ids_file = run->add_option("--ids-file", o->ids_file, "File of prompt token ids");
+  auto* rnd = run->add_option("--random-prompt", o->random_prompt, "Random prompt of N tokens")
+                  ->check(CLI::PositiveNumber);
+  ids->excludes(ids_file)->excludes(rnd);
+  ids_file->excludes(rnd);
+  run->add_option("--seed", o->seed, "Seed for --random-prompt");
+  run->add_option("--generate", o->generate, "Greedy tokens to generate after the prompt")
+      ->check(CLI::NonNegativeNumber);
+  run->add_option("--logits-out", o->logits_out, "Write prompt logits [T, vocab] float32 .npy");
+  run->add_option("--kv-cache", o->kv_cache, "KV cache storage: fp32 or bf16")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
+  run->add_option("--cp", o->cp, "Context-parallel ranks per sequence (default 1)");
+  run->add_option("--ep", o->ep, "Expert-parallel group size (default: world size)");
+  run->add_flag("--json", o->json, "Print one JSON object with generated tokens and timings");
+  run->add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per forward step")
+      ->check(CLI::PositiveNumber);
+  run->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past the end-of-sequence token");
+}
+
+namespace {
+
+std::string fmt_seconds(double s) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.3f s", s);
+  return b;
+}
+
+}  // namespace
+
+int run_command(const RunOptions& o) {
+  set_compute_threads(o.m.threads);
+  const double t_start = comm::now();
+  RankGrid grid;
+  comm::Comm world = comm::Comm::world();
+  comm::agree(world, [&] { grid = RankGrid::make(o.cp, o.ep); });
+
+  ModelSource ms;
+  std::vector<int32_t> prompt;
+  DType kv = DType::F32;
+  comm::agree(grid.world, [&] {
+    MO_REQUIRE(o.kv_cache != "fp8", "--kv-cache fp8: the FP8 cache is not built yet (fp32, bf16)");
+    kv = o.kv_cache == "bf16" ? DType::BF16 : DType::F32;
+    ms = resolve_model(o.m.model, o.m.sets);
+    if (!o.ids.empty()) {
+      prompt = parse_ids(o.ids, "--ids");
+    } else if (!o.ids_file.empty()) {
+      std::ifstream f(o.ids_file);
+      MO_REQUIRE(f.good(), "--ids-file: cannot open '", o.ids_file, "'");
+      std::stringstream ss;
+      ss << f.rdbuf();
+      prompt = parse_ids(ss.str(), "--ids-file " + o.ids_file);
+    } else if (o.random_prompt > 0) {
+      std::mt19937_64 rng(o.seed);
+      std::uniform_int_distribution<int32_t> d(0, int32_t(ms.cfg.vocab_size - 1));
+      for (int64_t i = 0; i < o.random_prompt; ++i) prompt.push_back(d(rng));
+    }
+    MO_REQUIRE(!prompt.empty(), "no prompt: give --ids, --ids-file or --random-prompt");
+    for (auto id : prompt)
+      MO_REQUIRE(id < ms.cfg.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
+                 ms.cfg.vocab_size, ") of ", ms.cfg.name);
+  });
+  log_line(o.m.quiet, "model: " + ms.description + ", " + std::to_string(ms.cfg.num_layers) +
+                          " layers, world " + std::to_string(grid.W) + " (dp " +
+                          std::to_string(grid.dp) + ", cp " + std::to_string(grid.cp) + ", ep " +
+                          std::to_string(grid.ep) + ")");
+
+  // Each rank loads the shared weights and only the routed experts its ep rank holds.
+  ExpertPlacement placement = ExpertPlacement::contiguous(ms.cfg.n_experts, grid.ep);
+  ModelWeights weights;
+  const int ep_rank = grid.ep_comm.rank();
+  comm::agree(grid.world, [&] {
+    weights = load_weights(ms.cfg, *ms.weights, [&](int64_t, int64_t e) {
+      return placement.holds(ep_rank, e);
+    });
+  });
+  const double t_loaded = comm::now();
+  log_line(o.m.quiet, "weights: " + std::to_string(weights.bytes >> 20) + " MiB on rank 0, loaded in " +
+                          fmt_seconds(t_loaded - t_start));
+
+  EngineOptions eopt;
+  eopt.kv_dtype = kv;
+  Engine engine(ms.cfg, grid, std::move(weights), placement, eopt);
+  // One sequence: the first dp group runs it; the other ranks still serve their experts.
+  const bool active = grid.dp_index == 0;
+  const int64_t T = int64_t(prompt.size()), V = ms.cfg.vocab_size;
+  const bool want_logits = !o.logits_out.empty();
+  std::vector<float> all_logits, logits;
+  if (want_logits && grid.is_root()) all_logits.resize(size_t(T * V));
+
+  grid.world.barrier();
+  const double t0 = comm::now();
+  for (int64_t c0 = 0; c0 < T; c0 += o.prefill_chunk) {
+    const int64_t n = std::min(o.prefill_chunk, T - c0);
+    engine.forward(prompt.data() + c0, active ? n : 0, want_logits, &logits);
+    if (want_logits && grid.is_root())
+      std::copy(logits.begin(), logits.end(), all_logits.begin() + c0 * V);
+    if (T > o.prefill_chunk)
+      log_line(o.m.quiet, "prefill: " + std::to_string(c0 + n) + " / " + std::to_string(T) +
+                              " tokens, " + fmt_seconds(comm::now() - t0));
+  }
+  const double t_prefill = comm::now() - t0;
+  if (want_logits && grid.is_root()) write_npy_f32(o.logits_out, all_logits.data(), {T, V});
+
+  // Greedy decode; rank 0 decides each token (and when to stop) and tells everyone.
+  std::vector<int32_t> generated;
+  const double t1 = comm::now();
+  double ttft = t_prefill;
+  for (int64_t i = 0; i < o.generate; ++i) {
+    int64_t msg[2] = {0, 0};  // token, stop
+    if (grid.is_root()) {
+      const float* last = logits.data() + (logits.size() / size_t(V) - 1) * size_t(V);
+      msg[0] = std::max_element(last, last + V) - last;
+      msg[1] = !o.ignore_eos && msg[0] == ms.cfg.eos_token_id;
+    }
+    grid.world.bcast(msg, 2, 0);
+    const int32_t tok = int32_t(msg[0]);
+    generated.push_back(tok);
+    if (i == 0) ttft = comm::now() - t0;
+    if (msg[1] || i + 1 == o.generate) break;
+    engine.forward(&tok, active ? 1 : 0, false, &logits);
+  }
+  const double t_decode = comm::now() - t1;
+  const int64_t n_decode_steps = std::max<int64_t>(0, int64_t(generated.size()) - 1);
+
+  if (grid.is_root()) {
+    if (o.json) {
+      nlohmann::json j;
+      j["generated"] = generated;
+      j["model"] = ms.cfg.name;
+      j["prompt_tokens"] = T;
+      j["world_size"] = grid.W;
+      j["dp"] = grid.dp;
+      j["cp"] = grid.cp;
+      j["ep"] = grid.ep;
+      j["kv_cache"] = o.kv_cache;
+      j["load_seconds"] = t_loaded - t_start;
+      j["prefill_seconds"] = t_prefill;
+      j["prefill_tokens_per_second"] = t_prefill > 0 ? double(T) / t_prefill : 0.0;
+      j["ttft_seconds"] = ttft;
+      j["decode_steps"] = n_decode_steps;
+      j["decode_seconds"] = t_decode;
+      j["decode_tokens_per_second"] = n_decode_steps > 0 ? double(n_decode_steps) / t_decode : 0.0;
+      j["kv_cache_bytes"] = engine.cache_bytes();
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::string g;
+      for (auto t : generated) g += (g.empty() ? "" : " ") + std::to_string(t);
+      std::printf("generated: %s\n", g.c_str());
+      std::printf("prefill: %lld tokens in %.3f s (%.1f tokens/s)\n", (long long)T, t_prefill,
+                  t_prefill > 0 ? double(T) / t_prefill : 0.0);
+      if (n_decode_steps > 0)
+        std::printf("decode: %lld steps in %.3f s (%.1f tokens/s)\n", (long long)n_decode_steps,
+                    t_decode, double(n_decode_steps) / t_decode);
+    }
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace modelone

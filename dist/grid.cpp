@@ -1,0 +1,28 @@
+#include "dist/grid.h"
+
+#include "model/check.h"
+
+namespace modelone {
+
+RankGrid RankGrid::make(int cp, int ep) {
+  RankGrid g;
+  g.world = comm::Comm::world();
+  g.W = g.world.size();
+  // Context parallelism is not built yet, so a sequence lives on one rank (cp = 1) and the other
+  // ranks are dp replicas; experts are spread over the whole world by default.
+  if (cp == 0) cp = 1;
+  if (ep == 0) ep = g.W;
+  MO_REQUIRE(cp >= 1 && g.W % cp == 0, "--cp ", cp, " does not divide the world size ", g.W);
+  MO_REQUIRE(cp == 1, "--cp ", cp, ": context parallelism is not built yet (use --cp 1)");
+  MO_REQUIRE(ep >= 1 && g.W % ep == 0, "--ep ", ep, " does not divide the world size ", g.W);
+  g.cp = cp;
+  g.dp = g.W / cp;
+  g.ep = ep;
+  const int r = g.world.rank();
+  g.dp_index = r / cp;
+  g.cp_comm = g.world.split(g.dp_index, r);
+  g.ep_comm = g.world.split(r / ep, r);
+  return g;
+}
+
+}  // namespace modelone

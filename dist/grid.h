@@ -1,0 +1,20 @@
+// The rank grid: world W = dp x cp. A cp group shares one sequence (context parallel), dp groups
+// serve different sequences, and MoE runs over ep groups of consecutive ranks (default: all).
+#pragma once
+#include "comm/comm.h"
+
+namespace modelone {
+
+struct RankGrid {
+  comm::Comm world;
+  int W = 1, dp = 1, cp = 1, ep = 1;
+  int dp_index = 0;   // which dp group this rank is in
+  comm::Comm cp_comm; // ranks of this dp group
+  comm::Comm ep_comm; // ranks of this ep group
+
+  // cp, ep: 0 means the default. Throws Error naming the flag when they do not fit the world.
+  static RankGrid make(int cp, int ep);
+  bool is_root() const { return world.rank() == 0; }
+};
+
+}  // namespace modelone

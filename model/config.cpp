@@ -1,0 +1,200 @@
+#include "model/config.h"
+
+#include "model/check.h"
+#include "model/config.pb.h"
+
+namespace modelone {
+
+const char* attn_kind_name(AttnKind k) {
+  switch (k) {
+    case AttnKind::Sliding: return "sliding_attention";
+    case AttnKind::CSA: return "compressed_sparse_attention";
+    case AttnKind::HCA: return "heavily_compressed_attention";
+  }
+  return "?";
+}
+
+namespace {
+
+RopeParams rope_from(const pb::Rope& r, double default_theta, double default_partial,
+                     int64_t head_dim, int64_t max_pos, const std::string& source,
+                     const char* which) {
+  RopeParams p;
+  const std::string type = r.has_rope_type() ? r.rope_type() : "default";
+  if (type == "yarn") p.type = RopeParams::Type::Yarn;
+  else MO_REQUIRE(type == "default", source, ": rope ", which, ": unsupported rope_type '", type,
+                  "' (expected default or yarn)");
+  p.theta = r.has_rope_theta() ? r.rope_theta() : default_theta;
+  const double partial = r.has_partial_rotary_factor() ? r.partial_rotary_factor() : default_partial;
+  p.dim = int64_t(double(head_dim) * partial);
+  if (p.type == RopeParams::Type::Yarn) {
+    MO_REQUIRE(r.has_original_max_position_embeddings(), source, ": rope ", which,
+               ": yarn needs original_max_position_embeddings");
+    p.original_max_position = r.original_max_position_embeddings();
+    // The explicit factor wins; only without one is it derived from the context extension.
+    p.factor = r.has_factor() ? r.factor() : double(max_pos) / double(p.original_max_position);
+    p.beta_fast = r.has_beta_fast() && r.beta_fast() != 0 ? r.beta_fast() : 32.0;
+    p.beta_slow = r.has_beta_slow() && r.beta_slow() != 0 ? r.beta_slow() : 1.0;
+    // V4 does not scale cos/sin by YaRN's mscale (transformers pins attention_factor = 1).
+    p.attention_factor = r.has_attention_factor() ? r.attention_factor() : 1.0;
+    p.truncate = r.has_truncate() ? r.truncate() : true;
+  }
+  return p;
+}
+
+AttnKind attn_kind_from(const std::string& s, const std::string& source) {
+  if (s == "sliding_attention") return AttnKind::Sliding;
+  if (s == "compressed_sparse_attention") return AttnKind::CSA;
+  if (s == "heavily_compressed_attention") return AttnKind::HCA;
+  fail(source, ": layer_types: unknown layer type '", s, "'");
+}
+
+}  // namespace
+
+ModelConfig config_from_proto(const pb::ModelConfig& p, const std::string& source) {
+  ModelConfig c;
+  c.name = p.has_name() ? p.name() : source;
+  c.vocab_size = p.has_vocab_size() ? p.vocab_size() : 129280;
+  c.hidden_size = p.has_hidden_size() ? p.hidden_size() : 4096;
+  c.moe_inter = p.has_moe_intermediate_size() ? p.moe_intermediate_size() : 2048;
+  c.num_layers = p.has_num_hidden_layers() ? p.num_hidden_layers() : 43;
+  c.num_heads = p.has_num_attention_heads() ? p.num_attention_heads() : 64;
+  MO_REQUIRE(!p.has_num_key_value_heads() || p.num_key_value_heads() == 1, source,
+             ": num_key_value_heads must be 1 (shared-KV MQA), got ", p.num_key_value_heads());
+  c.head_dim = p.has_head_dim() ? p.head_dim() : 512;
+  c.q_lora_rank = p.has_q_lora_rank() ? p.q_lora_rank() : 1024;
+  c.top_k = p.has_num_experts_per_tok() ? p.num_experts_per_tok() : 6;
+  c.n_experts = p.has_n_routed_experts() ? p.n_routed_experts() : 256;
+  c.n_shared_experts = p.has_n_shared_experts() ? p.n_shared_experts() : 1;
+  c.scoring_func = p.has_scoring_func() ? p.scoring_func() : "sqrtsoftplus";
+  c.routed_scaling_factor = p.has_routed_scaling_factor() ? p.routed_scaling_factor() : 1.5;
+  c.max_position_embeddings = p.has_max_position_embeddings() ? p.max_position_embeddings() : 1048576;
+  c.csa_rate = p.has_compress_rate_csa() ? p.compress_rate_csa() : 4;
+  c.hca_rate = p.has_compress_rate_hca() ? p.compress_rate_hca() : 128;
+  c.hc_mult = p.has_hc_mult() ? p.hc_mult() : 4;
+  c.hc_sinkhorn_iters = p.has_hc_sinkhorn_iters() ? p.hc_sinkhorn_iters() : 20;
+  c.hc_eps = p.has_hc_eps() ? p.hc_eps() : 1e-6;
+  c.swiglu_limit = p.has_swiglu_limit() ? p.swiglu_limit() : 10.0;
+  c.sliding_window = p.has_sliding_window() ? p.sliding_window() : 128;
+  c.o_groups = p.has_o_groups() ? p.o_groups() : 8;
+  c.o_lora_rank = p.has_o_lora_rank() ? p.o_lora_rank() : 1024;
+  c.index_n_heads = p.has_index_n_heads() ? p.index_n_heads() : 64;
+  c.index_head_dim = p.has_index_head_dim() ? p.index_head_dim() : 128;
+  c.index_topk = p.has_index_topk() ? p.index_topk() : 512;
+  c.rms_norm_eps = p.has_rms_norm_eps() ? p.rms_norm_eps() : 1e-6;
+  c.bos_token_id = p.has_bos_token_id() ? p.bos_token_id() : 0;
+  c.eos_token_id = p.has_eos_token_id() ? p.eos_token_id() : 1;
+  c.tie_word_embeddings = p.has_tie_word_embeddings() && p.tie_word_embeddings();
+  c.seed = p.has_seed() ? p.seed() : 0;
+  if (p.has_weight_dtype())
+    MO_REQUIRE(dtype_from_name(p.weight_dtype(), &c.weight_dtype) && dtype_is_float(c.weight_dtype),
+               source, ": weight_dtype: unknown dtype '", p.weight_dtype(), "'");
+  MO_REQUIRE(!p.has_hidden_act() || p.hidden_act() == "silu", source,
+             ": hidden_act must be silu, got '", p.hidden_act(), "'");
+  MO_REQUIRE(c.num_layers > 0, source, ": num_hidden_layers must be positive");
+  MO_REQUIRE(c.head_dim > 0, source, ": head_dim must be positive");
+  const size_t n = size_t(c.num_layers);
+
+  // layer_types: explicit > legacy compress_ratios > V4-Pro default (2 HCA, then HCA/CSA).
+  if (p.layer_types_size() > 0) {
+    for (auto& s : p.layer_types()) c.attn.push_back(attn_kind_from(s, source));
+  } else if (p.compress_ratios_size() > 0) {
+    for (int64_t r : p.compress_ratios()) {
+      if (r == 0) c.attn.push_back(AttnKind::Sliding);
+      else if (r == c.csa_rate || r == 4) c.attn.push_back(AttnKind::CSA);
+      else if (r == c.hca_rate || r == 128) c.attn.push_back(AttnKind::HCA);
+      else fail(source, ": compress_ratios: unsupported ratio ", r, " (expected 0, ", c.csa_rate,
+                " or ", c.hca_rate, ")");
+    }
+  } else {
+    for (size_t i = 0; i < n; ++i)
+      c.attn.push_back(i < 2 || (i - 2) % 2 == 0 ? AttnKind::HCA : AttnKind::CSA);
+  }
+  // Checkpoints list an extra entry for the MTP layer; like transformers, keep the first n.
+  MO_REQUIRE(c.attn.size() >= n, source, ": layer_types has ", c.attn.size(),
+             " entries for num_hidden_layers = ", n);
+  c.attn.resize(n);
+
+  if (p.mlp_layer_types_size() > 0) {
+    for (auto& s : p.mlp_layer_types()) {
+      if (s == "hash_moe") c.mlp.push_back(MlpKind::HashMoE);
+      else if (s == "moe") c.mlp.push_back(MlpKind::MoE);
+      else fail(source, ": mlp_layer_types: unknown type '", s, "' (expected hash_moe or moe)");
+    }
+    MO_REQUIRE(c.mlp.size() >= n, source, ": mlp_layer_types has ", c.mlp.size(),
+               " entries for num_hidden_layers = ", n);
+    c.mlp.resize(n);
+  } else {
+    const int64_t n_hash = p.has_num_hash_layers() ? p.num_hash_layers() : 3;
+    for (size_t i = 0; i < n; ++i)
+      c.mlp.push_back(int64_t(i) < n_hash ? MlpKind::HashMoE : MlpKind::MoE);
+  }
+
+  // partial_rotary_factor > legacy qk_rope_head_dim / head_dim > 64 / 512.
+  double partial = 64.0 / 512.0;
+  if (p.has_partial_rotary_factor()) partial = p.partial_rotary_factor();
+  else if (p.has_qk_rope_head_dim()) partial = double(p.qk_rope_head_dim()) / double(c.head_dim);
+  const double theta = p.has_rope_theta() ? p.rope_theta() : 10000.0;
+  const double ctheta = p.has_compress_rope_theta() ? p.compress_rope_theta() : 160000.0;
+  c.rope_main = rope_from(p.rope_main(), theta, partial, c.head_dim, c.max_position_embeddings,
+                          source, "main");
+  // compress: nested rope_parameters.compress, else the legacy flat YaRN dict with its theta.
+  pb::Rope comp = p.has_rope_compress() ? p.rope_compress() : p.rope_scaling();
+  if (!p.has_rope_compress()) comp.set_rope_theta(ctheta);
+  c.rope_compress = rope_from(comp, ctheta, partial, c.head_dim, c.max_position_embeddings,
+                              source, "compress");
+  c.rope_dim = c.rope_main.dim;
+  c.validate(source);
+  return c;
+}
+
+void ModelConfig::validate(const std::string& source) const {
+  auto pos = [&](int64_t v, const char* field) {
+    MO_REQUIRE(v > 0, source, ": ", field, " must be positive, got ", v);
+  };
+  pos(vocab_size, "vocab_size");
+  pos(hidden_size, "hidden_size");
+  pos(num_heads, "num_attention_heads");
+  pos(q_lora_rank, "q_lora_rank");
+  pos(o_groups, "o_groups");
+  pos(o_lora_rank, "o_lora_rank");
+  pos(sliding_window, "sliding_window");
+  pos(n_experts, "n_routed_experts");
+  pos(top_k, "num_experts_per_tok");
+  pos(moe_inter, "moe_intermediate_size");
+  pos(hc_mult, "hc_mult");
+  pos(hc_sinkhorn_iters, "hc_sinkhorn_iters");
+  MO_REQUIRE(top_k <= n_experts, source, ": num_experts_per_tok (", top_k,
+             ") exceeds n_routed_experts (", n_experts, ")");
+  MO_REQUIRE(n_shared_experts == 0 || n_shared_experts == 1, source,
+             ": n_shared_experts must be 0 or 1, got ", n_shared_experts);
+  MO_REQUIRE(num_heads % o_groups == 0, source, ": num_attention_heads (", num_heads,
+             ") must be a multiple of o_groups (", o_groups, ")");
+  MO_REQUIRE(rope_dim > 0 && rope_dim % 2 == 0 && rope_dim <= head_dim, source,
+             ": rope dims (head_dim * partial_rotary_factor = ", rope_dim,
+             ") must be even and within head_dim");
+  MO_REQUIRE(rope_compress.dim == rope_dim, source,
+             ": rope main and compress must rotate the same number of dims");
+  MO_REQUIRE(scoring_func == "sqrtsoftplus" || scoring_func == "sigmoid", source,
+             ": scoring_func '", scoring_func, "' is not supported (sqrtsoftplus, sigmoid)");
+  bool any_csa = false, any_comp = false;
+  for (auto k : attn) {
+    any_csa |= k == AttnKind::CSA;
+    any_comp |= k != AttnKind::Sliding;
+  }
+  if (any_comp) {
+    pos(csa_rate, "compress_rate_csa");
+    pos(hca_rate, "compress_rate_hca");
+  }
+  if (any_csa) {
+    pos(index_n_heads, "index_n_heads");
+    pos(index_head_dim, "index_head_dim");
+    pos(index_topk, "index_topk");
+    MO_REQUIRE(rope_dim <= index_head_dim, source, ": index_head_dim (", index_head_dim,
+               ") is smaller than the rope dims (", rope_dim, ")");
+  }
+  MO_REQUIRE(eos_token_id < vocab_size, source, ": eos_token_id ", eos_token_id,
+             " >= vocab_size ", vocab_size);
+}
+
+}  // namespace modelone

@@ -1,0 +1,60 @@
+// The model's shape and hyper-parameters, resolved from a preset or a checkpoint's config.json
+// (see config_io.h) and validated once; everything downstream reads this struct.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/dtype.h"
+#include "model/rope.h"
+
+namespace modelone {
+
+namespace pb { class ModelConfig; }
+
+enum class AttnKind : uint8_t { Sliding, CSA, HCA };
+enum class MlpKind : uint8_t { HashMoE, MoE };
+const char* attn_kind_name(AttnKind k);  // config.json spelling
+
+struct ModelConfig {
+  std::string name;                 // preset name or checkpoint directory
+  int64_t vocab_size = 0, hidden_size = 0, num_layers = 0;
+  // Attention: q-LoRA, shared single KV head of head_dim, RoPE on the trailing rope_dim dims.
+  int64_t num_heads = 0, head_dim = 0, q_lora_rank = 0, rope_dim = 0;
+  int64_t o_groups = 0, o_lora_rank = 0, sliding_window = 0;
+  std::vector<AttnKind> attn;       // per layer
+  int64_t csa_rate = 4, hca_rate = 128;
+  int64_t index_n_heads = 0, index_head_dim = 0, index_topk = 0;
+  RopeParams rope_main, rope_compress;
+  // MoE
+  int64_t n_experts = 0, top_k = 0, n_shared_experts = 1, moe_inter = 0;
+  std::vector<MlpKind> mlp;         // per layer
+  double routed_scaling_factor = 1.0, swiglu_limit = 0.0;
+  std::string scoring_func = "sqrtsoftplus";
+  // mHC
+  int64_t hc_mult = 4, hc_sinkhorn_iters = 20;
+  double hc_eps = 1e-6, rms_norm_eps = 1e-6;
+  int64_t max_position_embeddings = 0, bos_token_id = -1, eos_token_id = -1;
+  bool tie_word_embeddings = false;
+  // Synthetic weights
+  uint64_t seed = 0;
+  DType weight_dtype = DType::BF16;
+
+  int64_t compress_rate(int64_t layer) const {
+    return attn[size_t(layer)] == AttnKind::CSA   ? csa_rate
+           : attn[size_t(layer)] == AttnKind::HCA ? hca_rate
+                                                  : 0;
+  }
+  const RopeParams& rope_for(int64_t layer) const {
+    return attn[size_t(layer)] == AttnKind::Sliding ? rope_main : rope_compress;
+  }
+  int64_t q_dim() const { return num_heads * head_dim; }
+
+  // Throws Error naming the first inconsistent field (source says where the config came from).
+  void validate(const std::string& source) const;
+};
+
+// Resolve defaults (transformers' DeepseekV4Config defaults, i.e. V4-Flash) and legacy fields.
+ModelConfig config_from_proto(const pb::ModelConfig& p, const std::string& source);
+
+}  // namespace modelone

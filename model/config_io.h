@@ -1,0 +1,29 @@
+// Where configs come from: built-in presets and .pbtxt files (strict protobuf text format),
+// checkpoint config.json files (transformers' DeepseekV4Config keys, legacy ones included), and
+// `--set key=value` overrides. All of them fill one pb::ModelConfig, resolved by
+// config_from_proto().
+#pragma once
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/config.pb.h"
+
+namespace modelone {
+
+// Parse protobuf text; an unknown field or a syntax error throws naming file, line and field.
+pb::ModelConfig parse_pbtxt(const std::string& text, const std::string& filename);
+pb::ModelConfig read_pbtxt_file(const std::string& path);
+
+// A checkpoint's config.json. Keys transformers does not use for the math are ignored.
+pb::ModelConfig read_config_json(const std::string& path);
+
+// Built-in presets (model/presets/*.pbtxt, compiled in).
+std::vector<std::string> preset_names();
+bool find_preset(const std::string& name, pb::ModelConfig* out);
+
+// "key=value": key is a ModelConfig field (or rope_main.x / rope_compress.x); repeated fields
+// take comma-separated values. Throws naming the key on an unknown field or a bad value.
+void apply_override(pb::ModelConfig* cfg, const std::string& assignment);
+
+}  // namespace modelone

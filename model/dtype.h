@@ -1,0 +1,58 @@
+// Element types a checkpoint or cache can hold, and their scalar conversions to and from fp32.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace modelone {
+
+enum class DType : uint8_t { F32, BF16, F16, F8_E4M3, F8_E8M0, I64, I32 };
+
+size_t dtype_size(DType t);
+std::string_view dtype_name(DType t);           // safetensors spelling: "F32", "BF16", ...
+bool dtype_from_name(std::string_view s, DType* out);
+inline bool dtype_is_float(DType t) { return t != DType::I64 && t != DType::I32; }
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+// Round to nearest even, NaN stays NaN.
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+
+// OCP FP8 E4M3 ("fn": no infinities, 0x7f/0xff are NaN, max finite 448).
+float e4m3_to_f32(uint8_t v);
+uint8_t f32_to_e4m3(float f);  // round to nearest even, saturating at +-448
+// UE8M0: an unsigned power-of-two scale 2^(v - 127); 0xff is NaN.
+inline float ue8m0_to_f32(uint8_t v) {
+  if (v == 0xff) return __builtin_nanf("");
+  uint32_t u = v == 0 ? 0x00400000u : uint32_t(v) << 23;  // 2^-127 is subnormal in fp32
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+// Smallest power of two >= |f| (as a UE8M0 code), used for FP8 block scales.
+uint8_t f32_to_ue8m0_ceil(float f);
+
+// Widen n elements of type t at src to fp32 (dst must not alias src).
+void widen_to_f32(DType t, const void* src, float* dst, size_t n);
+// x rounded to what storing it as type t and reading it back gives (in place).
+void round_to_dtype(DType t, float* x, size_t n);
+// Narrow n fp32 values to type t (floating types only).
+void narrow_from_f32(DType t, const float* src, void* dst, size_t n);
+
+}  // namespace modelone

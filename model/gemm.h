@@ -1,0 +1,33 @@
+// Dense products against checkpoint weights. A weight W is [rows, K] row-major, as checkpoints
+// store nn.Linear weights, so every projection is y = x @ W^T.
+#pragma once
+#include <cstdint>
+
+#include "model/weight.h"
+
+namespace modelone {
+
+// y[T, N] (+)= x[T, K] @ W[r0 : r0 + N, :]^T, with row strides ldx / ldy.
+// fp32 weights go straight to OpenBLAS sgemm; other dtypes are widened to fp32 one tile of rows
+// at a time (small T: a fused widen-and-dot GEMV kernel instead).
+void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0, int64_t N,
+            float* y, int64_t ldy, bool accumulate = false);
+
+inline void linear(const float* x, int64_t T, const Weight& w, float* y) {
+  linear(x, T, w.cols(), w, 0, w.rows(), y, w.rows());
+}
+
+// C[M, N] = A[M, K] @ B[N, K]^T, all fp32 row-major with leading dims (OpenBLAS sgemm).
+void sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+              int64_t ldb, float* C, int64_t ldc, float beta = 0.f);
+// C[M, N] = A[M, K] @ B[K, N].
+void sgemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+              int64_t ldb, float* C, int64_t ldc, float beta = 0.f);
+
+// Threads for our OpenMP loops; OpenBLAS is pinned to one thread per caller.
+void set_compute_threads(int n);
+
+// Below this many rows of x, linear() uses the GEMV kernel for non-fp32 weights.
+constexpr int64_t kGemvMaxRows = 8;
+
+}  // namespace modelone

@@ -1,0 +1,54 @@
+// Row stores for cached keys: rows of a fixed width kept in the cache dtype (fp32 or bf16) and
+// widened to fp32 on read. KvStore grows (compressed entries, indexer keys); RingStore keeps the
+// last `capacity` rows (the sliding window).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/dtype.h"
+
+namespace modelone {
+
+class KvStore {
+ public:
+  KvStore() = default;
+  KvStore(DType dtype, int64_t width) : dtype_(dtype), width_(width) {}
+
+  int64_t rows() const { return rows_; }
+  int64_t width() const { return width_; }
+  DType dtype() const { return dtype_; }
+  size_t bytes() const { return data_.size(); }
+
+  void append(const float* rows, int64_t n);
+  void read(int64_t r0, int64_t n, float* out) const;
+  void gather(const int32_t* idx, int64_t n, float* out) const;
+  // Rows [r0, r0 + n) as fp32: a pointer into the store when it is fp32, else widened into tmp.
+  const float* view(int64_t r0, int64_t n, std::vector<float>& tmp) const;
+  void clear() { data_.clear(); rows_ = 0; }
+
+ private:
+  DType dtype_ = DType::F32;
+  int64_t width_ = 0, rows_ = 0;
+  std::vector<uint8_t> data_;
+};
+
+class RingStore {
+ public:
+  RingStore() = default;
+  RingStore(DType dtype, int64_t width, int64_t capacity);
+
+  int64_t size() const { return size_; }
+  int64_t capacity() const { return capacity_; }
+  DType dtype() const { return dtype_; }
+  size_t bytes() const { return data_.size(); }
+  void append(const float* rows, int64_t n);  // keeps the last `capacity` rows
+  void read_all(float* out) const;            // oldest first, size() rows
+  void clear() { size_ = head_ = 0; }
+
+ private:
+  DType dtype_ = DType::F32;
+  int64_t width_ = 0, capacity_ = 0, size_ = 0, head_ = 0;  // head_: slot of the oldest row
+  std::vector<uint8_t> data_;
+};
+
+}  // namespace modelone

@@ -1,0 +1,54 @@
+// The DeepSeek-V4 checkpoint described as a table: tensor name pattern -> role -> shape rule ->
+// which layers have it -> where it lives in ModelWeights. Loading, validation, synthetic weights,
+// parameter counts and `modelone inspect` all walk this one table.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace modelone {
+
+enum class Scope : uint8_t { Global, Layer, Expert };
+
+// How synthetic values are drawn: uniform with this mean and standard deviation, or a tid2eid
+// table of distinct expert ids.
+struct Init {
+  float mean = 0.f, std = 0.02f;
+  bool tid2eid = false;
+};
+
+struct TensorSpec {
+  const char* pattern;  // "{L}" = layer index, "{E}" = expert index
+  const char* role;
+  Scope scope;
+  bool (*present)(const ModelConfig&, int64_t layer);
+  std::vector<int64_t> (*shape)(const ModelConfig&, int64_t layer);
+  Init init;
+  Weight* (*slot)(ModelWeights&, int64_t layer, int64_t expert);
+  bool integer = false;  // I64 table (tid2eid)
+};
+
+const std::vector<TensorSpec>& tensor_table();
+
+std::string expand_name(const char* pattern, int64_t layer, int64_t expert);
+
+struct WeightRequest {
+  std::string name;
+  std::vector<int64_t> shape;
+  Init init;
+  bool integer = false;
+};
+
+// Every tensor of the model with its name and shape, in table order (for inspect and counts).
+struct TensorInstance {
+  const TensorSpec* spec;
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t layer, expert;
+};
+std::vector<TensorInstance> enumerate_tensors(const ModelConfig& cfg);
+
+}  // namespace modelone

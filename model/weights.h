@@ -1,0 +1,70 @@
+// The model's parameters, grouped the way the blocks use them, and the loader that fills them from
+// a checkpoint or from synthetic values by walking the tensor table (tensor_table.h).
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/weight.h"
+
+namespace modelone {
+
+class Checkpoint;
+
+struct CompressorWeights {
+  Weight wkv, wgate;  // [cw, D]: cw = head_dim (HCA) or 2 * head_dim (CSA: two series)
+  Weight ape;         // [rate, cw] position bias added to the gate
+  Weight norm;        // [head_dim]
+};
+
+struct AttnWeights {
+  Weight wq_a, q_norm, wq_b;  // q-LoRA: [q_lora, D], [q_lora], [H * Dh, q_lora]
+  Weight wkv, norm;           // shared KV head: [Dh, D], [Dh]
+  Weight wo_a, wo_b;          // grouped output: [G * R, H * Dh / G], [D, G * R]
+  Weight attn_sink;           // [H]
+  CompressorWeights compressor;                         // CSA and HCA layers
+  CompressorWeights idx_compressor;                     // CSA: the indexer's own, at index_head_dim
+  Weight idx_wq_b, idx_weights_proj;                    // CSA: [nI * Di, q_lora], [nI, D]
+};
+
+struct ExpertWeights {
+  Weight w1, w2, w3;  // gate [I, D], down [D, I], up [I, D]
+  bool loaded() const { return !w1.empty(); }
+};
+
+struct LayerWeights {
+  Weight attn_norm, ffn_norm;                       // [D]
+  Weight hc_attn_fn, hc_attn_base, hc_attn_scale;   // [(2+hc)*hc, hc*D], [(2+hc)*hc], [3]
+  Weight hc_ffn_fn, hc_ffn_base, hc_ffn_scale;
+  AttnWeights attn;
+  Weight gate, gate_bias, tid2eid;                  // [E, D], [E] (top-k), [V, k] I64 (hash)
+  std::vector<ExpertWeights> experts;               // [E]; only the owned ones are loaded
+  ExpertWeights shared;
+};
+
+struct ModelWeights {
+  Weight embed, head, norm;                         // [V, D], [V, D], [D]
+  Weight hc_head_fn, hc_head_base, hc_head_scale;   // [hc, hc*D], [hc], [1]
+  std::vector<LayerWeights> layers;
+  size_t bytes = 0;                                 // resident parameter bytes
+};
+
+// Where tensors come from: a checkpoint (checked against the expected shape) or synthetic values.
+struct WeightRequest;
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  virtual Weight load(const WeightRequest& req) = 0;
+  virtual std::string describe() const = 0;
+};
+std::unique_ptr<WeightSource> checkpoint_source(std::shared_ptr<const Checkpoint> ck);
+std::unique_ptr<WeightSource> synthetic_source(uint64_t seed, DType dtype);
+
+// owns_expert(layer, expert): whether this rank holds that routed expert. Everything else is
+// loaded on every rank.
+using ExpertFilter = std::function<bool(int64_t layer, int64_t expert)>;
+ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const ExpertFilter& owns);
+
+}  // namespace modelone

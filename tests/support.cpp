@@ -1,0 +1,51 @@
+#include "tests/support.h"
+
+#include <cmath>
+
+#include "model/check.h"
+
+namespace modelone::test {
+
+std::string data_dir(const std::string& name) { return std::string(MODELONE_TEST_DATA) + "/" + name; }
+
+Reference load_reference(const std::string& fixture_dir) {
+  return Reference{Checkpoint::open(fixture_dir + "/reference.safetensors")};
+}
+
+std::vector<float> Reference::f32(const std::string& name) const { return ck.get(name).to_f32(); }
+
+std::vector<int32_t> Reference::ids(const std::string& name) const {
+  Weight w = ck.get(name);
+  std::vector<int32_t> out(static_cast<size_t>(w.numel()));
+  for (int64_t i = 0; i < w.numel(); ++i) out[size_t(i)] = int32_t(w.at_i64(i));
+  return out;
+}
+
+std::vector<int64_t> Reference::shape(const std::string& name) const { return ck.get(name).shape; }
+
+std::unique_ptr<TestModel> make_model(const std::string& model, EngineOptions opt,
+                                      const std::vector<std::string>& sets, int cp, int ep) {
+  auto tm = std::make_unique<TestModel>();
+  tm->ms = resolve_model(model, sets);
+  tm->grid = RankGrid::make(cp, ep);
+  auto placement = ExpertPlacement::contiguous(tm->ms.cfg.n_experts, tm->grid.ep);
+  const int r = tm->grid.ep_comm.rank();
+  ModelWeights w = load_weights(tm->ms.cfg, *tm->ms.weights,
+                                [&](int64_t, int64_t e) { return placement.holds(r, e); });
+  tm->engine = std::make_unique<Engine>(tm->ms.cfg, tm->grid, std::move(w), placement, opt);
+  return tm;
+}
+
+Diff max_diff(const float* a, const float* b, size_t n) {
+  Diff d;
+  for (size_t i = 0; i < n; ++i) {
+    const float e = std::fabs(a[i] - b[i]);
+    if (!(e <= d.max_abs)) {  // NaN counts as the worst
+      d.max_abs = std::isnan(e) ? INFINITY : e;
+      d.at = i;
+    }
+  }
+  return d;
+}
+
+}  // namespace modelone::test

@@ -1,0 +1,44 @@
+// Shared test helpers: the transformers fixture, engines built on a preset or checkpoint, and
+// tensor comparisons that say where two tensors differ most.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dist/cli/model_source.h"
+#include "dist/engine.h"
+#include "dist/grid.h"
+#include "model/safetensors.h"
+
+namespace modelone::test {
+
+// tests/data/<name> (the copy of ../shared/fixtures kept in the repo).
+std::string data_dir(const std::string& name);
+
+// reference.safetensors of a transformers fixture.
+struct Reference {
+  Checkpoint ck;
+  std::vector<float> f32(const std::string& name) const;
+  std::vector<int32_t> ids(const std::string& name) const;
+  std::vector<int64_t> shape(const std::string& name) const;
+};
+Reference load_reference(const std::string& fixture_dir);
+
+// An engine over the whole world with the given model (preset, .pbtxt or directory).
+struct TestModel {
+  ModelSource ms;
+  RankGrid grid;
+  std::unique_ptr<Engine> engine;
+};
+std::unique_ptr<TestModel> make_model(const std::string& model, EngineOptions opt = {},
+                                      const std::vector<std::string>& sets = {}, int cp = 0,
+                                      int ep = 0);
+
+// Largest |a - b| and where it is.
+struct Diff {
+  float max_abs = 0;
+  size_t at = 0;
+};
+Diff max_diff(const float* a, const float* b, size_t n);
+
+}  // namespace modelone::test

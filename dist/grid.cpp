@@ -1,5 +1,9 @@
 #include "dist/grid.h"
 
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
 #include "model/check.h"
 
 namespace modelone {
@@ -22,7 +26,16 @@ RankGrid RankGrid::make(int cp, int ep) {
   g.dp_index = r / cp;
   g.cp_comm = g.world.split(g.dp_index, r);
   g.ep_comm = g.world.split(r / ep, r);
+  g.local_size = g.world.split_shared().size();
   return g;
+}
+
+int RankGrid::threads(int requested) const {
+  if (requested > 0) return requested;
+  if (const char* env = std::getenv("OMP_NUM_THREADS"); env && std::atoi(env) > 0)
+    return std::atoi(env);
+  const int cores = int(std::thread::hardware_concurrency());
+  return std::max(1, cores / std::max(1, local_size));
 }
 
 }  // namespace modelone

@@ -11,10 +11,14 @@ struct RankGrid {
   int dp_index = 0;   // which dp group this rank is in
   comm::Comm cp_comm; // ranks of this dp group
   comm::Comm ep_comm; // ranks of this ep group
+  int local_size = 1; // ranks on this node
 
   // cp, ep: 0 means the default. Throws Error naming the flag when they do not fit the world.
   static RankGrid make(int cp, int ep);
   bool is_root() const { return world.rank() == 0; }
+  // Compute threads for this rank: `requested`, else OMP_NUM_THREADS, else the node's cores
+  // shared among its ranks.
+  int threads(int requested) const;
 };
 
 }  // namespace modelone

@@ -26,6 +26,8 @@ ModelSource resolve_model(const std::string& model, const std::vector<std::strin
     if (!p.has_name()) p.set_name(model);
     source = cj.string();
     ms.synthetic = false;
+  } else if (model.find('/') != std::string::npos || model.rfind('.', 0) == 0) {
+    fail("--model: checkpoint directory '", model, "' does not exist");
   } else {
     std::string names;
     for (auto& n : preset_names()) names += (names.empty() ? "" : ", ") + n;

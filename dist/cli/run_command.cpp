@@ -93,11 +93,11 @@ std::string fmt_seconds(double s) {
 }  // namespace
 
 int run_command(const RunOptions& o) {
-  set_compute_threads(o.m.threads);
   const double t_start = comm::now();
   RankGrid grid;
   comm::Comm world = comm::Comm::world();
   comm::agree(world, [&] { grid = RankGrid::make(o.cp, o.ep); });
+  set_compute_threads(grid.threads(o.m.threads));
 
   ModelSource ms;
   std::vector<int32_t> prompt;

@@ -1,0 +1,158 @@
+// safetensors reading and the checks a bad checkpoint must fail with.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "model/check.h"
+#include "model/safetensors.h"
+#include "model/tensor_table.h"
+#include "model/weights.h"
+#include "tests/support.h"
+
+namespace modelone {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+fs::path tmp(const std::string& name) { return fs::temp_directory_path() / name; }
+
+TEST(Safetensors, RoundTripAndDtypes) {
+  const auto p = tmp("rt.safetensors").string();
+  write_safetensors(p, {{"a", DType::BF16, {2, 3}, {1, 2, 3, 4, 5, 6}, {}},
+                        {"b", DType::I64, {2}, {}, {7, -1}},
+                        {"c", DType::F8_E4M3, {1, 2}, {0.5f, -448.f}, {}}});
+  Checkpoint ck = Checkpoint::open(p);
+  EXPECT_EQ(ck.get("a").to_f32(), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(ck.get("b").at_i64(1), -1);
+  EXPECT_EQ(ck.get("c").to_f32(), (std::vector<float>{0.5f, -448.f}));
+  EXPECT_NE(error_of([&] { ck.get("zzz"); }).find("'zzz'"), std::string::npos);
+}
+
+TEST(Safetensors, TruncatedAndCorruptFilesAreNamed) {
+  const auto good = tmp("good.safetensors").string();
+  write_safetensors(good, {{"a", DType::F32, {64}, std::vector<float>(64, 1.f), {}}});
+  std::string bytes;
+  {
+    std::ifstream f(good, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  const auto cut = tmp("cut.safetensors").string();
+  std::ofstream(cut, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size() - 10));
+  std::string e = error_of([&] { Checkpoint::open(cut); });
+  EXPECT_NE(e.find("cut.safetensors"), std::string::npos) << e;
+  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+
+  const auto tiny = tmp("tiny.safetensors").string();
+  std::ofstream(tiny, std::ios::binary).write("abc", 3);
+  EXPECT_NE(error_of([&] { Checkpoint::open(tiny); }).find("truncated"), std::string::npos);
+
+  std::string garbled = bytes;
+  garbled[12] = '#';  // inside the JSON header
+  const auto bad = tmp("bad.safetensors").string();
+  std::ofstream(bad, std::ios::binary).write(garbled.data(), std::streamsize(garbled.size()));
+  e = error_of([&] { Checkpoint::open(bad); });
+  EXPECT_NE(e.find("corrupt"), std::string::npos) << e;
+
+  std::string huge = bytes;
+  huge[7] = 0x7f;  // header length far past the end
+  const auto hl = tmp("hl.safetensors").string();
+  std::ofstream(hl, std::ios::binary).write(huge.data(), std::streamsize(huge.size()));
+  EXPECT_NE(error_of([&] { Checkpoint::open(hl); }).find("exceeds"), std::string::npos);
+}
+
+// A copy of the fixture with one tensor replaced.
+std::string fixture_variant(const std::string& name, const TensorToWrite& replacement,
+                            bool drop = false) {
+  const fs::path src = test::data_dir("hf_v4_tiny"), dst = tmp(name);
+  fs::remove_all(dst);
+  fs::create_directories(dst);
+  fs::copy_file(src / "config.json", dst / "config.json");
+  Checkpoint ck = Checkpoint::open(src.string());
+  std::vector<TensorToWrite> all;
+  for (auto& n : ck.names()) {
+    if (n == replacement.name) {
+      if (!drop) all.push_back(replacement);
+      continue;
+    }
+    Weight w = ck.get(n);
+    TensorToWrite t{n, w.dtype, w.shape, {}, {}};
+    if (w.dtype == DType::I64)
+      for (int64_t i = 0; i < w.numel(); ++i) t.ints.push_back(w.at_i64(i));
+    else
+      t.values = w.to_f32();
+    all.push_back(std::move(t));
+  }
+  write_safetensors((dst / "model.safetensors").string(), all);
+  return dst.string();
+}
+
+std::string load_error(const std::string& dir) {
+  return error_of([&] {
+    auto ms = resolve_model(dir, {});
+    load_weights(ms.cfg, *ms.weights, [](int64_t, int64_t) { return true; });
+  });
+}
+
+TEST(Checkpoint, MissingWrongShapeWrongDtype) {
+  const std::string name = "model.layers.1.attn.wq_b.weight";
+  auto d1 = fixture_variant("ck_missing", {name, DType::BF16, {1}, {0.f}, {}}, /*drop=*/true);
+  std::string e = load_error(d1);
+  EXPECT_NE(e.find(name), std::string::npos) << e;
+  EXPECT_NE(e.find("[256, 64]"), std::string::npos) << e;
+
+  auto d2 = fixture_variant("ck_shape", {name, DType::BF16, {256, 32}, std::vector<float>(256 * 32), {}});
+  e = load_error(d2);
+  EXPECT_NE(e.find("has shape [256, 32], expected [256, 64]"), std::string::npos) << e;
+
+  auto d3 = fixture_variant("ck_dtype", {name, DType::I64, {256, 64}, {}, std::vector<int64_t>(256 * 64)});
+  e = load_error(d3);
+  EXPECT_NE(e.find("dtype I64"), std::string::npos) << e;
+
+  const std::string t2e = "model.layers.0.ffn.gate.tid2eid";
+  auto d4 = fixture_variant("ck_tid2eid", {t2e, DType::I64, {256, 2}, {}, std::vector<int64_t>(512, 9)});
+  e = load_error(d4);
+  EXPECT_NE(e.find("names expert 9"), std::string::npos) << e;
+}
+
+TEST(Checkpoint, Fp8BlockScaledWeights) {
+  // Quantize one projection to e4m3 with 32x32 block scales; the loader must find the scale
+  // and dequantize back to within e4m3 precision.
+  const fs::path src = test::data_dir("hf_v4_tiny");
+  Checkpoint ck = Checkpoint::open(src.string());
+  const std::string name = "model.layers.1.attn.wq_b.weight";
+  const Weight w = ck.get(name);
+  const auto v = w.to_f32();
+  const int64_t R = w.shape[0], C = w.shape[1], B = 32;
+  std::vector<float> q(v.size()), scale(size_t((R / B) * (C / B)));
+  for (int64_t br = 0; br < R / B; ++br)
+    for (int64_t bc = 0; bc < C / B; ++bc) {
+      float amax = 0;
+      for (int64_t r = br * B; r < (br + 1) * B; ++r)
+        for (int64_t c = bc * B; c < (bc + 1) * B; ++c) amax = std::max(amax, std::fabs(v[size_t(r * C + c)]));
+      const float s = amax / 448.f;
+      scale[size_t(br * (C / B) + bc)] = s;
+      for (int64_t r = br * B; r < (br + 1) * B; ++r)
+        for (int64_t c = bc * B; c < (bc + 1) * B; ++c) q[size_t(r * C + c)] = v[size_t(r * C + c)] / s;
+    }
+  const auto p = tmp("fp8.safetensors").string();
+  write_safetensors(p, {{name, DType::F8_E4M3, {R, C}, q, {}},
+                        {"model.layers.1.attn.wq_b.scale", DType::F32, {R / B, C / B}, scale, {}}});
+  auto src8 = checkpoint_source(std::make_shared<const Checkpoint>(Checkpoint::open(p)));
+  const Weight w8 = src8->load({name, {R, C}, {}, false});
+  const auto back = w8.to_f32();
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(back[i], v[i], std::fabs(v[i]) / 16 + 1e-6) << i;
+}
+
+}  // namespace
+}  // namespace modelone

@@ -1,0 +1,181 @@
+// The modelone command as users run it: results on stdout (text, --json, --logits-out), and bad
+// input answered by one "modelone: error: ..." line and a non-zero exit on every rank, in time.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "model/npy.h"
+#include "tests/support.h"
+
+namespace modelone::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+fs::path tmpdir() {
+  static const fs::path d = [] {
+    auto p = fs::temp_directory_path() / ("modelone_cli_" + std::to_string(::getpid()));
+    fs::create_directories(p);
+    return p;
+  }();
+  return d;
+}
+
+// Runs `modelone ARGS` (under mpiexec -n np when np > 0), with a time limit.
+Result run(const std::string& args, int np = 0) {
+  const fs::path out = tmpdir() / "stdout", err = tmpdir() / "stderr";
+  std::string cmd = "timeout 120 ";
+  if (np > 0) cmd += std::string(MODELONE_MPIEXEC) + " -n " + std::to_string(np) + " --oversubscribe ";
+  cmd += std::string(MODELONE_BIN) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const int st = std::system(cmd.c_str());
+  auto slurp = [](const fs::path& p) {
+    std::ifstream f(p);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, slurp(out), slurp(err)};
+}
+
+// The lines of stderr that are ours.
+std::vector<std::string> error_lines(const std::string& err) {
+  std::vector<std::string> lines;
+  std::stringstream ss(err);
+  for (std::string l; std::getline(ss, l);)
+    if (l.rfind("modelone: error:", 0) == 0) lines.push_back(l);
+  return lines;
+}
+
+void expect_error(const std::string& args, const std::string& pattern, int np = 0) {
+  SCOPED_TRACE("modelone " + args + (np ? " (np " + std::to_string(np) + ")" : ""));
+  const Result r = run(args, np);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.code, 124) << "timed out: a rank hung";
+  const auto lines = error_lines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_TRUE(std::regex_search(lines[0], std::regex(pattern))) << lines[0];
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST(Cli, RunTextAndJson) {
+  Result r = run("run --model tiny --random-prompt 24 --seed 3 --generate 5 --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("generated: "), std::string::npos) << r.out;
+  r = run("run --model tiny --random-prompt 24 --seed 3 --generate 5 --json --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["generated"].size(), 5u);
+  EXPECT_EQ(j["prompt_tokens"], 24);
+  for (auto k : {"prefill_seconds", "decode_seconds", "decode_tokens_per_second", "ttft_seconds"})
+    EXPECT_TRUE(j.contains(k)) << k;
+}
+
+TEST(Cli, LogitsOutMatchesTheEngineAndTransformers) {
+  const std::string dir = data_dir("hf_v4_tiny");
+  Reference ref = load_reference(dir);
+  const auto ids = ref.ids("input_ids");
+  std::string csv;
+  for (auto i : ids) csv += (csv.empty() ? "" : ",") + std::to_string(i);
+  const fs::path npy = tmpdir() / "logits.npy";
+  Result r = run("run --model " + dir + " --ids " + csv + " --logits-out " + npy.string() +
+                 " --generate 3 --json --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<int64_t> shape;
+  const auto got = read_npy_f32(npy.string(), &shape);
+  ASSERT_EQ(shape, (std::vector<int64_t>{int64_t(ids.size()), 256}));
+  const auto want = ref.f32("logits");
+  EXPECT_LE(max_diff(got.data(), want.data(), want.size()).max_abs, 1e-3f);
+  // The same through mpirun with experts over 2 ranks, ids from a file.
+  const fs::path idf = tmpdir() / "ids.txt";
+  std::ofstream(idf) << csv << "\n";
+  const fs::path npy2 = tmpdir() / "logits2.npy";
+  r = run("run --model " + dir + " --ids-file " + idf.string() + " --logits-out " + npy2.string() +
+          " --quiet", 2);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto got2 = read_npy_f32(npy2.string(), &shape);
+  EXPECT_LE(max_diff(got2.data(), want.data(), want.size()).max_abs, 1e-3f);
+}
+
+TEST(Cli, GenerationMatchesTransformers) {
+  const std::string dir = data_dir("hf_v4_tiny");
+  Reference ref = load_reference(dir);
+  const auto gen = ref.ids("generated");
+  std::string csv;
+  for (size_t i = 0; i < 64; ++i) csv += (csv.empty() ? "" : ",") + std::to_string(gen[i]);
+  for (int np : {0, 3}) {
+    Result r = run("run --model " + dir + " --ids " + csv + " --generate 16 --json --quiet", np);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["generated"].get<std::vector<int32_t>>(),
+              std::vector<int32_t>(gen.begin() + 64, gen.end()))
+        << "np " << np;
+  }
+}
+
+TEST(Cli, BadInput) {
+  expect_error("run --model nope --ids 1", "--model: 'nope' is neither a preset \\(.*tiny");
+  expect_error("run --model /no/such/dir --ids 1", "checkpoint directory '/no/such/dir' does not exist");
+  expect_error("run --model tiny --ids 1,2,9999", "token id 9999 is outside the vocabulary \\[0, 512\\)");
+  expect_error("run --model tiny --ids 1,x,3", "--ids: 'x' is not a token id");
+  expect_error("run --model tiny --ids ,", "no prompt");
+  expect_error("run --model tiny --ids 1 --random-prompt 4", "--ids excludes --random-prompt");
+  expect_error("run --model tiny --ids-file /no/file", "--ids-file: cannot open '/no/file'");
+  expect_error("run --ids 1", "--model is required");
+  expect_error("run --model tiny --ids 1 --frobnicate", "frobnicate");
+  expect_error("run --model tiny --ids 1 --kv-cache fp16", "--kv-cache");
+  expect_error("run --model tiny --ids 1 --set hiden_size=3", "--set: unknown config field 'hiden_size'");
+  expect_error("run --model tiny --ids 1 --set num_experts_per_tok=20",
+               "num_experts_per_tok \\(20\\) exceeds n_routed_experts \\(8\\)");
+  expect_error("run --model tiny --ids 1 --cp 2", "--cp 2 does not divide the world size 1");
+  const fs::path pb = tmpdir() / "bad.pbtxt";
+  std::ofstream(pb) << "name: \"x\"\nhidden_sise: 64\n";
+  expect_error("run --model " + pb.string() + " --ids 1", "bad.pbtxt:2:.*hidden_sise");
+  std::ofstream(tmpdir() / "syntax.pbtxt") << "hidden_size: {\n";
+  expect_error("run --model " + (tmpdir() / "syntax.pbtxt").string() + " --ids 1", "syntax.pbtxt:1:");
+}
+
+// A copy of the fixture with its second shard cut short or its header garbled.
+fs::path damaged_fixture(const std::string& name, bool truncate) {
+  const fs::path src = data_dir("hf_v4_tiny"), dst = tmpdir() / name;
+  fs::remove_all(dst);
+  fs::copy(src, dst);
+  const fs::path shard = dst / "model-00002-of-00002.safetensors";
+  fs::permissions(shard, fs::perms::owner_write, fs::perm_options::add);
+  if (truncate) {
+    fs::resize_file(shard, fs::file_size(shard) / 2);
+  } else {
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.write("\x01\x02\x03", 3);
+  }
+  return dst;
+}
+
+TEST(Cli, BadCheckpoints) {
+  expect_error("run --model " + damaged_fixture("cut", true).string() + " --ids 1",
+               "model-00002-of-00002.safetensors.*truncated");
+  expect_error("run --model " + damaged_fixture("garbled", false).string() + " --ids 1",
+               "model-00002-of-00002.safetensors: corrupt safetensors header");
+  const fs::path nocfg = tmpdir() / "nocfg";
+  fs::create_directories(nocfg);
+  expect_error("run --model " + nocfg.string() + " --ids 1", "has no config.json");
+}
+
+TEST(Cli, BadInputUnderMpiStopsEveryRank) {
+  expect_error("run --model nope --ids 1", "'nope' is neither a preset", 2);
+  expect_error("run --model tiny --ids 1 --ep 3", "--ep 3 does not divide the world size 2", 2);
+  expect_error("run --model " + damaged_fixture("cut2", true).string() + " --ids 1", "truncated", 3);
+}
+
+}  // namespace
+}  // namespace modelone::test

@@ -87,7 +87,7 @@ TEST(Gemm, WidenedBf16MatchesNaive) {
     auto wv = randn(size_t(N * K), 1);
     Weight w = make_weight("w", DType::BF16, {N, K}, wv);
     auto x = randn(size_t(T * K), 2);
-    std::vector<float> y(size_t(T * N));
+    std::vector<float> y(static_cast<size_t>(T * N));
     linear(x.data(), T, w, y.data());
     for (int64_t t = 0; t < T; ++t)
       for (int64_t n = 0; n < N; ++n) {
@@ -130,7 +130,7 @@ std::vector<float> naive_entries(const std::vector<float>& kv, const std::vector
                                  const std::vector<float>& ape, const std::vector<float>& norm,
                                  int64_t T, int64_t m, int64_t W, bool csa, const Rope& rope) {
   const int64_t pw = csa ? 2 * W : W, n = T / m;
-  std::vector<float> out(size_t(n * W));
+  std::vector<float> out(static_cast<size_t>(n * W));
   for (int64_t w = 0; w < n; ++w) {
     float* e = out.data() + w * W;
     for (int64_t c = 0; c < W; ++c) {
@@ -186,7 +186,7 @@ TEST_P(CompressorTest, WindowsMatchNaiveInAnyChunking) {
       compressor_feed(st, w, rope, 1e-6f, kv.data() + t0 * pw, gate.data() + t0 * pw, n, out);
       EXPECT_EQ(out.rows(), (t0 + n) / m) << "an entry appears exactly when its window closes";
     }
-    std::vector<float> got(size_t(out.rows() * W));
+    std::vector<float> got(static_cast<size_t>(out.rows() * W));
     out.read(0, out.rows(), got.data());
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << chunk << " " << i;

@@ -134,7 +134,7 @@ TEST(Checkpoint, Fp8BlockScaledWeights) {
   const Weight w = ck.get(name);
   const auto v = w.to_f32();
   const int64_t R = w.shape[0], C = w.shape[1], B = 32;
-  std::vector<float> q(v.size()), scale(size_t((R / B) * (C / B)));
+  std::vector<float> q(v.size()), scale(static_cast<size_t>((R / B) * (C / B)));
   for (int64_t br = 0; br < R / B; ++br)
     for (int64_t bc = 0; bc < C / B; ++bc) {
       float amax = 0;

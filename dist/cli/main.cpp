@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "bench/bench_command.h"
 #include "comm/comm.h"
 #include "dist/cli/commands.h"
 #include "model/check.h"
@@ -17,6 +18,8 @@ int main(int argc, char** argv) {
   InspectOptions inspect;
   add_run_command(&app, &run);
   add_inspect_command(&app, &inspect);
+  bench::BenchOptions bench_opts;
+  bench::add_bench_command(&app, &bench_opts);
 
   bool help = false;
   int code = 0;
@@ -39,6 +42,7 @@ int main(int argc, char** argv) {
     }
     if (app.got_subcommand("run")) code = run_command(run);
     else if (app.got_subcommand("inspect")) code = inspect_command(inspect);
+    else code = bench::bench_command(&app, bench_opts);
   } catch (const comm::AgreedError& e) {
     if (world.rank() == 0) {
       if (world.size() > 1 && e.failed_rank != 0)

@@ -1,0 +1,51 @@
+// `modelone bench ...`: the benchmarks, each timing its baseline in the same run.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace modelone::bench {
+
+struct GemmBenchOptions {
+  std::vector<int64_t> tokens = {1, 4, 64, 512, 2048};
+  std::string shape;
+  int threads = 0;
+  bool json = false;
+};
+
+struct AttentionBenchOptions {
+  std::string model = "v4-flash";
+  std::vector<std::string> sets;
+  std::vector<int64_t> contexts = {1024, 2048, 4096, 8192, 16384, 32768};
+  int threads = 0;
+  bool json = false;
+};
+
+struct EngineBenchOptions {
+  std::string model = "tiny";
+  std::vector<std::string> sets;
+  std::vector<int64_t> contexts = {1024, 2048, 4096, 8192, 16384, 32768};
+  int64_t decode_steps = 8;
+  int64_t prefill_chunk = 2048;
+  std::string kv_cache = "bf16";
+  uint64_t seed = 0;
+  int threads = 0;
+  bool json = false;
+};
+
+struct BenchOptions {
+  GemmBenchOptions gemm;
+  AttentionBenchOptions attention;
+  EngineBenchOptions engine;
+};
+
+void add_bench_command(CLI::App* app, BenchOptions* o);
+// Runs the selected benchmark; returns the exit code, or -1 when `app` selected none.
+int bench_command(CLI::App* app, const BenchOptions& o);
+
+int gemm_bench(const GemmBenchOptions& o);
+int attention_bench(const AttentionBenchOptions& o);
+int engine_bench(const EngineBenchOptions& o);
+
+}  // namespace modelone::bench

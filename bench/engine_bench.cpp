@@ -1,0 +1,91 @@
+// Whole-model throughput: prefill tokens/s and decode time per token at growing contexts, with
+// the machine's OpenBLAS sgemm rate measured in the same run as the yardstick (the model's
+// matmul GFLOP/s over sgemm's).
+#include <cblas.h>
+#include <omp.h>
+
+#include <random>
+
+#include "bench/bench_command.h"
+#include "bench/bench_util.h"
+#include "comm/comm.h"
+#include "dist/cli/model_source.h"
+#include "dist/engine.h"
+#include "model/gemm.h"
+#include "model/model_info.h"
+
+namespace modelone::bench {
+
+namespace {
+double sgemm_gflops(int threads) {
+  const int64_t M = 512, N = 2048, K = 2048;
+  std::vector<float> a(static_cast<size_t>(M * K), 0.01f), b(static_cast<size_t>(N * K), 0.02f), c(static_cast<size_t>(M * N));
+  openblas_set_num_threads(threads);
+  const double t = median_seconds([&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(N), int(K), 1.f, a.data(),
+                int(K), b.data(), int(K), 0.f, c.data(), int(N));
+  });
+  openblas_set_num_threads(1);
+  return 2.0 * double(M * N * K) / t / 1e9;
+}
+}  // namespace
+
+int engine_bench(const EngineBenchOptions& o) {
+  RankGrid grid = RankGrid::make(0, 0);
+  const int threads = grid.threads(o.threads);
+  set_compute_threads(threads);
+  ModelSource ms = resolve_model(o.model, o.sets);
+  const ModelConfig& cfg = ms.cfg;
+  auto placement = ExpertPlacement::contiguous(cfg.n_experts, grid.ep);
+  const int r = grid.ep_comm.rank();
+  ModelWeights w = load_weights(cfg, *ms.weights, [&](int64_t, int64_t e) { return placement.holds(r, e); });
+  EngineOptions eo;
+  eo.kv_dtype = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
+  Engine engine(cfg, grid, std::move(w), placement, eo);
+  const bool active = grid.dp_index == 0;
+  const double peak = sgemm_gflops(threads);
+  // Matmul FLOPs per token: every active parameter once (multiply-add), the LM head included.
+  const ParamCounts pc = count_params(cfg);
+  const double flop_tok = 2.0 * double(pc.active - cfg.vocab_size * cfg.hidden_size);
+  std::mt19937 rng(o.seed);
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(cfg.vocab_size - 1));
+  for (int64_t n : o.contexts) {
+    engine.reset();
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (auto& t : ids) t = tok(rng);
+    std::vector<float> logits;
+    grid.world.barrier();
+    const double t0 = comm::now();
+    for (int64_t c0 = 0; c0 < n; c0 += o.prefill_chunk) {
+      const int64_t m = std::min(o.prefill_chunk, n - c0);
+      engine.forward(ids.data() + c0, active ? m : 0, false, &logits);
+    }
+    const double prefill = comm::now() - t0;
+    std::vector<double> steps;
+    int32_t next = ids.back();
+    for (int64_t i = 0; i < o.decode_steps; ++i) {
+      const double s0 = comm::now();
+      engine.forward(&next, active ? 1 : 0, false, &logits);
+      steps.push_back(comm::now() - s0);
+    }
+    std::sort(steps.begin(), steps.end());
+    const double dec = steps.empty() ? 0 : steps[steps.size() / 2];
+    if (!grid.is_root()) continue;
+    Line("engine")
+        .add("model", cfg.name)
+        .add("world", int64_t(grid.W))
+        .add("threads", int64_t(threads))
+        .add("context", n)
+        .add("prefill_s", prefill)
+        .add("prefill_tok_s", double(n) / prefill)
+        .add("prefill_gflops", flop_tok * double(n) / prefill / 1e9)
+        .add("decode_ms", dec * 1e3)
+        .add("decode_tok_s", dec > 0 ? 1.0 / dec : 0.0)
+        .add("sgemm_gflops", peak)
+        .add("prefill_ratio_vs_sgemm", flop_tok * double(n) / prefill / 1e9 / peak, 3)
+        .print(o.json);
+  }
+  return 0;
+}
+
+}  // namespace modelone::bench

@@ -87,10 +87,12 @@ void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0,
     gemv_widen(x, T, ldx, w, r0, N, y, ldy, accumulate);
     return;
   }
-  // Work items are (row block of x) x (tile of weight rows). A tile of ~2 MiB fp32 is large
-  // enough for sgemm to run at full speed and small enough to stay in cache while it does.
+  // Work items are (row block of x) x (tile of weight rows). sgemm re-reads all of x for every
+  // tile, so tiles grow with T: ~2 MiB fp32 for small batches (the widened tile stays in
+  // cache), up to ~16 MiB for large ones, where re-streaming x would dominate instead.
   const int nt = threads_here();
-  int64_t tile = std::clamp<int64_t>((int64_t(1) << 19) / std::max<int64_t>(K, 1), 16, 1024);
+  const int64_t tile_floats = T <= 64 ? (int64_t(1) << 19) : (int64_t(1) << 22);
+  int64_t tile = std::clamp<int64_t>(tile_floats / std::max<int64_t>(K, 1), 16, 4096);
   tile = std::min(tile, std::max<int64_t>(16, (N + nt - 1) / nt));
   const int64_t n_tiles = (N + tile - 1) / tile;
   const int64_t t_blocks = n_tiles >= nt ? 1 : std::min<int64_t>((nt + n_tiles - 1) / n_tiles,

@@ -116,7 +116,8 @@ std::unique_ptr<WeightSource> synthetic_source(uint64_t seed, DType dtype) {
   return std::make_unique<SyntheticSource>(seed, dtype);
 }
 
-ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const ExpertFilter& owns) {
+ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const ExpertFilter& owns,
+                          const LoadProgress& progress) {
   if (auto* syn = dynamic_cast<SyntheticSource*>(&src)) syn->set_n_experts(cfg.n_experts);
   ModelWeights w;
   w.layers.resize(size_t(cfg.num_layers));
@@ -128,13 +129,12 @@ ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const Exper
     *slot = src.load(req);
     w.bytes += slot->nbytes();
   };
-  for (auto& spec : tensor_table()) {
-    if (spec.scope == Scope::Global) {
-      if (spec.present(cfg, 0)) load_one(spec, 0, 0);
-      continue;
-    }
-    for (int64_t l = 0; l < cfg.num_layers; ++l) {
-      if (!spec.present(cfg, l)) continue;
+  for (auto& spec : tensor_table())
+    if (spec.scope == Scope::Global && spec.present(cfg, 0)) load_one(spec, 0, 0);
+  // Layer by layer, so progress can be reported as it goes.
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    for (auto& spec : tensor_table()) {
+      if (spec.scope == Scope::Global || !spec.present(cfg, l)) continue;
       if (spec.scope == Scope::Layer) {
         load_one(spec, l, 0);
         continue;
@@ -142,6 +142,7 @@ ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const Exper
       for (int64_t e = 0; e < cfg.n_experts; ++e)
         if (owns(l, e)) load_one(spec, l, e);
     }
+    if (progress) progress(l + 1, cfg.num_layers);
   }
   if (cfg.tie_word_embeddings) w.head = w.embed;
   // Hash routing tables must name real experts: a bad id would index out of range later.

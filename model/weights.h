@@ -65,6 +65,9 @@ std::unique_ptr<WeightSource> synthetic_source(uint64_t seed, DType dtype);
 // owns_expert(layer, expert): whether this rank holds that routed expert. Everything else is
 // loaded on every rank.
 using ExpertFilter = std::function<bool(int64_t layer, int64_t expert)>;
-ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const ExpertFilter& owns);
+// progress(done, total): tensors loaded so far, called after each layer.
+using LoadProgress = std::function<void(int64_t done, int64_t total)>;
+ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const ExpertFilter& owns,
+                          const LoadProgress& progress = nullptr);
 
 }  // namespace modelone

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "tests/support.h"
 
@@ -91,7 +92,20 @@ TEST_P(HfParity, GreedyGenerationIsIdentical) {
   EXPECT_EQ(out, std::vector<int32_t>(gen.begin() + kPrefill, gen.end()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, HfParity, ::testing::Values("hf_v4_tiny"));
+// Every transformers fixture under tests/data (hf_*, each made by make_hf_v4_fixture.py with
+// its own shapes and seeds) is checked the same way.
+std::vector<std::string> fixtures() {
+  std::vector<std::string> names;
+  for (auto& e : std::filesystem::directory_iterator(data_dir("")))
+    if (e.is_directory() && e.path().filename().string().rfind("hf_", 0) == 0 &&
+        std::filesystem::exists(e.path() / "reference.safetensors"))
+      names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfParity, ::testing::ValuesIn(fixtures()),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace modelone::test

@@ -134,9 +134,16 @@ int run_command(const RunOptions& o) {
   ModelWeights weights;
   const int ep_rank = grid.ep_comm.rank();
   comm::agree(grid.world, [&] {
-    weights = load_weights(ms.cfg, *ms.weights, [&](int64_t, int64_t e) {
-      return placement.holds(ep_rank, e);
-    });
+    double last = comm::now();
+    weights = load_weights(
+        ms.cfg, *ms.weights, [&](int64_t, int64_t e) { return placement.holds(ep_rank, e); },
+        [&](int64_t done, int64_t total) {  // a line every few seconds on long loads
+          if (comm::now() - last < 5 || done == total) return;
+          last = comm::now();
+          log_line(o.m.quiet, "loading weights: layer " + std::to_string(done) + " / " +
+                                  std::to_string(total) + ", " +
+                                  fmt_seconds(comm::now() - t_start));
+        });
   });
   const double t_loaded = comm::now();
   log_line(o.m.quiet, "weights: " + std::to_string(weights.bytes >> 20) + " MiB on rank 0, loaded in " +

@@ -36,9 +36,11 @@ int engine_bench(const EngineBenchOptions& o) {
   set_compute_threads(threads);
   ModelSource ms = resolve_model(o.model, o.sets);
   const ModelConfig& cfg = ms.cfg;
-  auto placement = ExpertPlacement::contiguous(cfg.n_experts, grid.ep);
+  auto placement = ExpertPlacement::uniform(cfg.n_experts, grid.ep, cfg.num_layers);
   const int r = grid.ep_comm.rank();
-  ModelWeights w = load_weights(cfg, *ms.weights, [&](int64_t, int64_t e) { return placement.holds(r, e); });
+  ModelWeights w = load_weights(cfg, *ms.weights, [&](int64_t l, int64_t e) {
+    return placement[size_t(l)].holds(r, e);
+  });
   EngineOptions eo;
   eo.kv_dtype = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
   Engine engine(cfg, grid, std::move(w), placement, eo);

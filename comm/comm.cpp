@@ -98,25 +98,107 @@ std::vector<int64_t> Comm::exchange_counts(const std::vector<int64_t>& send_coun
   return recv;
 }
 
+namespace {
+// counts[0..P) | displs[0..P) for the send side, then the same for the receive side, in rows.
+std::vector<int> row_arrays(const std::vector<int64_t>& send_rows,
+                            const std::vector<int64_t>& recv_rows) {
+  const size_t P = send_rows.size();
+  std::vector<int> a(4 * P);
+  int64_t so = 0, ro = 0;
+  for (size_t r = 0; r < P; ++r) {
+    if (so > INT32_MAX || ro > INT32_MAX) throw CommError("alltoallv: more than 2^31 rows");
+    a[r] = int(send_rows[r]);
+    a[P + r] = int(so);
+    a[2 * P + r] = int(recv_rows[r]);
+    a[3 * P + r] = int(ro);
+    so += send_rows[r];
+    ro += recv_rows[r];
+  }
+  return a;
+}
+
+MPI_Datatype row_type(int64_t row_bytes) {
+  MPI_Datatype t;
+  check(MPI_Type_contiguous(int(row_bytes), MPI_BYTE, &t), "MPI_Type_contiguous");
+  check(MPI_Type_commit(&t), "MPI_Type_commit");
+  return t;
+}
+}  // namespace
+
 void Comm::alltoallv_rows(const void* send, const std::vector<int64_t>& send_rows, void* recv,
                           const std::vector<int64_t>& recv_rows, int64_t row_bytes) const {
-  MPI_Datatype row;
-  check(MPI_Type_contiguous(int(row_bytes), MPI_BYTE, &row), "MPI_Type_contiguous");
-  MPI_Type_commit(&row);
-  std::vector<int> sc(static_cast<size_t>(size_)), rc(static_cast<size_t>(size_)), sd(static_cast<size_t>(size_)), rd(static_cast<size_t>(size_));
-  int64_t so = 0, ro = 0;
-  for (int r = 0; r < size_; ++r) {
-    sc[size_t(r)] = int(send_rows[size_t(r)]);
-    rc[size_t(r)] = int(recv_rows[size_t(r)]);
-    sd[size_t(r)] = int(so);
-    rd[size_t(r)] = int(ro);
-    so += send_rows[size_t(r)];
-    ro += recv_rows[size_t(r)];
+  Request r = ialltoallv_rows(send, send_rows, recv, recv_rows, row_bytes);
+  r.wait();
+}
+
+Request Comm::ialltoallv_rows(const void* send, const std::vector<int64_t>& send_rows, void* recv,
+                              const std::vector<int64_t>& recv_rows, int64_t row_bytes) const {
+  Request r;
+  r.arrays_ = row_arrays(send_rows, recv_rows);
+  r.type_ = row_type(row_bytes);
+  const int* a = r.arrays_.data();
+  const size_t P = send_rows.size();
+  check(MPI_Ialltoallv(send, a, a + P, r.type_, recv, a + 2 * P, a + 3 * P, r.type_, comm_,
+                       &r.req_),
+        "MPI_Ialltoallv");
+  return r;
+}
+
+Request Comm::ialltoall_counts(const int64_t* send, int64_t* recv) const {
+  Request r;
+  check(MPI_Ialltoall(send, 1, MPI_INT64_T, recv, 1, MPI_INT64_T, comm_, &r.req_), "MPI_Ialltoall");
+  return r;
+}
+
+Request::~Request() {
+  if (active()) {
+    try {
+      wait();
+    } catch (...) {
+    }
   }
-  const int rc_ = MPI_Alltoallv(send, sc.data(), sd.data(), row, recv, rc.data(), rd.data(), row,
-                                comm_);
-  MPI_Type_free(&row);
-  check(rc_, "MPI_Alltoallv");
+  release();
+}
+
+Request::Request(Request&& o) noexcept { *this = std::move(o); }
+
+Request& Request::operator=(Request&& o) noexcept {
+  if (this != &o) {
+    if (active()) {
+      try {
+        wait();
+      } catch (...) {
+      }
+    }
+    release();
+    req_ = o.req_;
+    type_ = o.type_;
+    arrays_ = std::move(o.arrays_);
+    o.req_ = MPI_REQUEST_NULL;
+    o.type_ = MPI_DATATYPE_NULL;
+  }
+  return *this;
+}
+
+bool Request::test() {
+  if (!active()) return true;
+  int done = 0;
+  check(MPI_Test(&req_, &done, MPI_STATUS_IGNORE), "MPI_Test");
+  if (done) release();
+  return done != 0;
+}
+
+void Request::wait() {
+  if (!active()) return;
+  check(MPI_Wait(&req_, MPI_STATUS_IGNORE), "MPI_Wait");
+  release();
+}
+
+void Request::release() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (type_ != MPI_DATATYPE_NULL && !finalized) MPI_Type_free(&type_);
+  type_ = MPI_DATATYPE_NULL;
 }
 
 MPI_Op Comm::mpi_op(Op op) {

@@ -47,6 +47,29 @@ template <> inline MPI_Datatype mpi_type<char>() { return MPI_CHAR; }
 
 enum class Op { Sum, Max, Min };
 
+// A nonblocking collective in flight. Open MPI makes no background progress, so callers drive
+// it with test() from their compute loops; the destructor waits for it.
+class Request {
+ public:
+  Request() = default;
+  ~Request();
+  Request(Request&& o) noexcept;
+  Request& operator=(Request&& o) noexcept;
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+
+  bool active() const { return req_ != MPI_REQUEST_NULL; }
+  bool test();  // true once complete (then inactive)
+  void wait();
+
+ private:
+  friend class Comm;
+  MPI_Request req_ = MPI_REQUEST_NULL;
+  MPI_Datatype type_ = MPI_DATATYPE_NULL;
+  std::vector<int> arrays_;  // counts and displacements must outlive the operation
+  void release();
+};
+
 class Comm {
  public:
   Comm() = default;                 // null communicator
@@ -99,6 +122,9 @@ class Comm {
   // far from the 2^31 limit on byte counts).
   void alltoallv_rows(const void* send, const std::vector<int64_t>& send_rows, void* recv,
                       const std::vector<int64_t>& recv_rows, int64_t row_bytes) const;
+  Request ialltoallv_rows(const void* send, const std::vector<int64_t>& send_rows, void* recv,
+                          const std::vector<int64_t>& recv_rows, int64_t row_bytes) const;
+  Request ialltoall_counts(const int64_t* send, int64_t* recv) const;  // one int64 per rank
 
  private:
   static MPI_Op mpi_op(Op op);

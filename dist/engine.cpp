@@ -11,9 +11,9 @@
 namespace modelone {
 
 Engine::Engine(const ModelConfig& cfg, const RankGrid& grid, ModelWeights weights,
-               ExpertPlacement placement, EngineOptions opt)
+               std::vector<ExpertPlacement> placement, EngineOptions opt)
     : cfg_(cfg), grid_(grid), w_(std::move(weights)), opt_(opt), rope_main_(cfg.rope_main),
-      rope_compress_(cfg.rope_compress), moe_(cfg, grid.ep_comm, std::move(placement)) {
+      rope_compress_(cfg.rope_compress), moe_(cfg, grid.ep_comm, std::move(placement), opt.moe) {
   reset();
 }
 

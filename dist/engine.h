@@ -18,13 +18,15 @@ namespace modelone {
 
 struct EngineOptions {
   DType kv_dtype = DType::F32;
+  MoeOptions moe;
   bool capture_hidden = false;  // keep the residual after every layer (parity tests)
 };
 
 class Engine {
  public:
+  // placement: one per layer (ExpertPlacement::uniform for the default contiguous split).
   Engine(const ModelConfig& cfg, const RankGrid& grid, ModelWeights weights,
-         ExpertPlacement placement, EngineOptions opt);
+         std::vector<ExpertPlacement> placement, EngineOptions opt);
 
   // Run tokens[T] at positions position() .. position() + T - 1. logits receives [T, vocab] when
   // all_logits, else the last position's [vocab] (nothing when T = 0).
@@ -37,7 +39,7 @@ class Engine {
   const std::vector<std::vector<float>>& hidden() const { return hidden_; }
   const ModelConfig& config() const { return cfg_; }
   const ModelWeights& weights() const { return w_; }
-  MoeTimers& moe_timers() { return moe_.timers; }
+  MoeParallel& moe() { return moe_; }
   size_t cache_bytes() const;
 
  private:

@@ -17,6 +17,10 @@ ExpertPlacement ExpertPlacement::contiguous(int64_t n_experts, int ep) {
   return p;
 }
 
+std::vector<ExpertPlacement> ExpertPlacement::uniform(int64_t n_experts, int ep, int64_t n_layers) {
+  return std::vector<ExpertPlacement>(size_t(n_layers), contiguous(n_experts, ep));
+}
+
 bool ExpertPlacement::holds(int rank, int64_t e) const {
   const auto& r = replicas[size_t(e)];
   return std::find(r.begin(), r.end(), rank) != r.end();

@@ -24,14 +24,17 @@ std::vector<int32_t> Reference::ids(const std::string& name) const {
 std::vector<int64_t> Reference::shape(const std::string& name) const { return ck.get(name).shape; }
 
 std::unique_ptr<TestModel> make_model(const std::string& model, EngineOptions opt,
-                                      const std::vector<std::string>& sets, int cp, int ep) {
+                                      const std::vector<std::string>& sets, int cp, int ep,
+                                      std::vector<ExpertPlacement> placement) {
   auto tm = std::make_unique<TestModel>();
   tm->ms = resolve_model(model, sets);
   tm->grid = RankGrid::make(cp, ep);
-  auto placement = ExpertPlacement::contiguous(tm->ms.cfg.n_experts, tm->grid.ep);
+  if (placement.empty())
+    placement = ExpertPlacement::uniform(tm->ms.cfg.n_experts, tm->grid.ep, tm->ms.cfg.num_layers);
   const int r = tm->grid.ep_comm.rank();
-  ModelWeights w = load_weights(tm->ms.cfg, *tm->ms.weights,
-                                [&](int64_t, int64_t e) { return placement.holds(r, e); });
+  ModelWeights w = load_weights(tm->ms.cfg, *tm->ms.weights, [&](int64_t l, int64_t e) {
+    return placement[size_t(l)].holds(r, e);
+  });
   tm->engine = std::make_unique<Engine>(tm->ms.cfg, tm->grid, std::move(w), placement, opt);
   return tm;
 }

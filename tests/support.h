@@ -30,9 +30,10 @@ struct TestModel {
   RankGrid grid;
   std::unique_ptr<Engine> engine;
 };
+// placement: per-layer expert placement (default: contiguous over the ep group).
 std::unique_ptr<TestModel> make_model(const std::string& model, EngineOptions opt = {},
                                       const std::vector<std::string>& sets = {}, int cp = 0,
-                                      int ep = 0);
+                                      int ep = 0, std::vector<ExpertPlacement> placement = {});
 
 // Largest |a - b| and where it is.
 struct Diff {

@@ -27,6 +27,16 @@ struct RunOptions {
   bool json = false;
   int64_t prefill_chunk = 2048;
   bool ignore_eos = false;
+  std::string dispatch = "fp32", combine = "fp32";
+  bool overlap = false;
+  std::string expert_stats, expert_placement;
+};
+
+struct PlanOptions {
+  std::string stats, out;
+  int ep = 0;              // default: the ep the stats were recorded with
+  int64_t redundant = -1;  // extra expert copies per layer; default: ep
+  bool json = false;
 };
 
 struct InspectOptions {
@@ -41,9 +51,11 @@ struct InspectOptions {
 void add_model_options(CLI::App* app, ModelOptions* o);
 void add_run_command(CLI::App* app, RunOptions* o);
 void add_inspect_command(CLI::App* app, InspectOptions* o);
+void add_plan_command(CLI::App* app, PlanOptions* o);
 
 int run_command(const RunOptions& o);
 int inspect_command(const InspectOptions& o);
+int plan_command(const PlanOptions& o);
 
 // Token ids separated by commas and/or white space; `what` names the flag or file in errors.
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& what);

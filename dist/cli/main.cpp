@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   InspectOptions inspect;
   add_run_command(&app, &run);
   add_inspect_command(&app, &inspect);
+  PlanOptions plan;
+  add_plan_command(&app, &plan);
   bench::BenchOptions bench_opts;
   bench::add_bench_command(&app, &bench_opts);
 
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
     }
     if (app.got_subcommand("run")) code = run_command(run);
     else if (app.got_subcommand("inspect")) code = inspect_command(inspect);
+    else if (app.got_subcommand("plan-experts")) code = plan_command(plan);
     else code = bench::bench_command(&app, bench_opts);
   } catch (const comm::AgreedError& e) {
     if (world.rank() == 0) {

@@ -10,6 +10,7 @@
 #include "dist/cli/commands.h"
 #include "dist/cli/model_source.h"
 #include "dist/engine.h"
+#include "dist/eplb.h"
 #include "dist/grid.h"
 #include "model/check.h"
 #include "model/gemm.h"
@@ -80,6 +81,15 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   run->add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per forward step")
       ->check(CLI::PositiveNumber);
   run->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past the end-of-sequence token");
+  run->add_option("--dispatch", o->dispatch, "Expert dispatch payload: fp32, bf16 or fp8 (e4m3, "
+                                             "a scale per 128 values)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
+  run->add_option("--combine", o->combine, "Expert combine payload: fp32 or bf16")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  run->add_flag("--overlap", o->overlap, "Two micro-batches: one exchanges while the other computes");
+  run->add_option("--expert-stats", o->expert_stats, "Write tokens per expert per layer (JSON)");
+  run->add_option("--expert-placement", o->expert_placement,
+                  "Expert placement plan (JSON, from `modelone plan-experts`)");
 }
 
 namespace {
@@ -88,6 +98,27 @@ std::string fmt_seconds(double s) {
   char b[64];
   std::snprintf(b, sizeof b, "%.3f s", s);
   return b;
+}
+
+// Sums the routed (token, expert) counts over the world and the (row, expert) pairs each ep rank
+// computed, and writes them from rank 0.
+void write_stats(const std::string& path, const RankGrid& grid, const MoeParallel& moe,
+                 const std::string& model) {
+  const int64_t L = int64_t(moe.expert_tokens.size());
+  ExpertStats s;
+  s.ep = grid.ep;
+  for (int64_t l = 0; l < L; ++l) {
+    std::vector<int64_t> e = moe.expert_tokens[size_t(l)];
+    grid.world.allreduce(e.data(), int64_t(e.size()), comm::Op::Sum);
+    std::vector<int64_t> r(size_t(grid.ep), 0);
+    r[size_t(grid.ep_comm.rank())] = moe.computed_pairs[size_t(l)];
+    grid.world.allreduce(r.data(), int64_t(r.size()), comm::Op::Sum);
+    s.tokens_per_expert.push_back(std::move(e));
+    s.tokens_per_rank.push_back(std::move(r));
+  }
+  comm::agree(grid.world, [&] {
+    if (grid.is_root()) write_expert_stats(path, s, model);
+  });
 }
 
 }  // namespace
@@ -130,13 +161,20 @@ int run_command(const RunOptions& o) {
                           std::to_string(grid.ep) + ")");
 
   // Each rank loads the shared weights and only the routed experts its ep rank holds.
-  ExpertPlacement placement = ExpertPlacement::contiguous(ms.cfg.n_experts, grid.ep);
+  std::vector<ExpertPlacement> placement;
+  comm::agree(grid.world, [&] {
+    placement = o.expert_placement.empty()
+                    ? ExpertPlacement::uniform(ms.cfg.n_experts, grid.ep, ms.cfg.num_layers)
+                    : read_placement(o.expert_placement, ms.cfg.num_layers, ms.cfg.n_experts,
+                                     grid.ep);
+  });
   ModelWeights weights;
   const int ep_rank = grid.ep_comm.rank();
   comm::agree(grid.world, [&] {
     double last = comm::now();
     weights = load_weights(
-        ms.cfg, *ms.weights, [&](int64_t, int64_t e) { return placement.holds(ep_rank, e); },
+        ms.cfg, *ms.weights,
+        [&](int64_t l, int64_t e) { return placement[size_t(l)].holds(ep_rank, e); },
         [&](int64_t done, int64_t total) {  // a line every few seconds on long loads
           if (comm::now() - last < 5 || done == total) return;
           last = comm::now();
@@ -151,6 +189,9 @@ int run_command(const RunOptions& o) {
 
   EngineOptions eopt;
   eopt.kv_dtype = kv;
+  eopt.moe.dispatch = payload_from_name(o.dispatch, "--dispatch");
+  eopt.moe.combine = payload_from_name(o.combine, "--combine");
+  eopt.moe.overlap = o.overlap;
   Engine engine(ms.cfg, grid, std::move(weights), placement, eopt);
   // One sequence: the first dp group runs it; the other ranks still serve their experts.
   const bool active = grid.dp_index == 0;
@@ -193,6 +234,7 @@ int run_command(const RunOptions& o) {
   }
   const double t_decode = comm::now() - t1;
   const int64_t n_decode_steps = std::max<int64_t>(0, int64_t(generated.size()) - 1);
+  if (!o.expert_stats.empty()) write_stats(o.expert_stats, grid, engine.moe(), ms.cfg.name);
 
   if (grid.is_root()) {
     if (o.json) {
@@ -213,6 +255,12 @@ int run_command(const RunOptions& o) {
       j["decode_seconds"] = t_decode;
       j["decode_tokens_per_second"] = n_decode_steps > 0 ? double(n_decode_steps) / t_decode : 0.0;
       j["kv_cache_bytes"] = engine.cache_bytes();
+      const MoeTimers& mt = engine.moe().timers;
+      j["moe_seconds"] = {{"route", mt.route}, {"pack", mt.pack}, {"exchange", mt.exchange},
+                          {"experts", mt.experts}, {"combine", mt.combine}};
+      j["dispatch"] = o.dispatch;
+      j["combine"] = o.combine;
+      j["overlap"] = o.overlap;
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::string g;

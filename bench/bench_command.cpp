@@ -29,6 +29,29 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   e->add_option("--seed", o->engine.seed, "Prompt seed");
   e->add_option("--threads", o->engine.threads, "Threads per rank");
   e->add_flag("--json", o->engine.json, "One JSON object per line");
+
+  CLI::App* x = b->add_subcommand("ep", "Expert dispatch + combine vs a plain MPI_Alltoallv of the same bytes");
+  x->add_option("--model", o->ep.model, "Preset or config for hidden size, experts, top-k");
+  x->add_option("--set", o->ep.sets, "Config overrides key=value");
+  x->add_option("--tokens", o->ep.tokens, "Tokens per rank")->delimiter(',');
+  x->add_option("--dispatch", o->ep.dispatch, "fp32, bf16 or fp8")->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
+  x->add_option("--combine", o->ep.combine, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  x->add_option("--iters", o->ep.iters, "Timed iterations per case (median reported)");
+  x->add_option("--seed", o->ep.seed, "Routing seed");
+  x->add_option("--threads", o->ep.threads, "Threads per rank");
+  x->add_flag("--json", o->ep.json, "One JSON object per line");
+
+  CLI::App* m = b->add_subcommand("moe", "One MoE layer for a fixed global batch: route / pack / "
+                                         "exchange / experts / combine");
+  m->add_option("--model", o->moe.model, "Preset or config (layer shape)");
+  m->add_option("--set", o->moe.sets, "Config overrides key=value");
+  m->add_option("--global-tokens", o->moe.global_tokens, "Tokens over all ranks");
+  m->add_option("--dispatch", o->moe.dispatch, "fp32, bf16 or fp8")->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
+  m->add_option("--combine", o->moe.combine, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  m->add_flag("--overlap", o->moe.overlap, "Two micro-batches");
+  m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)");
+  m->add_option("--threads", o->moe.threads, "Threads per rank");
+  m->add_flag("--json", o->moe.json, "One JSON object per line");
 }
 
 int bench_command(CLI::App* app, const BenchOptions& o) {
@@ -37,6 +60,8 @@ int bench_command(CLI::App* app, const BenchOptions& o) {
   if (b->got_subcommand("gemm")) return gemm_bench(o.gemm);
   if (b->got_subcommand("attention")) return attention_bench(o.attention);
   if (b->got_subcommand("engine")) return engine_bench(o.engine);
+  if (b->got_subcommand("ep")) return ep_bench(o.ep);
+  if (b->got_subcommand("moe")) return moe_bench(o.moe);
   return -1;
 }
 

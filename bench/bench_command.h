@@ -34,7 +34,31 @@ struct EngineBenchOptions {
   bool json = false;
 };
 
+struct EpBenchOptions {
+  std::string model = "v4-flash";
+  std::vector<std::string> sets;
+  std::vector<int64_t> tokens = {1, 2, 4, 8, 16, 32, 64, 128, 4096, 8192, 16384};
+  std::string dispatch = "fp32", combine = "fp32";
+  int iters = 9;
+  uint64_t seed = 0;
+  int threads = 0;
+  bool json = false;
+};
+
+struct MoeBenchOptions {
+  std::string model = "v4-flash";
+  std::vector<std::string> sets;
+  int64_t global_tokens = 512;
+  std::string dispatch = "fp32", combine = "fp32";
+  bool overlap = false;
+  int iters = 5;
+  int threads = 0;
+  bool json = false;
+};
+
 struct BenchOptions {
+  EpBenchOptions ep;
+  MoeBenchOptions moe;
   GemmBenchOptions gemm;
   AttentionBenchOptions attention;
   EngineBenchOptions engine;
@@ -47,5 +71,7 @@ int bench_command(CLI::App* app, const BenchOptions& o);
 int gemm_bench(const GemmBenchOptions& o);
 int attention_bench(const AttentionBenchOptions& o);
 int engine_bench(const EngineBenchOptions& o);
+int ep_bench(const EpBenchOptions& o);
+int moe_bench(const MoeBenchOptions& o);
 
 }  // namespace modelone::bench

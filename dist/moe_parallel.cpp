@@ -135,7 +135,18 @@ void MoeParallel::run_experts(int64_t layer, const LayerWeights* w, MoeBatch* b,
     }
   }
   acc_.assign(size_t(n * D), 0.f);
-  for (int64_t e = 0; e < cfg_.n_experts; ++e) {
+  if (!w) {  // exchange-only stand-in: every expert is the identity, so a row returns as x * sum(w)
+#pragma omp parallel for schedule(static) if (n * D > 65536)
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t* row = b->recv.data() + i * rb;
+      float s = 0.f;
+      for (int64_t j = 0; j < k; ++j) s += codec_.experts(row)[j] >= 0 ? codec_.weights(row)[j] : 0.f;
+      float* o = acc_.data() + i * D;
+      codec_.decode_dispatch(row, o);
+      for (int64_t d = 0; d < D; ++d) o[d] *= s;
+    }
+  }
+  for (int64_t e = 0; w && e < cfg_.n_experts; ++e) {
     const int64_t p0 = count[size_t(e)], m = count[size_t(e + 1)] - p0;
     if (m == 0) continue;
     xin_.resize(size_t(m * D));
@@ -144,8 +155,7 @@ void MoeParallel::run_experts(int64_t layer, const LayerWeights* w, MoeBatch* b,
     for (int64_t i = 0; i < m; ++i)
       codec_.decode_dispatch(b->recv.data() + int64_t(pair_row[size_t(p0 + i)]) * rb,
                              xin_.data() + i * D);
-    if (w) expert_ffn(cfg_, w->experts[size_t(e)], xin_.data(), m, yout_.data());
-    else std::copy(xin_.begin(), xin_.end(), yout_.begin());
+    expert_ffn(cfg_, w->experts[size_t(e)], xin_.data(), m, yout_.data());
     for (int64_t i = 0; i < m; ++i) {
       float* o = acc_.data() + int64_t(pair_row[size_t(p0 + i)]) * D;
       const float s = pair_w[size_t(p0 + i)];

@@ -47,11 +47,11 @@ void RowCodec::encode_dispatch(const float* x, const int32_t* experts, const flo
       for (int64_t b = 0; b < n_scales_; ++b) {
         const int64_t lo = b * kFp8Block, hi = std::min(D_, lo + kFp8Block);
         float amax = 0.f;
+#pragma omp simd reduction(max : amax)
         for (int64_t i = lo; i < hi; ++i) amax = std::max(amax, std::fabs(x[i]));
         const float s = amax > 0 ? amax / 448.f : 1.f;  // the block's max maps to e4m3's max
         scales[b] = s;
-        const float inv = 1.f / s;
-        for (int64_t i = lo; i < hi; ++i) p[i] = f32_to_e4m3(x[i] * inv);
+        f32_to_e4m3_scaled(x + lo, 1.f / s, p + lo, size_t(hi - lo));
       }
       break;
     }

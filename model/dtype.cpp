@@ -79,20 +79,41 @@ float e4m3_to_f32(uint8_t v) {
 }
 
 uint8_t f32_to_e4m3(float f) {
-  if (std::isnan(f)) return 0x7f;
-  uint8_t sign = std::signbit(f) ? 0x80 : 0;
-  float a = std::fabs(f);
-  if (a >= 448.f) return sign | 0x7e;  // saturate to max finite
-  if (a < std::ldexp(1.f, -6)) {       // subnormal: multiples of 2^-9
-    return sign | uint8_t(std::nearbyint(std::ldexp(a, 9)));  // 8 rounds up to the first normal
+  // Bit arithmetic (no libm), so packing FP8 rows runs at memory speed.
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint8_t sign = uint8_t((u >> 24) & 0x80);
+  u &= 0x7fffffffu;
+  if (u > 0x7f800000u) return 0x7f;                   // NaN
+  if (u >= 0x43e00000u) return sign | 0x7e;           // >= 448: saturate to max finite
+  if (u < 0x3c800000u) {                              // below 2^-6: multiples of 2^-9
+    float a;
+    std::memcpy(&a, &u, 4);
+    return sign | uint8_t(std::lrintf(a * 512.f));    // 8 lands on the first normal (0x08)
   }
-  int e;
-  float m = std::frexp(a, &e);  // a = m * 2^e
-  int mant = int(std::nearbyint(std::ldexp(m, 4)));  // 4 bits incl. implicit, in [8, 16]
-  if (mant == 16) { mant = 8; ++e; }
-  int exp = e - 1 + 7;
-  if (exp > 15 || (exp == 15 && mant - 8 == 7)) return sign | 0x7e;
-  return sign | uint8_t((exp << 3) | (mant - 8));
+  u += 0x7ffffu + ((u >> 20) & 1u);                   // round the mantissa to 3 bits, ties even
+  const uint32_t exp = (u >> 23) - 120, man = (u >> 20) & 7u;  // rebias 127 -> 7
+  if (exp > 15 || (exp == 15 && man == 7)) return sign | 0x7e;
+  return sign | uint8_t((exp << 3) | man);
+}
+
+void f32_to_e4m3_scaled(const float* x, float scale, uint8_t* out, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    const float v = x[i] * scale;
+    const float a = std::min(std::fabs(v), 448.f);
+    uint32_t u, t, sb;
+    std::memcpy(&u, &a, 4);
+    std::memcpy(&sb, &v, 4);
+    // Normals: round the mantissa to 3 bits (ties even), then rebias the exponent 127 -> 7.
+    const uint32_t r = u + 0x7ffffu + ((u >> 20) & 1u);
+    const uint32_t normal = (r >> 20) - (120u << 3);
+    // Subnormals (below 2^-6): a * 2^9 rounded to an integer by the 2^23 trick.
+    const float s9 = a * 512.f + 8388608.f;
+    std::memcpy(&t, &s9, 4);
+    const uint32_t code = u < 0x3c800000u ? (t & 0xffu) : normal;
+    out[i] = uint8_t(code | ((sb >> 24) & 0x80u));
+  }
 }
 
 uint8_t f32_to_ue8m0_ceil(float f) {

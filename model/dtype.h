@@ -37,6 +37,9 @@ uint16_t f32_to_f16(float f);
 // OCP FP8 E4M3 ("fn": no infinities, 0x7f/0xff are NaN, max finite 448).
 float e4m3_to_f32(uint8_t v);
 uint8_t f32_to_e4m3(float f);  // round to nearest even, saturating at +-448
+// out[i] = e4m3(x[i] * scale), for |x[i] * scale| <= 448 (clamped there): branch-free so it
+// vectorizes; same rounding as f32_to_e4m3.
+void f32_to_e4m3_scaled(const float* x, float scale, uint8_t* out, size_t n);
 // UE8M0: an unsigned power-of-two scale 2^(v - 127); 0xff is NaN.
 inline float ue8m0_to_f32(uint8_t v) {
   if (v == 0xff) return __builtin_nanf("");

@@ -117,12 +117,13 @@ std::unique_ptr<WeightSource> synthetic_source(uint64_t seed, DType dtype) {
 }
 
 ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const ExpertFilter& owns,
-                          const LoadProgress& progress) {
+                          const LoadProgress& progress, const SpecFilter& want) {
   if (auto* syn = dynamic_cast<SyntheticSource*>(&src)) syn->set_n_experts(cfg.n_experts);
   ModelWeights w;
   w.layers.resize(size_t(cfg.num_layers));
   for (auto& l : w.layers) l.experts.resize(size_t(cfg.n_experts));
   auto load_one = [&](const TensorSpec& spec, int64_t l, int64_t e) {
+    if (want && !want(spec)) return;
     WeightRequest req{expand_name(spec.pattern, l, e), spec.shape(cfg, std::max<int64_t>(l, 0)),
                       spec.init, spec.integer};
     Weight* slot = spec.slot(w, l, e);

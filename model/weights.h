@@ -67,7 +67,10 @@ std::unique_ptr<WeightSource> synthetic_source(uint64_t seed, DType dtype);
 using ExpertFilter = std::function<bool(int64_t layer, int64_t expert)>;
 // progress(done, total): tensors loaded so far, called after each layer.
 using LoadProgress = std::function<void(int64_t done, int64_t total)>;
+// want(spec): load only the tensors of the table entries it accepts (benchmarks of one block).
+struct TensorSpec;
+using SpecFilter = std::function<bool(const TensorSpec&)>;
 ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const ExpertFilter& owns,
-                          const LoadProgress& progress = nullptr);
+                          const LoadProgress& progress = nullptr, const SpecFilter& want = nullptr);
 
 }  // namespace modelone

@@ -171,6 +171,32 @@ TEST(Cli, BadCheckpoints) {
   expect_error("run --model " + nocfg.string() + " --ids 1", "has no config.json");
 }
 
+TEST(Cli, ExpertStatsPlanAndPlacement) {
+  // A skewed workload (one token repeated: hash layers send it to the same experts), its stats,
+  // a plan from them, and a run with the plan that gives the same tokens.
+  const fs::path stats = tmpdir() / "stats.json", plan = tmpdir() / "plan.json";
+  const std::string prompt = "--ids 5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,7,7,7,7,9 --generate 6 --json --quiet";
+  Result a = run("run --model tiny " + prompt + " --expert-stats " + stats.string(), 2);
+  ASSERT_EQ(a.code, 0) << a.err;
+  const auto js = nlohmann::json::parse(std::ifstream(stats));
+  ASSERT_EQ(js["layers"].size(), 6u);
+  int64_t routed = 0;
+  for (auto v : js["layers"][0]["tokens_per_expert"]) routed += v.get<int64_t>();
+  EXPECT_EQ(routed, (21 + 5) * 2) << "prompt + decode steps, top-2";
+  Result p = run("plan-experts --stats " + stats.string() + " --out " + plan.string());
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_NE(p.out.find("before"), std::string::npos) << p.out;
+  Result b = run("run --model tiny " + prompt + " --expert-placement " + plan.string() + " --overlap", 2);
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(nlohmann::json::parse(b.out)["generated"], nlohmann::json::parse(a.out)["generated"]);
+  // A plan for another ep, or naming a rank that does not exist, stops every rank.
+  expect_error("run --model tiny --ids 1 --expert-placement " + plan.string(), "plan is for ep 2", 3);
+  const fs::path bad = tmpdir() / "bad_plan.json";
+  std::ofstream(bad) << R"({"ep": 2, "layers": [{"layer": 0, "replicas": [[0],[1],[0],[1],[0],[1],[0],[7]]}]})";
+  expect_error("run --model tiny --ids 1 --expert-placement " + bad.string(),
+               "layer 0: expert 7 is placed on rank 7, outside \\[0, 2\\)", 2);
+}
+
 TEST(Cli, BadInputUnderMpiStopsEveryRank) {
   expect_error("run --model nope --ids 1", "'nope' is neither a preset", 2);
   expect_error("run --model tiny --ids 1 --ep 3", "--ep 3 does not divide the world size 2", 2);

@@ -32,27 +32,28 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, float* x
   const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult;
   const LayerWeights& lw = w_.layers[size_t(l)];
   const float eps = float(cfg_.rms_norm_eps);
-  std::vector<float> h(static_cast<size_t>(T * D)), out(static_cast<size_t>(T * D)), post(static_cast<size_t>(T * hc)),
-      comb(size_t(T * hc * hc));
+  h_.resize(size_t(T * D));
+  out_.resize(size_t(T * D));
+  post_.resize(size_t(T * hc));
+  comb_.resize(size_t(T * hc * hc));
+  float *h = h_.data(), *out = out_.data(), *post = post_.data(), *comb = comb_.data();
 
   // Attention site.
-  hc_pre(cfg_, {lw.hc_attn_fn, lw.hc_attn_base, lw.hc_attn_scale}, x, T, h.data(), post.data(),
-         comb.data());
+  hc_pre(cfg_, {lw.hc_attn_fn, lw.hc_attn_base, lw.hc_attn_scale}, x, T, h, post, comb);
   const std::vector<float> an = lw.attn_norm.to_f32();
-  rms_norm_rows(h.data(), T, D, D, eps, an.data());
+  rms_norm_rows(h, T, D, D, eps, an.data());
   if (T > 0) {
     const Rope& rope = cfg_.attn[size_t(l)] == AttnKind::Sliding ? rope_main_ : rope_compress_;
-    attention_forward(cfg_, l, lw.attn, rope, h.data(), T, pos_, caches_[size_t(l)], out.data());
+    attention_forward(cfg_, l, lw.attn, rope, h, T, pos_, caches_[size_t(l)], out);
   }
-  hc_post(T, hc, D, out.data(), post.data(), comb.data(), x);
+  hc_post(T, hc, D, out, post, comb, x);
 
   // FFN site: the MoE runs over the ep group even when this rank has no tokens.
-  hc_pre(cfg_, {lw.hc_ffn_fn, lw.hc_ffn_base, lw.hc_ffn_scale}, x, T, h.data(), post.data(),
-         comb.data());
+  hc_pre(cfg_, {lw.hc_ffn_fn, lw.hc_ffn_base, lw.hc_ffn_scale}, x, T, h, post, comb);
   const std::vector<float> fn = lw.ffn_norm.to_f32();
-  rms_norm_rows(h.data(), T, D, D, eps, fn.data());
-  moe_.forward(l, lw, h.data(), T, tokens, out.data());
-  hc_post(T, hc, D, out.data(), post.data(), comb.data(), x);
+  rms_norm_rows(h, T, D, D, eps, fn.data());
+  moe_.forward(l, lw, h, T, tokens, out);
+  hc_post(T, hc, D, out, post, comb, x);
 }
 
 void Engine::forward(const int32_t* tokens, int64_t T, bool all_logits,

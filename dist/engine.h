@@ -53,6 +53,8 @@ class Engine {
   MoeParallel moe_;
   std::vector<LayerCache> caches_;
   int64_t pos_ = 0;
+  // Per-layer scratch, reused across layers and steps: h / out [T, D], post [T, hc], comb [T, hc, hc].
+  std::vector<float> h_, out_, post_, comb_;
   std::vector<std::vector<float>> hidden_;
 };
 

@@ -17,28 +17,29 @@ void set_compute_threads(int n) {
   if (n > 0) omp_set_num_threads(n);
 }
 
-void sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-              int64_t ldb, float* C, int64_t ldc, float beta) {
+namespace {
+// C[M, N] (+)= A @ op(B) through OpenBLAS; trans_b picks B^T (B stored [N, K]) or B ([K, N]).
+void sgemm(bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float* C, int64_t ldc, float beta) {
   if (M == 0 || N == 0) return;
-  if (K == 0) {  // OpenBLAS can write past C when K = 0; the product is empty anyway
+  if (K == 0) {  // an empty product: C = beta * C (here beta is 0 or 1)
     if (beta == 0.f)
       for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(N), int(K), 1.f, A, int(lda), B,
-              int(ldb), beta, C, int(ldc));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(M), int(N),
+              int(K), 1.f, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+}  // namespace
+
+void sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+              int64_t ldb, float* C, int64_t ldc, float beta) {
+  sgemm(true, M, N, K, A, lda, B, ldb, C, ldc, beta);
 }
 
 void sgemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
               int64_t ldb, float* C, int64_t ldc, float beta) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) {  // OpenBLAS can write past C when K = 0; the product is empty anyway
-    if (beta == 0.f)
-      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(M), int(N), int(K), 1.f, A, int(lda),
-              B, int(ldb), beta, C, int(ldc));
+  sgemm(false, M, N, K, A, lda, B, ldb, C, ldc, beta);
 }
 
 namespace {

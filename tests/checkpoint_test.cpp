@@ -14,16 +14,9 @@
 namespace modelone {
 namespace {
 
-namespace fs = std::filesystem;
+using test::error_of;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+namespace fs = std::filesystem;
 
 fs::path tmp(const std::string& name) { return fs::temp_directory_path() / name; }
 

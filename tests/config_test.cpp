@@ -11,14 +11,7 @@
 namespace modelone {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 std::string write_tmp(const std::string& name, const std::string& text) {
   const auto p = std::filesystem::temp_directory_path() / name;

@@ -11,18 +11,12 @@
 #include "dist/eplb.h"
 #include "dist/moe_payload.h"
 #include "model/check.h"
+#include "tests/support.h"
 
 namespace modelone {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(RowCodec, RoundTripsWithinThePayloadsPrecision) {
   const int64_t D = 300, k = 3;  // D not a multiple of the FP8 block

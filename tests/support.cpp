@@ -39,6 +39,15 @@ std::unique_ptr<TestModel> make_model(const std::string& model, EngineOptions op
   return tm;
 }
 
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 Diff max_diff(const float* a, const float* b, size_t n) {
   Diff d;
   for (size_t i = 0; i < n; ++i) {

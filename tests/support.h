@@ -1,6 +1,7 @@
 // Shared test helpers: the transformers fixture, engines built on a preset or checkpoint, and
 // tensor comparisons that say where two tensors differ most.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,9 @@ struct TestModel {
 std::unique_ptr<TestModel> make_model(const std::string& model, EngineOptions opt = {},
                                       const std::vector<std::string>& sets = {}, int cp = 0,
                                       int ep = 0, std::vector<ExpertPlacement> placement = {});
+
+// The message of the modelone::Error that f throws, or "" when it throws none.
+std::string error_of(const std::function<void()>& f);
 
 // Largest |a - b| and where it is.
 struct Diff {

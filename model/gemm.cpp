@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/check.h"
+#include "model/gemv_bf16.h"
 
 namespace modelone {
 
@@ -85,6 +86,10 @@ void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0,
   const float beta = accumulate ? 1.f : 0.f;
   const bool f32 = w.dtype == DType::F32 && !w.scale;
   if (!f32 && T <= kGemvMaxRows) {
+    if (w.dtype == DType::BF16 && !w.scale &&
+        gemv_bf16(x, T, ldx, static_cast<const uint16_t*>(w.data) + r0 * K, K, N, y, ldy,
+                  accumulate))
+      return;
     gemv_widen(x, T, ldx, w, r0, N, y, ldy, accumulate);
     return;
   }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <sched.h>
+
 #include <thread>
 
 #include "model/check.h"
@@ -35,7 +37,12 @@ int RankGrid::threads(int requested) const {
   if (const char* env = std::getenv("OMP_NUM_THREADS"); env && std::atoi(env) > 0)
     return std::atoi(env);
   const int cores = int(std::thread::hardware_concurrency());
-  return std::max(1, cores / std::max(1, local_size));
+  const int share = std::max(1, cores / std::max(1, local_size));
+  // A launcher that binds the rank (mpirun binds to one core by default for few ranks) decides:
+  // more threads than bound cores would only take turns on them.
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, std::min(share, CPU_COUNT(&set)));
+  return share;
 }
 
 }  // namespace modelone

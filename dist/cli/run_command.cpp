@@ -128,7 +128,8 @@ int run_command(const RunOptions& o) {
   RankGrid grid;
   comm::Comm world = comm::Comm::world();
   comm::agree(world, [&] { grid = RankGrid::make(o.cp, o.ep); });
-  set_compute_threads(grid.threads(o.m.threads));
+  const int threads = grid.threads(o.m.threads);
+  set_compute_threads(threads);
 
   ModelSource ms;
   std::vector<int32_t> prompt;
@@ -158,7 +159,8 @@ int run_command(const RunOptions& o) {
   log_line(o.m.quiet, "model: " + ms.description + ", " + std::to_string(ms.cfg.num_layers) +
                           " layers, world " + std::to_string(grid.W) + " (dp " +
                           std::to_string(grid.dp) + ", cp " + std::to_string(grid.cp) + ", ep " +
-                          std::to_string(grid.ep) + ")");
+                          std::to_string(grid.ep) + "), " + std::to_string(threads) +
+                          " threads per rank");
 
   // Each rank loads the shared weights and only the routed experts its ep rank holds.
   std::vector<ExpertPlacement> placement;

@@ -36,6 +36,8 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   x->add_option("--tokens", o->ep.tokens, "Tokens per rank")->delimiter(',');
   x->add_option("--dispatch", o->ep.dispatch, "fp32, bf16 or fp8")->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
   x->add_option("--combine", o->ep.combine, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  x->add_option("--ep-transport", o->ep.transport, "auto (shm on one node), mpi or shm")
+      ->check(CLI::IsMember({"auto", "mpi", "shm"}));
   x->add_option("--iters", o->ep.iters, "Timed iterations per case (median reported)");
   x->add_option("--seed", o->ep.seed, "Routing seed");
   x->add_option("--threads", o->ep.threads, "Threads per rank");
@@ -48,7 +50,9 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   m->add_option("--global-tokens", o->moe.global_tokens, "Tokens over all ranks");
   m->add_option("--dispatch", o->moe.dispatch, "fp32, bf16 or fp8")->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
   m->add_option("--combine", o->moe.combine, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
-  m->add_flag("--overlap", o->moe.overlap, "Two micro-batches");
+  m->add_flag("--overlap", o->moe.overlap, "Two micro-batches (MPI transport)");
+  m->add_option("--ep-transport", o->moe.transport, "auto (shm on one node), mpi or shm")
+      ->check(CLI::IsMember({"auto", "mpi", "shm"}));
   m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)");
   m->add_option("--threads", o->moe.threads, "Threads per rank");
   m->add_flag("--json", o->moe.json, "One JSON object per line");

@@ -38,7 +38,7 @@ struct EpBenchOptions {
   std::string model = "v4-flash";
   std::vector<std::string> sets;
   std::vector<int64_t> tokens = {1, 2, 4, 8, 16, 32, 64, 128, 4096, 8192, 16384};
-  std::string dispatch = "fp32", combine = "fp32";
+  std::string dispatch = "fp32", combine = "fp32", transport = "auto";
   int iters = 9;
   uint64_t seed = 0;
   int threads = 0;
@@ -49,7 +49,7 @@ struct MoeBenchOptions {
   std::string model = "v4-flash";
   std::vector<std::string> sets;
   int64_t global_tokens = 512;
-  std::string dispatch = "fp32", combine = "fp32";
+  std::string dispatch = "fp32", combine = "fp32", transport = "auto";
   bool overlap = false;
   int iters = 5;
   int threads = 0;

@@ -60,33 +60,43 @@ int ep_bench(const EpBenchOptions& o) {
   MoeOptions mo;
   mo.dispatch = payload_from_name(o.dispatch, "--dispatch");
   mo.combine = payload_from_name(o.combine, "--combine");
+  mo.transport = transport_from_name(o.transport);
   MoeParallel moe(cfg, ep, ExpertPlacement::uniform(cfg.n_experts, ep.size(), 1), mo);
   const int64_t D = cfg.hidden_size;
   std::mt19937_64 g(o.seed + uint64_t(grid.world.rank()));
   std::normal_distribution<float> nd;
+  const char* transport = moe.uses_shared_memory() ? "shm" : "mpi";
   for (int64_t T : o.tokens) {
     const Routing r = random_routing(T, cfg.top_k, cfg.n_experts, g);
     std::vector<float> h(static_cast<size_t>(T * D)), y(static_cast<size_t>(T * D));
     for (auto& v : h) v = nd(g);
-    // Dispatch (layout, pack, counts, exchange) and combine (exchange back, reduce at home) are
-    // timed; the expert stage between them (here a stand-in) is not.
-    MoeBatch b;
-    moe.timers.clear();
+    // Dispatch (layout, pack, exchange: rows readable on their expert rank) and combine (results
+    // home and added) are timed; the expert stage between them (an identity stand-in) is not.
+    // Rows each rank sends and receives, for the baseline's byte counts.
+    std::vector<int64_t> sent(size_t(ep.size()), 0), recvd(size_t(ep.size()), 0);
     std::vector<double> td, tc;
     for (int i = 0; i <= o.iters; ++i) {
-      ep.barrier();
-      double t0 = comm::now();
-      moe.pack(0, r, h.data(), 0, T, &b);
-      moe.start_dispatch(&b);
-      b.req.wait();
-      const double d = ep.allreduce(comm::now() - t0, comm::Op::Max);
-      moe.run_experts(0, nullptr, &b, nullptr);
+      MoeBatch b;
+      double d = 0, c = 0;
       std::fill(y.begin(), y.end(), 0.f);
-      ep.barrier();
-      t0 = comm::now();
-      moe.start_combine(&b);
-      moe.finish_combine(&b, y.data());
-      const double c = ep.allreduce(comm::now() - t0, comm::Op::Max);
+      for (int64_t t0 = 0;; t0 += std::min(moe.round_tokens(), T - t0)) {
+        const int64_t n = std::min(moe.round_tokens(), T - t0);
+        ep.barrier();
+        double t1 = comm::now();
+        moe.dispatch(0, r, h.data(), t0, n, &b);
+        d += ep.allreduce(comm::now() - t1, comm::Op::Max);
+        moe.run_experts(0, nullptr, &b, nullptr);
+        ep.barrier();
+        t1 = comm::now();
+        moe.combine(&b, y.data());
+        c += ep.allreduce(comm::now() - t1, comm::Op::Max);
+        if (i == 0)
+          for (size_t q = 0; q < sent.size(); ++q) {
+            sent[q] += b.send_rows[q];
+            recvd[q] += b.recv_rows[q];
+          }
+        if (!b.more && t0 + n >= T) break;
+      }
       if (i == 0) continue;  // warm-up
       td.push_back(d);
       tc.push_back(c);
@@ -95,25 +105,31 @@ int ep_bench(const EpBenchOptions& o) {
     std::sort(tc.begin(), tc.end());
     const double ours = td[td.size() / 2] + tc[tc.size() / 2];
     // Baseline: the same bytes per destination through MPI_Alltoallv, no packing.
-    std::vector<int64_t> send_d(b.send_rows.size()), recv_d(b.send_rows.size()),
-        send_c(b.send_rows.size()), recv_c(b.send_rows.size());
-    for (size_t i = 0; i < b.send_rows.size(); ++i) {
-      send_d[i] = b.send_rows[i] * moe.codec().dispatch_bytes();
-      recv_d[i] = b.recv_rows[i] * moe.codec().dispatch_bytes();
-      send_c[i] = b.recv_rows[i] * moe.codec().combine_bytes();
-      recv_c[i] = b.send_rows[i] * moe.codec().combine_bytes();
+    const int64_t rb = moe.codec().dispatch_bytes(), cbytes = moe.codec().combine_bytes();
+    std::vector<int64_t> send_d(sent.size()), recv_d(sent.size()), send_c(sent.size()),
+        recv_c(sent.size());
+    int64_t ns = 0, nr = 0;
+    for (size_t q = 0; q < sent.size(); ++q) {
+      send_d[q] = sent[q] * rb;
+      recv_d[q] = recvd[q] * rb;
+      send_c[q] = recvd[q] * cbytes;
+      recv_c[q] = sent[q] * cbytes;
+      ns += sent[q];
+      nr += recvd[q];
     }
-    std::vector<uint8_t> sb(b.send.size()), rb(b.recv.size()), sc(b.out.size()), rc(b.back.size());
+    std::vector<uint8_t> sb(size_t(ns * rb)), rbuf(size_t(nr * rb)), sc(size_t(nr * cbytes)),
+        rc(size_t(ns * cbytes));
     const double raw = median_max(ep, o.iters, [&] {
-      ep.alltoallv(sb.data(), send_d, rb.data(), recv_d);
+      ep.alltoallv(sb.data(), send_d, rbuf.data(), recv_d);
       ep.alltoallv(sc.data(), send_c, rc.data(), recv_c);
     });
     // Bytes this rank sends (dispatch + combine), averaged over ranks.
-    double bytes = double(b.send.size() + b.out.size());
+    double bytes = double(ns * rb + nr * cbytes);
     bytes = ep.allreduce(bytes, comm::Op::Sum) / ep.size();
     if (!grid.is_root()) continue;
     Line("ep")
         .add("ranks", int64_t(ep.size()))
+        .add("transport", std::string(transport))
         .add("dispatch", o.dispatch)
         .add("combine", o.combine)
         .add("tokens_per_rank", T)

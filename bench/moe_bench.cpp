@@ -35,6 +35,7 @@ int moe_bench(const MoeBenchOptions& o) {
   mo.dispatch = payload_from_name(o.dispatch, "--dispatch");
   mo.combine = payload_from_name(o.combine, "--combine");
   mo.overlap = o.overlap;
+  mo.transport = transport_from_name(o.transport);
   MoeParallel moe(cfg, ep, placement, mo);
   const int P = ep.size(), me = ep.rank();
   const int64_t T = o.global_tokens / P + (me < o.global_tokens % P ? 1 : 0), D = cfg.hidden_size;
@@ -69,6 +70,7 @@ int moe_bench(const MoeBenchOptions& o) {
       .add("threads", int64_t(threads))
       .add("global_tokens", o.global_tokens)
       .add("tokens_per_rank", T)
+      .add("transport", std::string(moe.uses_shared_memory() ? "shm" : "mpi"))
       .add("dispatch", o.dispatch)
       .add("overlap", int64_t(o.overlap))
       .add("total_ms", total[total.size() / 2] * 1e3)

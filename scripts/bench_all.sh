@@ -18,11 +18,13 @@ for w in "${what[@]}"; do
         --contexts 1024,4096 --decode-steps 4 ;;
     attention) $bin bench attention ;;
     ep)
-      mpirun -n 2 $bin bench ep --tokens 1,8,32,128,4096,16384 --iters 5
-      mpirun -n 4 $bin bench ep --tokens 1,8,32,128,4096,8192 --iters 5
-      mpirun -n 8 $bin bench ep --tokens 1,8,32,128,2048 --iters 5
-      mpirun -n 4 $bin bench ep --tokens 128,4096 --iters 5 --dispatch bf16 --combine bf16
-      mpirun -n 4 $bin bench ep --tokens 128,4096 --iters 5 --dispatch fp8 --combine bf16 ;;
+      for t in shm mpi; do
+        mpirun -n 2 $bin bench ep --ep-transport $t --tokens 1,8,32,128,4096,16384 --iters 5
+        mpirun -n 4 $bin bench ep --ep-transport $t --tokens 1,8,32,128,4096,8192 --iters 5
+        mpirun -n 8 $bin bench ep --ep-transport $t --tokens 1,8,32,128,2048 --iters 5
+        mpirun -n 4 $bin bench ep --ep-transport $t --tokens 128,4096 --iters 5 --dispatch bf16 --combine bf16
+        mpirun -n 4 $bin bench ep --ep-transport $t --tokens 128,4096 --iters 5 --dispatch fp8 --combine bf16
+      done ;;
     moe)
       # One rank gets both cores (mpirun would bind it to one); more ranks get one core each.
       $bin bench moe --set n_routed_experts=64 --global-tokens 512 --iters 3
@@ -30,7 +32,8 @@ for w in "${what[@]}"; do
         mpirun -n $p $bin bench moe --set n_routed_experts=64 --global-tokens 512 --iters 3
       done
       for p in 2 4 8; do
-        mpirun -n $p $bin bench moe --set n_routed_experts=64 --global-tokens 512 --iters 3 --overlap
+        mpirun -n $p $bin bench moe --set n_routed_experts=64 --global-tokens 512 --iters 3 --ep-transport mpi
+        mpirun -n $p $bin bench moe --set n_routed_experts=64 --global-tokens 512 --iters 3 --ep-transport mpi --overlap
       done
       $bin bench moe --set n_routed_experts=64 --global-tokens 16 --iters 5
       for p in 2 4 8; do

@@ -41,12 +41,24 @@ std::vector<int32_t> greedy(Engine& e, std::vector<float> logits, int64_t n, boo
   return out;
 }
 
-class ExpertParallel : public ::testing::TestWithParam<std::string> {};
+// (model, transport): every case runs over MPI all-to-all and over node-shared memory.
+class ExpertParallel : public ::testing::TestWithParam<std::tuple<std::string, Transport>> {
+ protected:
+  std::string model() const {
+    const std::string m = std::get<0>(GetParam());
+    return m == "hf" ? data_dir("hf_v4_tiny") : m;
+  }
+  EngineOptions opts() const {
+    EngineOptions o;
+    o.moe.transport = std::get<1>(GetParam());
+    o.moe.shm_round_tokens = 16;  // several shared-memory rounds per layer
+    return o;
+  }
+};
 
 TEST_P(ExpertParallel, EveryRankItsOwnSequence) {
-  const std::string model = GetParam() == "hf" ? data_dir("hf_v4_tiny") : GetParam();
-  auto single = make_model(model, {}, {}, 0, /*ep=*/1);
-  auto spread = make_model(model, {}, {}, 0, /*ep=*/0);  // ep = world
+  auto single = make_model(model(), {}, {}, 0, /*ep=*/1);
+  auto spread = make_model(model(), opts(), {}, 0, /*ep=*/0);  // ep = world
   const int W = spread->grid.W;
   ASSERT_EQ(spread->grid.ep, W);
   // Ranks run different prompts so the exchange carries distinct rows from every rank.
@@ -63,9 +75,8 @@ TEST_P(ExpertParallel, EveryRankItsOwnSequence) {
 TEST_P(ExpertParallel, IdleRanksStillServeTheirExperts) {
   // One sequence on rank 0 (the dp > 1 case of `modelone run`): the others have no tokens but
   // hold experts rank 0 needs.
-  const std::string model = GetParam() == "hf" ? data_dir("hf_v4_tiny") : GetParam();
-  auto single = make_model(model, {}, {}, 0, 1);
-  auto spread = make_model(model, {}, {}, 0, 0);
+  auto single = make_model(model(), {}, {}, 0, 1);
+  auto spread = make_model(model(), opts(), {}, 0, 0);
   const bool active = spread->grid.world.rank() == 0;
   const int64_t V = single->ms.cfg.vocab_size, T = 33;
   auto ids = prompt(T, V);
@@ -79,17 +90,16 @@ TEST_P(ExpertParallel, IdleRanksStillServeTheirExperts) {
 }
 
 TEST_P(ExpertParallel, OverlapAndRedundantPlacementChangeNothing) {
-  const std::string model = GetParam() == "hf" ? data_dir("hf_v4_tiny") : GetParam();
-  auto single = make_model(model, {}, {}, 0, 1);
+  auto single = make_model(model(), {}, {}, 0, 1);
   const ModelConfig& cfg = single->ms.cfg;
   const int W = single->grid.W;
   // A skewed synthetic load, planned with redundant copies: every expert appears on 1-2 ranks.
   std::vector<std::vector<int64_t>> loads(size_t(cfg.num_layers));
   for (auto& l : loads)
     for (int64_t e = 0; e < cfg.n_experts; ++e) l.push_back(e == 0 ? 1000 : 10 * (e + 1));
-  EngineOptions opt;
+  EngineOptions opt = opts();
   opt.moe.overlap = true;
-  auto spread = make_model(model, opt, {}, 0, 0, plan_placement(loads, W, W));
+  auto spread = make_model(model(), opt, {}, 0, 0, plan_placement(loads, W, W));
   const int64_t V = cfg.vocab_size, T = 29 + 5 * spread->grid.world.rank();
   auto ids = prompt(T, V);
   std::vector<float> a, b;
@@ -102,8 +112,7 @@ TEST_P(ExpertParallel, OverlapAndRedundantPlacementChangeNothing) {
 TEST_P(ExpertParallel, LowPrecisionPayloads) {
   // The measured effect of each payload precision on the logits (printed; bounded loosely so a
   // broken codec still fails).
-  const std::string model = GetParam() == "hf" ? data_dir("hf_v4_tiny") : GetParam();
-  auto single = make_model(model, {}, {}, 0, 1);
+  auto single = make_model(model(), {}, {}, 0, 1);
   const int64_t V = single->ms.cfg.vocab_size, T = 48;
   auto ids = prompt(T, V);
   std::vector<float> ref;
@@ -111,10 +120,10 @@ TEST_P(ExpertParallel, LowPrecisionPayloads) {
   struct P { Payload d, c; float bound; };
   for (P p : {P{Payload::BF16, Payload::F32, 1e-2f}, P{Payload::FP8, Payload::F32, 3e-1f},
               P{Payload::F32, Payload::BF16, 1e-2f}, P{Payload::FP8, Payload::BF16, 3e-1f}}) {
-    EngineOptions opt;
+    EngineOptions opt = opts();
     opt.moe.dispatch = p.d;
     opt.moe.combine = p.c;
-    auto m = make_model(model, opt, {}, 0, 0);
+    auto m = make_model(model(), opt, {}, 0, 0);
     std::vector<float> got;
     m->engine->forward(ids.data(), T, true, &got);
     const float rd = rel_diff(got, ref);
@@ -126,15 +135,20 @@ TEST_P(ExpertParallel, LowPrecisionPayloads) {
     if (m->grid.world.rank() == 0)
       std::printf("[   info   ] %s dispatch %s combine %s, ep %d: logits max rel diff %.3g, "
                   "same argmax at %d/%lld positions\n",
-                  GetParam().c_str(), payload_name(p.d), payload_name(p.c), m->grid.W, rd, same,
-                  (long long)T);
+                  std::get<0>(GetParam()).c_str(), payload_name(p.d), payload_name(p.c),
+                  m->grid.W, rd, same, (long long)T);
     EXPECT_LE(rd, p.bound) << payload_name(p.d) << "/" << payload_name(p.c);
     if (m->grid.W > 1) EXPECT_GT(rd, 0.f) << "a low-precision payload left the logits untouched";
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, ExpertParallel, ::testing::Values("hf", "tiny"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(
+    Models, ExpertParallel,
+    ::testing::Combine(::testing::Values("hf", "tiny"),
+                       ::testing::Values(Transport::Mpi, Transport::Shm)),
+    [](const auto& info) {
+      return std::get<0>(info.param) + (std::get<1>(info.param) == Transport::Mpi ? "_mpi" : "_shm");
+    });
 
 }  // namespace
 }  // namespace modelone::test

@@ -27,7 +27,7 @@ struct RunOptions {
   bool json = false;
   int64_t prefill_chunk = 2048;
   bool ignore_eos = false;
-  std::string dispatch = "fp32", combine = "fp32";
+  std::string dispatch = "fp32", combine = "fp32", transport = "auto";
   bool overlap = false;
   std::string expert_stats, expert_placement;
 };

@@ -86,7 +86,12 @@ void add_run_command(CLI::App* app, RunOptions* o) {
       ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
   run->add_option("--combine", o->combine, "Expert combine payload: fp32 or bf16")
       ->check(CLI::IsMember({"fp32", "bf16"}));
-  run->add_flag("--overlap", o->overlap, "Two micro-batches: one exchanges while the other computes");
+  run->add_flag("--overlap", o->overlap,
+                "Two micro-batches: one exchanges while the other computes (MPI transport)");
+  run->add_option("--ep-transport", o->transport,
+                  "Expert exchange: auto (node-shared memory when the ep group is on one node, "
+                  "else MPI all-to-all), mpi or shm")
+      ->check(CLI::IsMember({"auto", "mpi", "shm"}));
   run->add_option("--expert-stats", o->expert_stats, "Write tokens per expert per layer (JSON)");
   run->add_option("--expert-placement", o->expert_placement,
                   "Expert placement plan (JSON, from `modelone plan-experts`)");
@@ -194,6 +199,7 @@ int run_command(const RunOptions& o) {
   eopt.moe.dispatch = payload_from_name(o.dispatch, "--dispatch");
   eopt.moe.combine = payload_from_name(o.combine, "--combine");
   eopt.moe.overlap = o.overlap;
+  eopt.moe.transport = transport_from_name(o.transport);
   Engine engine(ms.cfg, grid, std::move(weights), placement, eopt);
   // One sequence: the first dp group runs it; the other ranks still serve their experts.
   const bool active = grid.dp_index == 0;
@@ -263,6 +269,7 @@ int run_command(const RunOptions& o) {
       j["dispatch"] = o.dispatch;
       j["combine"] = o.combine;
       j["overlap"] = o.overlap;
+      j["ep_transport"] = engine.moe().uses_shared_memory() ? "shm" : "mpi";
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::string g;

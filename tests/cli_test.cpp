@@ -186,9 +186,12 @@ TEST(Cli, ExpertStatsPlanAndPlacement) {
   Result p = run("plan-experts --stats " + stats.string() + " --out " + plan.string());
   ASSERT_EQ(p.code, 0) << p.err;
   EXPECT_NE(p.out.find("before"), std::string::npos) << p.out;
-  Result b = run("run --model tiny " + prompt + " --expert-placement " + plan.string() + " --overlap", 2);
+  Result b = run("run --model tiny " + prompt + " --expert-placement " + plan.string() +
+                 " --overlap --ep-transport mpi", 2);
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_EQ(nlohmann::json::parse(b.out)["generated"], nlohmann::json::parse(a.out)["generated"]);
+  EXPECT_EQ(nlohmann::json::parse(a.out)["ep_transport"], "shm");
+  EXPECT_EQ(nlohmann::json::parse(b.out)["ep_transport"], "mpi");
   // A plan for another ep, or naming a rank that does not exist, stops every rank.
   expect_error("run --model tiny --ids 1 --expert-placement " + plan.string(), "plan is for ep 2", 3);
   const fs::path bad = tmpdir() / "bad_plan.json";

@@ -75,8 +75,8 @@ int ep_bench(const EpBenchOptions& o) {
     // Rows each rank sends and receives, for the baseline's byte counts.
     std::vector<int64_t> sent(size_t(ep.size()), 0), recvd(size_t(ep.size()), 0);
     std::vector<double> td, tc;
+    MoeBatch b;  // reused, as the engine reuses its batches: buffers stay mapped
     for (int i = 0; i <= o.iters; ++i) {
-      MoeBatch b;
       double d = 0, c = 0;
       std::fill(y.begin(), y.end(), 0.f);
       for (int64_t t0 = 0;; t0 += std::min(moe.round_tokens(), T - t0)) {

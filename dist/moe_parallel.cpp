@@ -67,6 +67,7 @@ void MoeParallel::layout(int64_t layer, const Routing& r, const float* h, int64_
   const ExpertPlacement& pl = placement_[size_t(layer)];
   b->t0 = t0;
   b->T = T;
+  b->received = false;
   // dest[i, j]: rank of the token's j-th expert; row_of[i, j] >= 0 on the first slot going there.
   std::vector<int32_t> dest(static_cast<size_t>(T * k));
   std::vector<int64_t> row_of(static_cast<size_t>(T * k), -1);

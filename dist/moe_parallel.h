@@ -55,6 +55,7 @@ struct MoeBatch {
   std::vector<const uint8_t*> in_rows; // the dispatch rows this rank runs, wherever they are
   std::vector<uint8_t*> out_rows;      // where each one's combine row goes
   bool more = false;                   // shm: some rank has tokens left for another round
+  bool received = false;               // in_rows / out_rows are set for this batch
   comm::Request req;
   int64_t n_send() const;
   int64_t n_recv() const;

@@ -19,7 +19,9 @@ void MoeParallel::start_dispatch_mpi(MoeBatch* b) {
 }
 
 void MoeParallel::finish_dispatch_mpi(MoeBatch* b) {
+  if (b->received) return;
   wait(b->req);
+  b->received = true;
   const int64_t n = b->n_recv(), rb = codec_.dispatch_bytes(), cb = codec_.combine_bytes();
   b->out.resize(size_t(n * cb));
   b->in_rows.resize(size_t(n));
@@ -59,6 +61,7 @@ void MoeParallel::dispatch_shm(int64_t layer, const Routing& r, const float* h, 
   timers.exchange += comm::now() - c0;
   // Rows for me from every source, read in place; results go to the source's segment.
   const int64_t rb = codec_.dispatch_bytes(), cb = codec_.combine_bytes();
+  b->received = true;
   b->recv_rows.assign(size_t(P), 0);
   b->in_rows.clear();
   b->out_rows.clear();

@@ -49,7 +49,17 @@ MoeParallel::MoeParallel(const ModelConfig& cfg, const comm::Comm& ep,
     auto align = [](size_t n) { return (n + 63) / 64 * 64; };
     shm_rows_off_ = align(size_t(8 * (1 + P)));
     shm_results_off_ = shm_rows_off_ + align(size_t(shm_rows_ * codec_.dispatch_bytes()));
-    window_ = comm::SharedWindow(ep, shm_results_off_ + size_t(shm_rows_ * codec_.combine_bytes()));
+    const size_t bytes = shm_results_off_ + size_t(shm_rows_ * codec_.combine_bytes());
+    try {
+      window_ = comm::SharedWindow(ep, bytes);
+    } catch (const comm::CommError& e) {
+      // Not enough shared memory (a small /dev/shm, say): auto falls back to MPI all-to-all.
+      MO_REQUIRE(opt_.transport != Transport::Shm, "--ep-transport shm: ", e.what());
+      window_ = comm::SharedWindow();
+    }
+    // Every rank must agree on the transport.
+    const int ok = ep.allreduce(window_.valid() ? 1 : 0, comm::Op::Min);
+    if (!ok) window_ = comm::SharedWindow();
   }
 }
 

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -200,7 +201,11 @@ int run_command(const RunOptions& o) {
   eopt.moe.combine = payload_from_name(o.combine, "--combine");
   eopt.moe.overlap = o.overlap;
   eopt.moe.transport = transport_from_name(o.transport);
-  Engine engine(ms.cfg, grid, std::move(weights), placement, eopt);
+  std::unique_ptr<Engine> engine_ptr;
+  comm::agree(grid.world, [&] {
+    engine_ptr = std::make_unique<Engine>(ms.cfg, grid, std::move(weights), placement, eopt);
+  });
+  Engine& engine = *engine_ptr;
   // One sequence: the first dp group runs it; the other ranks still serve their experts.
   const bool active = grid.dp_index == 0;
   const int64_t T = int64_t(prompt.size()), V = ms.cfg.vocab_size;

@@ -101,12 +101,6 @@ class Comm {
     check(MPI_Bcast(data, int(n), mpi_type<T>(), root, comm_), "MPI_Bcast");
   }
   void bcast_string(std::string* s, int root) const;
-  template <class T> std::vector<T> allgather(T v) const {
-    std::vector<T> out(static_cast<size_t>(size_));
-    check(MPI_Allgather(&v, 1, mpi_type<T>(), out.data(), 1, mpi_type<T>(), comm_),
-          "MPI_Allgather");
-    return out;
-  }
   // Counts are exchanged first (MPI_Alltoall), then the payload with one MPI_Alltoallv.
   // send holds the rows for rank 0, then rank 1, ...; send_counts[r] elements for rank r.
   // Returns the received elements grouped by source rank; recv_counts is filled.

@@ -26,11 +26,4 @@ bool ExpertPlacement::holds(int rank, int64_t e) const {
   return std::find(r.begin(), r.end(), rank) != r.end();
 }
 
-std::vector<int64_t> ExpertPlacement::experts_of(int rank) const {
-  std::vector<int64_t> out;
-  for (size_t e = 0; e < replicas.size(); ++e)
-    if (holds(rank, int64_t(e))) out.push_back(int64_t(e));
-  return out;
-}
-
 }  // namespace modelone

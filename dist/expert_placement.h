@@ -20,7 +20,6 @@ struct ExpertPlacement {
     const auto& r = replicas[size_t(e)];
     return r.size() == 1 ? r[0] : r[size_t(src_rank + t) % r.size()];
   }
-  std::vector<int64_t> experts_of(int rank) const;
 };
 
 }  // namespace modelone

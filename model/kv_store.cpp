@@ -19,10 +19,6 @@ void KvStore::read(int64_t r0, int64_t n, float* out) const {
                size_t(n * width_));
 }
 
-void KvStore::gather(const int32_t* idx, int64_t n, float* out) const {
-  for (int64_t i = 0; i < n; ++i) read(idx[i], 1, out + i * width_);
-}
-
 const float* KvStore::view(int64_t r0, int64_t n, std::vector<float>& tmp) const {
   MO_CHECK(r0 >= 0 && r0 + n <= rows_);
   if (dtype_ == DType::F32) return reinterpret_cast<const float*>(data_.data()) + r0 * width_;

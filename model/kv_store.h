@@ -21,7 +21,6 @@ class KvStore {
 
   void append(const float* rows, int64_t n);
   void read(int64_t r0, int64_t n, float* out) const;
-  void gather(const int32_t* idx, int64_t n, float* out) const;
   // Rows [r0, r0 + n) as fp32: a pointer into the store when it is fp32, else widened into tmp.
   const float* view(int64_t r0, int64_t n, std::vector<float>& tmp) const;
   void clear() { data_.clear(); rows_ = 0; }

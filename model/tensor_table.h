@@ -40,6 +40,7 @@ struct WeightRequest {
   std::vector<int64_t> shape;
   Init init;
   bool integer = false;
+  int64_t int_range = 0;  // integer tables hold values in [0, int_range) (tid2eid: n_experts)
 };
 
 // Every tensor of the model with its name and shape, in table order (for inspect and counts).

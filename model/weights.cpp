@@ -76,7 +76,7 @@ class SyntheticSource : public WeightSource {
       w.dtype = DType::I64;
       auto buf = std::shared_ptr<int64_t[]>(new int64_t[size_t(w.numel())]);
       const int64_t rows = req.shape[0], k = req.shape[1];
-      synth_tid2eid(seed_, h, n_experts_, k, 0, rows, buf.get());
+      synth_tid2eid(seed_, h, req.int_range, k, 0, rows, buf.get());
       w.data = buf.get();
       w.owner = std::shared_ptr<const void>(buf, buf.get());
       return w;
@@ -98,12 +98,10 @@ class SyntheticSource : public WeightSource {
   }
 
   std::string describe() const override { return "synthetic weights, seed " + std::to_string(seed_); }
-  void set_n_experts(int64_t n) { n_experts_ = n; }
 
  private:
   uint64_t seed_;
   DType dtype_;
-  int64_t n_experts_ = 0;
 };
 
 }  // namespace
@@ -118,14 +116,13 @@ std::unique_ptr<WeightSource> synthetic_source(uint64_t seed, DType dtype) {
 
 ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const ExpertFilter& owns,
                           const LoadProgress& progress, const SpecFilter& want) {
-  if (auto* syn = dynamic_cast<SyntheticSource*>(&src)) syn->set_n_experts(cfg.n_experts);
   ModelWeights w;
   w.layers.resize(size_t(cfg.num_layers));
   for (auto& l : w.layers) l.experts.resize(size_t(cfg.n_experts));
   auto load_one = [&](const TensorSpec& spec, int64_t l, int64_t e) {
     if (want && !want(spec)) return;
     WeightRequest req{expand_name(spec.pattern, l, e), spec.shape(cfg, std::max<int64_t>(l, 0)),
-                      spec.init, spec.integer};
+                      spec.init, spec.integer, spec.integer ? cfg.n_experts : 0};
     Weight* slot = spec.slot(w, l, e);
     *slot = src.load(req);
     w.bytes += slot->nbytes();

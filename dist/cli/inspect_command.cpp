@@ -64,6 +64,7 @@ int inspect_command(const InspectOptions& o) {
     j["hidden_size"] = c.hidden_size;
     j["num_layers"] = c.num_layers;
     j["layers"] = {{"sliding", n_sliding}, {"csa", n_csa}, {"hca", n_hca}, {"hash_moe", n_hash}};
+    for (auto k : c.attn) j["layer_types"].push_back(attn_kind_name(k));
     j["num_heads"] = c.num_heads;
     j["head_dim"] = c.head_dim;
     j["rope_dim"] = c.rope_dim;

@@ -271,6 +271,8 @@ int run_command(const RunOptions& o) {
       const MoeTimers& mt = engine.moe().timers;
       j["moe_seconds"] = {{"route", mt.route}, {"pack", mt.pack}, {"exchange", mt.exchange},
                           {"experts", mt.experts}, {"combine", mt.combine}};
+      j["moe_rows_sent"] = mt.rows_sent;
+      j["moe_bytes_sent"] = mt.bytes_sent;
       j["dispatch"] = o.dispatch;
       j["combine"] = o.combine;
       j["overlap"] = o.overlap;

@@ -1,6 +1,7 @@
 #include "comm/comm.h"
 
 #include <cstdio>
+#include <exception>
 #include <cstdlib>
 
 namespace modelone::comm {
@@ -42,7 +43,8 @@ Comm::~Comm() {
   if (owned_ && comm_ != MPI_COMM_NULL) {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized) MPI_Comm_free(&comm_);
+    // Collective: skipped while an exception unwinds (see SharedWindow::release).
+    if (!finalized && std::uncaught_exceptions() == 0) MPI_Comm_free(&comm_);
   }
 }
 
@@ -151,7 +153,8 @@ Request Comm::ialltoall_counts(const int64_t* send, int64_t* recv) const {
 }
 
 Request::~Request() {
-  if (active()) {
+  // Waiting while an exception unwinds could wait for ranks that will never send.
+  if (active() && std::uncaught_exceptions() == 0) {
     try {
       wait();
     } catch (...) {

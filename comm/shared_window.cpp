@@ -1,5 +1,7 @@
 #include "comm/shared_window.h"
 
+#include <exception>
+
 namespace modelone::comm {
 
 SharedWindow::SharedWindow(const Comm& comm, size_t bytes_per_rank)
@@ -42,7 +44,9 @@ void SharedWindow::release() {
   if (win_ == MPI_WIN_NULL) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) {
+  // MPI_Win_free is collective: while an exception unwinds this rank, the others may never get
+  // there, so leave the window to MPI_Abort / MPI_Finalize instead of hanging in it.
+  if (!finalized && std::uncaught_exceptions() == 0) {
     MPI_Win_unlock_all(win_);
     MPI_Win_free(&win_);
   }

@@ -1,5 +1,7 @@
 #include "dist/engine.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "model/attention.h"
@@ -14,6 +16,9 @@ Engine::Engine(const ModelConfig& cfg, const RankGrid& grid, ModelWeights weight
                std::vector<ExpertPlacement> placement, EngineOptions opt)
     : cfg_(cfg), grid_(grid), w_(std::move(weights)), opt_(opt), rope_main_(cfg.rope_main),
       rope_compress_(cfg.rope_compress), moe_(cfg, grid.ep_comm, std::move(placement), opt.moe) {
+  if (const char* f = std::getenv("MODELONE_INJECT_FAULT"))
+    MO_REQUIRE(std::sscanf(f, "%d:%ld", &fault_rank_, &fault_layer_) == 2,
+               "MODELONE_INJECT_FAULT must be RANK:LAYER, got '", f, "'");
   reset();
 }
 
@@ -32,6 +37,8 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, float* x
   const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult;
   const LayerWeights& lw = w_.layers[size_t(l)];
   const float eps = float(cfg_.rms_norm_eps);
+  if (l == fault_layer_ && grid_.world.rank() == fault_rank_)
+    fail("injected fault in layer ", l, " (MODELONE_INJECT_FAULT)");
   h_.resize(size_t(T * D));
   out_.resize(size_t(T * D));
   post_.resize(size_t(T * hc));

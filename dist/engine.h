@@ -55,6 +55,10 @@ class Engine {
   int64_t pos_ = 0;
   // Per-layer scratch, reused across layers and steps: h / out [T, D], post [T, hc], comb [T, hc, hc].
   std::vector<float> h_, out_, post_, comb_;
+  // MODELONE_INJECT_FAULT=RANK:LAYER makes that world rank fail in that layer (tests of the
+  // error path: one rank failing mid-run must stop every rank).
+  int fault_rank_ = -1;
+  int64_t fault_layer_ = -1;
   std::vector<std::vector<float>> hidden_;
 };
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <set>
 
 #include "model/compressor.h"
 #include "model/gemm.h"
@@ -13,6 +14,7 @@
 #include "model/mhc.h"
 #include "model/moe.h"
 #include "model/rope.h"
+#include "model/synthetic.h"
 #include "model/weight.h"
 
 namespace modelone {
@@ -56,6 +58,30 @@ std::vector<double> naive_sinkhorn(const std::vector<float>& logits, int n, int 
     cols();
   }
   return m;
+}
+
+TEST(Synthetic, AnySliceMatchesTheWhole) {
+  // A rank that makes only elements [a, b) of a tensor gets exactly those of the full tensor.
+  const Init init{0.f, 0.02f};
+  const uint64_t h = name_hash("model.layers.3.ffn.experts.7.w1.weight");
+  std::vector<float> all(1000), part(300);
+  synth_fill(42, h, init, 0, 1000, all.data());
+  synth_fill(42, h, init, 517, 817, part.data());
+  for (int i = 0; i < 300; ++i) EXPECT_EQ(part[size_t(i)], all[size_t(517 + i)]);
+  double m = 0, v = 0;
+  for (float x : all) m += x / 1000.0;
+  for (float x : all) v += (x - m) * (x - m) / 1000.0;
+  EXPECT_NEAR(std::sqrt(v), 0.02, 0.003);
+  std::vector<float> other(1000);
+  synth_fill(43, h, init, 0, 1000, other.data());
+  EXPECT_NE(other, all) << "the seed changes the values";
+  std::vector<int64_t> t(200 * 6);
+  synth_tid2eid(1, h, 16, 6, 0, 200, t.data());
+  for (int r = 0; r < 200; ++r) {
+    std::set<int64_t> s(t.begin() + r * 6, t.begin() + r * 6 + 6);
+    EXPECT_EQ(s.size(), 6u) << "distinct experts per token";
+    EXPECT_LT(*s.rbegin(), 16);
+  }
 }
 
 TEST(Sinkhorn, MatchesNaiveAndIsDoublyStochastic) {

@@ -59,8 +59,7 @@ std::vector<std::string> error_lines(const std::string& err) {
 void expect_error(const std::string& args, const std::string& pattern, int np = 0) {
   SCOPED_TRACE("modelone " + args + (np ? " (np " + std::to_string(np) + ")" : ""));
   const Result r = run(args, np);
-  EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.code, 124) << "timed out: a rank hung";
+  EXPECT_EQ(r.code, 2) << (r.code == 124 ? "timed out: a rank hung" : r.err);
   const auto lines = error_lines(r.err);
   ASSERT_EQ(lines.size(), 1u) << r.err;
   EXPECT_TRUE(std::regex_search(lines[0], std::regex(pattern))) << lines[0];
@@ -78,6 +77,24 @@ TEST(Cli, RunTextAndJson) {
   EXPECT_EQ(j["prompt_tokens"], 24);
   for (auto k : {"prefill_seconds", "decode_seconds", "decode_tokens_per_second", "ttft_seconds"})
     EXPECT_TRUE(j.contains(k)) << k;
+}
+
+TEST(Cli, InspectPublishedSizes) {
+  Result r = run("inspect --model v4-flash --json --context 1048576 --ep 64");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_NEAR(j["params_total"].get<double>() / 1e9, 284, 3);          // 284B total
+  EXPECT_NEAR(j["params_active_no_embedding"].get<double>() / 1e9, 13, 1);  // 13B active
+  EXPECT_GT(j["rank_kv_cache_bytes"].get<int64_t>(), 0);
+  r = run("inspect --model v4-pro --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_NEAR(j["params_total"].get<double>() / 1e12, 1.6, 0.05);     // 1.6T total
+  EXPECT_NEAR(j["params_active"].get<double>() / 1e9, 49, 1.5);        // 49B active
+  r = run("inspect --model " + data_dir("hf_v4_tiny") + " --tensors");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("model.layers.{L}.attn.indexer.wq_b.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("total 1.39M"), std::string::npos) << r.out;  // the fixture's 1390413
 }
 
 TEST(Cli, LogitsOutMatchesTheEngineAndTransformers) {
@@ -198,6 +215,21 @@ TEST(Cli, ExpertStatsPlanAndPlacement) {
   std::ofstream(bad) << R"({"ep": 2, "layers": [{"layer": 0, "replicas": [[0],[1],[0],[1],[0],[1],[0],[7]]}]})";
   expect_error("run --model tiny --ids 1 --expert-placement " + bad.string(),
                "layer 0: expert 7 is placed on rank 7, outside \\[0, 2\\)", 2);
+}
+
+TEST(Cli, OneRankFailingMidRunStopsEveryRank) {
+  // Rank 1 fails inside layer 2 while the others wait for it in the expert exchange.
+  for (const char* t : {"shm", "mpi"}) {
+    setenv("MODELONE_INJECT_FAULT", "1:2", 1);
+    const Result r = run(std::string("run --model tiny --random-prompt 64 --generate 4 --ep-transport ") + t, 3);
+    unsetenv("MODELONE_INJECT_FAULT");
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.code, 124) << "timed out: a rank hung";
+    const auto lines = error_lines(r.err);
+    ASSERT_EQ(lines.size(), 1u) << r.err;
+    EXPECT_NE(lines[0].find("modelone: error: rank 1: injected fault in layer 2"), std::string::npos)
+        << lines[0];
+  }
 }
 
 TEST(Cli, BadInputUnderMpiStopsEveryRank) {

@@ -72,6 +72,20 @@ TEST_P(ExpertParallel, EveryRankItsOwnSequence) {
   EXPECT_EQ(greedy(*spread->engine, b, 12, true), greedy(*single->engine, a, 12, true));
 }
 
+TEST_P(ExpertParallel, SeveralEpGroups) {
+  // ep = 2 inside a larger world: each pair of ranks shares one copy of the experts.
+  auto single = make_model(model(), {}, {}, 0, 1);
+  if (single->grid.W % 2 != 0) GTEST_SKIP() << "needs an even world";
+  auto pairs = make_model(model(), opts(), {}, 0, 2);
+  ASSERT_EQ(pairs->grid.ep, 2);
+  const int64_t V = single->ms.cfg.vocab_size, T = 20 + 3 * pairs->grid.world.rank();
+  auto ids = prompt(T, V);
+  std::vector<float> a, b;
+  single->engine->forward(ids.data(), T, true, &a);
+  pairs->engine->forward(ids.data(), T, true, &b);
+  EXPECT_LE(rel_diff(b, a), kRelTol);
+}
+
 TEST_P(ExpertParallel, IdleRanksStillServeTheirExperts) {
   // One sequence on rank 0 (the dp > 1 case of `modelone run`): the others have no tokens but
   // hold experts rank 0 needs.

@@ -9,33 +9,59 @@
 
 namespace modelone {
 
-void write_npy_f32(const std::string& path, const float* data, const std::vector<int64_t>& shape) {
+namespace {
+std::string npy_header(const std::vector<int64_t>& shape) {
   std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (";
-  int64_t n = 1;
-  for (size_t i = 0; i < shape.size(); ++i) {
-    dict += (i ? ", " : "") + std::to_string(shape[i]);
-    n *= shape[i];
-  }
+  for (size_t i = 0; i < shape.size(); ++i) dict += (i ? ", " : "") + std::to_string(shape[i]);
   if (shape.size() == 1) dict += ",";
   dict += "), }";
   // Pad so the data starts at a multiple of 64 bytes; the header ends with a newline.
   const size_t total = 10 + dict.size() + 1;
   dict.append((64 - total % 64) % 64, ' ');
   dict += '\n';
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    MO_REQUIRE(f.good(), "--logits-out: cannot write '", path, "'");
-    const char magic[] = "\x93NUMPY\x01\x00";
-    f.write(magic, 8);
-    const uint16_t hl = uint16_t(dict.size());
-    f.write(reinterpret_cast<const char*>(&hl), 2);
-    f.write(dict.data(), std::streamsize(dict.size()));
-    f.write(reinterpret_cast<const char*>(data), std::streamsize(n * 4));
-    MO_REQUIRE(f.good(), "--logits-out: failed writing '", path, "'");
-  }
-  MO_REQUIRE(std::rename(tmp.c_str(), path.c_str()) == 0, "--logits-out: cannot rename '", tmp,
-             "' to '", path, "'");
+  const uint16_t hl = uint16_t(dict.size());
+  return std::string("\x93NUMPY\x01\x00", 8) + std::string(reinterpret_cast<const char*>(&hl), 2) +
+         dict;
+}
+}  // namespace
+
+NpyWriter::NpyWriter(const std::string& path, int64_t rows, int64_t cols)
+    : path_(path), tmp_(path + ".tmp"), rows_(rows), cols_(cols) {
+  f_ = std::fopen(tmp_.c_str(), "wb");
+  MO_REQUIRE(f_, "--logits-out: cannot write '", path, "'");
+  const std::string h = npy_header({rows, cols});
+  MO_REQUIRE(std::fwrite(h.data(), 1, h.size(), f_) == h.size(), "--logits-out: failed writing '",
+             path, "'");
+}
+
+NpyWriter::~NpyWriter() {
+  if (!f_) return;
+  std::fclose(f_);
+  std::remove(tmp_.c_str());
+}
+
+void NpyWriter::append(const float* rows, int64_t n) {
+  MO_CHECK(written_ + n <= rows_, "npy: more rows than declared");
+  MO_REQUIRE(std::fwrite(rows, sizeof(float), size_t(n * cols_), f_) == size_t(n * cols_),
+             "--logits-out: failed writing '", path_, "' (disk full?)");
+  written_ += n;
+}
+
+void NpyWriter::finish() {
+  MO_CHECK(written_ == rows_, "npy: ", written_, " of ", rows_, " rows written");
+  const bool ok = std::fclose(f_) == 0;
+  f_ = nullptr;
+  MO_REQUIRE(ok, "--logits-out: failed writing '", path_, "'");
+  MO_REQUIRE(std::rename(tmp_.c_str(), path_.c_str()) == 0, "--logits-out: cannot rename '", tmp_,
+             "' to '", path_, "'");
+}
+
+void write_npy_f32(const std::string& path, const float* data, const std::vector<int64_t>& shape) {
+  int64_t rows = shape.empty() ? 1 : shape[0], cols = 1;
+  for (size_t i = 1; i < shape.size(); ++i) cols *= shape[i];
+  NpyWriter w(path, rows, cols);
+  w.append(data, rows);
+  w.finish();
 }
 
 std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>* shape) {

@@ -2,12 +2,28 @@
 // through a temporary file and renamed so a failed run never leaves a half-written result.
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 namespace modelone {
 
 void write_npy_f32(const std::string& path, const float* data, const std::vector<int64_t>& shape);
+
+// Streams rows of a float32 [rows, cols] array to path: the header first, then rows as they
+// come, into path.tmp, renamed to path by finish() only once every row is written.
+class NpyWriter {
+ public:
+  NpyWriter(const std::string& path, int64_t rows, int64_t cols);
+  ~NpyWriter();  // an unfinished file is removed
+  void append(const float* rows, int64_t n);
+  void finish();
+
+ private:
+  std::string path_, tmp_;
+  std::FILE* f_ = nullptr;
+  int64_t rows_, cols_, written_ = 0;
+};
 
 // Read back a float32 .npy (tests).
 std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>* shape);

@@ -154,6 +154,8 @@ TEST(Cli, BadInput) {
   expect_error("run --model tiny --ids 1 --set num_experts_per_tok=20",
                "num_experts_per_tok \\(20\\) exceeds n_routed_experts \\(8\\)");
   expect_error("run --model tiny --ids 1 --cp 2", "--cp 2 does not divide the world size 1");
+  expect_error("run --model tiny --ids 1 --logits-out /no/such/dir/l.npy",
+               "--logits-out: cannot write '/no/such/dir/l.npy'");
   const fs::path pb = tmpdir() / "bad.pbtxt";
   std::ofstream(pb) << "name: \"x\"\nhidden_sise: 64\n";
   expect_error("run --model " + pb.string() + " --ids 1", "bad.pbtxt:2:.*hidden_sise");

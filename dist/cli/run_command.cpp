@@ -210,27 +210,31 @@ int run_command(const RunOptions& o) {
   const bool active = grid.dp_index == 0;
   const int64_t T = int64_t(prompt.size()), V = ms.cfg.vocab_size;
   const bool want_logits = !o.logits_out.empty();
-  std::vector<float> all_logits, logits;
-  if (want_logits && grid.is_root()) all_logits.resize(size_t(T * V));
+  std::vector<float> logits;
+  // Rows go to disk chunk by chunk: a long prompt's [T, vocab] never sits in memory at once.
+  std::unique_ptr<NpyWriter> npy;
+  if (want_logits && grid.is_root())
+    comm::agree(comm::Comm::world(), [&] { npy = std::make_unique<NpyWriter>(o.logits_out, T, V); });
+  else if (want_logits)
+    comm::agree(comm::Comm::world(), [] {});
 
   grid.world.barrier();
   const double t0 = comm::now();
   for (int64_t c0 = 0; c0 < T; c0 += o.prefill_chunk) {
     const int64_t n = std::min(o.prefill_chunk, T - c0);
     engine.forward(prompt.data() + c0, active ? n : 0, want_logits, &logits);
-    if (want_logits && grid.is_root())
-      std::copy(logits.begin(), logits.end(), all_logits.begin() + c0 * V);
+    if (npy) npy->append(logits.data(), n);
     if (T > o.prefill_chunk)
       log_line(o.m.quiet, "prefill: " + std::to_string(c0 + n) + " / " + std::to_string(T) +
                               " tokens, " + fmt_seconds(comm::now() - t0));
   }
   const double t_prefill = comm::now() - t0;
-  if (want_logits && grid.is_root()) write_npy_f32(o.logits_out, all_logits.data(), {T, V});
+  if (npy) npy->finish();
 
   // Greedy decode; rank 0 decides each token (and when to stop) and tells everyone.
   std::vector<int32_t> generated;
   const double t1 = comm::now();
-  double ttft = t_prefill;
+  double ttft = t_prefill, last_log = t1;
   for (int64_t i = 0; i < o.generate; ++i) {
     int64_t msg[2] = {0, 0};  // token, stop
     if (grid.is_root()) {
@@ -244,6 +248,11 @@ int run_command(const RunOptions& o) {
     if (i == 0) ttft = comm::now() - t0;
     if (msg[1] || i + 1 == o.generate) break;
     engine.forward(&tok, active ? 1 : 0, false, &logits);
+    if (comm::now() - last_log > 10) {  // a line every 10 s on long generations
+      last_log = comm::now();
+      log_line(o.m.quiet, "decode: " + std::to_string(i + 1) + " / " + std::to_string(o.generate) +
+                              " tokens, " + fmt_seconds(last_log - t1));
+    }
   }
   const double t_decode = comm::now() - t1;
   const int64_t n_decode_steps = std::max<int64_t>(0, int64_t(generated.size()) - 1);

@@ -84,8 +84,9 @@ int attention_bench(const AttentionBenchOptions& o) {
     for (int64_t n : o.contexts) {
       LayerCache cache = filled_cache(cfg, n, g);
       std::vector<float> out(static_cast<size_t>(D)), ob(static_cast<size_t>(H * Dh));
+      AttnScratch scratch;
       const double layer = median_seconds([&] {
-        attention_forward(cfg, 0, aw, rope, h.data(), 1, cache.n_tokens, cache, out.data());
+        attention_forward(cfg, 0, aw, rope, h.data(), 1, cache.n_tokens, cache, out.data(), &scratch);
       });
       // The attention core alone (keys picked, softmax, weighted sum), then the dense baseline.
       AttnProj p;

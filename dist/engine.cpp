@@ -51,7 +51,7 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, float* x
   rms_norm_rows(h, T, D, D, eps, an.data());
   if (T > 0) {
     const Rope& rope = cfg_.attn[size_t(l)] == AttnKind::Sliding ? rope_main_ : rope_compress_;
-    attention_forward(cfg_, l, lw.attn, rope, h, T, pos_, caches_[size_t(l)], out);
+    attention_forward(cfg_, l, lw.attn, rope, h, T, pos_, caches_[size_t(l)], out, &attn_scratch_);
   }
   hc_post(T, hc, D, out, post, comb, x);
 
@@ -70,33 +70,34 @@ void Engine::forward(const int32_t* tokens, int64_t T, bool all_logits,
     MO_REQUIRE(tokens[t] >= 0 && tokens[t] < V, "token id ", tokens[t], " at position ", pos_ + t,
                " is outside the vocabulary [0, ", V, ")");
   // Residual streams x[T, hc, D]: the embedding copied into every stream.
-  std::vector<float> x(static_cast<size_t>(T * hc * D));
+  x_.resize(size_t(T * hc * D));
+  float* x = x_.data();
   for (int64_t t = 0; t < T; ++t) {
-    w_.embed.rows_f32(tokens[t], 1, x.data() + t * hc * D);
+    w_.embed.rows_f32(tokens[t], 1, x + t * hc * D);
     for (int64_t i = 1; i < hc; ++i)
-      std::memcpy(x.data() + (t * hc + i) * D, x.data() + t * hc * D, size_t(D) * 4);
+      std::memcpy(x + (t * hc + i) * D, x + t * hc * D, size_t(D) * 4);
   }
   if (opt_.capture_hidden) {
     hidden_.clear();
-    hidden_.push_back(x);
+    hidden_.emplace_back(x, x + T * hc * D);
   }
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
-    layer_forward(l, tokens, T, x.data());
-    if (opt_.capture_hidden) hidden_.push_back(x);
+    layer_forward(l, tokens, T, x);
+    if (opt_.capture_hidden) hidden_.emplace_back(x, x + T * hc * D);
   }
   pos_ += T;
   if (T == 0) return;
 
   // Final hyper head, norm and LM head, on the rows whose logits are wanted.
   const int64_t first = all_logits ? 0 : T - 1, n = T - first;
-  std::vector<float> y(static_cast<size_t>(n * D));
-  hc_head(cfg_, w_.hc_head_fn, w_.hc_head_base, w_.hc_head_scale, x.data() + first * hc * D, n,
-          y.data());
+  y_.resize(size_t(n * D));
+  float* y = y_.data();
+  hc_head(cfg_, w_.hc_head_fn, w_.hc_head_base, w_.hc_head_scale, x + first * hc * D, n, y);
   const std::vector<float> nw = w_.norm.to_f32();
-  rms_norm_rows(y.data(), n, D, D, float(cfg_.rms_norm_eps), nw.data());
-  if (opt_.capture_hidden) hidden_.push_back(y);
+  rms_norm_rows(y, n, D, D, float(cfg_.rms_norm_eps), nw.data());
+  if (opt_.capture_hidden) hidden_.emplace_back(y, y + n * D);
   logits->resize(size_t(n * V));
-  linear(y.data(), n, D, w_.head, 0, V, logits->data(), V);
+  linear(y, n, D, w_.head, 0, V, logits->data(), V);
 }
 
 }  // namespace modelone

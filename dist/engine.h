@@ -9,6 +9,7 @@
 
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
+#include "model/attention.h"
 #include "model/config.h"
 #include "model/layer_cache.h"
 #include "model/rope.h"
@@ -54,7 +55,8 @@ class Engine {
   std::vector<LayerCache> caches_;
   int64_t pos_ = 0;
   // Per-layer scratch, reused across layers and steps: h / out [T, D], post [T, hc], comb [T, hc, hc].
-  std::vector<float> h_, out_, post_, comb_;
+  std::vector<float> x_, y_, h_, out_, post_, comb_;  // x_ [T, hc, D] streams, y_ [T, D] head input
+  AttnScratch attn_scratch_;
   // MODELONE_INJECT_FAULT=RANK:LAYER makes that world rank fail in that layer (tests of the
   // error path: one rank failing mid-run must stop every rank).
   int fault_rank_ = -1;

@@ -1,5 +1,7 @@
 #include "dist/moe_parallel.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -175,6 +177,8 @@ void MoeParallel::run_experts(int64_t layer, const LayerWeights* w, MoeBatch* b,
       for (int64_t i = 0; i < m; ++i)
         codec_.decode_dispatch(in[size_t(pair_row[size_t(p0 + i)])], xin_.data() + i * D);
       expert_ffn(cfg_, w->experts[size_t(e)], xin_.data(), m, yout_.data());
+      // An expert sees each row at most once, so its rows can be accumulated in parallel.
+#pragma omp parallel for schedule(static) if (m * D > 65536)
       for (int64_t i = 0; i < m; ++i) {
         float* o = acc_.data() + int64_t(pair_row[size_t(p0 + i)]) * D;
         const float s = pair_w[size_t(p0 + i)];
@@ -192,8 +196,21 @@ void MoeParallel::run_experts(int64_t layer, const LayerWeights* w, MoeBatch* b,
 void MoeParallel::add_rows(const MoeBatch& b, const uint8_t* rows, float* y) {
   const double c0 = comm::now();
   const int64_t D = cfg_.hidden_size, cb = codec_.combine_bytes();
-  for (int64_t row = 0; row < int64_t(b.row_token.size()); ++row)
-    codec_.add_combine(rows + row * cb, y + (b.t0 + b.row_token[size_t(row)]) * D);
+  const int64_t n = int64_t(b.row_token.size());
+  // Rows of one token can come from several ranks: split the work by token, not by row.
+  if (n * D > 65536) {
+#pragma omp parallel
+    {
+      const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+      for (int64_t row = 0; row < n; ++row) {
+        const int64_t t = b.t0 + b.row_token[size_t(row)];
+        if (t % nt == id) codec_.add_combine(rows + row * cb, y + t * D);
+      }
+    }
+  } else {
+    for (int64_t row = 0; row < n; ++row)
+      codec_.add_combine(rows + row * cb, y + (b.t0 + b.row_token[size_t(row)]) * D);
+  }
   timers.combine += comm::now() - c0;
 }
 

@@ -60,11 +60,10 @@ void attn_keys(const ModelConfig& cfg, int64_t layer, const AttnWeights& w, cons
     if (kind == AttnKind::CSA) {
       compressor_project_and_feed(cache.idx_comp, w.idx_compressor, rope, eps, h, T,
                                   cache.idx_keys);
-      IndexerQueries iq;
-      indexer_queries(cfg, w, rope, p.q_lat.data(), h, T, pos0, &iq);
+      indexer_queries(cfg, w, rope, p.q_lat.data(), h, T, pos0, &k->iq);
       k->picks.resize(size_t(T * cfg.index_topk));
       k->n_picks.resize(size_t(T));
-      indexer_select(cfg, iq, T, pos0, cache.idx_keys, k->picks.data(), k->n_picks.data());
+      indexer_select(cfg, k->iq, T, pos0, cache.idx_keys, k->picks.data(), k->n_picks.data());
     }
   }
   cache.n_tokens += T;
@@ -154,14 +153,12 @@ void attn_output(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope,
 
 void attention_forward(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
                        const Rope& rope, const float* h, int64_t T, int64_t pos0,
-                       LayerCache& cache, float* out) {
-  AttnProj p;
-  attn_project(cfg, w, rope, h, T, pos0, cache, &p);
-  AttnKeys k;
-  attn_keys(cfg, layer, w, rope, h, T, pos0, p, cache, &k);
-  std::vector<float> o(static_cast<size_t>(T * cfg.num_heads * cfg.head_dim));
-  attn_attend(cfg, layer, w, p, k, T, pos0, o.data());
-  attn_output(cfg, w, rope, o.data(), T, pos0, out);
+                       LayerCache& cache, float* out, AttnScratch* s) {
+  attn_project(cfg, w, rope, h, T, pos0, cache, &s->p);
+  attn_keys(cfg, layer, w, rope, h, T, pos0, s->p, cache, &s->k);
+  s->o.resize(size_t(T * cfg.num_heads * cfg.head_dim));
+  attn_attend(cfg, layer, w, s->p, s->k, T, pos0, s->o.data());
+  attn_output(cfg, w, rope, s->o.data(), T, pos0, out);
 }
 
 }  // namespace modelone

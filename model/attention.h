@@ -30,6 +30,7 @@ struct AttnKeys {
   const KvStore* entries = nullptr;  // compressed entries (CSA / HCA), else null
   std::vector<int32_t> picks;    // CSA: [T, index_topk] chosen entries; count in n_picks
   std::vector<int32_t> n_picks;  // [T]
+  IndexerQueries iq;             // CSA: the indexer's queries (scratch)
 };
 
 void attn_project(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope, const float* h,
@@ -49,8 +50,16 @@ void attn_attend(const ModelConfig& cfg, int64_t layer, const AttnWeights& w, co
 void attn_output(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope, float* o,
                  int64_t T, int64_t pos0, float* out);
 
+// Buffers of one attention call, kept by the caller across layers and steps so large prefill
+// chunks do not map fresh memory every layer.
+struct AttnScratch {
+  AttnProj p;
+  AttnKeys k;
+  std::vector<float> o;  // [T, H * Dh]
+};
+
 void attention_forward(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
                        const Rope& rope, const float* h, int64_t T, int64_t pos0,
-                       LayerCache& cache, float* out);
+                       LayerCache& cache, float* out, AttnScratch* scratch);
 
 }  // namespace modelone

@@ -76,7 +76,9 @@ int64_t compressor_project_and_feed(CompressorState& st, const CompressorWeights
                                     const Rope& rope, float eps, const float* h, int64_t T,
                                     KvStore& out) {
   const int64_t pw = st.proj_width();
-  std::vector<float> kv(static_cast<size_t>(T * pw)), gate(static_cast<size_t>(T * pw));
+  static thread_local std::vector<float> kv, gate;  // kept between layers: no page faults per call
+  kv.resize(size_t(T * pw));
+  gate.resize(size_t(T * pw));
   linear(h, T, w.wkv.cols(), w.wkv, 0, pw, kv.data(), pw);
   linear(h, T, w.wgate.cols(), w.wgate, 0, pw, gate.data(), pw);
   return compressor_feed(st, w, rope, eps, kv.data(), gate.data(), T, out);

@@ -55,7 +55,9 @@ void gemv_widen(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t
   constexpr int64_t kRowsPerStep = 4;
 #pragma omp parallel num_threads(threads_here())
   {
-    std::vector<float> buf(static_cast<size_t>(kRowsPerStep * K));
+    // Per thread and kept between calls: a fresh buffer each call would be page-faulted in anew.
+    static thread_local std::vector<float> buf;
+    buf.resize(size_t(kRowsPerStep * K));
 #pragma omp for schedule(static)
     for (int64_t n0 = 0; n0 < N; n0 += kRowsPerStep) {
       const int64_t nr = std::min(kRowsPerStep, N - n0);
@@ -106,7 +108,7 @@ void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0,
   const int64_t t_block = (T + t_blocks - 1) / t_blocks;
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<float> buf;
+    static thread_local std::vector<float> buf;  // per thread, kept between calls (see above)
 #pragma omp for schedule(dynamic, 1) collapse(2)
     for (int64_t i = 0; i < n_tiles; ++i)
       for (int64_t b = 0; b < t_blocks; ++b) {

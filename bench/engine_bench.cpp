@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <random>
 
 #include "bench/bench_command.h"
@@ -53,6 +54,13 @@ int engine_bench(const EngineBenchOptions& o) {
   const double flop_tok = 2.0 * double(pc.active) - 2 * head_flop;
   std::mt19937 rng(o.seed);
   std::uniform_int_distribution<int32_t> tok(0, int32_t(cfg.vocab_size - 1));
+  {  // warm-up: first-touch the scratch buffers and pages of a full prefill chunk
+    const int64_t n = std::min<int64_t>(o.prefill_chunk, o.contexts.empty() ? 0 : o.contexts[0]);
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (auto& t : ids) t = tok(rng);
+    std::vector<float> logits;
+    engine.forward(ids.data(), active ? n : 0, false, &logits);
+  }
   for (int64_t n : o.contexts) {
     engine.reset();
     std::vector<int32_t> ids(static_cast<size_t>(n));

@@ -146,12 +146,6 @@ Request Comm::ialltoallv_rows(const void* send, const std::vector<int64_t>& send
   return r;
 }
 
-Request Comm::ialltoall_counts(const int64_t* send, int64_t* recv) const {
-  Request r;
-  check(MPI_Ialltoall(send, 1, MPI_INT64_T, recv, 1, MPI_INT64_T, comm_, &r.req_), "MPI_Ialltoall");
-  return r;
-}
-
 Request::~Request() {
   // Waiting while an exception unwinds could wait for ranks that will never send.
   if (active() && std::uncaught_exceptions() == 0) {

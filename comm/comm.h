@@ -101,13 +101,7 @@ class Comm {
     check(MPI_Bcast(data, int(n), mpi_type<T>(), root, comm_), "MPI_Bcast");
   }
   void bcast_string(std::string* s, int root) const;
-  // Counts are exchanged first (MPI_Alltoall), then the payload with one MPI_Alltoallv.
-  // send holds the rows for rank 0, then rank 1, ...; send_counts[r] elements for rank r.
-  // Returns the received elements grouped by source rank; recv_counts is filled.
-  template <class T>
-  std::vector<T> alltoallv(const std::vector<T>& send, const std::vector<int64_t>& send_counts,
-                           std::vector<int64_t>* recv_counts) const;
-  // The payload step alone, with counts already known on both sides.
+  // Elements of T per destination, counts known on both sides (a raw MPI_Alltoallv).
   template <class T>
   void alltoallv(const T* send, const std::vector<int64_t>& send_counts, T* recv,
                  const std::vector<int64_t>& recv_counts) const;
@@ -118,7 +112,6 @@ class Comm {
                       const std::vector<int64_t>& recv_rows, int64_t row_bytes) const;
   Request ialltoallv_rows(const void* send, const std::vector<int64_t>& send_rows, void* recv,
                           const std::vector<int64_t>& recv_rows, int64_t row_bytes) const;
-  Request ialltoall_counts(const int64_t* send, int64_t* recv) const;  // one int64 per rank
 
  private:
   static MPI_Op mpi_op(Op op);
@@ -162,15 +155,5 @@ void Comm::alltoallv(const T* send, const std::vector<int64_t>& send_counts, T* 
         "MPI_Alltoallv");
 }
 
-template <class T>
-std::vector<T> Comm::alltoallv(const std::vector<T>& send, const std::vector<int64_t>& send_counts,
-                               std::vector<int64_t>* recv_counts) const {
-  *recv_counts = exchange_counts(send_counts);
-  int64_t total = 0;
-  for (auto c : *recv_counts) total += c;
-  std::vector<T> recv(static_cast<size_t>(total));
-  alltoallv(send.data(), send_counts, recv.data(), *recv_counts);
-  return recv;
-}
 
 }  // namespace modelone::comm

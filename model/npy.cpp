@@ -56,14 +56,6 @@ void NpyWriter::finish() {
              "' to '", path_, "'");
 }
 
-void write_npy_f32(const std::string& path, const float* data, const std::vector<int64_t>& shape) {
-  int64_t rows = shape.empty() ? 1 : shape[0], cols = 1;
-  for (size_t i = 1; i < shape.size(); ++i) cols *= shape[i];
-  NpyWriter w(path, rows, cols);
-  w.append(data, rows);
-  w.finish();
-}
-
 std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>* shape) {
   std::ifstream f(path, std::ios::binary);
   MO_REQUIRE(f.good(), "cannot open '", path, "'");

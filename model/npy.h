@@ -8,8 +8,6 @@
 
 namespace modelone {
 
-void write_npy_f32(const std::string& path, const float* data, const std::vector<int64_t>& shape);
-
 // Streams rows of a float32 [rows, cols] array to path: the header first, then rows as they
 // come, into path.tmp, renamed to path by finish() only once every row is written.
 class NpyWriter {

@@ -32,7 +32,8 @@ double sgemm_gflops(int threads) {
 }  // namespace
 
 int engine_bench(const EngineBenchOptions& o) {
-  RankGrid grid = RankGrid::make(0, 0);
+  // One sequence on one rank (cp = 1): the other ranks, if any, serve experts.
+  RankGrid grid = RankGrid::make(1, 0);
   const int threads = grid.threads(o.threads);
   set_compute_threads(threads);
   ModelSource ms = resolve_model(o.model, o.sets);
@@ -44,6 +45,7 @@ int engine_bench(const EngineBenchOptions& o) {
   });
   EngineOptions eo;
   eo.kv_dtype = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
+  eo.prefill_chunk = o.prefill_chunk;
   Engine engine(cfg, grid, std::move(w), placement, eo);
   const bool active = grid.dp_index == 0;
   const double peak = sgemm_gflops(threads);
@@ -58,26 +60,21 @@ int engine_bench(const EngineBenchOptions& o) {
     const int64_t n = std::min<int64_t>(o.prefill_chunk, o.contexts.empty() ? 0 : o.contexts[0]);
     std::vector<int32_t> ids(static_cast<size_t>(n));
     for (auto& t : ids) t = tok(rng);
-    std::vector<float> logits;
-    engine.forward(ids.data(), active ? n : 0, false, &logits);
+    engine.prefill(active ? ids : std::vector<int32_t>{});
   }
   for (int64_t n : o.contexts) {
     engine.reset();
     std::vector<int32_t> ids(static_cast<size_t>(n));
     for (auto& t : ids) t = tok(rng);
-    std::vector<float> logits;
     grid.world.barrier();
     const double t0 = comm::now();
-    for (int64_t c0 = 0; c0 < n; c0 += o.prefill_chunk) {
-      const int64_t m = std::min(o.prefill_chunk, n - c0);
-      engine.forward(ids.data() + c0, active ? m : 0, false, &logits);
-    }
+    engine.prefill(active ? ids : std::vector<int32_t>{});
     const double prefill = comm::now() - t0;
     std::vector<double> steps;
     int32_t next = ids.back();
     for (int64_t i = 0; i < o.decode_steps; ++i) {
       const double s0 = comm::now();
-      engine.forward(&next, active ? 1 : 0, false, &logits);
+      engine.decode(active ? &next : nullptr);
       steps.push_back(comm::now() - s0);
     }
     std::sort(steps.begin(), steps.end());

@@ -198,6 +198,46 @@ void Request::release() {
   type_ = MPI_DATATYPE_NULL;
 }
 
+int Comm::count32(int64_t n, const char* what) {
+  if (n < 0 || n > INT32_MAX)
+    throw CommError(std::string(what) + ": " + std::to_string(n) + " elements is past the 2^31 limit");
+  return int(n);
+}
+
+void Comm::v_arrays(const std::vector<int64_t>& counts, std::vector<int>* c, std::vector<int>* d) {
+  c->resize(counts.size());
+  d->resize(counts.size());
+  int64_t off = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    (*c)[i] = count32(counts[i], "gather");
+    (*d)[i] = count32(off, "gather displacement");
+    off += counts[i];
+  }
+  count32(off, "gather total");
+}
+
+bool RequestSet::progress() {
+  std::vector<MPI_Request> raw;
+  for (auto& r : reqs_)
+    if (r.active()) raw.push_back(r.req_);
+  if (raw.empty()) return true;
+  int done = 0;
+  check(MPI_Testall(int(raw.size()), raw.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+  if (!done) return false;
+  // MPI_Testall set the completed handles to MPI_REQUEST_NULL in our copy only.
+  for (auto& r : reqs_) {
+    r.req_ = MPI_REQUEST_NULL;
+    r.release();
+  }
+  reqs_.clear();
+  return true;
+}
+
+void RequestSet::wait_all() {
+  for (auto& r : reqs_) r.wait();
+  reqs_.clear();
+}
+
 MPI_Op Comm::mpi_op(Op op) {
   switch (op) {
     case Op::Sum: return MPI_SUM;

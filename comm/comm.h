@@ -1,5 +1,6 @@
-// The only place that talks to MPI. RAII communicators, typed collectives, the count-exchanging
-// alltoallv the expert exchange uses, and the error path: an MPI error becomes a CommError
+// The only place that talks to MPI. RAII communicators, typed collectives (alltoallv with its
+// count exchange, allgather(v), gather), nonblocking point-to-point with request sets that
+// compute loops can progress, and the error path: an MPI error becomes a CommError
 // carrying MPI_Error_string and the rank; errors that ranks can all see are agreed on
 // collectively (agree()) so every rank stops with the same one-line message instead of hanging.
 #pragma once
@@ -64,10 +65,24 @@ class Request {
 
  private:
   friend class Comm;
+  friend class RequestSet;
   MPI_Request req_ = MPI_REQUEST_NULL;
   MPI_Datatype type_ = MPI_DATATYPE_NULL;
   std::vector<int> arrays_;  // counts and displacements must outlive the operation
   void release();
+};
+
+// Requests in flight together (a halo exchange: several sends and receives). progress() lets a
+// compute loop move them along between kernels; wait_all() finishes them.
+class RequestSet {
+ public:
+  void add(Request&& r) { reqs_.push_back(std::move(r)); }
+  bool empty() const { return reqs_.empty(); }
+  bool progress();  // one MPI_Testall; true when every request is complete
+  void wait_all();
+
+ private:
+  std::vector<Request> reqs_;
 };
 
 class Comm {
@@ -113,8 +128,42 @@ class Comm {
   Request ialltoallv_rows(const void* send, const std::vector<int64_t>& send_rows, void* recv,
                           const std::vector<int64_t>& recv_rows, int64_t row_bytes) const;
 
+  // Nonblocking point-to-point of n elements (the buffer must outlive the request).
+  template <class T> Request isend(const T* data, int64_t n, int dst, int tag) const {
+    Request r;
+    check(MPI_Isend(data, count32(n, "MPI_Isend"), mpi_type<T>(), dst, tag, comm_, &r.req_),
+          "MPI_Isend");
+    return r;
+  }
+  template <class T> Request irecv(T* data, int64_t n, int src, int tag) const {
+    Request r;
+    check(MPI_Irecv(data, count32(n, "MPI_Irecv"), mpi_type<T>(), src, tag, comm_, &r.req_),
+          "MPI_Irecv");
+    return r;
+  }
+  // recv[size * n] = every rank's send[n], in rank order.
+  template <class T> void allgather(const T* send, int64_t n, T* recv) const {
+    check(MPI_Allgather(send, count32(n, "MPI_Allgather"), mpi_type<T>(), recv, int(n),
+                        mpi_type<T>(), comm_),
+          "MPI_Allgather");
+  }
+  // Every rank's n_i elements, concatenated in rank order; counts receives the n_i.
+  template <class T> void allgatherv(const T* send, int64_t n, std::vector<T>* recv,
+                                     std::vector<int64_t>* counts = nullptr) const;
+  // recv[size * n] at root = every rank's send[n] in rank order (recv unused elsewhere).
+  template <class T> void gather(const T* send, int64_t n, T* recv, int root) const {
+    check(MPI_Gather(send, count32(n, "MPI_Gather"), mpi_type<T>(), recv, int(n), mpi_type<T>(),
+                     root, comm_),
+          "MPI_Gather");
+  }
+  // Every rank's n_i elements, concatenated in rank order at root (recv unused elsewhere).
+  template <class T> void gatherv(const T* send, int64_t n, std::vector<T>* recv, int root) const;
+
  private:
   static MPI_Op mpi_op(Op op);
+  static int count32(int64_t n, const char* what);
+  // counts[i] and displacements for the v-collectives, checked against the int limit.
+  static void v_arrays(const std::vector<int64_t>& counts, std::vector<int>* c, std::vector<int>* d);
   MPI_Comm comm_ = MPI_COMM_NULL;
   bool owned_ = false;
   int rank_ = 0, size_ = 1;
@@ -155,5 +204,32 @@ void Comm::alltoallv(const T* send, const std::vector<int64_t>& send_counts, T* 
         "MPI_Alltoallv");
 }
 
+template <class T>
+void Comm::allgatherv(const T* send, int64_t n, std::vector<T>* recv,
+                      std::vector<int64_t>* counts) const {
+  std::vector<int64_t> cnt(static_cast<size_t>(size_));
+  allgather(&n, 1, cnt.data());
+  std::vector<int> c, d;
+  v_arrays(cnt, &c, &d);
+  recv->resize(size_t(d.back()) + size_t(c.back()));
+  check(MPI_Allgatherv(send, int(n), mpi_type<T>(), recv->data(), c.data(), d.data(),
+                       mpi_type<T>(), comm_),
+        "MPI_Allgatherv");
+  if (counts) *counts = std::move(cnt);
+}
+
+template <class T>
+void Comm::gatherv(const T* send, int64_t n, std::vector<T>* recv, int root) const {
+  std::vector<int64_t> cnt(static_cast<size_t>(size_));
+  check(MPI_Gather(&n, 1, MPI_INT64_T, cnt.data(), 1, MPI_INT64_T, root, comm_), "MPI_Gather");
+  std::vector<int> c, d;
+  if (rank_ == root) {
+    v_arrays(cnt, &c, &d);
+    recv->resize(size_t(d.back()) + size_t(c.back()));
+  }
+  check(MPI_Gatherv(send, count32(n, "MPI_Gatherv"), mpi_type<T>(), recv->data(), c.data(),
+                    d.data(), mpi_type<T>(), root, comm_),
+        "MPI_Gatherv");
+}
 
 }  // namespace modelone::comm

@@ -1,10 +1,10 @@
 #include "dist/engine.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
-#include "model/attention.h"
 #include "model/check.h"
 #include "model/gemm.h"
 #include "model/kernels.h"
@@ -15,7 +15,9 @@ namespace modelone {
 Engine::Engine(const ModelConfig& cfg, const RankGrid& grid, ModelWeights weights,
                std::vector<ExpertPlacement> placement, EngineOptions opt)
     : cfg_(cfg), grid_(grid), w_(std::move(weights)), opt_(opt), rope_main_(cfg.rope_main),
-      rope_compress_(cfg.rope_compress), moe_(cfg, grid.ep_comm, std::move(placement), opt.moe) {
+      rope_compress_(cfg.rope_compress), moe_(cfg, grid.ep_comm, std::move(placement), opt.moe),
+      cp_(cfg, grid.cp_comm, opt.kv_dtype, &counters_) {
+  MO_REQUIRE(opt_.prefill_chunk > 0, "--prefill-chunk must be positive");
   if (const char* f = std::getenv("MODELONE_INJECT_FAULT"))
     MO_REQUIRE(std::sscanf(f, "%d:%ld", &fault_rank_, &fault_layer_) == 2,
                "MODELONE_INJECT_FAULT must be RANK:LAYER, got '", f, "'");
@@ -24,7 +26,9 @@ Engine::Engine(const ModelConfig& cfg, const RankGrid& grid, ModelWeights weight
 
 void Engine::reset() {
   caches_ = make_layer_caches(cfg_, opt_.kv_dtype);
-  pos_ = 0;
+  cp_.reset();
+  tokens_.clear();
+  last_logits_.clear();
 }
 
 size_t Engine::cache_bytes() const {
@@ -33,7 +37,7 @@ size_t Engine::cache_bytes() const {
   return b;
 }
 
-void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, float* x) {
+void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool attend, float* x) {
   const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult;
   const LayerWeights& lw = w_.layers[size_t(l)];
   const float eps = float(cfg_.rms_norm_eps);
@@ -45,13 +49,13 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, float* x
   comb_.resize(size_t(T * hc * hc));
   float *h = h_.data(), *out = out_.data(), *post = post_.data(), *comb = comb_.data();
 
-  // Attention site.
+  // Attention site: every rank of an active cp group takes part, with or without rows.
   hc_pre(cfg_, {lw.hc_attn_fn, lw.hc_attn_base, lw.hc_attn_scale}, x, T, h, post, comb);
   const std::vector<float> an = lw.attn_norm.to_f32();
   rms_norm_rows(h, T, D, D, eps, an.data());
-  if (T > 0) {
+  if (attend) {
     const Rope& rope = cfg_.attn[size_t(l)] == AttnKind::Sliding ? rope_main_ : rope_compress_;
-    attention_forward(cfg_, l, lw.attn, rope, h, T, pos_, caches_[size_t(l)], out, &attn_scratch_);
+    cp_.forward(l, lw.attn, rope, h, caches_[size_t(l)], out);
   }
   hc_post(T, hc, D, out, post, comb, x);
 
@@ -63,17 +67,19 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, float* x
   hc_post(T, hc, D, out, post, comb, x);
 }
 
-void Engine::forward(const int32_t* tokens, int64_t T, bool all_logits,
-                     std::vector<float>* logits) {
-  const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult, V = cfg_.vocab_size;
-  for (int64_t t = 0; t < T; ++t)
-    MO_REQUIRE(tokens[t] >= 0 && tokens[t] < V, "token id ", tokens[t], " at position ", pos_ + t,
-               " is outside the vocabulary [0, ", V, ")");
+void Engine::step(const StepLayout& L, bool all_logits, std::vector<float>* rows) {
+  const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult;
+  const int me = grid_.cp_comm.rank();
+  const int64_t T = L.phase == Phase::Idle ? 0 : L.rows[size_t(me)];
+  ids_.clear();
+  if (L.phase != Phase::Idle)
+    for (const Segment& s : L.segs[size_t(me)])
+      ids_.insert(ids_.end(), tokens_.begin() + s.pos, tokens_.begin() + s.pos + s.n);
   // Residual streams x[T, hc, D]: the embedding copied into every stream.
   x_.resize(size_t(T * hc * D));
   float* x = x_.data();
   for (int64_t t = 0; t < T; ++t) {
-    w_.embed.rows_f32(tokens[t], 1, x + t * hc * D);
+    w_.embed.rows_f32(ids_[size_t(t)], 1, x + t * hc * D);
     for (int64_t i = 1; i < hc; ++i)
       std::memcpy(x + (t * hc + i) * D, x + t * hc * D, size_t(D) * 4);
   }
@@ -81,23 +87,103 @@ void Engine::forward(const int32_t* tokens, int64_t T, bool all_logits,
     hidden_.clear();
     hidden_.emplace_back(x, x + T * hc * D);
   }
+  cp_.begin_step(L);
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
-    layer_forward(l, tokens, T, x);
+    layer_forward(l, ids_.data(), T, L.phase != Phase::Idle, x);
     if (opt_.capture_hidden) hidden_.emplace_back(x, x + T * hc * D);
   }
-  pos_ += T;
-  if (T == 0) return;
+  cp_.end_step();
+  if (L.phase != Phase::Idle) head(L, x, T, all_logits, rows);
+}
 
-  // Final hyper head, norm and LM head, on the rows whose logits are wanted.
-  const int64_t first = all_logits ? 0 : T - 1, n = T - first;
+void Engine::head(const StepLayout& L, const float* x, int64_t T, bool all_logits,
+                  std::vector<float>* rows) {
+  const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult, V = cfg_.vocab_size;
+  const comm::Comm& cp = grid_.cp_comm;
+  const int me = cp.rank(), tail = L.tail();
+  // Rows whose logits are wanted: all of this rank's, or the newest position's on the tail.
+  const int64_t first = all_logits ? 0 : (me == tail ? T - 1 : T), n = T - first;
   y_.resize(size_t(n * D));
-  float* y = y_.data();
-  hc_head(cfg_, w_.hc_head_fn, w_.hc_head_base, w_.hc_head_scale, x + first * hc * D, n, y);
+  hc_head(cfg_, w_.hc_head_fn, w_.hc_head_base, w_.hc_head_scale, x + first * hc * D, n, y_.data());
   const std::vector<float> nw = w_.norm.to_f32();
-  rms_norm_rows(y, n, D, D, float(cfg_.rms_norm_eps), nw.data());
-  if (opt_.capture_hidden) hidden_.emplace_back(y, y + n * D);
-  logits->resize(size_t(n * V));
-  linear(y, n, D, w_.head, 0, V, logits->data(), V);
+  rms_norm_rows(y_.data(), n, D, D, float(cfg_.rms_norm_eps), nw.data());
+  if (opt_.capture_hidden) hidden_.emplace_back(y_.data(), y_.data() + n * D);
+  logits_.resize(size_t(n * V));
+  linear(y_.data(), n, D, w_.head, 0, V, logits_.data(), V);
+
+  // The newest position's logits reach every rank of the cp group.
+  last_logits_.resize(size_t(V));
+  if (me == tail) std::memcpy(last_logits_.data(), logits_.data() + (n - 1) * V, size_t(V) * 4);
+  if (cp.size() > 1) cp.bcast(last_logits_.data(), V, tail);
+  if (!all_logits) return;
+  // Every row, in position order, at cp rank 0.
+  std::vector<float> all;
+  if (cp.size() > 1) cp.gatherv(logits_.data(), n * V, &all, 0);
+  else all.swap(logits_);
+  if (me != 0) return;
+  std::vector<float> ordered(size_t(L.n * V));
+  const float* src = all.data();
+  for (const auto& segs : L.segs)
+    for (const Segment& s : segs) {
+      std::memcpy(ordered.data() + (s.pos - L.p0) * V, src, size_t(s.n * V) * 4);
+      src += s.n * V;
+    }
+  if (prefill_opt_.on_logits) prefill_opt_.on_logits(L.p0, L.n, ordered.data());
+  else rows->insert(rows->end(), ordered.begin(), ordered.end());
+}
+
+std::vector<float> Engine::prefill(const std::vector<int32_t>& ids, const PrefillOptions& opt) {
+  const int64_t V = cfg_.vocab_size;
+  for (size_t t = 0; t < ids.size(); ++t)
+    MO_REQUIRE(ids[t] >= 0 && ids[t] < V, "token id ", ids[t], " at position ",
+               position() + int64_t(t), " is outside the vocabulary [0, ", V, ")");
+  const int cp = grid_.cp_comm.size();
+  const int64_t per_step = opt_.prefill_chunk * cp, n = int64_t(ids.size());
+  // Every dp group runs as many steps as the longest prompt needs (the MoE exchanges pair up).
+  const int64_t steps = grid_.world.allreduce((n + per_step - 1) / per_step, comm::Op::Max);
+  const int64_t p0 = position();
+  tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+  prefill_opt_ = opt;
+  std::vector<float> rows;
+  for (int64_t s = 0; s < steps; ++s) {
+    const int64_t a = std::min(n, s * per_step), b = std::min(n, a + per_step);
+    const StepLayout L = b > a ? prefill_layout(p0 + a, b - a, cp, opt_.cp_layout) : idle_layout(cp);
+    step(L, opt.all_logits, &rows);
+    if (opt.on_step) opt.on_step(b, n);
+  }
+  prefill_opt_ = {};
+  return rows;
+}
+
+void Engine::decode(const int32_t* token) {
+  const int cp = grid_.cp_comm.size();
+  if (!token) {
+    step(idle_layout(cp), false, nullptr);
+    return;
+  }
+  MO_REQUIRE(*token >= 0 && *token < cfg_.vocab_size, "token id ", *token, " at position ",
+             position(), " is outside the vocabulary [0, ", cfg_.vocab_size, ")");
+  tokens_.push_back(*token);
+  step(decode_layout(position() - 1, cp, cp_.tail()), false, nullptr);
+}
+
+std::vector<int32_t> Engine::generate(int64_t n, bool ignore_eos,
+                                      const std::function<void(int64_t i)>& on_token) {
+  std::vector<int32_t> out;
+  bool done = last_logits_.empty();  // a group without a sequence only idles along
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t tok = 0;
+    if (!done) {
+      tok = int32_t(std::max_element(last_logits_.begin(), last_logits_.end()) - last_logits_.begin());
+      out.push_back(tok);
+      done = (!ignore_eos && tok == cfg_.eos_token_id) || i + 1 == n;
+    }
+    if (on_token) on_token(i);
+    // Decode steps go on while any dp group still generates.
+    if (!grid_.world.allreduce(done ? 0 : 1, comm::Op::Max)) break;
+    decode(done ? nullptr : &tok);
+  }
+  return out;
 }
 
 }  // namespace modelone

@@ -1,15 +1,21 @@
-// The engine: one sequence's forward pass through the whole model on this rank's share of the
-// world. Attention runs on the ranks that hold the sequence; the MoE blocks run over the ep
-// group (dist/moe_parallel.h). Ranks with no tokens still step through every layer so the
-// expert exchanges line up. W = 1 is the smallest world, not a separate path.
+// The engine: one sequence per dp group, run through the whole model on this rank's share of
+// the world. It owns the loops: prefill (in steps of `prefill_chunk` tokens per rank, each
+// step's positions split over the cp group, dist/cp_layout.h), decode, and greedy generation.
+// Attention is context parallel over the cp group (dist/cp_attention.h); the MoE blocks run
+// over the ep group (dist/moe_parallel.h). Ranks with no rows in a step (a short prompt, a dp
+// group without a sequence) still step through every layer so the exchanges line up, and all
+// dp groups agree on how many steps to run. W = 1 is the smallest world, not a separate path.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
+#include "comm/counters.h"
+#include "dist/cp_attention.h"
+#include "dist/cp_layout.h"
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
-#include "model/attention.h"
 #include "model/config.h"
 #include "model/layer_cache.h"
 #include "model/rope.h"
@@ -20,7 +26,19 @@ namespace modelone {
 struct EngineOptions {
   DType kv_dtype = DType::F32;
   MoeOptions moe;
-  bool capture_hidden = false;  // keep the residual after every layer (parity tests)
+  CpLayout cp_layout = CpLayout::Zigzag;
+  int64_t prefill_chunk = 2048;  // prompt tokens per rank per prefill step
+  bool capture_hidden = false;   // keep the residual after every layer (parity tests)
+};
+
+struct PrefillOptions {
+  bool all_logits = false;  // every prompt position's logits, gathered at cp rank 0
+  // With all_logits: called at cp rank 0 once per step with rows [n, vocab] of positions
+  // pos0 .. pos0 + n - 1, in order; prefill() then keeps none of them (a long prompt's logits
+  // never sit in memory at once).
+  std::function<void(int64_t pos0, int64_t n, const float* rows)> on_logits;
+  // Called on every rank after each step with the prompt tokens done so far (progress lines).
+  std::function<void(int64_t done, int64_t total)> on_step;
 };
 
 class Engine {
@@ -29,34 +47,61 @@ class Engine {
   Engine(const ModelConfig& cfg, const RankGrid& grid, ModelWeights weights,
          std::vector<ExpertPlacement> placement, EngineOptions opt);
 
-  // Run tokens[T] at positions position() .. position() + T - 1. logits receives [T, vocab] when
-  // all_logits, else the last position's [vocab] (nothing when T = 0).
-  void forward(const int32_t* tokens, int64_t T, bool all_logits, std::vector<float>* logits);
+  // Runs ids (this dp group's next prompt tokens, the same on every rank of the group; empty
+  // when the group has none) as the next positions of the group's sequence. Collective over
+  // the world. With all_logits and no on_logits, returns [ids.size(), vocab] at cp rank 0.
+  std::vector<float> prefill(const std::vector<int32_t>& ids, const PrefillOptions& opt = {});
+  // One new position for each dp group that passes a token (nullptr: none this step).
+  // Collective over the world.
+  void decode(const int32_t* token);
+  // Greedy generation from the last logits: up to n tokens, stopping after the eos token
+  // unless ignore_eos. Every dp group takes part; groups without a sequence idle along.
+  // on_token(i) runs on every rank after token i is chosen (progress lines).
+  std::vector<int32_t> generate(int64_t n, bool ignore_eos,
+                                const std::function<void(int64_t i)>& on_token = {});
+  // Fills the caches as if n synthetic tokens had been prefilled (benchmarks of long contexts
+  // without a long prefill): entries and window rows are deterministic random rows of
+  // (seed, layer, position), placed as a one-step prefill in the configured layout would.
+  void synthetic_context(int64_t n, uint64_t seed);
   void reset();  // forget the sequence
-  int64_t position() const { return pos_; }
 
-  // With capture_hidden: [0] the embedding streams [T, hc, D], [l + 1] the streams after layer l,
-  // and last the final normed hidden state [T, D], for the last forward() call.
+  // The logits of the newest position, on every rank of the cp group (empty before any).
+  const std::vector<float>& last_logits() const { return last_logits_; }
+  const std::vector<int32_t>& tokens() const { return tokens_; }  // the sequence so far
+  int64_t position() const { return int64_t(tokens_.size()); }
+
+  // With capture_hidden: [0] the embedding streams [T, hc, D], [l + 1] the streams after layer
+  // l, and last the final normed hidden state [T, D], of this rank's rows of the last step.
   const std::vector<std::vector<float>>& hidden() const { return hidden_; }
   const ModelConfig& config() const { return cfg_; }
   const ModelWeights& weights() const { return w_; }
+  const RankGrid& grid() const { return grid_; }
   MoeParallel& moe() { return moe_; }
+  CpAttention& attention() { return cp_; }
+  comm::Counters& counters() { return counters_; }
   size_t cache_bytes() const;
 
  private:
-  void layer_forward(int64_t l, const int32_t* tokens, int64_t T, float* x);
+  void step(const StepLayout& L, bool all_logits, std::vector<float>* rows);
+  void layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool attend, float* x);
+  void head(const StepLayout& L, const float* x, int64_t T, bool all_logits,
+            std::vector<float>* rows);
 
   const ModelConfig& cfg_;
   const RankGrid& grid_;
   ModelWeights w_;
   EngineOptions opt_;
   Rope rope_main_, rope_compress_;
+  comm::Counters counters_;
   MoeParallel moe_;
+  CpAttention cp_;
   std::vector<LayerCache> caches_;
-  int64_t pos_ = 0;
+  std::vector<int32_t> tokens_;
+  std::vector<float> last_logits_;
+  PrefillOptions prefill_opt_;
   // Per-layer scratch, reused across layers and steps: h / out [T, D], post [T, hc], comb [T, hc, hc].
-  std::vector<float> x_, y_, h_, out_, post_, comb_;  // x_ [T, hc, D] streams, y_ [T, D] head input
-  AttnScratch attn_scratch_;
+  std::vector<float> x_, y_, h_, out_, post_, comb_, logits_;  // x_ [T, hc, D] streams
+  std::vector<int32_t> ids_;                                   // this rank's rows' tokens
   // MODELONE_INJECT_FAULT=RANK:LAYER makes that world rank fail in that layer (tests of the
   // error path: one rank failing mid-run must stop every rank).
   int fault_rank_ = -1;

@@ -14,13 +14,16 @@ RankGrid RankGrid::make(int cp, int ep) {
   RankGrid g;
   g.world = comm::Comm::world();
   g.W = g.world.size();
-  // Context parallelism is not built yet, so a sequence lives on one rank (cp = 1) and the other
-  // ranks are dp replicas; experts are spread over the whole world by default.
-  if (cp == 0) cp = 1;
+  // Defaults: one sequence over the whole world (cp = W) and experts spread over it (ep = W).
+  if (cp == 0) cp = g.W;
   if (ep == 0) ep = g.W;
   MO_REQUIRE(cp >= 1 && g.W % cp == 0, "--cp ", cp, " does not divide the world size ", g.W);
-  MO_REQUIRE(cp == 1, "--cp ", cp, ": context parallelism is not built yet (use --cp 1)");
   MO_REQUIRE(ep >= 1 && g.W % ep == 0, "--ep ", ep, " does not divide the world size ", g.W);
+  // Both kinds of group are runs of consecutive ranks; one must nest in the other, so a cp
+  // group's ranks serve its experts together (ep a multiple of cp) or each ep group lies
+  // inside one cp group (cp a multiple of ep).
+  MO_REQUIRE(ep % cp == 0 || cp % ep == 0, "--ep ", ep, " cannot be laid over --cp ", cp,
+             ": one must be a multiple of the other");
   g.cp = cp;
   g.dp = g.W / cp;
   g.ep = ep;

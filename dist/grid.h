@@ -13,7 +13,8 @@ struct RankGrid {
   comm::Comm ep_comm; // ranks of this ep group
   int local_size = 1; // ranks on this node
 
-  // cp, ep: 0 means the default. Throws Error naming the flag when they do not fit the world.
+  // cp, ep: 0 means the default (the whole world). Throws Error naming the flag when they do
+  // not fit the world or each other.
   static RankGrid make(int cp, int ep);
   bool is_root() const { return world.rank() == 0; }
   // Compute threads for this rank: `requested`, else OMP_NUM_THREADS, else the node's cores

@@ -13,73 +13,126 @@
 
 namespace modelone {
 
-void attn_project(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope, const float* h,
-                  int64_t T, int64_t pos0, const LayerCache& cache, AttnProj* p) {
+void attn_project_keys(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
+                       const Rope& rope, const float* h, int64_t T, const int64_t* pos,
+                       DType cache_dtype, AttnProj* p) {
+  const int64_t D = cfg.hidden_size, Dh = cfg.head_dim;
+  const float eps = float(cfg.rms_norm_eps);
+  p->pos.assign(pos, pos + T);
+  p->kv.resize(size_t(T * Dh));
+  linear(h, T, D, w.wkv, 0, Dh, p->kv.data(), Dh);
+  const std::vector<float> kn = w.norm.to_f32();
+#pragma omp parallel for schedule(static) if (T > 1)
+  for (int64_t t = 0; t < T; ++t) {
+    float* kt = p->kv.data() + t * Dh;
+    rms_norm(kt, Dh, eps, kn.data());
+    rope.apply(kt, 1, Dh, pos[t]);
+  }
+  // Later queries read these rows back from the cache, so use them as the cache will hold them.
+  round_to_dtype(cache_dtype, p->kv.data(), size_t(T * Dh));
+  const AttnKind kind = cfg.attn[size_t(layer)];
+  if (kind == AttnKind::Sliding) return;
+  const int64_t cw = kind == AttnKind::CSA ? 2 * Dh : Dh;
+  p->comp_kv.resize(size_t(T * cw));
+  p->comp_gate.resize(size_t(T * cw));
+  compressor_project(w.compressor, cw, h, T, p->comp_kv.data(), p->comp_gate.data());
+  if (kind != AttnKind::CSA) return;
+  const int64_t iw = 2 * cfg.index_head_dim;
+  p->idx_kv.resize(size_t(T * iw));
+  p->idx_gate.resize(size_t(T * iw));
+  compressor_project(w.idx_compressor, iw, h, T, p->idx_kv.data(), p->idx_gate.data());
+}
+
+void attn_project_queries(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
+                          const Rope& rope, const float* h, int64_t T, AttnProj* p) {
   const int64_t D = cfg.hidden_size, H = cfg.num_heads, Dh = cfg.head_dim, R = cfg.q_lora_rank;
   const float eps = float(cfg.rms_norm_eps);
+  MO_CHECK(int64_t(p->pos.size()) == T, "project the keys first");
   p->q_lat.resize(size_t(T * R));
   p->q.resize(size_t(T * H * Dh));
-  p->kv.resize(size_t(T * Dh));
   linear(h, T, D, w.wq_a, 0, R, p->q_lat.data(), R);
-  const std::vector<float> qn = w.q_norm.to_f32(), kn = w.norm.to_f32();
+  const std::vector<float> qn = w.q_norm.to_f32();
   rms_norm_rows(p->q_lat.data(), T, R, R, eps, qn.data());
   linear(p->q_lat.data(), T, R, w.wq_b, 0, H * Dh, p->q.data(), H * Dh);
-  linear(h, T, D, w.wkv, 0, Dh, p->kv.data(), Dh);
 #pragma omp parallel for schedule(static) if (T > 1)
   for (int64_t t = 0; t < T; ++t) {
     float* qt = p->q.data() + t * H * Dh;
     for (int64_t hh = 0; hh < H; ++hh) rms_norm(qt + hh * Dh, Dh, eps);  // q_b_norm: unweighted
-    rope.apply(qt, H, Dh, pos0 + t);
-    float* kt = p->kv.data() + t * Dh;
-    rms_norm(kt, Dh, eps, kn.data());
-    rope.apply(kt, 1, Dh, pos0 + t);
+    rope.apply(qt, H, Dh, p->pos[size_t(t)]);
   }
-  // Later queries read these rows back from the cache, so use them as the cache will hold them.
-  round_to_dtype(cache.window.dtype(), p->kv.data(), size_t(T * Dh));
+  if (cfg.attn[size_t(layer)] == AttnKind::CSA)
+    indexer_queries(cfg, w, rope, p->q_lat.data(), h, T, p->pos.data(), &p->iq);
 }
 
-void attn_keys(const ModelConfig& cfg, int64_t layer, const AttnWeights& w, const Rope& rope,
-               const float* h, int64_t T, int64_t pos0, const AttnProj& p, LayerCache& cache,
-               AttnKeys* k) {
-  const int64_t Dh = cfg.head_dim;
-  MO_CHECK(cache.n_tokens == pos0, "layer ", layer, " cache at ", cache.n_tokens, ", chunk at ", pos0);
-  // Window source: the ring's rows (the positions just before pos0), then this chunk.
+void attn_advance(const ModelConfig& cfg, int64_t layer, const AttnWeights& w, const Rope& rope,
+                  const AttnProj& p, const Segment& seg, LayerCache& cache, SegmentWindow* win,
+                  EntryStore* entries_out, EntryStore* keys_out) {
+  const int64_t Dh = cfg.head_dim, n = seg.n;
+  MO_CHECK(cache.n_tokens == seg.pos, "layer ", layer, " cache at ", cache.n_tokens,
+           ", segment at ", seg.pos);
+  // Window source: the ring's rows (the positions just before seg.pos), then the segment's.
   const int64_t n_prev = cache.window.size();
-  k->window.resize(size_t((n_prev + T) * Dh));
-  cache.window.read_all(k->window.data());
-  std::memcpy(k->window.data() + n_prev * Dh, p.kv.data(), size_t(T * Dh) * 4);
-  k->window_first_pos = pos0 - n_prev;
-  cache.window.append(p.kv.data(), T);
+  win->rows.resize(size_t((n_prev + n) * Dh));
+  cache.window.read_all(win->rows.data());
+  std::memcpy(win->rows.data() + n_prev * Dh, p.kv.data() + seg.row * Dh, size_t(n * Dh) * 4);
+  win->first_pos = seg.pos - n_prev;
+  cache.window.append(p.kv.data() + seg.row * Dh, n);
 
   const AttnKind kind = cfg.attn[size_t(layer)];
-  k->entries = nullptr;
   if (kind != AttnKind::Sliding) {
     const float eps = float(cfg.rms_norm_eps);
-    compressor_project_and_feed(cache.comp, w.compressor, rope, eps, h, T, cache.entries);
-    k->entries = &cache.entries;
+    const int64_t cw = cache.comp.proj_width();
+    compressor_feed(cache.comp, w.compressor, rope, eps, p.comp_kv.data() + seg.row * cw,
+                    p.comp_gate.data() + seg.row * cw, n, entries_out ? *entries_out : cache.entries);
     if (kind == AttnKind::CSA) {
-      compressor_project_and_feed(cache.idx_comp, w.idx_compressor, rope, eps, h, T,
-                                  cache.idx_keys);
-      indexer_queries(cfg, w, rope, p.q_lat.data(), h, T, pos0, &k->iq);
-      k->picks.resize(size_t(T * cfg.index_topk));
-      k->n_picks.resize(size_t(T));
-      indexer_select(cfg, k->iq, T, pos0, cache.idx_keys, k->picks.data(), k->n_picks.data());
+      const int64_t iw = cache.idx_comp.proj_width();
+      compressor_feed(cache.idx_comp, w.idx_compressor, rope, eps, p.idx_kv.data() + seg.row * iw,
+                      p.idx_gate.data() + seg.row * iw, n, keys_out ? *keys_out : cache.idx_keys);
     }
   }
-  cache.n_tokens += T;
+  cache.n_tokens += n;
 }
 
-void attn_attend(const ModelConfig& cfg, int64_t layer, const AttnWeights& w, const AttnProj& p,
-                 const AttnKeys& k, int64_t T, int64_t pos0, float* o) {
+void AttnPartials::resize(int64_t T, int64_t H, int64_t Dh) {
+  o.resize(size_t(T * H * Dh));
+  mx.resize(size_t(T * H));
+  sum.resize(size_t(T * H));
+}
+
+void attn_partial(const float* q, int64_t nh, int64_t Dh, const float* kw, int64_t nw,
+                  const float* kc, int64_t nc, float* o, float* mx, float* sum,
+                  std::vector<float>& logits) {
+  const float scale = 1.f / std::sqrt(float(Dh));
+  const int64_t S = nw + nc;
+  logits.resize(size_t(nh * S));
+  sgemm_nt(nh, nw, Dh, q, Dh, kw, Dh, logits.data(), S);
+  sgemm_nt(nh, nc, Dh, q, Dh, kc, Dh, logits.data() + nw, S);
+  for (int64_t i = 0; i < nh; ++i) {
+    float* l = logits.data() + i * S;
+    float m = -INFINITY;
+    for (int64_t s = 0; s < S; ++s) m = std::max(m, l[s] *= scale);
+    float z = 0.f;
+    for (int64_t s = 0; s < S; ++s) z += (l[s] = std::exp(l[s] - m));
+    mx[i] = m;
+    sum[i] = z;
+  }
+  sgemm_nn(nh, Dh, nw, logits.data(), S, kw, Dh, o, Dh);  // V = K; heads of a query adjacent
+  sgemm_nn(nh, Dh, nc, logits.data() + nw, S, kc, Dh, o, Dh, 1.f);
+}
+
+void attn_attend(const ModelConfig& cfg, int64_t layer, const AttnProj& p,
+                 const std::vector<Segment>& segs, const std::vector<SegmentWindow>& wins,
+                 const EntryTable& ent, const int32_t* picks, const int32_t* n_picks,
+                 AttnPartials* out) {
   const int64_t H = cfg.num_heads, Dh = cfg.head_dim, Wn = cfg.sliding_window;
+  const int64_t T = int64_t(p.pos.size());
   const AttnKind kind = cfg.attn[size_t(layer)];
   const int64_t rate = cfg.compress_rate(layer);
-  const float scale = 1.f / std::sqrt(float(Dh));
-  const std::vector<float> sink = w.attn_sink.to_f32();
-  // Compressed entries visible to the last query, widened once for all queries.
-  std::vector<float> ent_tmp;
-  const int64_t n_ent = k.entries ? std::min(k.entries->rows(), (pos0 + T) / std::max<int64_t>(rate, 1)) : 0;
-  const float* ent = n_ent ? k.entries->view(0, n_ent, ent_tmp) : nullptr;
+  out->resize(T, H, Dh);
+  if (T == 0) return;
+  std::vector<int32_t> seg_of(static_cast<size_t>(T));
+  for (size_t s = 0; s < segs.size(); ++s)
+    for (int64_t t = segs[s].row; t < segs[s].row + segs[s].n; ++t) seg_of[size_t(t)] = int32_t(s);
 
   // Work items: (query, block of heads). Decode has one query, so it splits heads instead.
   const int nthreads = omp_get_max_threads();
@@ -87,78 +140,81 @@ void attn_attend(const ModelConfig& cfg, int64_t layer, const AttnWeights& w, co
   const int64_t hb = (H + h_blocks - 1) / h_blocks;
 #pragma omp parallel
   {
-    std::vector<float> logits, gathered, factor;
+    std::vector<float> logits, gathered;
 #pragma omp for schedule(dynamic, 1) collapse(2)
     for (int64_t t = 0; t < T; ++t)
       for (int64_t b = 0; b < h_blocks; ++b) {
         const int64_t h0 = b * hb, nh = std::min(hb, H - h0);
         if (nh <= 0) continue;
-        const int64_t pos = pos0 + t;
+        const SegmentWindow& win = wins[size_t(seg_of[size_t(t)])];
+        const int64_t pos = p.pos[size_t(t)];
         // Sliding window: positions max(0, pos - Wn + 1) .. pos.
-        const int64_t w_lo = std::max<int64_t>(0, pos - Wn + 1) - k.window_first_pos;
-        const int64_t nw = pos - k.window_first_pos + 1 - w_lo;
-        const float* kw = k.window.data() + w_lo * Dh;
+        const int64_t w_lo = std::max<int64_t>(0, pos - Wn + 1) - win.first_pos;
+        const int64_t nw = pos - win.first_pos + 1 - w_lo;
+        const float* kw = win.rows.data() + w_lo * Dh;
         // Compressed keys: HCA sees every closed window, CSA the indexer's picks.
         const float* kc = nullptr;
         int64_t nc = 0;
         if (kind == AttnKind::HCA) {
-          nc = std::min(n_ent, (pos + 1) / rate);
-          kc = ent;
+          nc = std::min(ent.n, (pos + 1) / rate);
+          kc = ent.rows;
         } else if (kind == AttnKind::CSA) {
-          nc = k.n_picks[size_t(t)];
+          nc = n_picks[t];
           gathered.resize(size_t(nc * Dh));
-          const int32_t* pk = k.picks.data() + t * cfg.index_topk;
+          const int32_t* pk = picks + t * cfg.index_topk;
           for (int64_t i = 0; i < nc; ++i)
-            std::memcpy(gathered.data() + i * Dh, ent + int64_t(pk[i]) * Dh, size_t(Dh) * 4);
+            std::memcpy(gathered.data() + i * Dh, ent.rows + int64_t(pk[i]) * Dh, size_t(Dh) * 4);
           kc = gathered.data();
         }
-        const int64_t S = nw + nc;
-        logits.resize(size_t(nh * S));
-        const float* q = p.q.data() + (t * H + h0) * Dh;
-        sgemm_nt(nh, nw, Dh, q, Dh, kw, Dh, logits.data(), S);
-        sgemm_nt(nh, nc, Dh, q, Dh, kc, Dh, logits.data() + nw, S);
-        factor.resize(size_t(nh));
-        for (int64_t i = 0; i < nh; ++i) {
-          float* l = logits.data() + i * S;
-          float mx = -INFINITY;
-          for (int64_t s = 0; s < S; ++s) mx = std::max(mx, l[s] *= scale);
-          float sum = 0.f;
-          for (int64_t s = 0; s < S; ++s) sum += (l[s] = std::exp(l[s] - mx));
-          // The sink is one more logit in the softmax whose value is dropped.
-          const float total = sum + std::exp(sink[size_t(h0 + i)] - mx);
-          factor[size_t(i)] = 1.f / total;
-        }
-        float* ot = o + (t * H + h0) * Dh;
-        sgemm_nn(nh, Dh, nw, logits.data(), S, kw, Dh, ot, Dh);  // V = K; heads of a token are adjacent
-        sgemm_nn(nh, Dh, nc, logits.data() + nw, S, kc, Dh, ot, Dh, 1.f);
-        for (int64_t i = 0; i < nh; ++i)
-          for (int64_t d = 0; d < Dh; ++d) ot[i * Dh + d] *= factor[size_t(i)];
+        const size_t at = size_t(t * H + h0);
+        attn_partial(p.q.data() + at * size_t(Dh), nh, Dh, kw, nw, kc, nc,
+                     out->o.data() + at * size_t(Dh), out->mx.data() + at, out->sum.data() + at,
+                     logits);
       }
   }
 }
 
+void attn_merge(int64_t T, int64_t H, int64_t Dh, const float* sink,
+                const std::vector<const AttnPartials*>& parts, float* o) {
+  const size_t P = parts.size();
+#pragma omp parallel for schedule(static) if (T > 1)
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<float> wgt(P);
+    for (int64_t h = 0; h < H; ++h) {
+      const size_t at = size_t(t * H + h);
+      float M = -INFINITY;
+      for (auto* pp : parts) M = std::max(M, pp->mx[at]);
+      float total = 0.f;
+      for (size_t i = 0; i < P; ++i) {
+        // An empty key set (mx = -inf) weighs nothing.
+        wgt[i] = parts[i]->mx[at] == -INFINITY ? 0.f : std::exp(parts[i]->mx[at] - M);
+        total += parts[i]->sum[at] * wgt[i];
+      }
+      // The sink is one more logit in the softmax whose value is dropped.
+      const float inv = 1.f / (total + std::exp(sink[h] - M));
+      float* oh = o + at * size_t(Dh);
+      for (int64_t d = 0; d < Dh; ++d) {
+        float acc = 0.f;
+        for (size_t i = 0; i < P; ++i) acc += wgt[i] * parts[i]->o[at * size_t(Dh) + size_t(d)];
+        oh[d] = acc * inv;
+      }
+    }
+  }
+}
+
 void attn_output(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope, float* o,
-                 int64_t T, int64_t pos0, float* out) {
+                 int64_t T, const int64_t* pos, float* out) {
   const int64_t H = cfg.num_heads, Dh = cfg.head_dim, G = cfg.o_groups, R = cfg.o_lora_rank;
   // V carries RoPE (K = V), so rotate the output back at the query position.
 #pragma omp parallel for schedule(static) if (T > 1)
-  for (int64_t t = 0; t < T; ++t) rope.apply(o + t * H * Dh, H, Dh, pos0 + t, /*inverse=*/true);
+  for (int64_t t = 0; t < T; ++t) rope.apply(o + t * H * Dh, H, Dh, pos[t], /*inverse=*/true);
   // Grouped low-rank projection: group g's heads (contiguous) through rows [g*R, (g+1)*R) of wo_a.
   const int64_t gw = H * Dh / G;
-  std::vector<float> z(static_cast<size_t>(T * G * R));
+  static thread_local std::vector<float> z;  // kept between layers
+  z.resize(static_cast<size_t>(T * G * R));
   for (int64_t g = 0; g < G; ++g)
     linear(o + g * gw, T, H * Dh, w.wo_a, g * R, R, z.data() + g * R, G * R);
   linear(z.data(), T, G * R, w.wo_b, 0, cfg.hidden_size, out, cfg.hidden_size);
-}
-
-void attention_forward(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
-                       const Rope& rope, const float* h, int64_t T, int64_t pos0,
-                       LayerCache& cache, float* out, AttnScratch* s) {
-  attn_project(cfg, w, rope, h, T, pos0, cache, &s->p);
-  attn_keys(cfg, layer, w, rope, h, T, pos0, s->p, cache, &s->k);
-  s->o.resize(size_t(T * cfg.num_heads * cfg.head_dim));
-  attn_attend(cfg, layer, w, s->p, s->k, T, pos0, s->o.data());
-  attn_output(cfg, w, rope, s->o.data(), T, pos0, out);
 }
 
 }  // namespace modelone

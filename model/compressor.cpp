@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "model/check.h"
 #include "model/gemm.h"
 #include "model/kernels.h"
 
@@ -11,77 +12,77 @@ namespace modelone {
 
 namespace {
 
-// Pool one closed window held in st.pending_* into entry[width].
-void close_window(CompressorState& st, const std::vector<float>& ape, const std::vector<float>& norm_w,
-                  const Rope& rope, float eps, int64_t window_index, float* entry) {
+// Pool window wi, whose rows (and for CSA the previous window's) are in st, into entry[width].
+void close_window(const CompressorState& st, const float* ape, const float* norm_w,
+                  const Rope& rope, float eps, int64_t wi, float* entry) {
   const int64_t m = st.rate, W = st.width, pw = st.proj_width();
-  std::vector<float>& kv = st.pending_kv;
-  std::vector<float>& g = st.pending_gate;
-  for (int64_t r = 0; r < m; ++r)  // gate + position bias
-    for (int64_t c = 0; c < pw; ++c) g[size_t(r * pw + c)] += ape[size_t(r * pw + c)];
-  const int64_t b_off = st.overlap ? W : 0;  // this window's own series
+  const int64_t cur = wi * m - st.first;       // row of this window's first position
+  const bool prev = st.overlap && wi > 0;      // CSA: the previous window's series a joins
+  const int64_t prv = cur - m;
+  const int64_t b_off = st.overlap ? W : 0;    // this window's own series
   for (int64_t c = 0; c < W; ++c) {
-    // Per-channel softmax over the pooled rows: the previous window's series a (CSA) and this
-    // window's own rows.
+    // Per-channel softmax over the pooled rows of (gate + position bias).
     float mx = -INFINITY;
-    if (st.overlap && st.has_prev)
-      for (int64_t r = 0; r < m; ++r) mx = std::max(mx, st.prev_gate[size_t(r * W + c)]);
-    for (int64_t r = 0; r < m; ++r) mx = std::max(mx, g[size_t(r * pw + b_off + c)]);
+    if (prev)
+      for (int64_t r = 0; r < m; ++r)
+        mx = std::max(mx, st.gate[size_t((prv + r) * pw + c)] + ape[r * pw + c]);
+    for (int64_t r = 0; r < m; ++r)
+      mx = std::max(mx, st.gate[size_t((cur + r) * pw + b_off + c)] + ape[r * pw + b_off + c]);
     float den = 0.f, num = 0.f;
-    if (st.overlap && st.has_prev)
+    if (prev)
       for (int64_t r = 0; r < m; ++r) {
-        const float e = std::exp(st.prev_gate[size_t(r * W + c)] - mx);
+        const float e = std::exp(st.gate[size_t((prv + r) * pw + c)] + ape[r * pw + c] - mx);
         den += e;
-        num += e * st.prev_kv[size_t(r * W + c)];
+        num += e * st.kv[size_t((prv + r) * pw + c)];
       }
     for (int64_t r = 0; r < m; ++r) {
-      const float e = std::exp(g[size_t(r * pw + b_off + c)] - mx);
+      const float e =
+          std::exp(st.gate[size_t((cur + r) * pw + b_off + c)] + ape[r * pw + b_off + c] - mx);
       den += e;
-      num += e * kv[size_t(r * pw + b_off + c)];
+      num += e * st.kv[size_t((cur + r) * pw + b_off + c)];
     }
     entry[c] = num / den;
   }
-  if (st.overlap) {  // keep this window's series a for the next window
-    for (int64_t r = 0; r < m; ++r) {
-      std::memcpy(&st.prev_kv[size_t(r * W)], &kv[size_t(r * pw)], size_t(W) * 4);
-      std::memcpy(&st.prev_gate[size_t(r * W)], &g[size_t(r * pw)], size_t(W) * 4);
-    }
-    st.has_prev = true;
-  }
-  rms_norm(entry, W, eps, norm_w.data());
-  rope.apply(entry, 1, W, window_index * m);
+  rms_norm(entry, W, eps, norm_w);
+  rope.apply(entry, 1, W, wi * m);
 }
 
 }  // namespace
 
 int64_t compressor_feed(CompressorState& st, const CompressorWeights& w, const Rope& rope,
-                        float eps, const float* kv, const float* gate, int64_t T, KvStore& out) {
-  const int64_t pw = st.proj_width(), W = st.width;
+                        float eps, const float* kv, const float* gate, int64_t T, EntryStore& out) {
+  const int64_t pw = st.proj_width(), m = st.rate;
+  MO_CHECK(st.first == st.lookback_start(st.end()), "compressor state at ", st.end(),
+           " holds rows from ", st.first);
   const std::vector<float> ape = w.ape.to_f32(), norm_w = w.norm.to_f32();
-  std::vector<float> entry(static_cast<size_t>(W));
+  std::vector<float> entry(static_cast<size_t>(st.width));
   int64_t emitted = 0;
   for (int64_t t = 0; t < T; ++t) {
-    std::memcpy(&st.pending_kv[size_t(st.n_pending * pw)], kv + t * pw, size_t(pw) * 4);
-    std::memcpy(&st.pending_gate[size_t(st.n_pending * pw)], gate + t * pw, size_t(pw) * 4);
-    if (++st.n_pending < st.rate) continue;
-    close_window(st, ape, norm_w, rope, eps, out.rows(), entry.data());
-    out.append(entry.data(), 1);
-    st.n_pending = 0;
+    std::memcpy(&st.kv[size_t(st.n * pw)], kv + t * pw, size_t(pw) * 4);
+    std::memcpy(&st.gate[size_t(st.n * pw)], gate + t * pw, size_t(pw) * 4);
+    ++st.n;
+    if (st.end() % m != 0) continue;
+    const int64_t wi = st.end() / m - 1;
+    close_window(st, ape.data(), norm_w.data(), rope, eps, wi, entry.data());
+    out.append(entry.data(), 1, wi);
     ++emitted;
+    // Keep only what the next window needs (CSA: this window's rows for its series a).
+    const int64_t keep_from = st.lookback_start(st.end()), drop = keep_from - st.first;
+    if (drop > 0) {
+      const int64_t keep = st.n - drop;
+      std::memmove(st.kv.data(), st.kv.data() + drop * pw, size_t(keep * pw) * 4);
+      std::memmove(st.gate.data(), st.gate.data() + drop * pw, size_t(keep * pw) * 4);
+      st.first = keep_from;
+      st.n = keep;
+    }
   }
   return emitted;
 }
 
-int64_t compressor_project_and_feed(CompressorState& st, const CompressorWeights& w,
-                                    const Rope& rope, float eps, const float* h, int64_t T,
-                                    KvStore& out) {
-  const int64_t pw = st.proj_width();
-  static thread_local std::vector<float> kv, gate;  // kept between layers: no page faults per call
-  kv.resize(size_t(T * pw));
-  gate.resize(size_t(T * pw));
-  linear(h, T, w.wkv.cols(), w.wkv, 0, pw, kv.data(), pw);
-  linear(h, T, w.wgate.cols(), w.wgate, 0, pw, gate.data(), pw);
-  return compressor_feed(st, w, rope, eps, kv.data(), gate.data(), T, out);
+void compressor_project(const CompressorWeights& w, int64_t pw, const float* h, int64_t T,
+                        float* kv, float* gate) {
+  linear(h, T, w.wkv.cols(), w.wkv, 0, pw, kv, pw);
+  linear(h, T, w.wgate.cols(), w.wgate, 0, pw, gate, pw);
 }
 
 }  // namespace modelone

@@ -1,9 +1,11 @@
 // KV compressors (CSA and HCA) and the indexer's key compressor: every `rate` tokens close a
 // window, pooled into one entry by a per-channel softmax over the window's rows of
-// (gate + position bias), then RMSNorm and RoPE at the window's first position.
+// (gate + position bias), then RMSNorm and RoPE at the window's first (global) position.
 //   HCA: window w pools its own rate rows; projections are width wide.
 //   CSA: projections are 2*width wide (series a | series b); window w pools 2*rate rows:
 //        [series a of window w-1 ; series b of window w]. Window 0's first half is empty.
+// Window w closes at global position (w + 1) * rate - 1 and its entry has global index w,
+// whichever rank or chunk feeds that position.
 #pragma once
 #include <cstdint>
 
@@ -13,15 +15,14 @@
 
 namespace modelone {
 
-// Feed T consecutive rows of projections kv[T, pw], gate[T, pw] (pw = st.proj_width(); gate
-// without position bias). Each window that closes appends one entry to `out`.
-// Returns the number of entries emitted.
+// Feed raw projection rows kv[T, pw], gate[T, pw] (pw = st.proj_width(); gate without position
+// bias) of positions st.end() .. st.end() + T - 1. Each window that closes appends its entry to
+// `out` under its global window index. Returns the number of entries emitted.
 int64_t compressor_feed(CompressorState& st, const CompressorWeights& w, const Rope& rope,
-                        float eps, const float* kv, const float* gate, int64_t T, KvStore& out);
+                        float eps, const float* kv, const float* gate, int64_t T, EntryStore& out);
 
-// Project h[T, D] with the compressor's wkv / wgate and feed the rows.
-int64_t compressor_project_and_feed(CompressorState& st, const CompressorWeights& w,
-                                    const Rope& rope, float eps, const float* h, int64_t T,
-                                    KvStore& out);
+// Project h[T, D] with the compressor's wkv / wgate into kv[T, pw], gate[T, pw].
+void compressor_project(const CompressorWeights& w, int64_t pw, const float* h, int64_t T,
+                        float* kv, float* gate);
 
 }  // namespace modelone

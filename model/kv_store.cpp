@@ -27,6 +27,18 @@ const float* KvStore::view(int64_t r0, int64_t n, std::vector<float>& tmp) const
   return tmp.data();
 }
 
+void KvStore::gather(const int32_t* rows, int64_t n, float* out) const {
+  for (int64_t i = 0; i < n; ++i) {
+    MO_CHECK(rows[i] >= 0 && rows[i] < rows_);
+    widen_to_f32(dtype_, raw(rows[i]), out + i * width_, size_t(width_));
+  }
+}
+
+void KvStore::append_raw(const uint8_t* src, int64_t n) {
+  data_.insert(data_.end(), src, src + size_t(n * width_) * dtype_size(dtype_));
+  rows_ += n;
+}
+
 RingStore::RingStore(DType dtype, int64_t width, int64_t capacity)
     : dtype_(dtype), width_(width), capacity_(capacity),
       data_(size_t(capacity * width) * dtype_size(dtype)) {}

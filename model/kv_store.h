@@ -21,8 +21,13 @@ class KvStore {
 
   void append(const float* rows, int64_t n);
   void read(int64_t r0, int64_t n, float* out) const;
-  // Rows [r0, r0 + n) as fp32: a pointer into the store when it is fp32, else widened into tmp.
+  // Rows [r0, r0 + n) as fp32: a pointer into the store when it is fp32, else widened into tmp
+  // (keep tmp between calls: a fresh large buffer costs page faults on every call).
   const float* view(int64_t r0, int64_t n, std::vector<float>& tmp) const;
+  // out[n, width] = rows[i] widened, for the n row numbers in rows.
+  void gather(const int32_t* rows, int64_t n, float* out) const;
+  const uint8_t* raw(int64_t r) const { return data_.data() + size_t(r * width_) * dtype_size(dtype_); }
+  void append_raw(const uint8_t* src, int64_t n);
   void clear() { data_.clear(); rows_ = 0; }
 
  private:

@@ -10,15 +10,28 @@ CompressorState make_state(int64_t rate, int64_t width, bool overlap) {
   s.rate = rate;
   s.width = width;
   s.overlap = overlap;
-  s.pending_kv.assign(size_t(rate * s.proj_width()), 0.f);
-  s.pending_gate.assign(size_t(rate * s.proj_width()), 0.f);
-  if (overlap) {
-    s.prev_kv.assign(size_t(rate * width), 0.f);
-    s.prev_gate.assign(size_t(rate * width), 0.f);
-  }
+  s.kv.assign(size_t(s.capacity() * s.proj_width()), 0.f);
+  s.gate.assign(size_t(s.capacity() * s.proj_width()), 0.f);
   return s;
 }
 }  // namespace
+
+void EntryStore::append(const float* r, int64_t n, int64_t first_index) {
+  rows.append(r, n);
+  for (int64_t i = 0; i < n; ++i) index.push_back(int32_t(first_index + i));
+}
+
+void EntryStore::append(const float* r, int64_t n, const int32_t* idx) {
+  rows.append(r, n);
+  index.insert(index.end(), idx, idx + n);
+}
+
+void LayerCache::restart_at(int64_t p) {
+  n_tokens = p;
+  window.clear();
+  comp.first = idx_comp.first = p;
+  comp.n = idx_comp.n = 0;
+}
 
 std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype) {
   std::vector<LayerCache> caches(static_cast<size_t>(cfg.num_layers));
@@ -28,26 +41,27 @@ std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype
     const AttnKind k = cfg.attn[size_t(l)];
     if (k == AttnKind::Sliding) continue;
     c.comp = make_state(cfg.compress_rate(l), cfg.head_dim, k == AttnKind::CSA);
-    c.entries = KvStore(kv_dtype, cfg.head_dim);
+    c.entries.rows = KvStore(kv_dtype, cfg.head_dim);
     if (k == AttnKind::CSA) {
       c.idx_comp = make_state(cfg.csa_rate, cfg.index_head_dim, true);
-      c.idx_keys = KvStore(kv_dtype, cfg.index_head_dim);
+      c.idx_keys.rows = KvStore(kv_dtype, cfg.index_head_dim);
     }
   }
   return caches;
 }
 
-int64_t cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens) {
+CacheBytes cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens) {
   const int64_t es = int64_t(dtype_size(kv_dtype));
-  int64_t total = 0;
+  CacheBytes b;
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
-    total += std::min(n_tokens, cfg.sliding_window - 1) * cfg.head_dim * es;
+    b.window += std::min(n_tokens, cfg.sliding_window - 1) * cfg.head_dim * es;
     const AttnKind k = cfg.attn[size_t(l)];
     if (k == AttnKind::Sliding) continue;
-    total += n_tokens / cfg.compress_rate(l) * cfg.head_dim * es;
-    if (k == AttnKind::CSA) total += n_tokens / cfg.csa_rate * cfg.index_head_dim * es;
+    const int64_t n = n_tokens / cfg.compress_rate(l);
+    b.entries += n * (cfg.head_dim * es + 4);  // + the global index
+    if (k == AttnKind::CSA) b.index_keys += n_tokens / cfg.csa_rate * (cfg.index_head_dim * es + 4);
   }
-  return total;
+  return b;
 }
 
 }  // namespace modelone

@@ -1,6 +1,10 @@
-// Per-layer decoding state of one sequence: the sliding-window ring of raw KV, the compressors'
-// partial windows and overlap halves, the compressed entries and (CSA) the indexer's keys.
+// Per-layer decoding state of one sequence on one rank: the sliding-window ring of raw KV, the
+// compressors' raw projection rows of the windows still needed, and the compressed entries and
+// (CSA) indexer keys this rank holds, each tagged with its global window index. Under context
+// parallelism a rank holds only some entries (those it made, or was given in decode), and its
+// window / compressor state is current only on the rank that processed the newest position.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -9,34 +13,62 @@
 
 namespace modelone {
 
-// A compressor between calls: rows of the window not yet closed, and (CSA) the first-half series
-// of the last closed window, which the next window pools too.
+// A compressor between calls: the raw projection rows (gate without position bias) of positions
+// [first, first + n). These are exactly the rows the next window needs: the open window's rows,
+// and for CSA also the previous window's (its first-half series joins the next window's pool).
+// Holding raw rows means a neighbour's rows can rebuild the state at any global position.
 struct CompressorState {
   int64_t rate = 0;      // tokens per window (m)
   int64_t width = 0;     // entry width (head_dim or index_head_dim)
   bool overlap = false;  // CSA: projections are 2 * width wide, windows overlap by one
-  int64_t n_pending = 0;
-  std::vector<float> pending_kv, pending_gate;  // [rate, proj_width], gate without position bias
-  bool has_prev = false;
-  std::vector<float> prev_kv, prev_gate;        // [rate, width], gate with position bias
+  int64_t first = 0, n = 0;
+  std::vector<float> kv, gate;  // [capacity(), proj_width()]
+
   int64_t proj_width() const { return overlap ? 2 * width : width; }
+  int64_t capacity() const { return overlap ? 2 * rate : rate; }
+  int64_t end() const { return first + n; }
+  // First position whose rows a state standing at position p holds.
+  int64_t lookback_start(int64_t p) const {
+    const int64_t w = p / rate;  // the open window
+    return overlap ? std::max<int64_t>(0, (w - 1) * rate) : w * rate;
+  }
+};
+
+// Compressed rows this rank holds, with the global window index of each (increasing).
+struct EntryStore {
+  KvStore rows;
+  std::vector<int32_t> index;
+  int64_t size() const { return rows.rows(); }
+  void append(const float* r, int64_t n, int64_t first_index);
+  void append(const float* r, int64_t n, const int32_t* idx);
+  void clear() { rows.clear(); index.clear(); }
+  size_t bytes() const { return rows.bytes() + index.size() * sizeof(int32_t); }
 };
 
 struct LayerCache {
-  int64_t n_tokens = 0;  // positions consumed so far
-  RingStore window;      // last sliding_window - 1 KV rows [Dh]
+  int64_t n_tokens = 0;  // the position the window ring and compressor states stand at
+  RingStore window;      // last sliding_window - 1 KV rows [Dh] before n_tokens
   CompressorState comp;
-  KvStore entries;       // compressed KV entries [Dh], roped
+  EntryStore entries;    // compressed KV entries [Dh], roped
   CompressorState idx_comp;
-  KvStore idx_keys;      // CSA indexer keys [index_head_dim], roped
+  EntryStore idx_keys;   // CSA indexer keys [index_head_dim], roped
 
   size_t bytes() const { return window.bytes() + entries.bytes() + idx_keys.bytes(); }
+  // Restart the window and compressor states at position p (entries are kept). The caller
+  // then feeds the rows before p that the states need (see CompressorState::lookback_start).
+  void restart_at(int64_t p);
 };
 
 // Fresh caches for every layer; kv_dtype is the cache storage type (F32 or BF16).
 std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype);
 
-// Bytes of cache one sequence of n_tokens needs across all layers (for inspect).
-int64_t cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens);
+// Bytes one sequence of n_tokens needs across all layers, split by kind (for inspect). Under
+// context parallelism the entries divide over the cp ranks; the window stays with the newest
+// tokens on one rank.
+struct CacheBytes {
+  int64_t window = 0, entries = 0, index_keys = 0;
+  int64_t total() const { return window + entries + index_keys; }
+};
+CacheBytes cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens);
 
 }  // namespace modelone

@@ -31,7 +31,7 @@ RankMemory rank_memory(const ModelConfig& cfg, int64_t context, DType weight_dty
   const int64_t experts_here = (cfg.n_experts + ep - 1) / ep;
   const int64_t params = c.total - c.routed_experts + cfg.num_layers * experts_here * c.per_expert;
   m.weight_bytes = params * int64_t(dtype_size(weight_dtype));
-  m.cache_bytes = cache_bytes_for(cfg, kv_dtype, context);
+  m.cache_bytes = cache_bytes_for(cfg, kv_dtype, context).total();
   return m;
 }
 

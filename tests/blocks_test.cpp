@@ -202,18 +202,18 @@ TEST_P(CompressorTest, WindowsMatchNaiveInAnyChunking) {
     st.rate = m;
     st.width = W;
     st.overlap = csa;
-    st.pending_kv.resize(size_t(m * pw));
-    st.pending_gate.resize(size_t(m * pw));
-    st.prev_kv.resize(size_t(m * W));
-    st.prev_gate.resize(size_t(m * W));
-    KvStore out(DType::F32, W);
+    st.kv.resize(size_t(st.capacity() * pw));
+    st.gate.resize(size_t(st.capacity() * pw));
+    EntryStore out;
+    out.rows = KvStore(DType::F32, W);
     for (int64_t t0 = 0; t0 < T; t0 += chunk) {
       const int64_t n = std::min(chunk, T - t0);
       compressor_feed(st, w, rope, 1e-6f, kv.data() + t0 * pw, gate.data() + t0 * pw, n, out);
-      EXPECT_EQ(out.rows(), (t0 + n) / m) << "an entry appears exactly when its window closes";
+      EXPECT_EQ(out.size(), (t0 + n) / m) << "an entry appears exactly when its window closes";
     }
-    std::vector<float> got(static_cast<size_t>(out.rows() * W));
-    out.read(0, out.rows(), got.data());
+    for (int64_t e = 0; e < out.size(); ++e) EXPECT_EQ(out.index[size_t(e)], e);
+    std::vector<float> got(static_cast<size_t>(out.size() * W));
+    out.rows.read(0, out.size(), got.data());
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << chunk << " " << i;
   }
@@ -231,11 +231,11 @@ TEST(Indexer, CausalTopK) {
   IndexerQueries iq;
   iq.q = randn(size_t(T * nI * Di), 11);
   iq.w = randn(size_t(T * nI), 12);
-  KvStore keys(DType::F32, Di);
   auto kf = randn(size_t(E * Di), 13);
-  keys.append(kf.data(), E);
+  std::vector<int64_t> pos(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) pos[size_t(t)] = t;
   std::vector<int32_t> top(static_cast<size_t>(T * 3)), count(static_cast<size_t>(T));
-  indexer_select(cfg, iq, T, 0, keys, top.data(), count.data());
+  indexer_select(cfg, iq, T, pos.data(), kf.data(), E, top.data(), count.data());
   for (int64_t t = 0; t < T; ++t) {
     const int64_t visible = (t + 1) / 4;  // windows closed at or before t
     ASSERT_EQ(count[size_t(t)], std::min<int64_t>(3, visible)) << t;

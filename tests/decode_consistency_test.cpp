@@ -25,14 +25,16 @@ TEST_P(DecodeConsistency, StepwiseEqualsPrefill) {
   const int64_t T = 75, V = full->ms.cfg.vocab_size;  // several HCA windows, not a multiple
   std::vector<int32_t> ids(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) ids[size_t(t)] = int32_t((t * 7919 + 13) % V);
-  std::vector<float> ref, got;
-  full->engine->forward(ids.data(), T, true, &ref);
+  PrefillOptions all;
+  all.all_logits = true;
+  const std::vector<float> ref = full->engine->prefill(ids, all);
   // Prefill a prefix in uneven chunks, then single steps.
   const int64_t P = 21;
-  step->engine->forward(ids.data(), 5, false, &got);
-  step->engine->forward(ids.data() + 5, P - 5, true, &got);
+  step->engine->prefill({ids.begin(), ids.begin() + 5});
+  step->engine->prefill({ids.begin() + 5, ids.begin() + P});
   for (int64_t t = P; t < T; ++t) {
-    step->engine->forward(&ids[size_t(t)], 1, false, &got);
+    step->engine->decode(&ids[size_t(t)]);
+    const std::vector<float>& got = step->engine->last_logits();
     const Diff d = max_diff(got.data(), ref.data() + t * V, size_t(V));
     EXPECT_LE(d.max_abs, c.tol) << c.name << ": position " << t;
   }

@@ -32,8 +32,9 @@ TEST_P(HfParity, PrefillLogitsAndHiddenStates) {
   opt.capture_hidden = true;
   auto m = make_model(dir_, opt);
   const int64_t T = int64_t(ids_.size()), V = m->ms.cfg.vocab_size;
-  std::vector<float> logits;
-  m->engine->forward(ids_.data(), T, /*all_logits=*/true, &logits);
+  PrefillOptions all;
+  all.all_logits = true;
+  const std::vector<float> logits = m->engine->prefill(ids_, all);
 
   // Hidden states first, so a failure names the first layer that drifts.
   const auto& hid = m->engine->hidden();
@@ -64,11 +65,11 @@ TEST_P(HfParity, StepwiseDecodeMatchesCachedTransformers) {
   auto m = make_model(dir_);
   const int64_t T = int64_t(ids_.size()), V = m->ms.cfg.vocab_size;
   const auto ref = ref_->f32("stepwise_logits");  // [T - P, V]
-  std::vector<float> logits;
-  m->engine->forward(ids_.data(), kPrefill, false, &logits);
+  m->engine->prefill({ids_.begin(), ids_.begin() + kPrefill});
   float worst = 0;
   for (int64_t t = kPrefill; t < T; ++t) {
-    m->engine->forward(&ids_[size_t(t)], 1, false, &logits);
+    m->engine->decode(&ids_[size_t(t)]);
+    const std::vector<float>& logits = m->engine->last_logits();
     const Diff d = max_diff(logits.data(), ref.data() + (t - kPrefill) * V, size_t(V));
     EXPECT_LE(d.max_abs, kTol) << "decode logits at position " << t;
     worst = std::max(worst, d.max_abs);
@@ -80,15 +81,9 @@ TEST_P(HfParity, GreedyGenerationIsIdentical) {
   auto m = make_model(dir_);
   const auto gen = ref_->ids("generated");  // prompt (P) + continuation
   const int64_t V = m->ms.cfg.vocab_size;
-  std::vector<float> logits;
-  m->engine->forward(ids_.data(), kPrefill, false, &logits);
-  std::vector<int32_t> out;
-  for (size_t i = size_t(kPrefill); i < gen.size(); ++i) {
-    const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    out.push_back(next);
-    m->engine->forward(&next, 1, false, &logits);
-  }
-  ASSERT_EQ(logits.size(), size_t(V));
+  m->engine->prefill({ids_.begin(), ids_.begin() + kPrefill});
+  ASSERT_EQ(m->engine->last_logits().size(), size_t(V));
+  const std::vector<int32_t> out = m->engine->generate(int64_t(gen.size()) - kPrefill, /*ignore_eos=*/true);
   EXPECT_EQ(out, std::vector<int32_t>(gen.begin() + kPrefill, gen.end()));
 }
 

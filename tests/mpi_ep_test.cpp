@@ -29,16 +29,10 @@ std::vector<int32_t> prompt(int64_t n, int64_t vocab) {
   return ids;
 }
 
-std::vector<int32_t> greedy(Engine& e, std::vector<float> logits, int64_t n, bool active) {
-  std::vector<int32_t> out;
-  const int64_t V = e.config().vocab_size;
-  for (int64_t i = 0; i < n; ++i) {
-    int32_t next = 0;
-    if (active) next = int32_t(std::max_element(logits.end() - V, logits.end()) - (logits.end() - V));
-    out.push_back(next);
-    e.forward(&next, active ? 1 : 0, false, &logits);
-  }
-  return out;
+std::vector<float> prefill_all(Engine& e, const std::vector<int32_t>& ids) {
+  PrefillOptions all;
+  all.all_logits = true;
+  return e.prefill(ids, all);
 }
 
 // (model, transport): every case runs over MPI all-to-all and over node-shared memory.
@@ -57,54 +51,50 @@ class ExpertParallel : public ::testing::TestWithParam<std::tuple<std::string, T
 };
 
 TEST_P(ExpertParallel, EveryRankItsOwnSequence) {
-  auto single = make_model(model(), {}, {}, 0, /*ep=*/1);
-  auto spread = make_model(model(), opts(), {}, 0, /*ep=*/0);  // ep = world
+  auto single = make_model(model(), {}, {}, /*cp=*/1, /*ep=*/1);
+  auto spread = make_model(model(), opts(), {}, /*cp=*/1, /*ep=*/0);  // ep = world
   const int W = spread->grid.W;
   ASSERT_EQ(spread->grid.ep, W);
   // Ranks run different prompts so the exchange carries distinct rows from every rank.
   const int64_t V = single->ms.cfg.vocab_size, T = 40 + 7 * spread->grid.world.rank();
   auto ids = prompt(T, V);
   std::rotate(ids.begin(), ids.begin() + spread->grid.world.rank(), ids.end());
-  std::vector<float> a, b;
-  single->engine->forward(ids.data(), T, true, &a);
-  spread->engine->forward(ids.data(), T, true, &b);
+  const auto a = prefill_all(*single->engine, ids), b = prefill_all(*spread->engine, ids);
   EXPECT_LE(rel_diff(b, a), kRelTol) << "prefill logits, ep " << W << " vs ep 1";
-  EXPECT_EQ(greedy(*spread->engine, b, 12, true), greedy(*single->engine, a, 12, true));
+  EXPECT_EQ(spread->engine->generate(12, true), single->engine->generate(12, true));
 }
 
 TEST_P(ExpertParallel, SeveralEpGroups) {
   // ep = 2 inside a larger world: each pair of ranks shares one copy of the experts.
-  auto single = make_model(model(), {}, {}, 0, 1);
+  auto single = make_model(model(), {}, {}, /*cp=*/1, 1);
   if (single->grid.W % 2 != 0) GTEST_SKIP() << "needs an even world";
-  auto pairs = make_model(model(), opts(), {}, 0, 2);
+  auto pairs = make_model(model(), opts(), {}, /*cp=*/1, 2);
   ASSERT_EQ(pairs->grid.ep, 2);
   const int64_t V = single->ms.cfg.vocab_size, T = 20 + 3 * pairs->grid.world.rank();
   auto ids = prompt(T, V);
-  std::vector<float> a, b;
-  single->engine->forward(ids.data(), T, true, &a);
-  pairs->engine->forward(ids.data(), T, true, &b);
+  const auto a = prefill_all(*single->engine, ids), b = prefill_all(*pairs->engine, ids);
   EXPECT_LE(rel_diff(b, a), kRelTol);
 }
 
 TEST_P(ExpertParallel, IdleRanksStillServeTheirExperts) {
   // One sequence on rank 0 (the dp > 1 case of `modelone run`): the others have no tokens but
   // hold experts rank 0 needs.
-  auto single = make_model(model(), {}, {}, 0, 1);
-  auto spread = make_model(model(), opts(), {}, 0, 0);
+  auto single = make_model(model(), {}, {}, /*cp=*/1, 1);
+  auto spread = make_model(model(), opts(), {}, /*cp=*/1, 0);
   const bool active = spread->grid.world.rank() == 0;
   const int64_t V = single->ms.cfg.vocab_size, T = 33;
   auto ids = prompt(T, V);
-  std::vector<float> a, b;
-  single->engine->forward(ids.data(), T, true, &a);
-  spread->engine->forward(ids.data(), active ? T : 0, true, &b);
+  const auto a = prefill_all(*single->engine, ids);
+  const auto b = prefill_all(*spread->engine, active ? ids : std::vector<int32_t>{});
   if (active) EXPECT_LE(rel_diff(b, a), kRelTol);
-  const auto ga = greedy(*single->engine, a, 10, true);
-  const auto gb = greedy(*spread->engine, b, 10, active);
+  const auto ga = single->engine->generate(10, true);
+  const auto gb = spread->engine->generate(10, true);
   if (active) EXPECT_EQ(gb, ga);
+  if (!active) EXPECT_TRUE(gb.empty());
 }
 
 TEST_P(ExpertParallel, OverlapAndRedundantPlacementChangeNothing) {
-  auto single = make_model(model(), {}, {}, 0, 1);
+  auto single = make_model(model(), {}, {}, /*cp=*/1, 1);
   const ModelConfig& cfg = single->ms.cfg;
   const int W = single->grid.W;
   // A skewed synthetic load, planned with redundant copies: every expert appears on 1-2 ranks.
@@ -113,33 +103,29 @@ TEST_P(ExpertParallel, OverlapAndRedundantPlacementChangeNothing) {
     for (int64_t e = 0; e < cfg.n_experts; ++e) l.push_back(e == 0 ? 1000 : 10 * (e + 1));
   EngineOptions opt = opts();
   opt.moe.overlap = true;
-  auto spread = make_model(model(), opt, {}, 0, 0, plan_placement(loads, W, W));
+  auto spread = make_model(model(), opt, {}, /*cp=*/1, 0, plan_placement(loads, W, W));
   const int64_t V = cfg.vocab_size, T = 29 + 5 * spread->grid.world.rank();
   auto ids = prompt(T, V);
-  std::vector<float> a, b;
-  single->engine->forward(ids.data(), T, true, &a);
-  spread->engine->forward(ids.data(), T, true, &b);
+  const auto a = prefill_all(*single->engine, ids), b = prefill_all(*spread->engine, ids);
   EXPECT_LE(rel_diff(b, a), kRelTol);
-  EXPECT_EQ(greedy(*spread->engine, b, 8, true), greedy(*single->engine, a, 8, true));
+  EXPECT_EQ(spread->engine->generate(8, true), single->engine->generate(8, true));
 }
 
 TEST_P(ExpertParallel, LowPrecisionPayloads) {
   // The measured effect of each payload precision on the logits (printed; bounded loosely so a
   // broken codec still fails).
-  auto single = make_model(model(), {}, {}, 0, 1);
+  auto single = make_model(model(), {}, {}, /*cp=*/1, 1);
   const int64_t V = single->ms.cfg.vocab_size, T = 48;
   auto ids = prompt(T, V);
-  std::vector<float> ref;
-  single->engine->forward(ids.data(), T, true, &ref);
+  const auto ref = prefill_all(*single->engine, ids);
   struct P { Payload d, c; float bound; };
   for (P p : {P{Payload::BF16, Payload::F32, 1e-2f}, P{Payload::FP8, Payload::F32, 3e-1f},
               P{Payload::F32, Payload::BF16, 1e-2f}, P{Payload::FP8, Payload::BF16, 3e-1f}}) {
     EngineOptions opt = opts();
     opt.moe.dispatch = p.d;
     opt.moe.combine = p.c;
-    auto m = make_model(model(), opt, {}, 0, 0);
-    std::vector<float> got;
-    m->engine->forward(ids.data(), T, true, &got);
+    auto m = make_model(model(), opt, {}, /*cp=*/1, 0);
+    const auto got = prefill_all(*m->engine, ids);
     const float rd = rel_diff(got, ref);
     int same = 0;  // positions whose greedy token is unchanged
     for (int64_t t = 0; t < T; ++t) {

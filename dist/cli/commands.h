@@ -24,6 +24,7 @@ struct RunOptions {
   std::string logits_out;
   std::string kv_cache = "fp32";
   int cp = 0, ep = 0;
+  std::string cp_layout = "zigzag";
   bool json = false;
   int64_t prefill_chunk = 2048;
   bool ignore_eos = false;

@@ -76,10 +76,15 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   run->add_option("--logits-out", o->logits_out, "Write prompt logits [T, vocab] float32 .npy");
   run->add_option("--kv-cache", o->kv_cache, "KV cache storage: fp32 or bf16")
       ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
-  run->add_option("--cp", o->cp, "Context-parallel ranks per sequence (default 1)");
-  run->add_option("--ep", o->ep, "Expert-parallel group size (default: world size)");
+  run->add_option("--cp", o->cp, "Context-parallel ranks per sequence (default: the world)")
+      ->check(CLI::PositiveNumber);
+  run->add_option("--cp-layout", o->cp_layout, "How a prefill step's positions split over the "
+                                                "cp ranks: zigzag (balanced) or contiguous")
+      ->check(CLI::IsMember({"zigzag", "contiguous"}));
+  run->add_option("--ep", o->ep, "Expert-parallel group size (default: world size)")
+      ->check(CLI::PositiveNumber);
   run->add_flag("--json", o->json, "Print one JSON object with generated tokens and timings");
-  run->add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per forward step")
+  run->add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per rank per forward step")
       ->check(CLI::PositiveNumber);
   run->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past the end-of-sequence token");
   run->add_option("--dispatch", o->dispatch, "Expert dispatch payload: fp32, bf16 or fp8 (e4m3, "
@@ -201,17 +206,19 @@ int run_command(const RunOptions& o) {
   eopt.moe.combine = payload_from_name(o.combine, "--combine");
   eopt.moe.overlap = o.overlap;
   eopt.moe.transport = transport_from_name(o.transport);
+  eopt.cp_layout = cp_layout_from_name(o.cp_layout);
+  eopt.prefill_chunk = o.prefill_chunk;
   std::unique_ptr<Engine> engine_ptr;
   comm::agree(grid.world, [&] {
     engine_ptr = std::make_unique<Engine>(ms.cfg, grid, std::move(weights), placement, eopt);
   });
   Engine& engine = *engine_ptr;
-  // One sequence: the first dp group runs it; the other ranks still serve their experts.
+  // One sequence: the first dp group runs it (over its cp ranks); the other ranks still serve
+  // their experts.
   const bool active = grid.dp_index == 0;
   const int64_t T = int64_t(prompt.size()), V = ms.cfg.vocab_size;
   const bool want_logits = !o.logits_out.empty();
-  std::vector<float> logits;
-  // Rows go to disk chunk by chunk: a long prompt's [T, vocab] never sits in memory at once.
+  // Rows go to disk step by step: a long prompt's [T, vocab] never sits in memory at once.
   std::unique_ptr<NpyWriter> npy;
   if (want_logits && grid.is_root())
     comm::agree(comm::Comm::world(), [&] { npy = std::make_unique<NpyWriter>(o.logits_out, T, V); });
@@ -220,43 +227,39 @@ int run_command(const RunOptions& o) {
 
   grid.world.barrier();
   const double t0 = comm::now();
-  for (int64_t c0 = 0; c0 < T; c0 += o.prefill_chunk) {
-    const int64_t n = std::min(o.prefill_chunk, T - c0);
-    engine.forward(prompt.data() + c0, active ? n : 0, want_logits, &logits);
-    if (npy) npy->append(logits.data(), n);
-    if (T > o.prefill_chunk)
-      log_line(o.m.quiet, "prefill: " + std::to_string(c0 + n) + " / " + std::to_string(T) +
-                              " tokens, " + fmt_seconds(comm::now() - t0));
-  }
+  PrefillOptions popt;
+  popt.all_logits = want_logits;
+  popt.on_logits = [&](int64_t, int64_t n, const float* rows) {
+    if (npy) npy->append(rows, n);
+  };
+  double last_log = t0;
+  popt.on_step = [&](int64_t done, int64_t total) {
+    if (done < total && comm::now() - last_log > 5) {  // a line every few seconds on long prompts
+      last_log = comm::now();
+      log_line(o.m.quiet, "prefill: " + std::to_string(done) + " / " + std::to_string(total) +
+                              " tokens, " + fmt_seconds(last_log - t0));
+    }
+  };
+  engine.prefill(active ? prompt : std::vector<int32_t>{}, popt);
   const double t_prefill = comm::now() - t0;
   if (npy) npy->finish();
 
-  // Greedy decode; rank 0 decides each token (and when to stop) and tells everyone.
-  std::vector<int32_t> generated;
+  // Greedy decode: every rank of the group holds the last logits, so all pick the same token.
   const double t1 = comm::now();
-  double ttft = t_prefill, last_log = t1;
-  for (int64_t i = 0; i < o.generate; ++i) {
-    int64_t msg[2] = {0, 0};  // token, stop
-    if (grid.is_root()) {
-      const float* last = logits.data() + (logits.size() / size_t(V) - 1) * size_t(V);
-      msg[0] = std::max_element(last, last + V) - last;
-      msg[1] = !o.ignore_eos && msg[0] == ms.cfg.eos_token_id;
-    }
-    grid.world.bcast(msg, 2, 0);
-    const int32_t tok = int32_t(msg[0]);
-    generated.push_back(tok);
-    if (i == 0) ttft = comm::now() - t0;
-    if (msg[1] || i + 1 == o.generate) break;
-    engine.forward(&tok, active ? 1 : 0, false, &logits);
+  last_log = t1;
+  std::vector<int32_t> generated = engine.generate(o.generate, o.ignore_eos, [&](int64_t i) {
     if (comm::now() - last_log > 10) {  // a line every 10 s on long generations
       last_log = comm::now();
       log_line(o.m.quiet, "decode: " + std::to_string(i + 1) + " / " + std::to_string(o.generate) +
                               " tokens, " + fmt_seconds(last_log - t1));
     }
-  }
+  });
   const double t_decode = comm::now() - t1;
+  // Time to the first token: the prefill, whose last logits give it.
+  const double ttft = t_prefill;
   const int64_t n_decode_steps = std::max<int64_t>(0, int64_t(generated.size()) - 1);
   if (!o.expert_stats.empty()) write_stats(o.expert_stats, grid, engine.moe(), ms.cfg.name);
+  const std::vector<comm::OpSummary> traffic = engine.counters().reduce(grid.world);
 
   if (grid.is_root()) {
     if (o.json) {
@@ -286,6 +289,12 @@ int run_command(const RunOptions& o) {
       j["combine"] = o.combine;
       j["overlap"] = o.overlap;
       j["ep_transport"] = engine.moe().uses_shared_memory() ? "shm" : "mpi";
+      j["cp_layout"] = o.cp_layout;
+      // Context-parallel traffic per operation, min / max over the ranks.
+      for (const comm::OpSummary& t : traffic)
+        j["cp_traffic"][t.op] = {{"calls", t.calls_max},        {"bytes_min", t.bytes_min},
+                                 {"bytes_max", t.bytes_max},    {"seconds_min", t.seconds_min},
+                                 {"seconds_max", t.seconds_max}};
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::string g;

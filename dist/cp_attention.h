@@ -1,0 +1,93 @@
+// Context-parallel attention: the ranks of a cp group share one sequence. W = 1 (cp = 1) is the
+// smallest group of the same code, not a second path.
+//
+// Prefill step (each rank holds some segments of the step's positions, dist/cp_layout.h):
+//   project keys -> halo transfers posted (dist/cp_halo.h) -> project queries -> halo waited ->
+//   each segment runs through the cache (window keys, compressors: a rank keeps the entries of
+//   the windows that close in its segments) -> every rank's entries and indexer keys all-gathered
+//   into one table in global window order -> indexer top-k per query -> attend -> sink -> output.
+// Decode step (one new position, on the tail rank, which keeps the raw window):
+//   the tail projects and advances its window and compressors; a window that closes makes an
+//   entry placed on cp rank (index mod cp), so no rank fills first -> the query (and the new
+//   entry) is broadcast -> each rank scores its own indexer keys -> the ranks' candidates are
+//   all-gathered and merged into the global top-k -> each rank attends over the chosen entries
+//   it holds (HCA: all it holds; the tail adds the window) -> partials gathered at the tail and
+//   merged with the sink counted once -> output projection on the tail.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "comm/comm.h"
+#include "comm/counters.h"
+#include "dist/cp_halo.h"
+#include "dist/cp_layout.h"
+#include "model/attention.h"
+#include "model/config.h"
+#include "model/layer_cache.h"
+
+namespace modelone {
+
+// Seconds per part of the attention on this rank (wall, except compute_cpu).
+struct CpTimers {
+  double project = 0, indexer = 0, topk = 0, attend = 0, merge = 0, output = 0;
+  double compute_cpu = 0;  // CPU seconds of the compute sections (no waits)
+  void clear() { *this = CpTimers{}; }
+};
+
+class CpAttention {
+ public:
+  CpAttention(const ModelConfig& cfg, const comm::Comm& cp, DType kv_dtype,
+              comm::Counters* counters);
+
+  // Every rank of the cp group calls begin_step, forward for each layer, then end_step.
+  void begin_step(const StepLayout& L);
+  // h[T, D]: the normed inputs of this rank's rows of the step; out[T, D].
+  void forward(int64_t layer, const AttnWeights& w, const Rope& rope, const float* h,
+               LayerCache& cache, float* out);
+  void end_step();
+  void reset();
+  // Records L as run without computing it (caches filled by other means, e.g. synthetic).
+  void assume_step(const StepLayout& L) {
+    L_ = L;
+    end_step();
+  }
+
+  int tail() const { return tail_; }            // cp rank standing at the newest position
+  int64_t position() const { return pos_; }     // positions processed
+  CpTimers timers;
+
+ private:
+  void prefill(int64_t l, const AttnWeights& w, const Rope& rope, const float* h,
+               LayerCache& cache, float* out);
+  void decode(int64_t l, const AttnWeights& w, const Rope& rope, const float* h,
+              LayerCache& cache, float* out);
+  // The keys of every window so far in global order: the local store when it holds all of
+  // them (cp = 1), else every rank's stores all-gathered.
+  EntryTable table(const EntryStore& local, std::vector<float>& dense, const char* op);
+  // Partial attention of the one decode query q[H, Dh] over window rows kw[nw] and compressed
+  // rows kc[nc], into part_.
+  void decode_partial(const float* q, const float* kw, int64_t nw, const float* kc, int64_t nc);
+
+  const ModelConfig& cfg_;
+  const comm::Comm& cp_;
+  DType kv_dtype_;
+  comm::Counters* counters_;
+  StepLayout L_;
+  CpHalo halo_;
+  std::vector<int64_t> cache_end_;  // [cp rank] the position its cache state stands at
+  int tail_ = 0;
+  int64_t pos_ = 0;
+  // Scratch kept across layers and steps (no page faults per layer).
+  AttnProj p_;
+  std::vector<SegmentWindow> wins_;
+  AttnPartials part_;
+  std::vector<int32_t> picks_, n_picks_;
+  std::vector<float> ent_dense_, key_dense_, gathered_, msg_, parts_buf_, o_;
+  std::vector<Candidate> cands_;
+  std::vector<AttnPartials> rank_parts_;
+  std::vector<uint8_t> raw_buf_;
+  std::vector<int32_t> idx_buf_;
+  EntryStore new_ent_, new_key_;
+};
+
+}  // namespace modelone

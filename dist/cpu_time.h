@@ -1,0 +1,15 @@
+// CPU seconds used by this process (all its threads) so far. Under oversubscription (more
+// ranks than cores) wall time measures the scheduler; CPU time around compute sections (never
+// around MPI waits, which busy-poll) measures the work.
+#pragma once
+#include <ctime>
+
+namespace modelone {
+
+inline double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+}  // namespace modelone

@@ -102,11 +102,11 @@ int attention_bench(const AttentionBenchOptions& o) {
       // weighted sum) from the same calls.
       std::vector<double> core;
       const double layer = median_seconds([&] {
-        const double a0 = att.timers.attend;
+        const double a0 = att.timers().attend;
         att.begin_step(decode_layout(att.position(), 1, 0));
         att.forward(0, aw, rope, h.data(), cache, out.data());
         att.end_step();
-        core.push_back(att.timers.attend - a0);
+        core.push_back(att.timers().attend - a0);
       });
       std::sort(core.begin(), core.end());
       const double core_s = core[core.size() / 2];

@@ -56,6 +56,25 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)");
   m->add_option("--threads", o->moe.threads, "Threads per rank");
   m->add_flag("--json", o->moe.json, "One JSON object per line");
+
+  CLI::App* c = b->add_subcommand("context", "One long sequence over the cp group (the mpirun "
+                                            "world) vs one rank: prefill and decode");
+  c->add_option("--model", o->context.model, "Preset or config (V4-Flash attention shapes)");
+  c->add_option("--set", o->context.sets, "Config overrides after the defaults "
+                                          "num_hidden_layers=2, layer_types=CSA,HCA, "
+                                          "n_routed_experts=8");
+  c->add_option("--prefill", o->context.prefill, "Prompt lengths to prefill (empty: none)")
+      ->delimiter(',');
+  c->add_option("--decode", o->context.decode, "Contexts to decode at, filled synthetically")
+      ->delimiter(',');
+  c->add_option("--layouts", o->context.layouts, "Prefill layouts: zigzag, contiguous")
+      ->delimiter(',')->check(CLI::IsMember({"zigzag", "contiguous"}));
+  c->add_option("--decode-steps", o->context.decode_steps, "Timed decode steps per context");
+  c->add_option("--prefill-chunk", o->context.prefill_chunk, "Prompt tokens per rank per step");
+  c->add_option("--kv-cache", o->context.kv_cache, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  c->add_option("--threads", o->context.threads, "Threads per rank (default 1)");
+  c->add_option("--seed", o->context.seed, "Prompt and cache seed");
+  c->add_flag("--json", o->context.json, "One JSON object per line");
 }
 
 int bench_command(CLI::App* app, const BenchOptions& o) {
@@ -66,6 +85,7 @@ int bench_command(CLI::App* app, const BenchOptions& o) {
   if (b->got_subcommand("engine")) return engine_bench(o.engine);
   if (b->got_subcommand("ep")) return ep_bench(o.ep);
   if (b->got_subcommand("moe")) return moe_bench(o.moe);
+  if (b->got_subcommand("context")) return context_bench(o.context);
   return -1;
 }
 

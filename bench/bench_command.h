@@ -56,12 +56,27 @@ struct MoeBenchOptions {
   bool json = false;
 };
 
+struct ContextBenchOptions {
+  std::string model = "v4-flash";
+  std::vector<std::string> sets;  // after the defaults: 2 layers (CSA, HCA), 8 experts
+  std::vector<int64_t> prefill = {8192, 16384, 32768, 65536};
+  std::vector<int64_t> decode = {8192, 65536, 262144, 1048576};
+  std::vector<std::string> layouts = {"zigzag"};
+  int64_t decode_steps = 4;
+  int64_t prefill_chunk = 2048;
+  std::string kv_cache = "bf16";
+  int threads = 1;  // one thread per rank on both sides of every comparison
+  uint64_t seed = 0;
+  bool json = false;
+};
+
 struct BenchOptions {
   EpBenchOptions ep;
   MoeBenchOptions moe;
   GemmBenchOptions gemm;
   AttentionBenchOptions attention;
   EngineBenchOptions engine;
+  ContextBenchOptions context;
 };
 
 void add_bench_command(CLI::App* app, BenchOptions* o);
@@ -73,5 +88,6 @@ int attention_bench(const AttentionBenchOptions& o);
 int engine_bench(const EngineBenchOptions& o);
 int ep_bench(const EpBenchOptions& o);
 int moe_bench(const MoeBenchOptions& o);
+int context_bench(const ContextBenchOptions& o);
 
 }  // namespace modelone::bench

@@ -1,6 +1,8 @@
 #include "comm/comm.h"
 
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <exception>
 #include <cstdlib>
 
@@ -85,6 +87,16 @@ Comm Comm::split_shared() const {
 }
 
 void Comm::barrier() const { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+void Comm::barrier_idle() const {
+  MPI_Request req;
+  check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
+  for (int done = 0;;) {
+    check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 void Comm::bcast_string(std::string* s, int root) const {
   int64_t n = int64_t(s->size());

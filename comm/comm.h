@@ -104,6 +104,9 @@ class Comm {
   Comm split_shared() const;        // ranks on this node
 
   void barrier() const;
+  // A barrier that waits asleep (1 ms polls) instead of spinning: ranks idling while another
+  // rank times a baseline leave it the cores.
+  void barrier_idle() const;
   template <class T> void allreduce(T* data, int64_t n, Op op) const {
     check(MPI_Allreduce(MPI_IN_PLACE, data, int(n), mpi_type<T>(), mpi_op(op), comm_),
           "MPI_Allreduce");

@@ -11,8 +11,10 @@
 //   entry placed on cp rank (index mod cp), so no rank fills first -> the query (and the new
 //   entry) is broadcast -> each rank scores its own indexer keys -> the ranks' candidates are
 //   all-gathered and merged into the global top-k -> each rank attends over the chosen entries
-//   it holds (HCA: all it holds; the tail adds the window) -> partials gathered at the tail and
-//   merged with the sink counted once -> output projection on the tail.
+//   it holds (HCA: all it holds; the tail adds the window) -> partials all-gathered, merged with
+//   the sink counted once. The large projections are split over the group as well (q heads,
+//   output groups and rows, by output group: dist/cp_decode.cpp), the output rows meet at the
+//   tail.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -31,7 +33,8 @@ namespace modelone {
 struct CpTimers {
   double project = 0, indexer = 0, topk = 0, attend = 0, merge = 0, output = 0;
   double compute_cpu = 0;  // CPU seconds of the compute sections (no waits)
-  void clear() { *this = CpTimers{}; }
+  CpTimers& operator+=(const CpTimers& o);
+  CpTimers operator-(const CpTimers& o) const;
 };
 
 class CpAttention {
@@ -54,7 +57,9 @@ class CpAttention {
 
   int tail() const { return tail_; }            // cp rank standing at the newest position
   int64_t position() const { return pos_; }     // positions processed
-  CpTimers timers;
+  // Time spent so far, in the layers of one kind or in all.
+  const CpTimers& timers(AttnKind k) const { return timers_[size_t(k)]; }
+  CpTimers timers() const;
 
  private:
   void prefill(int64_t l, const AttnWeights& w, const Rope& rope, const float* h,
@@ -74,6 +79,7 @@ class CpAttention {
   comm::Counters* counters_;
   StepLayout L_;
   CpHalo halo_;
+  CpTimers timers_[3];  // by AttnKind
   std::vector<int64_t> cache_end_;  // [cp rank] the position its cache state stands at
   int tail_ = 0;
   int64_t pos_ = 0;
@@ -82,7 +88,7 @@ class CpAttention {
   std::vector<SegmentWindow> wins_;
   AttnPartials part_;
   std::vector<int32_t> picks_, n_picks_;
-  std::vector<float> ent_dense_, key_dense_, gathered_, msg_, parts_buf_, o_;
+  std::vector<float> ent_dense_, key_dense_, gathered_, msg_, parts_buf_, o_, q_, qs_, z_, zs_;
   std::vector<Candidate> cands_;
   std::vector<AttnPartials> rank_parts_;
   std::vector<uint8_t> raw_buf_;

@@ -12,4 +12,19 @@ inline double process_cpu_seconds() {
   return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
 }
 
+inline double wall_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Runs f, adding its wall time to `wall` and its CPU time to `cpu`.
+template <class F>
+void timed(double& wall, double& cpu, F&& f) {
+  const double w0 = wall_seconds(), c0 = process_cpu_seconds();
+  f();
+  wall += wall_seconds() - w0;
+  cpu += process_cpu_seconds() - c0;
+}
+
 }  // namespace modelone

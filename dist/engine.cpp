@@ -55,7 +55,9 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
   rms_norm_rows(h, T, D, D, eps, an.data());
   if (attend) {
     const Rope& rope = cfg_.attn[size_t(l)] == AttnKind::Sliding ? rope_main_ : rope_compress_;
+    const double t0 = comm::now();
     cp_.forward(l, lw.attn, rope, h, caches_[size_t(l)], out);
+    timers_.attention += comm::now() - t0;
   }
   hc_post(T, hc, D, out, post, comb, x);
 
@@ -63,7 +65,9 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
   hc_pre(cfg_, {lw.hc_ffn_fn, lw.hc_ffn_base, lw.hc_ffn_scale}, x, T, h, post, comb);
   const std::vector<float> fn = lw.ffn_norm.to_f32();
   rms_norm_rows(h, T, D, D, eps, fn.data());
+  const double t0 = comm::now();
   moe_.forward(l, lw, h, T, tokens, out);
+  timers_.moe += comm::now() - t0;
   hc_post(T, hc, D, out, post, comb, x);
 }
 
@@ -93,32 +97,49 @@ void Engine::step(const StepLayout& L, bool all_logits, std::vector<float>* rows
     if (opt_.capture_hidden) hidden_.emplace_back(x, x + T * hc * D);
   }
   cp_.end_step();
+  const double t0 = comm::now();
   if (L.phase != Phase::Idle) head(L, x, T, all_logits, rows);
+  timers_.head += comm::now() - t0;
 }
 
 void Engine::head(const StepLayout& L, const float* x, int64_t T, bool all_logits,
                   std::vector<float>* rows) {
   const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult, V = cfg_.vocab_size;
   const comm::Comm& cp = grid_.cp_comm;
-  const int me = cp.rank(), tail = L.tail();
-  // Rows whose logits are wanted: all of this rank's, or the newest position's on the tail.
-  const int64_t first = all_logits ? 0 : (me == tail ? T - 1 : T), n = T - first;
-  y_.resize(size_t(n * D));
-  hc_head(cfg_, w_.hc_head_fn, w_.hc_head_base, w_.hc_head_scale, x + first * hc * D, n, y_.data());
+  const int me = cp.rank(), tail = L.tail(), P = cp.size();
   const std::vector<float> nw = w_.norm.to_f32();
-  rms_norm_rows(y_.data(), n, D, D, float(cfg_.rms_norm_eps), nw.data());
-  if (opt_.capture_hidden) hidden_.emplace_back(y_.data(), y_.data() + n * D);
-  logits_.resize(size_t(n * V));
-  linear(y_.data(), n, D, w_.head, 0, V, logits_.data(), V);
-
-  // The newest position's logits reach every rank of the cp group.
-  last_logits_.resize(size_t(V));
-  if (me == tail) std::memcpy(last_logits_.data(), logits_.data() + (n - 1) * V, size_t(V) * 4);
-  if (cp.size() > 1) cp.bcast(last_logits_.data(), V, tail);
+  // Final hyper head and norm: y[n, D] for this rank's rows (all of them for all_logits), and
+  // the newest position's row on every rank of the group.
+  auto final_rows = [&](const float* xr, int64_t n, float* y) {
+    hc_head(cfg_, w_.hc_head_fn, w_.hc_head_base, w_.hc_head_scale, xr, n, y);
+    rms_norm_rows(y, n, D, D, float(cfg_.rms_norm_eps), nw.data());
+  };
+  y_.resize(size_t(D));
+  if (me == tail) final_rows(x + (T - 1) * hc * D, 1, y_.data());
+  if (P > 1) cp.bcast(y_.data(), D, tail);
+  if (opt_.capture_hidden && !all_logits && me == tail) hidden_.emplace_back(y_.begin(), y_.end());
+  // The newest position's logits, the head split over the group by vocabulary rows: on a
+  // decode step the head is the largest weight read, and the other ranks would wait anyway.
+  std::vector<int64_t> cnt(static_cast<size_t>(P));
+  for (int r = 0; r < P; ++r) cnt[size_t(r)] = V / P + (r < V % P ? 1 : 0);
+  const int64_t v0 = me * (V / P) + std::min<int64_t>(me, V % P);
+  logits_.resize(size_t(cnt[size_t(me)]));
+  linear(y_.data(), 1, D, w_.head, v0, cnt[size_t(me)], logits_.data(), cnt[size_t(me)]);
+  if (P > 1) {
+    cp.allgatherv(logits_.data(), cnt[size_t(me)], &last_logits_);
+  } else {
+    last_logits_.swap(logits_);
+  }
   if (!all_logits) return;
-  // Every row, in position order, at cp rank 0.
+
+  // Every row's logits, in position order, at cp rank 0.
+  std::vector<float> y(static_cast<size_t>(T * D));
+  final_rows(x, T, y.data());
+  if (opt_.capture_hidden) hidden_.emplace_back(y.begin(), y.end());
+  logits_.resize(size_t(T * V));
+  linear(y.data(), T, D, w_.head, 0, V, logits_.data(), V);
   std::vector<float> all;
-  if (cp.size() > 1) cp.gatherv(logits_.data(), n * V, &all, 0);
+  if (P > 1) cp.gatherv(logits_.data(), T * V, &all, 0);
   else all.swap(logits_);
   if (me != 0) return;
   std::vector<float> ordered(size_t(L.n * V));

@@ -31,6 +31,11 @@ struct EngineOptions {
   bool capture_hidden = false;   // keep the residual after every layer (parity tests)
 };
 
+// Wall seconds per part of the forward steps on this rank.
+struct EngineTimers {
+  double attention = 0, moe = 0, head = 0;
+};
+
 struct PrefillOptions {
   bool all_logits = false;  // every prompt position's logits, gathered at cp rank 0
   // With all_logits: called at cp rank 0 once per step with rows [n, vocab] of positions
@@ -79,6 +84,8 @@ class Engine {
   MoeParallel& moe() { return moe_; }
   CpAttention& attention() { return cp_; }
   comm::Counters& counters() { return counters_; }
+  const std::vector<LayerCache>& caches() const { return caches_; }
+  const EngineTimers& timers() const { return timers_; }
   size_t cache_bytes() const;
 
  private:
@@ -99,6 +106,7 @@ class Engine {
   std::vector<int32_t> tokens_;
   std::vector<float> last_logits_;
   PrefillOptions prefill_opt_;
+  EngineTimers timers_;
   // Per-layer scratch, reused across layers and steps: h / out [T, D], post [T, hc], comb [T, hc, hc].
   std::vector<float> x_, y_, h_, out_, post_, comb_, logits_;  // x_ [T, hc, D] streams
   std::vector<int32_t> ids_;                                   // this rank's rows' tokens

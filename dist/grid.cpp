@@ -10,9 +10,11 @@
 
 namespace modelone {
 
-RankGrid RankGrid::make(int cp, int ep) {
+RankGrid RankGrid::make(int cp, int ep) { return make_on(comm::Comm::world(), cp, ep); }
+
+RankGrid RankGrid::make_on(comm::Comm base, int cp, int ep) {
   RankGrid g;
-  g.world = comm::Comm::world();
+  g.world = std::move(base);
   g.W = g.world.size();
   // Defaults: one sequence over the whole world (cp = W) and experts spread over it (ep = W).
   if (cp == 0) cp = g.W;

@@ -16,6 +16,9 @@ struct RankGrid {
   // cp, ep: 0 means the default (the whole world). Throws Error naming the flag when they do
   // not fit the world or each other.
   static RankGrid make(int cp, int ep);
+  // The same over the ranks of `base` instead of the whole world (a benchmark's one-rank
+  // baseline inside a bigger run).
+  static RankGrid make_on(comm::Comm base, int cp, int ep);
   bool is_root() const { return world.rank() == 0; }
   // Compute threads for this rank: `requested`, else OMP_NUM_THREADS, else the node's cores
   // shared among its ranks.

@@ -43,25 +43,38 @@ void attn_project_keys(const ModelConfig& cfg, int64_t layer, const AttnWeights&
   compressor_project(w.idx_compressor, iw, h, T, p->idx_kv.data(), p->idx_gate.data());
 }
 
-void attn_project_queries(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
-                          const Rope& rope, const float* h, int64_t T, AttnProj* p) {
-  const int64_t D = cfg.hidden_size, H = cfg.num_heads, Dh = cfg.head_dim, R = cfg.q_lora_rank;
-  const float eps = float(cfg.rms_norm_eps);
+void attn_project_latent(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
+                         const Rope& rope, const float* h, int64_t T, AttnProj* p) {
+  const int64_t D = cfg.hidden_size, R = cfg.q_lora_rank;
   MO_CHECK(int64_t(p->pos.size()) == T, "project the keys first");
   p->q_lat.resize(size_t(T * R));
-  p->q.resize(size_t(T * H * Dh));
   linear(h, T, D, w.wq_a, 0, R, p->q_lat.data(), R);
   const std::vector<float> qn = w.q_norm.to_f32();
-  rms_norm_rows(p->q_lat.data(), T, R, R, eps, qn.data());
-  linear(p->q_lat.data(), T, R, w.wq_b, 0, H * Dh, p->q.data(), H * Dh);
-#pragma omp parallel for schedule(static) if (T > 1)
-  for (int64_t t = 0; t < T; ++t) {
-    float* qt = p->q.data() + t * H * Dh;
-    for (int64_t hh = 0; hh < H; ++hh) rms_norm(qt + hh * Dh, Dh, eps);  // q_b_norm: unweighted
-    rope.apply(qt, H, Dh, p->pos[size_t(t)]);
-  }
+  rms_norm_rows(p->q_lat.data(), T, R, R, float(cfg.rms_norm_eps), qn.data());
   if (cfg.attn[size_t(layer)] == AttnKind::CSA)
     indexer_queries(cfg, w, rope, p->q_lat.data(), h, T, p->pos.data(), &p->iq);
+}
+
+void attn_project_heads(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope,
+                        const float* q_lat, int64_t T, const int64_t* pos, int64_t h0,
+                        int64_t nh, float* q) {
+  const int64_t Dh = cfg.head_dim, R = cfg.q_lora_rank;
+  const float eps = float(cfg.rms_norm_eps);
+  linear(q_lat, T, R, w.wq_b, h0 * Dh, nh * Dh, q, nh * Dh);
+#pragma omp parallel for schedule(static) if (T > 1)
+  for (int64_t t = 0; t < T; ++t) {
+    float* qt = q + t * nh * Dh;
+    for (int64_t hh = 0; hh < nh; ++hh) rms_norm(qt + hh * Dh, Dh, eps);  // q_b_norm: unweighted
+    rope.apply(qt, nh, Dh, pos[t]);
+  }
+}
+
+void attn_project_queries(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
+                          const Rope& rope, const float* h, int64_t T, AttnProj* p) {
+  attn_project_latent(cfg, layer, w, rope, h, T, p);
+  p->q.resize(size_t(T * cfg.num_heads * cfg.head_dim));
+  attn_project_heads(cfg, w, rope, p->q_lat.data(), T, p->pos.data(), 0, cfg.num_heads,
+                     p->q.data());
 }
 
 void attn_advance(const ModelConfig& cfg, int64_t layer, const AttnWeights& w, const Rope& rope,
@@ -202,19 +215,30 @@ void attn_merge(int64_t T, int64_t H, int64_t Dh, const float* sink,
   }
 }
 
-void attn_output(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope, float* o,
-                 int64_t T, const int64_t* pos, float* out) {
+void attn_output_groups(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope, float* o,
+                        int64_t T, const int64_t* pos, int64_t g0, int64_t g1, float* z) {
   const int64_t H = cfg.num_heads, Dh = cfg.head_dim, G = cfg.o_groups, R = cfg.o_lora_rank;
+  const int64_t gw = H * Dh / G, ng = g1 - g0, ld = ng * gw;  // o row: the groups' heads
   // V carries RoPE (K = V), so rotate the output back at the query position.
 #pragma omp parallel for schedule(static) if (T > 1)
-  for (int64_t t = 0; t < T; ++t) rope.apply(o + t * H * Dh, H, Dh, pos[t], /*inverse=*/true);
-  // Grouped low-rank projection: group g's heads (contiguous) through rows [g*R, (g+1)*R) of wo_a.
-  const int64_t gw = H * Dh / G;
+  for (int64_t t = 0; t < T; ++t) rope.apply(o + t * ld, ng * H / G, Dh, pos[t], /*inverse=*/true);
+  // Group g's heads (contiguous) through rows [g*R, (g+1)*R) of wo_a.
+  for (int64_t g = 0; g < ng; ++g)
+    linear(o + g * gw, T, ld, w.wo_a, (g0 + g) * R, R, z + g * R, ng * R);
+}
+
+void attn_output_rows(const ModelConfig& cfg, const AttnWeights& w, const float* z, int64_t T,
+                      int64_t d0, int64_t nd, float* out, int64_t ldo) {
+  const int64_t GR = cfg.o_groups * cfg.o_lora_rank;
+  linear(z, T, GR, w.wo_b, d0, nd, out, ldo);
+}
+
+void attn_output(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope, float* o,
+                 int64_t T, const int64_t* pos, float* out) {
   static thread_local std::vector<float> z;  // kept between layers
-  z.resize(static_cast<size_t>(T * G * R));
-  for (int64_t g = 0; g < G; ++g)
-    linear(o + g * gw, T, H * Dh, w.wo_a, g * R, R, z.data() + g * R, G * R);
-  linear(z.data(), T, G * R, w.wo_b, 0, cfg.hidden_size, out, cfg.hidden_size);
+  z.resize(static_cast<size_t>(T * cfg.o_groups * cfg.o_lora_rank));
+  attn_output_groups(cfg, w, rope, o, T, pos, 0, cfg.o_groups, z.data());
+  attn_output_rows(cfg, w, z.data(), T, 0, cfg.hidden_size, out, cfg.hidden_size);
 }
 
 }  // namespace modelone

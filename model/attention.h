@@ -43,6 +43,14 @@ void attn_project_keys(const ModelConfig& cfg, int64_t layer, const AttnWeights&
                        DType cache_dtype, AttnProj* p);
 void attn_project_queries(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
                           const Rope& rope, const float* h, int64_t T, AttnProj* p);
+// attn_project_queries in two parts, so the heads can be split over ranks: the q-LoRA latent
+// (and the indexer's queries), then heads [h0, h0 + nh) of q from a latent q_lat[T, q_lora]
+// into q[T, nh * Dh].
+void attn_project_latent(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
+                         const Rope& rope, const float* h, int64_t T, AttnProj* p);
+void attn_project_heads(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope,
+                        const float* q_lat, int64_t T, const int64_t* pos, int64_t h0,
+                        int64_t nh, float* q);
 
 // The window keys of one segment's queries: the cached rows just before seg.pos, then the
 // segment's own rows.
@@ -96,5 +104,13 @@ void attn_merge(int64_t T, int64_t H, int64_t Dh, const float* sink,
 // out[T, D] from o[T, H * Dh] (o is modified: inverse RoPE at each row's position).
 void attn_output(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope, float* o,
                  int64_t T, const int64_t* pos, float* out);
+// attn_output in two parts, so output groups and rows can be split over ranks:
+//   groups  o[T, heads of groups g0 .. g1 - 1, Dh] (inverse-roped in place) through their wo_a
+//           blocks into z[T, (g1 - g0) * o_lora_rank];
+//   rows    out[T, nd] = rows d0 .. d0 + nd - 1 of wo_b applied to z[T, G * o_lora_rank].
+void attn_output_groups(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope, float* o,
+                        int64_t T, const int64_t* pos, int64_t g0, int64_t g1, float* z);
+void attn_output_rows(const ModelConfig& cfg, const AttnWeights& w, const float* z, int64_t T,
+                      int64_t d0, int64_t nd, float* out, int64_t ldo);
 
 }  // namespace modelone

@@ -24,15 +24,33 @@ ParamCounts count_params(const ModelConfig& cfg) {
   return c;
 }
 
-RankMemory rank_memory(const ModelConfig& cfg, int64_t context, DType weight_dtype,
-                       DType kv_dtype, int ep) {
+namespace {
+RankMemory share(const ParamCounts& c, const CacheBytes& cache, const ModelConfig& cfg,
+                 DType weight_dtype, int cp, int ep) {
   RankMemory m;
-  const ParamCounts c = count_params(cfg);
   const int64_t experts_here = (cfg.n_experts + ep - 1) / ep;
   const int64_t params = c.total - c.routed_experts + cfg.num_layers * experts_here * c.per_expert;
   m.weight_bytes = params * int64_t(dtype_size(weight_dtype));
-  m.cache_bytes = cache_bytes_for(cfg, kv_dtype, context).total();
+  m.window_bytes = cache.window;
+  m.entry_bytes = (cache.entries + cp - 1) / cp;
+  m.index_bytes = (cache.index_keys + cp - 1) / cp;
   return m;
+}
+}  // namespace
+
+RankMemory rank_memory(const ModelConfig& cfg, int64_t context, DType weight_dtype,
+                       DType kv_dtype, int cp, int ep) {
+  return share(count_params(cfg), cache_bytes_for(cfg, kv_dtype, context), cfg, weight_dtype, cp,
+               ep);
+}
+
+int ranks_needed(const ModelConfig& cfg, int64_t context, DType weight_dtype, DType kv_dtype,
+                 int64_t budget_bytes, int max_ranks) {
+  const ParamCounts c = count_params(cfg);
+  const CacheBytes cache = cache_bytes_for(cfg, kv_dtype, context);
+  for (int r = 1; r <= max_ranks; ++r)
+    if (share(c, cache, cfg, weight_dtype, r, r).total() <= budget_bytes) return r;
+  return 0;
 }
 
 }  // namespace modelone

@@ -18,12 +18,23 @@ struct ParamCounts {
 };
 ParamCounts count_params(const ModelConfig& cfg);
 
+// What the busiest rank holds for one sequence of `context` tokens: ep ranks share the routed
+// experts and cp ranks the compressed entries and indexer keys (uneven splits: the largest
+// share); the raw sliding window stays whole on the rank with the newest tokens.
 struct RankMemory {
   int64_t weight_bytes = 0;  // non-expert weights + this rank's experts
-  int64_t cache_bytes = 0;   // KV caches of one sequence of `context` tokens
+  int64_t window_bytes = 0;  // raw sliding window of every layer
+  int64_t entry_bytes = 0;   // this rank's compressed KV entries (CSA and HCA)
+  int64_t index_bytes = 0;   // this rank's CSA indexer keys
+  int64_t cache_bytes() const { return window_bytes + entry_bytes + index_bytes; }
+  int64_t total() const { return weight_bytes + cache_bytes(); }
 };
-// ep ranks share the routed experts (uneven split: the largest share is reported).
 RankMemory rank_memory(const ModelConfig& cfg, int64_t context, DType weight_dtype,
-                       DType kv_dtype, int ep);
+                       DType kv_dtype, int cp, int ep);
+
+// The fewest ranks R (cp = ep = R, at most max_ranks) whose busiest rank fits budget_bytes for
+// a context of `context` tokens; 0 when no R up to max_ranks does.
+int ranks_needed(const ModelConfig& cfg, int64_t context, DType weight_dtype, DType kv_dtype,
+                 int64_t budget_bytes, int max_ranks = 1 << 16);
 
 }  // namespace modelone

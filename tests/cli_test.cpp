@@ -234,9 +234,66 @@ TEST(Cli, OneRankFailingMidRunStopsEveryRank) {
   }
 }
 
+TEST(Cli, ContextParallelRunsMatchOneRank) {
+  auto generated = [](const std::string& args, int np) {
+    const Result r = run("run --model tiny " + args + " --json --quiet", np);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json{};
+  };
+  const std::string prompt = "--random-prompt 333 --seed 4 --generate 8 --ignore-eos";
+  const auto one = generated(prompt, 0)["generated"];
+  ASSERT_EQ(one.size(), 8u);
+  // cp = world (the default), zigzag and contiguous; cp 2 with dp 2; small steps.
+  const auto j = generated(prompt, 3);
+  EXPECT_EQ(j["generated"], one);
+  EXPECT_EQ(j["cp"], 3);
+  EXPECT_GT(j["cp_traffic"]["cp.halo"]["bytes_max"].get<int64_t>(), 0) << j.dump();
+  EXPECT_GT(j["cp_traffic"]["cp.entries"]["bytes_max"].get<int64_t>(), 0) << j.dump();
+  EXPECT_EQ(generated(prompt + " --cp-layout contiguous", 2)["generated"], one);
+  const auto dp = generated(prompt + " --cp 2 --prefill-chunk 40", 4);
+  EXPECT_EQ(dp["generated"], one);
+  EXPECT_EQ(dp["dp"], 2);
+  // A prompt shorter than the cp group: some ranks hold nothing in prefill.
+  EXPECT_EQ(generated("--ids 5,6 --generate 6 --ignore-eos", 4)["generated"],
+            generated("--ids 5,6 --generate 6 --ignore-eos", 0)["generated"]);
+}
+
+TEST(Cli, InspectContextParallelMemory) {
+  auto inspect = [](const std::string& args) {
+    const Result r = run("inspect --model v4-flash --json --context 1048576 " + args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  };
+  const auto one = inspect(""), four = inspect("--cp 4 --ep 4 --mem-per-rank 64");
+  // Entries and indexer keys split over the cp ranks; the window stays whole on one rank.
+  const int64_t e1 = one["rank_entry_bytes"], e4 = four["rank_entry_bytes"];
+  EXPECT_NEAR(double(e4), double(e1) / 4, 1.0);
+  EXPECT_NEAR(double(four["rank_index_key_bytes"].get<int64_t>()),
+              double(one["rank_index_key_bytes"].get<int64_t>()) / 4, 1.0);
+  EXPECT_EQ(four["rank_window_bytes"], one["rank_window_bytes"]);
+  EXPECT_LT(four["rank_weight_bytes"].get<int64_t>(), one["rank_weight_bytes"].get<int64_t>());
+  // V4-Flash's 1M-token context in bf16: 21 CSA layers of 262144 entries (1 KiB + a 4-byte
+  // index each) and 20 HCA layers of 8192.
+  EXPECT_EQ(e1, 21 * 262144ll * 1028 + 20 * 8192ll * 1028);
+  // The fewest ranks that fit the budget, and one fewer does not.
+  const int need = four["ranks_needed"];
+  ASSERT_GT(need, 1);
+  EXPECT_LE(inspect("--cp " + std::to_string(need) + " --ep " + std::to_string(need))["rank_total_bytes"]
+                .get<int64_t>(),
+            64ll << 30);
+  EXPECT_GT(inspect("--cp " + std::to_string(need - 1) + " --ep " + std::to_string(need - 1))["rank_total_bytes"]
+                .get<int64_t>(),
+            64ll << 30);
+}
+
 TEST(Cli, BadInputUnderMpiStopsEveryRank) {
   expect_error("run --model nope --ids 1", "'nope' is neither a preset", 2);
   expect_error("run --model tiny --ids 1 --ep 3", "--ep 3 does not divide the world size 2", 2);
+  expect_error("run --model tiny --ids 1 --cp 3", "--cp 3 does not divide the world size 2", 2);
+  expect_error("run --model tiny --ids 1 --cp 2 --ep 3",
+               "--ep 3 cannot be laid over --cp 2: one must be a multiple of the other", 6);
+  expect_error("run --model tiny --ids 1 --cp 0", "--cp: Value 0 not in range 1", 2);
+  expect_error("run --model tiny --ids 1 --cp-layout spiral", "--cp-layout: spiral not in", 2);
   expect_error("run --model " + damaged_fixture("cut2", true).string() + " --ids 1", "truncated", 3);
 }
 

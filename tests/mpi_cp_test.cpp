@@ -119,7 +119,9 @@ TEST_P(ContextParallel, Bf16Cache) {
   auto cp = make_model(model(), opts(2048, DType::BF16), {}, 0, 0);
   const auto ids = prompt(37, ref->ms.cfg.vocab_size, 3);
   const auto a = prefill_all(*ref->engine, ids), b = prefill_all(*cp->engine, ids);
-  if (cp->grid.cp_comm.rank() == 0) EXPECT_LE(rel_diff(b, a), 1e-3f) << "prefill logits";
+  if (cp->grid.cp_comm.rank() == 0) {
+    EXPECT_LE(rel_diff(b, a), 1e-3f) << "prefill logits";
+  }
   EXPECT_EQ(cp->engine->generate(10, true), ref->engine->generate(10, true)) << "greedy tokens";
 }
 
@@ -173,7 +175,9 @@ TEST(ContextParallelExperts, BothTransportsAndNestedEpGroups) {
       o.prefill_chunk = 9;
       auto cp = make_model("tiny", o, {}, 0, ep);
       const auto got = prefill_all(*cp->engine, ids);
-      if (cp->grid.cp_comm.rank() == 0) EXPECT_LE(rel_diff(got, want), kRelTol) << "ep " << ep;
+      if (cp->grid.cp_comm.rank() == 0) {
+        EXPECT_LE(rel_diff(got, want), kRelTol) << "ep " << ep;
+      }
       EXPECT_EQ(cp->engine->generate(8, true), want_gen) << "ep " << ep;
     }
 }

@@ -86,11 +86,17 @@ TEST_P(ExpertParallel, IdleRanksStillServeTheirExperts) {
   auto ids = prompt(T, V);
   const auto a = prefill_all(*single->engine, ids);
   const auto b = prefill_all(*spread->engine, active ? ids : std::vector<int32_t>{});
-  if (active) EXPECT_LE(rel_diff(b, a), kRelTol);
+  if (active) {
+    EXPECT_LE(rel_diff(b, a), kRelTol);
+  }
   const auto ga = single->engine->generate(10, true);
   const auto gb = spread->engine->generate(10, true);
-  if (active) EXPECT_EQ(gb, ga);
-  if (!active) EXPECT_TRUE(gb.empty());
+  if (active) {
+    EXPECT_EQ(gb, ga);
+  }
+  if (!active) {
+    EXPECT_TRUE(gb.empty());
+  }
 }
 
 TEST_P(ExpertParallel, OverlapAndRedundantPlacementChangeNothing) {
@@ -138,7 +144,9 @@ TEST_P(ExpertParallel, LowPrecisionPayloads) {
                   std::get<0>(GetParam()).c_str(), payload_name(p.d), payload_name(p.c),
                   m->grid.W, rd, same, (long long)T);
     EXPECT_LE(rd, p.bound) << payload_name(p.d) << "/" << payload_name(p.c);
-    if (m->grid.W > 1) EXPECT_GT(rd, 0.f) << "a low-precision payload left the logits untouched";
+    if (m->grid.W > 1) {
+      EXPECT_GT(rd, 0.f) << "a low-precision payload left the logits untouched";
+    }
   }
 }
 

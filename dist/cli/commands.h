@@ -44,7 +44,8 @@ struct InspectOptions {
   ModelOptions m;
   int64_t context = 4096;
   std::string kv_cache = "bf16";
-  int ep = 1;
+  int cp = 1, ep = 1;
+  double mem_per_rank_gib = 24;
   bool json = false;
   bool tensors = false;
 };

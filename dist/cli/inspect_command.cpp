@@ -20,7 +20,12 @@ void add_inspect_command(CLI::App* app, InspectOptions* o) {
       ->check(CLI::PositiveNumber);
   ins->add_option("--kv-cache", o->kv_cache, "KV cache storage for the estimate: fp32 or bf16")
       ->check(CLI::IsMember({"fp32", "bf16"}));
+  ins->add_option("--cp", o->cp, "Context-parallel ranks sharing the compressed caches")
+      ->check(CLI::PositiveNumber);
   ins->add_option("--ep", o->ep, "Expert-parallel ranks sharing the routed experts")
+      ->check(CLI::PositiveNumber);
+  ins->add_option("--mem-per-rank", o->mem_per_rank_gib,
+                  "Per-rank memory budget in GiB for the ranks-needed estimate (default 24)")
       ->check(CLI::PositiveNumber);
   ins->add_flag("--tensors", o->tensors, "List every tensor pattern with its role and shape");
   ins->add_flag("--json", o->json, "Print one JSON object");
@@ -44,7 +49,9 @@ int inspect_command(const InspectOptions& o) {
   const ModelConfig& c = ms.cfg;
   const ParamCounts pc = count_params(c);
   const DType kv = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
-  const RankMemory mem = rank_memory(c, o.context, c.weight_dtype, kv, o.ep);
+  const RankMemory mem = rank_memory(c, o.context, c.weight_dtype, kv, o.cp, o.ep);
+  const int64_t budget = int64_t(o.mem_per_rank_gib * double(1ll << 30));
+  const int need = ranks_needed(c, o.context, c.weight_dtype, kv, budget);
   int64_t n_sliding = 0, n_csa = 0, n_hca = 0, n_hash = 0;
   for (auto k : c.attn) (k == AttnKind::Sliding ? n_sliding : k == AttnKind::CSA ? n_csa : n_hca)++;
   for (auto k : c.mlp) n_hash += k == MlpKind::HashMoE;
@@ -75,9 +82,16 @@ int inspect_command(const InspectOptions& o) {
     j["params_active_no_embedding"] = pc.active_no_embedding;
     j["params_routed_experts"] = pc.routed_experts;
     j["context"] = o.context;
+    j["cp"] = o.cp;
     j["ep"] = o.ep;
     j["rank_weight_bytes"] = mem.weight_bytes;
-    j["rank_kv_cache_bytes"] = mem.cache_bytes;
+    j["rank_window_bytes"] = mem.window_bytes;
+    j["rank_entry_bytes"] = mem.entry_bytes;
+    j["rank_index_key_bytes"] = mem.index_bytes;
+    j["rank_kv_cache_bytes"] = mem.cache_bytes();
+    j["rank_total_bytes"] = mem.total();
+    j["mem_per_rank_bytes"] = budget;
+    j["ranks_needed"] = need;
     if (o.tensors) {
       for (auto& [spec, e] : pat)
         j["tensors"].push_back({{"pattern", spec->pattern}, {"role", spec->role},
@@ -103,10 +117,23 @@ int inspect_command(const InspectOptions& o) {
   std::printf("params      total %s, active per token %s (%s without embedding and head)\n",
               human(pc.total).c_str(), human(pc.active).c_str(),
               human(pc.active_no_embedding).c_str());
-  std::printf("memory      per rank at ep %d: weights %.2f GiB (%s), KV cache %.3f GiB for %lld "
-              "tokens (%s)\n",
-              o.ep, gib(mem.weight_bytes), std::string(dtype_name(c.weight_dtype)).c_str(),
-              gib(mem.cache_bytes), (long long)o.context, o.kv_cache.c_str());
+  std::printf("memory      busiest rank at cp %d, ep %d for %lld tokens (%s cache): weights %.2f GiB "
+              "(%s), raw window %.1f MiB, compressed entries %.3f GiB, indexer keys %.3f GiB, "
+              "total %.2f GiB\n",
+              o.cp, o.ep, (long long)o.context, o.kv_cache.c_str(), gib(mem.weight_bytes),
+              std::string(dtype_name(c.weight_dtype)).c_str(),
+              double(mem.window_bytes) / double(1 << 20), gib(mem.entry_bytes),
+              gib(mem.index_bytes), gib(mem.total()));
+  if (need > 0) {
+    const RankMemory at = rank_memory(c, o.context, c.weight_dtype, kv, need, need);
+    std::printf("ranks       %lld tokens fit %.1f GiB per rank from %d ranks (cp = ep = %d: weights "
+                "%.2f GiB + caches %.3f GiB on the busiest rank)\n",
+                (long long)o.context, o.mem_per_rank_gib, need, need, gib(at.weight_bytes),
+                gib(at.cache_bytes()));
+  } else {
+    std::printf("ranks       %lld tokens do not fit %.1f GiB per rank at any rank count up to "
+                "65536\n", (long long)o.context, o.mem_per_rank_gib);
+  }
   if (o.tensors) {
     std::printf("\n%-58s %-40s %6s  %s\n", "tensor", "role", "count", "shape");
     for (auto& [spec, e] : pat)

@@ -77,12 +77,12 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   run->add_option("--kv-cache", o->kv_cache, "KV cache storage: fp32 or bf16")
       ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
   run->add_option("--cp", o->cp, "Context-parallel ranks per sequence (default: the world)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 20));
   run->add_option("--cp-layout", o->cp_layout, "How a prefill step's positions split over the "
                                                 "cp ranks: zigzag (balanced) or contiguous")
       ->check(CLI::IsMember({"zigzag", "contiguous"}));
   run->add_option("--ep", o->ep, "Expert-parallel group size (default: world size)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 20));
   run->add_flag("--json", o->json, "Print one JSON object with generated tokens and timings");
   run->add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per rank per forward step")
       ->check(CLI::PositiveNumber);

@@ -69,6 +69,8 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
       ->delimiter(',');
   c->add_option("--layouts", o->context.layouts, "Prefill layouts: zigzag, contiguous")
       ->delimiter(',')->check(CLI::IsMember({"zigzag", "contiguous"}));
+  c->add_option("--phase", o->context.phase, "prefill, decode or both")
+      ->check(CLI::IsMember({"prefill", "decode", "both"}));
   c->add_option("--decode-steps", o->context.decode_steps, "Timed decode steps per context");
   c->add_option("--prefill-chunk", o->context.prefill_chunk, "Prompt tokens per rank per step");
   c->add_option("--kv-cache", o->context.kv_cache, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));

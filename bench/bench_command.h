@@ -62,6 +62,7 @@ struct ContextBenchOptions {
   std::vector<int64_t> prefill = {8192, 16384, 32768, 65536};
   std::vector<int64_t> decode = {8192, 65536, 262144, 1048576};
   std::vector<std::string> layouts = {"zigzag"};
+  std::string phase = "both";  // prefill, decode or both
   int64_t decode_steps = 4;
   int64_t prefill_chunk = 2048;
   std::string kv_cache = "bf16";

@@ -12,6 +12,7 @@
 #include "comm/comm.h"
 #include "dist/cli/model_source.h"
 #include "dist/engine.h"
+#include "dist/engine_setup.h"
 #include "model/gemm.h"
 #include "model/model_info.h"
 
@@ -38,15 +39,11 @@ int engine_bench(const EngineBenchOptions& o) {
   set_compute_threads(threads);
   ModelSource ms = resolve_model(o.model, o.sets);
   const ModelConfig& cfg = ms.cfg;
-  auto placement = ExpertPlacement::uniform(cfg.n_experts, grid.ep, cfg.num_layers);
-  const int r = grid.ep_comm.rank();
-  ModelWeights w = load_weights(cfg, *ms.weights, [&](int64_t l, int64_t e) {
-    return placement[size_t(l)].holds(r, e);
-  });
   EngineOptions eo;
   eo.kv_dtype = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
   eo.prefill_chunk = o.prefill_chunk;
-  Engine engine(cfg, grid, std::move(w), placement, eo);
+  auto engine_ptr = make_engine(ms, grid, eo);
+  Engine& engine = *engine_ptr;
   const bool active = grid.dp_index == 0;
   const double peak = sgemm_gflops(threads);
   // Matmul FLOPs: every active parameter once per token (multiply-add) but the embedding (a

@@ -115,7 +115,13 @@ void CpAttention::prefill(int64_t l, const AttnWeights& w, const Rope& rope, con
     attn_project_keys(cfg_, l, w, rope, h, T, pos.data(), kv_dtype_, &p_);
   });
   halo_.start(cp_, l, kind, p_, cache, counters_);
-  timed(timers.project, cpu, [&] { attn_project_queries(cfg_, l, w, rope, h, T, &p_); });
+  // The query projections overlap the halo transfers.
+  timed(timers.project, cpu, [&] { attn_project_latent(cfg_, l, w, rope, h, T, &p_); });
+  halo_.progress();
+  timed(timers.project, cpu, [&] {
+    p_.q.resize(size_t(T * cfg_.num_heads * cfg_.head_dim));
+    attn_project_heads(cfg_, w, rope, p_.q_lat.data(), T, pos.data(), 0, cfg_.num_heads, p_.q.data());
+  });
   halo_.finish(counters_);
   wins_.resize(segs.size());
   timed(timers.project, cpu, [&] {

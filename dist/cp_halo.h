@@ -30,6 +30,9 @@ class CpHalo {
   // Packs this rank's rows for the layer and posts the transfers.
   void start(const comm::Comm& cp, int64_t layer, AttnKind kind, const AttnProj& p,
              const LayerCache& cache, comm::Counters* counters);
+  // Moves the transfers along between compute kernels (Open MPI progresses only inside MPI
+  // calls): a receiver's progress call is where a large message's single copy happens.
+  void progress() { reqs_.progress(); }
   void finish(comm::Counters* counters);
   // Before own segment i runs: when it does not continue the cache, restart the cache at the
   // segment's start from the halo rows.

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs every benchmark with the settings quoted in the issue notes and prints one line per case.
-#   scripts/bench_all.sh [gemm|engine|attention|ep|moe ...]   (default: all)
+#   scripts/bench_all.sh [gemm|engine|attention|ep|moe|context ...]   (default: all)
 # Expert benchmarks launch mpirun at several rank counts; sizes are capped for a 24 GiB machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 bin=./build/modelone
 what=("$@")
-[ ${#what[@]} -eq 0 ] && what=(gemm engine attention ep moe)
+[ ${#what[@]} -eq 0 ] && what=(gemm engine attention ep moe context)
 for w in "${what[@]}"; do
   case "$w" in
     gemm) $bin bench gemm ;;
@@ -39,6 +39,22 @@ for w in "${what[@]}"; do
       for p in 2 4 8; do
         mpirun -n $p $bin bench moe --set n_routed_experts=64 --global-tokens 16 --iters 5
       done ;;
-    *) echo "bench_all.sh: unknown benchmark '$w' (gemm, engine, attention, ep, moe)" >&2; exit 2 ;;
+    context)
+      # V4-Flash attention shapes, 2 layers (CSA, HCA), 8 experts; one thread per rank, cp = world
+      # against cp = 1 in the same run. Decode with V4-Flash's top-6 routing, caches filled
+      # synthetically up to 1M tokens.
+      mpirun -n 2 $bin bench context --phase decode --decode 8192,65536,262144,1048576 --decode-steps 8
+      # No step in decode time around 64K (where a fresh buffer per call would cross the mmap
+      # threshold).
+      mpirun -n 2 $bin bench context --phase decode --decode 57344,61440,65536,69632,73728 --decode-steps 8
+      # Prefill with top-2 routing, so attention (not the experts) dominates the step.
+      mpirun -n 2 $bin bench context --phase prefill --set num_experts_per_tok=2 \
+        --prefill 8192,16384,32768,65536 --layouts zigzag,contiguous
+      # More ranks than cores: wall time measures the scheduler; read the CPU-time columns.
+      for p in 4 8; do
+        OMPI_MCA_mpi_yield_when_idle=1 mpirun -n $p $bin bench context --phase prefill \
+          --set num_experts_per_tok=2 --prefill 65536 --layouts zigzag,contiguous
+      done ;;
+    *) echo "bench_all.sh: unknown benchmark '$w' (gemm, engine, attention, ep, moe, context)" >&2; exit 2 ;;
   esac
 done

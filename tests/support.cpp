@@ -1,5 +1,7 @@
 #include "tests/support.h"
 
+#include "dist/engine_setup.h"
+
 #include <cmath>
 
 #include "model/check.h"
@@ -29,13 +31,7 @@ std::unique_ptr<TestModel> make_model(const std::string& model, EngineOptions op
   auto tm = std::make_unique<TestModel>();
   tm->ms = resolve_model(model, sets);
   tm->grid = RankGrid::make(cp, ep);
-  if (placement.empty())
-    placement = ExpertPlacement::uniform(tm->ms.cfg.n_experts, tm->grid.ep, tm->ms.cfg.num_layers);
-  const int r = tm->grid.ep_comm.rank();
-  ModelWeights w = load_weights(tm->ms.cfg, *tm->ms.weights, [&](int64_t l, int64_t e) {
-    return placement[size_t(l)].holds(r, e);
-  });
-  tm->engine = std::make_unique<Engine>(tm->ms.cfg, tm->grid, std::move(w), placement, opt);
+  tm->engine = make_engine(tm->ms, tm->grid, opt, std::move(placement));
   return tm;
 }
 

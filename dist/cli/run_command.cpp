@@ -11,6 +11,7 @@
 #include "dist/cli/commands.h"
 #include "dist/cli/model_source.h"
 #include "dist/engine.h"
+#include "dist/engine_setup.h"
 #include "dist/eplb.h"
 #include "dist/grid.h"
 #include "model/check.h"
@@ -181,25 +182,6 @@ int run_command(const RunOptions& o) {
                     : read_placement(o.expert_placement, ms.cfg.num_layers, ms.cfg.n_experts,
                                      grid.ep);
   });
-  ModelWeights weights;
-  const int ep_rank = grid.ep_comm.rank();
-  comm::agree(grid.world, [&] {
-    double last = comm::now();
-    weights = load_weights(
-        ms.cfg, *ms.weights,
-        [&](int64_t l, int64_t e) { return placement[size_t(l)].holds(ep_rank, e); },
-        [&](int64_t done, int64_t total) {  // a line every few seconds on long loads
-          if (comm::now() - last < 5 || done == total) return;
-          last = comm::now();
-          log_line(o.m.quiet, "loading weights: layer " + std::to_string(done) + " / " +
-                                  std::to_string(total) + ", " +
-                                  fmt_seconds(comm::now() - t_start));
-        });
-  });
-  const double t_loaded = comm::now();
-  log_line(o.m.quiet, "weights: " + std::to_string(weights.bytes >> 20) + " MiB on rank 0, loaded in " +
-                          fmt_seconds(t_loaded - t_start));
-
   EngineOptions eopt;
   eopt.kv_dtype = kv;
   eopt.moe.dispatch = payload_from_name(o.dispatch, "--dispatch");
@@ -208,10 +190,20 @@ int run_command(const RunOptions& o) {
   eopt.moe.transport = transport_from_name(o.transport);
   eopt.cp_layout = cp_layout_from_name(o.cp_layout);
   eopt.prefill_chunk = o.prefill_chunk;
+  // Each rank loads the shared weights and only the routed experts its ep rank holds.
   std::unique_ptr<Engine> engine_ptr;
   comm::agree(grid.world, [&] {
-    engine_ptr = std::make_unique<Engine>(ms.cfg, grid, std::move(weights), placement, eopt);
+    double last = comm::now();
+    engine_ptr = make_engine(ms, grid, eopt, placement, [&](int64_t done, int64_t total) {
+      if (comm::now() - last < 5 || done == total) return;  // a line every few seconds
+      last = comm::now();
+      log_line(o.m.quiet, "loading weights: layer " + std::to_string(done) + " / " +
+                              std::to_string(total) + ", " + fmt_seconds(comm::now() - t_start));
+    });
   });
+  const double t_loaded = comm::now();
+  log_line(o.m.quiet, "weights: " + std::to_string(engine_ptr->weights().bytes >> 20) +
+                          " MiB on rank 0, loaded in " + fmt_seconds(t_loaded - t_start));
   Engine& engine = *engine_ptr;
   // One sequence: the first dp group runs it (over its cp ranks); the other ranks still serve
   // their experts.

@@ -4,8 +4,7 @@
 
 namespace modelone {
 
-namespace {
-CompressorState make_state(int64_t rate, int64_t width, bool overlap) {
+CompressorState compressor_state(int64_t rate, int64_t width, bool overlap) {
   CompressorState s;
   s.rate = rate;
   s.width = width;
@@ -14,7 +13,6 @@ CompressorState make_state(int64_t rate, int64_t width, bool overlap) {
   s.gate.assign(size_t(s.capacity() * s.proj_width()), 0.f);
   return s;
 }
-}  // namespace
 
 void EntryStore::append(const float* r, int64_t n, int64_t first_index) {
   rows.append(r, n);
@@ -40,10 +38,10 @@ std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype
     c.window = RingStore(kv_dtype, cfg.head_dim, cfg.sliding_window - 1);
     const AttnKind k = cfg.attn[size_t(l)];
     if (k == AttnKind::Sliding) continue;
-    c.comp = make_state(cfg.compress_rate(l), cfg.head_dim, k == AttnKind::CSA);
+    c.comp = compressor_state(cfg.compress_rate(l), cfg.head_dim, k == AttnKind::CSA);
     c.entries.rows = KvStore(kv_dtype, cfg.head_dim);
     if (k == AttnKind::CSA) {
-      c.idx_comp = make_state(cfg.csa_rate, cfg.index_head_dim, true);
+      c.idx_comp = compressor_state(cfg.csa_rate, cfg.index_head_dim, true);
       c.idx_keys.rows = KvStore(kv_dtype, cfg.index_head_dim);
     }
   }

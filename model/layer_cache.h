@@ -34,6 +34,9 @@ struct CompressorState {
   }
 };
 
+// An empty compressor state (at position 0) with room for its rows.
+CompressorState compressor_state(int64_t rate, int64_t width, bool overlap);
+
 // Compressed rows this rank holds, with the global window index of each (increasing).
 struct EntryStore {
   KvStore rows;

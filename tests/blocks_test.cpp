@@ -198,12 +198,7 @@ TEST_P(CompressorTest, WindowsMatchNaiveInAnyChunking) {
   auto kv = randn(size_t(T * pw), 7), gate = randn(size_t(T * pw), 8);
   const auto want = naive_entries(kv, gate, ape, norm, T, m, W, csa, rope);
   for (int64_t chunk : {1, 3, 4, 29}) {  // decode-style, odd pieces, window-sized, whole prompt
-    CompressorState st;
-    st.rate = m;
-    st.width = W;
-    st.overlap = csa;
-    st.kv.resize(size_t(st.capacity() * pw));
-    st.gate.resize(size_t(st.capacity() * pw));
+    CompressorState st = compressor_state(m, W, csa);
     EntryStore out;
     out.rows = KvStore(DType::F32, W);
     for (int64_t t0 = 0; t0 < T; t0 += chunk) {

@@ -156,15 +156,7 @@ TEST(Compressor, RestartFromRawRowsAtEveryPosition) {
     w.ape = make_weight("ape", DType::F32, {m, pw}, randn(size_t(m * pw), 7));
     w.norm = make_weight("norm", DType::F32, {W}, std::vector<float>(size_t(W), 1.f));
     const auto kv = randn(size_t(T * pw), 8), gate = randn(size_t(T * pw), 9);
-    auto fresh = [&] {
-      CompressorState st;
-      st.rate = m;
-      st.width = W;
-      st.overlap = csa;
-      st.kv.resize(size_t(st.capacity() * pw));
-      st.gate.resize(size_t(st.capacity() * pw));
-      return st;
-    };
+    auto fresh = [&] { return compressor_state(m, W, csa); };
     auto out = [&] {
       EntryStore e;
       e.rows = KvStore(DType::F32, W);
@@ -220,9 +212,12 @@ TEST(StepLayout, PiecesCoverTheStepOnce) {
           EXPECT_LE(rows, (n + cp * pieces - 1) / (cp * pieces) * pieces);
         }
         EXPECT_EQ(total, n);
-        for (int c : seen) EXPECT_EQ(c, 1);
-        if (kind == CpLayout::Zigzag && n >= 2 * cp)  // rank 0 holds the first and last piece
+        for (int c : seen) {
+          EXPECT_EQ(c, 1);
+        }
+        if (kind == CpLayout::Zigzag && n >= 2 * cp) {  // rank 0 holds the first and last piece
           EXPECT_TRUE(L.owner(p0) == 0 && L.tail() == 0);
+        }
       }
   const StepLayout d = decode_layout(99, 3, 2);
   EXPECT_EQ(d.owner(99), 2);

@@ -36,6 +36,12 @@ class Counters {
   std::map<std::string, OpStats> ops_;
 };
 
+// The stats of `op` in c, or a scratch record when there are no counters to keep.
+inline OpStats& stats(Counters* c, const std::string& op) {
+  static thread_local OpStats discard;
+  return c ? (*c)[op] : discard;
+}
+
 // Adds the wall time from construction to destruction (and `bytes`) to one operation's stats.
 class Timed {
  public:

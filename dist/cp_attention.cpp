@@ -80,8 +80,7 @@ EntryTable CpAttention::table(const EntryStore& local, std::vector<float>& dense
     return {local.rows.view(0, local.size(), dense), local.size()};
   }
   {
-    comm::OpStats dummy;
-    comm::Timed t(counters_ ? (*counters_)[op] : dummy,
+    comm::Timed t(comm::stats(counters_, op),
                   int64_t(local.rows.bytes() + local.index.size() * 4) * (cp_.size() - 1));
     cp_.allgatherv(local.rows.raw(0), int64_t(local.rows.bytes()), &raw_buf_);
     cp_.allgatherv(local.index.data(), int64_t(local.index.size()), &idx_buf_);

@@ -35,11 +35,6 @@ Share share_of(const ModelConfig& cfg, int P, int r) {
   return {g0, g1, g0 * hpg, (g1 - g0) * hpg, d0, d1 - d0};
 }
 
-comm::OpStats& op(comm::Counters* c, const char* name) {
-  static thread_local comm::OpStats dummy;
-  return c ? (*c)[name] : dummy;
-}
-
 }  // namespace
 
 void CpAttention::decode_partial(const float* q, const float* kw, int64_t nw, const float* kc,
@@ -124,7 +119,7 @@ void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, cons
     }
   }
   if (P > 1) {
-    comm::Timed t(op(counters_, "cp.query_bcast"), am_owner ? int64_t(msg_.size() * 4) * (P - 1) : 0);
+    comm::Timed t(comm::stats(counters_, "cp.query_bcast"), am_owner ? int64_t(msg_.size() * 4) * (P - 1) : 0);
     cp_.bcast(msg_.data(), int64_t(msg_.size()), owner);
   }
   if (closes && me == int(gi % P)) {  // placed round-robin: no rank fills first
@@ -138,7 +133,7 @@ void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, cons
     attn_project_heads(cfg_, w, rope, msg_.data(), 1, &pos, sh.h0, sh.nh, qs_.data());
   });
   if (P > 1) {
-    comm::Timed t(op(counters_, "cp.q_heads"), int64_t(qs_.size() * 4) * (P - 1));
+    comm::Timed t(comm::stats(counters_, "cp.q_heads"), int64_t(qs_.size() * 4) * (P - 1));
     cp_.allgatherv(qs_.data(), int64_t(qs_.size()), &q_);
   } else {
     q_.swap(qs_);
@@ -155,7 +150,7 @@ void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, cons
     std::vector<int32_t> top(static_cast<size_t>(K));
     int64_t k = 0;
     {
-      comm::Timed t(op(counters_, "cp.topk"), P > 1 ? int64_t(K * sizeof(Candidate)) * (P - 1) : 0);
+      comm::Timed t(comm::stats(counters_, "cp.topk"), P > 1 ? int64_t(K * sizeof(Candidate)) * (P - 1) : 0);
       const double w0 = wall_seconds();
       cands_.resize(size_t(K), Candidate{-INFINITY, -1});  // padding: not a candidate
       std::vector<Candidate> all(size_t(K * P));
@@ -197,7 +192,7 @@ void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, cons
       std::memcpy(mine.data() + H * Dh, part_.mx.data(), size_t(H) * 4);
       std::memcpy(mine.data() + H * Dh + H, part_.sum.data(), size_t(H) * 4);
       parts_buf_.resize(size_t(np * P));
-      comm::Timed t(op(counters_, "cp.partials"), np * 4 * (P - 1));
+      comm::Timed t(comm::stats(counters_, "cp.partials"), np * 4 * (P - 1));
       cp_.allgather(mine.data(), np, parts_buf_.data());
     }
     std::vector<const AttnPartials*> parts;
@@ -223,7 +218,7 @@ void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, cons
     attn_output_groups(cfg_, w, rope, o_.data(), 1, &pos, sh.g0, sh.g1, zs_.data());
   });
   if (P > 1) {
-    comm::Timed t(op(counters_, "cp.output"), int64_t(zs_.size() * 4) * (P - 1) + sh.nd * 4);
+    comm::Timed t(comm::stats(counters_, "cp.output"), int64_t(zs_.size() * 4) * (P - 1) + sh.nd * 4);
     cp_.allgatherv(zs_.data(), int64_t(zs_.size()), &z_);
     MO_CHECK(int64_t(z_.size()) == GR);
     std::vector<float> rows(static_cast<size_t>(sh.nd));

@@ -109,7 +109,7 @@ void CpHalo::start(const comm::Comm& cp, int64_t layer, AttnKind kind, const Att
     }
     if (int(d) != me_) bytes += int64_t(n * 4);
   }
-  comm::OpStats* st = counters ? &(*counters)["cp.halo"] : nullptr;
+  comm::OpStats& st = comm::stats(counters, "cp.halo");
   const double t0 = comm::now();
   const int tag = int(layer);
   for (size_t s = 0; s < P.recv.size(); ++s) {
@@ -125,18 +125,16 @@ void CpHalo::start(const comm::Comm& cp, int64_t layer, AttnKind kind, const Att
   for (size_t d = 0; d < P.send.size(); ++d)
     if (int(d) != me_ && !sendbuf_[d].empty())
       reqs_.add(cp.isend(sendbuf_[d].data(), int64_t(sendbuf_[d].size()), int(d), tag));
-  if (st) {
-    ++st->calls;
-    st->bytes += bytes;
-    st->seconds += comm::now() - t0;
-  }
+  ++st.calls;
+  st.bytes += bytes;
+  st.seconds += comm::now() - t0;
 }
 
 void CpHalo::finish(comm::Counters* counters) {
   {
     const double t0 = comm::now();
     reqs_.wait_all();
-    if (counters) (*counters)["cp.halo"].seconds += comm::now() - t0;
+    comm::stats(counters, "cp.halo").seconds += comm::now() - t0;
   }
   const KindPlan& P = kp();
   for (uint8_t k : {kKv, kComp, kIdx}) {

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <memory>
 #include <random>
+#include <string>
 
 #include "bench/bench_command.h"
 #include "bench/bench_util.h"
@@ -28,6 +29,7 @@ namespace {
 
 struct Prefill {
   double wall = 0, attn_cpu_max = 0, attn_cpu_mean = 0, exch_s = 0, exch_bytes = 0, moe_exch_s = 0;
+  std::string attn_cpu_by_rank;  // "r0/r1/..." seconds: where an imbalance sits
 };
 struct Decode {
   double step = 0, indexer = 0, topk = 0, attend = 0, merge = 0, csa_sparse = 0, dense = 0;
@@ -67,6 +69,10 @@ Prefill run_prefill(Engine& e, int64_t n, uint64_t seed) {
   const double cpu = (e.attention().timers() - a0).compute_cpu;
   p.attn_cpu_max = g.world.allreduce(cpu, comm::Op::Max);
   p.attn_cpu_mean = g.world.allreduce(cpu, comm::Op::Sum) / g.W;
+  std::vector<double> by_rank(static_cast<size_t>(g.W));
+  g.world.allgather(&cpu, 1, by_rank.data());
+  for (double c : by_rank)
+    p.attn_cpu_by_rank += (p.attn_cpu_by_rank.empty() ? "" : "/") + std::to_string(c).substr(0, 6);
   for (const comm::OpSummary& s : e.counters().reduce(g.world)) {
     p.exch_s += s.seconds_max;
     p.exch_bytes += double(s.bytes_sum);
@@ -234,6 +240,7 @@ int context_bench(const ContextBenchOptions& opt) {
           .add("cp1_attn_cpu_s", p1[i].attn_cpu_max)
           .add("cpu_efficiency", p1[i].attn_cpu_max / (W * p.attn_cpu_max), 3)
           .add("imbalance", p.attn_cpu_max / p.attn_cpu_mean, 3)
+          .add("attn_cpu_by_rank", p.attn_cpu_by_rank)
           .add("exchange_s", p.exch_s)
           .add("exchange_mib_per_layer", p.exch_bytes / cfg.num_layers / double(1 << 20))
           .add("moe_exchange_s", p.moe_exch_s)

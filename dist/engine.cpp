@@ -6,6 +6,8 @@
 #include <cstring>
 
 #include "model/check.h"
+#include "model/engram.h"
+#include "model/engram_hash.h"
 #include "model/gemm.h"
 #include "model/kernels.h"
 #include "model/mhc.h"
@@ -13,11 +15,13 @@
 namespace modelone {
 
 Engine::Engine(const ModelConfig& cfg, const RankGrid& grid, ModelWeights weights,
-               std::vector<ExpertPlacement> placement, EngineOptions opt)
+               std::vector<ExpertPlacement> placement, EngineOptions opt,
+               std::unique_ptr<EngramStore> engram)
     : cfg_(cfg), grid_(grid), w_(std::move(weights)), opt_(opt), rope_main_(cfg.rope_main),
       rope_compress_(cfg.rope_compress), moe_(cfg, grid.ep_comm, std::move(placement), opt.moe),
-      cp_(cfg, grid.cp_comm, opt.kv_dtype, &counters_) {
+      cp_(cfg, grid.cp_comm, opt.kv_dtype, &counters_), engram_(std::move(engram)) {
   MO_REQUIRE(opt_.prefill_chunk > 0, "--prefill-chunk must be positive");
+  if (engram_) engram_->set_counters(&counters_);
   if (const char* f = std::getenv("MODELONE_INJECT_FAULT"))
     MO_REQUIRE(std::sscanf(f, "%d:%ld", &fault_rank_, &fault_layer_) == 2,
                "MODELONE_INJECT_FAULT must be RANK:LAYER, got '", f, "'");
@@ -28,7 +32,47 @@ void Engine::reset() {
   caches_ = make_layer_caches(cfg_, opt_.kv_dtype);
   cp_.reset();
   tokens_.clear();
+  chist_.clear();
   last_logits_.clear();
+}
+
+void Engine::append_tokens(const int32_t* ids, int64_t n) {
+  tokens_.insert(tokens_.end(), ids, ids + n);
+  if (engram_)
+    for (int64_t i = 0; i < n; ++i) chist_.push_back(engram_->compress(ids[i]));
+}
+
+void Engine::engram_begin(const StepLayout& L) {
+  if (!engram_) return;
+  const double t0 = comm::now();
+  const EngramConfig& ec = cfg_.engram;
+  const int me = grid_.cp_comm.rank();
+  const int64_t C = ec.columns();
+  eng_rows_.resize(size_t(engram_->tables()));
+  for (int64_t k = 0; k < engram_->tables(); ++k) {
+    std::vector<int64_t>& rows = eng_rows_[size_t(k)];
+    rows.clear();
+    if (L.phase != Phase::Idle)
+      for (const Segment& s : L.segs[size_t(me)]) {
+        // Each position hashes the compressed ids before it, across block and step boundaries.
+        const size_t at = rows.size();
+        rows.resize(at + size_t(s.n * C));
+        engram_rows(engram_->hash(k), ec.n_heads, chist_.data(), s.pos, s.n, engram_->pad_id(),
+                    rows.data() + at);
+      }
+    if (engram_->options().prefetch) engram_->request(k, rows);
+  }
+  timers_.engram += comm::now() - t0;
+}
+
+void Engine::engram_apply(int64_t k, int64_t T, float* x) {
+  const double t0 = comm::now();
+  if (!engram_->options().prefetch) engram_->request(k, eng_rows_[size_t(k)]);
+  eng_e_.resize(size_t(T * cfg_.engram.dim()));
+  engram_->wait(k, eng_e_.data());
+  const int64_t l = cfg_.engram.layers[size_t(k)];
+  engram_forward(cfg_, w_.layers[size_t(l)].engram, eng_e_.data(), T, x, &eng_kv_);
+  timers_.engram += comm::now() - t0;
 }
 
 size_t Engine::cache_bytes() const {
@@ -48,6 +92,10 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
   post_.resize(size_t(T * hc));
   comb_.resize(size_t(T * hc * hc));
   float *h = h_.data(), *out = out_.data(), *post = post_.data(), *comb = comb_.data();
+
+  // Engram: the fetched memory gated into every stream before the block reads them.
+  if (engram_)
+    if (const int64_t k = cfg_.engram.index_of(l); k >= 0) engram_apply(k, T, x);
 
   // Attention site: every rank of an active cp group takes part, with or without rows.
   hc_pre(cfg_, {lw.hc_attn_fn, lw.hc_attn_base, lw.hc_attn_scale}, x, T, h, post, comb);
@@ -91,6 +139,7 @@ void Engine::step(const StepLayout& L, bool all_logits, std::vector<float>* rows
     hidden_.clear();
     hidden_.emplace_back(x, x + T * hc * D);
   }
+  engram_begin(L);
   cp_.begin_step(L);
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     layer_forward(l, ids_.data(), T, L.phase != Phase::Idle, x);
@@ -163,7 +212,7 @@ std::vector<float> Engine::prefill(const std::vector<int32_t>& ids, const Prefil
   // Every dp group runs as many steps as the longest prompt needs (the MoE exchanges pair up).
   const int64_t steps = grid_.world.allreduce((n + per_step - 1) / per_step, comm::Op::Max);
   const int64_t p0 = position();
-  tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+  append_tokens(ids.data(), n);
   prefill_opt_ = opt;
   std::vector<float> rows;
   for (int64_t s = 0; s < steps; ++s) {
@@ -184,7 +233,7 @@ void Engine::decode(const int32_t* token) {
   }
   MO_REQUIRE(*token >= 0 && *token < cfg_.vocab_size, "token id ", *token, " at position ",
              position(), " is outside the vocabulary [0, ", cfg_.vocab_size, ")");
-  tokens_.push_back(*token);
+  append_tokens(token, 1);
   step(decode_layout(position() - 1, cp, cp_.tail()), false, nullptr);
 }
 

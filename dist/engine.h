@@ -14,6 +14,7 @@
 #include "comm/counters.h"
 #include "dist/cp_attention.h"
 #include "dist/cp_layout.h"
+#include "dist/engram_store.h"
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
 #include "model/config.h"
@@ -29,11 +30,12 @@ struct EngineOptions {
   CpLayout cp_layout = CpLayout::Zigzag;
   int64_t prefill_chunk = 2048;  // prompt tokens per rank per prefill step
   bool capture_hidden = false;   // keep the residual after every layer (parity tests)
+  EngramOptions engram;          // V4.1 Engram, when the config has Engram layers
 };
 
 // Wall seconds per part of the forward steps on this rank.
 struct EngineTimers {
-  double attention = 0, moe = 0, head = 0;
+  double attention = 0, moe = 0, head = 0, engram = 0;  // engram: hashing, waits and the block
 };
 
 struct PrefillOptions {
@@ -49,8 +51,10 @@ struct PrefillOptions {
 class Engine {
  public:
   // placement: one per layer (ExpertPlacement::uniform for the default contiguous split).
+  // engram: the sharded tables when the model has Engram layers and opt.engram.enabled.
   Engine(const ModelConfig& cfg, const RankGrid& grid, ModelWeights weights,
-         std::vector<ExpertPlacement> placement, EngineOptions opt);
+         std::vector<ExpertPlacement> placement, EngineOptions opt,
+         std::unique_ptr<EngramStore> engram = nullptr);
 
   // Runs ids (this dp group's next prompt tokens, the same on every rank of the group; empty
   // when the group has none) as the next positions of the group's sequence. Collective over
@@ -84,12 +88,17 @@ class Engine {
   MoeParallel& moe() { return moe_; }
   CpAttention& attention() { return cp_; }
   comm::Counters& counters() { return counters_; }
+  EngramStore* engram() { return engram_.get(); }
   const std::vector<LayerCache>& caches() const { return caches_; }
   const EngineTimers& timers() const { return timers_; }
   size_t cache_bytes() const;
 
  private:
   void step(const StepLayout& L, bool all_logits, std::vector<float>* rows);
+  void append_tokens(const int32_t* ids, int64_t n);
+  // This rank's rows of every Engram table for the step (requested now when prefetching).
+  void engram_begin(const StepLayout& L);
+  void engram_apply(int64_t k, int64_t T, float* x);
   void layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool attend, float* x);
   void head(const StepLayout& L, const float* x, int64_t T, bool all_logits,
             std::vector<float>* rows);
@@ -104,6 +113,10 @@ class Engine {
   CpAttention cp_;
   std::vector<LayerCache> caches_;
   std::vector<int32_t> tokens_;
+  std::unique_ptr<EngramStore> engram_;
+  std::vector<int32_t> chist_;                          // compressed ids of tokens_ (Engram)
+  std::vector<std::vector<int64_t>> eng_rows_;          // per table: this step's rows [T, C]
+  std::vector<float> eng_e_, eng_kv_;
   std::vector<float> last_logits_;
   PrefillOptions prefill_opt_;
   EngineTimers timers_;

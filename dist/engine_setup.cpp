@@ -1,5 +1,8 @@
 #include "dist/engine_setup.h"
 
+#include "model/check.h"
+#include "model/engram.h"
+
 namespace modelone {
 
 std::unique_ptr<Engine> make_engine(const ModelSource& ms, const RankGrid& grid,
@@ -12,7 +15,18 @@ std::unique_ptr<Engine> make_engine(const ModelSource& ms, const RankGrid& grid,
   ModelWeights w = load_weights(
       cfg, *ms.weights, [&](int64_t l, int64_t e) { return placement[size_t(l)].holds(r, e); },
       progress);
-  return std::make_unique<Engine>(cfg, grid, std::move(w), std::move(placement), opt);
+  std::unique_ptr<EngramStore> engram;
+  if (cfg.engram.enabled() && opt.engram.enabled) {
+    // Checkpoint tables (fp8 rows + E8M0 scales) and their compression map file come next;
+    // today the tables and the map are synthetic.
+    MO_REQUIRE(ms.synthetic, ms.description,
+               ": Engram tables from a checkpoint are not supported yet (run with --engram off)");
+    engram = std::make_unique<EngramStore>(
+        cfg, grid.world, opt.engram,
+        synthetic_compression_map(cfg.seed, cfg.vocab_size, cfg.engram.compressed_vocab), nullptr);
+  }
+  return std::make_unique<Engine>(cfg, grid, std::move(w), std::move(placement), opt,
+                                  std::move(engram));
 }
 
 }  // namespace modelone

@@ -52,8 +52,9 @@ void Engine::synthetic_context(int64_t n, uint64_t seed) {
   reset();
   const int cp = grid_.cp_comm.size(), me = grid_.cp_comm.rank();
   const StepLayout L = prefill_layout(0, n, cp, opt_.cp_layout);
-  tokens_.resize(size_t(n));
-  for (int64_t t = 0; t < n; ++t) tokens_[size_t(t)] = int32_t(mix(seed + uint64_t(t)) % uint64_t(cfg_.vocab_size));
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) ids[size_t(t)] = int32_t(mix(seed + uint64_t(t)) % uint64_t(cfg_.vocab_size));
+  append_tokens(ids.data(), n);
   const int tail = L.tail();
   const int64_t mine_end = L.segs[size_t(me)].empty() ? 0 : L.segs[size_t(me)].back().pos + L.segs[size_t(me)].back().n;
   std::vector<float> rows;

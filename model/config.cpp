@@ -2,6 +2,7 @@
 
 #include "model/check.h"
 #include "model/config.pb.h"
+#include "model/engram_hash.h"
 
 namespace modelone {
 
@@ -144,8 +145,29 @@ ModelConfig config_from_proto(const pb::ModelConfig& p, const std::string& sourc
   c.rope_compress = rope_from(comp, ctheta, partial, c.head_dim, c.max_position_embeddings,
                               source, "compress");
   c.rope_dim = c.rope_main.dim;
+  EngramConfig& e = c.engram;
+  e.layers.assign(p.engram_layer_ids().begin(), p.engram_layer_ids().end());
+  if (p.has_engram_max_ngram_size()) e.max_ngram = p.engram_max_ngram_size();
+  if (p.has_engram_n_heads()) e.n_heads = p.engram_n_heads();
+  if (p.has_engram_head_dim()) e.head_dim = p.engram_head_dim();
+  if (p.has_engram_vocab_size()) e.prime_start = p.engram_vocab_size();
+  if (p.has_engram_pad_token_id()) e.pad_token_id = p.engram_pad_token_id();
+  if (p.has_engram_compressed_vocab_size()) e.compressed_vocab = p.engram_compressed_vocab_size();
+  e.num_embeddings.assign(p.engram_num_embeddings().begin(), p.engram_num_embeddings().end());
+  if (p.has_engram_table_dtype())
+    MO_REQUIRE(dtype_from_name(p.engram_table_dtype(), &e.table_dtype) &&
+                   (e.table_dtype == DType::F32 || e.table_dtype == DType::BF16 ||
+                    e.table_dtype == DType::F8_E4M3),
+               source, ": engram_table_dtype must be F32, BF16 or F8_E4M3, got '",
+               p.engram_table_dtype(), "'");
   c.validate(source);
   return c;
+}
+
+int64_t EngramConfig::index_of(int64_t layer) const {
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i] == layer) return int64_t(i);
+  return -1;
 }
 
 void ModelConfig::validate(const std::string& source) const {
@@ -192,6 +214,34 @@ void ModelConfig::validate(const std::string& source) const {
     pos(index_topk, "index_topk");
     MO_REQUIRE(rope_dim <= index_head_dim, source, ": index_head_dim (", index_head_dim,
                ") is smaller than the rope dims (", rope_dim, ")");
+  }
+  if (engram.enabled()) {
+    for (size_t i = 0; i < engram.layers.size(); ++i) {
+      const int64_t l = engram.layers[i];
+      MO_REQUIRE(l >= 0 && l < num_layers, source, ": engram_layer_ids: layer ", l,
+                 " is outside [0, ", num_layers, ")");
+      MO_REQUIRE(i == 0 || l > engram.layers[i - 1], source,
+                 ": engram_layer_ids must be increasing and distinct");
+    }
+    MO_REQUIRE(engram.max_ngram >= 2 && engram.max_ngram <= 8, source,
+               ": engram_max_ngram_size must be in [2, 8], got ", engram.max_ngram);
+    pos(engram.n_heads, "engram_n_heads");
+    pos(engram.head_dim, "engram_head_dim");
+    pos(engram.compressed_vocab, "engram_compressed_vocab_size");
+    MO_REQUIRE(engram.prime_start >= 2, source, ": engram_vocab_size must be at least 2");
+    MO_REQUIRE(engram.pad_token_id >= 0 && engram.pad_token_id < vocab_size, source,
+               ": engram_pad_token_id ", engram.pad_token_id, " is outside the vocabulary");
+    MO_REQUIRE(engram.num_embeddings.empty() || engram.num_embeddings.size() == engram.layers.size(),
+               source, ": engram_num_embeddings has ", engram.num_embeddings.size(),
+               " entries for ", engram.layers.size(), " Engram layers");
+    if (!engram.num_embeddings.empty()) {
+      const auto hp = engram_hash_params(engram.layers, engram.max_ngram, engram.n_heads,
+                                         engram.prime_start, engram.compressed_vocab);
+      for (size_t k = 0; k < hp.size(); ++k)
+        MO_REQUIRE(engram.num_embeddings[k] == hp[k].rows, source, ": engram_num_embeddings[", k,
+                   "] is ", engram.num_embeddings[k], " but the primes searched from "
+                   "engram_vocab_size give ", hp[k].rows, " rows");
+    }
   }
   MO_REQUIRE(eos_token_id < vocab_size, source, ": eos_token_id ", eos_token_id,
              " >= vocab_size ", vocab_size);

@@ -16,6 +16,20 @@ enum class AttnKind : uint8_t { Sliding, CSA, HCA };
 enum class MlpKind : uint8_t { HashMoE, MoE };
 const char* attn_kind_name(AttnKind k);  // config.json spelling
 
+// Engram (V4.1's conditional memory), see ../shared/engram-notes.md. Disabled when `layers` is empty.
+struct EngramConfig {
+  std::vector<int64_t> layers;                    // 0-based layer ids, increasing
+  int64_t max_ngram = 4, n_heads = 8, head_dim = 256;
+  int64_t prime_start = 16000000;                 // engram_vocab_size
+  int64_t pad_token_id = 2, compressed_vocab = 0;
+  std::vector<int64_t> num_embeddings;            // rows per Engram layer, if the config gives them
+  DType table_dtype = DType::F32;                 // row storage: F32, BF16 or F8_E4M3 (+ scales)
+  bool enabled() const { return !layers.empty(); }
+  int64_t columns() const { return (max_ngram - 1) * n_heads; }  // C: rows per position
+  int64_t dim() const { return columns() * head_dim; }          // memory vector per position
+  int64_t index_of(int64_t layer) const;          // position in `layers`, -1 if not an Engram layer
+};
+
 struct ModelConfig {
   std::string name;                 // preset name or checkpoint directory
   int64_t vocab_size = 0, hidden_size = 0, num_layers = 0;
@@ -36,6 +50,7 @@ struct ModelConfig {
   double hc_eps = 1e-6, rms_norm_eps = 1e-6;
   int64_t max_position_embeddings = 0, bos_token_id = -1, eos_token_id = -1;
   bool tie_word_embeddings = false;
+  EngramConfig engram;
   // Synthetic weights
   uint64_t seed = 0;
   DType weight_dtype = DType::BF16;

@@ -133,8 +133,9 @@ pb::ModelConfig read_config_json(const std::string& path) {
   }
   MO_REQUIRE(j.is_object(), path, ": expected a JSON object");
   if (j.contains("model_type") && j["model_type"].is_string())
-    MO_REQUIRE(j["model_type"] == "deepseek_v4", path, ": model_type is '",
-               j["model_type"].get<std::string>(), "', expected deepseek_v4");
+    MO_REQUIRE(j["model_type"] == "deepseek_v4" || j["model_type"] == "deepseek_v41", path,
+               ": model_type is '", j["model_type"].get<std::string>(),
+               "', expected deepseek_v4 or deepseek_v41");
   // Nested text_config (multimodal wrappers) holds the language model.
   const json& c = j.contains("text_config") && j["text_config"].is_object() ? j["text_config"] : j;
   pb::ModelConfig cfg;

@@ -1,5 +1,9 @@
 #include "model/model_info.h"
 
+#include <algorithm>
+
+#include "model/engram.h"
+#include "model/engram_hash.h"
 #include "model/layer_cache.h"
 #include "model/tensor_table.h"
 
@@ -24,6 +28,24 @@ ParamCounts count_params(const ModelConfig& cfg) {
   return c;
 }
 
+std::vector<int64_t> engram_table_rows(const ModelConfig& cfg) {
+  const EngramConfig& e = cfg.engram;
+  if (!e.enabled()) return {};
+  if (!e.num_embeddings.empty()) return e.num_embeddings;
+  std::vector<int64_t> rows;
+  for (auto& hp : engram_hash_params(e.layers, e.max_ngram, e.n_heads, e.prime_start,
+                                     e.compressed_vocab))
+    rows.push_back(hp.rows);
+  return rows;
+}
+
+int64_t engram_share_bytes(const ModelConfig& cfg, int owners) {
+  int64_t b = 0;
+  for (int64_t r : engram_table_rows(cfg))
+    b += (r + owners - 1) / owners * engram_row_bytes(cfg.engram.table_dtype, cfg.engram.head_dim);
+  return b;
+}
+
 namespace {
 RankMemory share(const ParamCounts& c, const CacheBytes& cache, const ModelConfig& cfg,
                  DType weight_dtype, int cp, int ep) {
@@ -34,6 +56,7 @@ RankMemory share(const ParamCounts& c, const CacheBytes& cache, const ModelConfi
   m.window_bytes = cache.window;
   m.entry_bytes = (cache.entries + cp - 1) / cp;
   m.index_bytes = (cache.index_keys + cp - 1) / cp;
+  m.engram_bytes = engram_share_bytes(cfg, std::max(cp, ep));
   return m;
 }
 }  // namespace

@@ -26,9 +26,15 @@ struct RankMemory {
   int64_t window_bytes = 0;  // raw sliding window of every layer
   int64_t entry_bytes = 0;   // this rank's compressed KV entries (CSA and HCA)
   int64_t index_bytes = 0;   // this rank's CSA indexer keys
+  int64_t engram_bytes = 0;  // this rank's share of the Engram tables (the busiest owner's)
   int64_t cache_bytes() const { return window_bytes + entry_bytes + index_bytes; }
-  int64_t total() const { return weight_bytes + cache_bytes(); }
+  int64_t total() const { return weight_bytes + cache_bytes() + engram_bytes; }
 };
+// Rows of each Engram table (engram_num_embeddings, or the sum of the searched primes).
+std::vector<int64_t> engram_table_rows(const ModelConfig& cfg);
+// The busiest owner's bytes when the tables are split by row range over `owners` ranks.
+int64_t engram_share_bytes(const ModelConfig& cfg, int owners);
+// The Engram tables are spread over max(cp, ep) ranks (the world when cp = ep = world).
 RankMemory rank_memory(const ModelConfig& cfg, int64_t context, DType weight_dtype,
                        DType kv_dtype, int cp, int ep);
 

@@ -16,6 +16,7 @@ bool hash_moe(C c, int64_t l) { return c.mlp[size_t(l)] == MlpKind::HashMoE; }
 bool topk_moe(C c, int64_t l) { return c.mlp[size_t(l)] == MlpKind::MoE; }
 bool shared_expert(C c, int64_t) { return c.n_shared_experts > 0; }
 bool untied_head(C c, int64_t) { return !c.tie_word_embeddings; }
+bool engram(C c, int64_t l) { return c.engram.index_of(l) >= 0; }
 
 // Compressor width: CSA pools two overlapping series, so its projections are twice as wide.
 int64_t comp_width(C c, int64_t l) { return csa(c, l) ? 2 * c.head_dim : c.head_dim; }
@@ -145,6 +146,14 @@ const std::vector<TensorSpec> kTable = {
     {"model.layers.{L}.ffn.shared_experts.w3.weight", "shared expert up", Scope::Layer,
      shared_expert, [](C c, int64_t) { return Shape{c.moe_inter, c.hidden_size}; }, kMatrix,
      LAYER(shared.w3)},
+    // Engram (V4.1): the fused key/value projection and the gate's scales
+    {"model.layers.{L}.engram.wkv.weight", "Engram key/value projection", Scope::Layer, engram,
+     [](C c, int64_t) { return Shape{(c.hc_mult + 1) * c.hidden_size, c.engram.dim()}; }, kMatrix,
+     LAYER(engram.wkv)},
+    {"model.layers.{L}.engram.q_weight", "Engram gate query scales", Scope::Layer, engram,
+     [](C c, int64_t) { return Shape{c.hc_mult, c.hidden_size}; }, kNormW, LAYER(engram.q_weight)},
+    {"model.layers.{L}.engram.k_weight", "Engram gate key scales", Scope::Layer, engram,
+     [](C c, int64_t) { return Shape{c.hc_mult, c.hidden_size}; }, kNormW, LAYER(engram.k_weight)},
 };
 
 }  // namespace

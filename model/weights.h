@@ -34,6 +34,13 @@ struct ExpertWeights {
   bool loaded() const { return !w1.empty(); }
 };
 
+// Engram (V4.1), on its layers only. The table itself lives sharded in dist/engram_store.h.
+struct EngramWeights {
+  Weight wkv;                 // [(hc + 1) * D, C * head_dim]: hc keys, then the value
+  Weight q_weight, k_weight;  // [hc, D]: the gate's per-stream query and key scales
+  bool loaded() const { return !wkv.empty(); }
+};
+
 struct LayerWeights {
   Weight attn_norm, ffn_norm;                       // [D]
   Weight hc_attn_fn, hc_attn_base, hc_attn_scale;   // [(2+hc)*hc, hc*D], [(2+hc)*hc], [3]
@@ -42,6 +49,7 @@ struct LayerWeights {
   Weight gate, gate_bias, tid2eid;                  // [E, D], [E] (top-k), [V, k] I64 (hash)
   std::vector<ExpertWeights> experts;               // [E]; only the owned ones are loaded
   ExpertWeights shared;
+  EngramWeights engram;
 };
 
 struct ModelWeights {

@@ -299,3 +299,50 @@ TEST(Cli, BadInputUnderMpiStopsEveryRank) {
 
 }  // namespace
 }  // namespace modelone::test
+
+namespace modelone::test {
+namespace {
+
+TEST(Cli, EngramRunsMatchOneRank) {
+  auto run_json = [](const std::string& args, int np) {
+    const Result r = run("run --model tiny-engram " + args + " --json --quiet", np);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json{};
+  };
+  const std::string prompt = "--random-prompt 150 --seed 9 --generate 8 --ignore-eos --prefill-chunk 32";
+  const auto one = run_json(prompt, 0);
+  ASSERT_EQ(one["generated"].size(), 8u);
+  const auto three = run_json(prompt, 3);
+  EXPECT_EQ(three["generated"], one["generated"]);
+  EXPECT_GT(three["engram"]["remote"].get<int64_t>(), 0) << three.dump();
+  EXPECT_LE(three["engram"]["unique"].get<int64_t>(), three["engram"]["lookups"].get<int64_t>());
+  EXPECT_EQ(run_json(prompt + " --engram-fetch alltoall --engram-prefetch off", 2)["generated"],
+            one["generated"]);
+  EXPECT_EQ(run_json(prompt + " --cp 2 --engram-ranks 1,3", 4)["generated"], one["generated"]);
+  const auto off = run_json(prompt + " --engram off", 0);
+  EXPECT_FALSE(off.contains("engram"));
+  EXPECT_NE(off["generated"], one["generated"]) << "--engram off must change the model";
+}
+
+TEST(Cli, InspectEngramTablesAndBadInput) {
+  const Result r = run("inspect --model v41-flash --json --cp 16 --ep 16");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  // V4.1-Flash: 384,006,168 and 384,016,682 rows of 256 fp8 values + 8 scale bytes, split by
+  // row range over 16 ranks: the busiest holds the ceiling of each.
+  const int64_t per_rank = ((384006168ll + 15) / 16 + (384016682ll + 15) / 16) * 264;
+  EXPECT_EQ(j["rank_engram_table_bytes"].get<int64_t>(), per_rank);
+  expect_error("inspect --model v41-flash --cp 4 --ep 4",
+               "the Engram tables need 47.2083 GiB on the busiest of 4 ranks, more than "
+               "--mem-per-rank 24 GiB");
+  expect_error("run --model tiny-engram --ids 1 --engram-budget 0.0001",
+               "more than its budget of 0.0001 GiB \\(--engram-budget\\)", 2);
+  expect_error("run --model tiny-engram --ids 1 --engram-ranks 0,2",
+               "--engram-ranks: rank 2 is outside the world \\[0, 2\\)", 2);
+  expect_error("run --model tiny-engram --ids 1 --set engram_layer_ids=1,7",
+               "engram_layer_ids: layer 7 is outside \\[0, 6\\)", 3);
+  expect_error("run --model tiny-engram --ids 1 --engram-fetch rdma", "--engram-fetch: rdma not in");
+}
+
+}  // namespace
+}  // namespace modelone::test

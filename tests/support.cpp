@@ -35,6 +35,16 @@ std::unique_ptr<TestModel> make_model(const std::string& model, EngineOptions op
   return tm;
 }
 
+std::unique_ptr<TestModel> make_solo_model(const std::string& model, EngineOptions opt,
+                                           const std::vector<std::string>& sets) {
+  auto tm = std::make_unique<TestModel>();
+  tm->ms = resolve_model(model, sets);
+  const comm::Comm world = comm::Comm::world();
+  tm->grid = RankGrid::make_on(world.split(world.rank(), 0), 1, 1);
+  tm->engine = make_engine(tm->ms, tm->grid, opt);
+  return tm;
+}
+
 std::string error_of(const std::function<void()>& f) {
   try {
     f();

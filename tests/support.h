@@ -36,6 +36,10 @@ std::unique_ptr<TestModel> make_model(const std::string& model, EngineOptions op
                                       const std::vector<std::string>& sets = {}, int cp = 0,
                                       int ep = 0, std::vector<ExpertPlacement> placement = {});
 
+// The same, on this rank alone (cp = ep = 1 over a world of one): the single-rank reference.
+std::unique_ptr<TestModel> make_solo_model(const std::string& model, EngineOptions opt = {},
+                                           const std::vector<std::string>& sets = {});
+
 // The message of the modelone::Error that f throws, or "" when it throws none.
 std::string error_of(const std::function<void()>& f);
 

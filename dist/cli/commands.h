@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "dist/engram_store.h"
+
 namespace modelone {
 
 struct ModelOptions {
@@ -15,8 +17,18 @@ struct ModelOptions {
   bool quiet = false;
 };
 
+// --engram, --engram-fetch, --engram-prefetch, --engram-ranks (run and bench).
+struct EngramCli {
+  std::string engram = "on", fetch = "get", prefetch = "on";
+  std::vector<int> ranks;
+  double budget_gib = 0;
+};
+void add_engram_options(CLI::App* app, EngramCli* o);
+EngramOptions engram_options(const EngramCli& o);
+
 struct RunOptions {
   ModelOptions m;
+  EngramCli engram;
   std::string ids, ids_file;
   int64_t random_prompt = 0;
   uint64_t seed = 0;

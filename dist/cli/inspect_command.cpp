@@ -44,7 +44,16 @@ std::string human(int64_t n) {
 
 int inspect_command(const InspectOptions& o) {
   ModelSource ms;
-  comm::agree(comm::Comm::world(), [&] { ms = resolve_model(o.m.model, o.m.sets); });
+  comm::agree(comm::Comm::world(), [&] {
+    ms = resolve_model(o.m.model, o.m.sets);
+    // A table share that cannot fit is refused here, before anything would allocate it.
+    const int owners = std::max(o.cp, o.ep);
+    const int64_t share = engram_share_bytes(ms.cfg, owners);
+    const double budget_gib = o.mem_per_rank_gib;
+    MO_REQUIRE(double(share) <= budget_gib * double(1ll << 30), "the Engram tables need ",
+               double(share) / double(1ll << 30), " GiB on the busiest of ", owners,
+               " ranks, more than --mem-per-rank ", budget_gib, " GiB; spread them over more ranks");
+  });
   if (comm::Comm::world().rank() != 0) return 0;
   const ModelConfig& c = ms.cfg;
   const ParamCounts pc = count_params(c);
@@ -89,6 +98,7 @@ int inspect_command(const InspectOptions& o) {
     j["rank_entry_bytes"] = mem.entry_bytes;
     j["rank_index_key_bytes"] = mem.index_bytes;
     j["rank_kv_cache_bytes"] = mem.cache_bytes();
+    j["rank_engram_table_bytes"] = mem.engram_bytes;
     j["rank_total_bytes"] = mem.total();
     j["mem_per_rank_bytes"] = budget;
     j["ranks_needed"] = need;
@@ -119,17 +129,29 @@ int inspect_command(const InspectOptions& o) {
               human(pc.active_no_embedding).c_str());
   std::printf("memory      busiest rank at cp %d, ep %d for %lld tokens (%s cache): weights %.2f GiB "
               "(%s), raw window %.1f MiB, compressed entries %.3f GiB, indexer keys %.3f GiB, "
-              "total %.2f GiB\n",
+              "Engram tables %.2f GiB, total %.2f GiB\n",
               o.cp, o.ep, (long long)o.context, o.kv_cache.c_str(), gib(mem.weight_bytes),
               std::string(dtype_name(c.weight_dtype)).c_str(),
               double(mem.window_bytes) / double(1 << 20), gib(mem.entry_bytes),
-              gib(mem.index_bytes), gib(mem.total()));
+              gib(mem.index_bytes), gib(mem.engram_bytes), gib(mem.total()));
+  if (c.engram.enabled()) {
+    const std::vector<int64_t> rows = engram_table_rows(c);
+    std::string r;
+    for (int64_t n : rows) r += (r.empty() ? "" : " + ") + human(n);
+    std::string layers;
+    for (int64_t l : c.engram.layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
+    std::printf("engram      layers %s, %s rows of %lld x %s, %.2f GiB in all; %.2f GiB on the "
+                "busiest of %d ranks\n",
+                layers.c_str(), r.c_str(), (long long)c.engram.head_dim,
+                std::string(dtype_name(c.engram.table_dtype)).c_str(),
+                gib(engram_share_bytes(c, 1)), gib(mem.engram_bytes), std::max(o.cp, o.ep));
+  }
   if (need > 0) {
     const RankMemory at = rank_memory(c, o.context, c.weight_dtype, kv, need, need);
     std::printf("ranks       %lld tokens fit %.1f GiB per rank from %d ranks (cp = ep = %d: weights "
-                "%.2f GiB + caches %.3f GiB on the busiest rank)\n",
+                "%.2f GiB + caches %.3f GiB + Engram %.2f GiB on the busiest rank)\n",
                 (long long)o.context, o.mem_per_rank_gib, need, need, gib(at.weight_bytes),
-                gib(at.cache_bytes()));
+                gib(at.cache_bytes()), gib(at.engram_bytes));
   } else {
     std::printf("ranks       %lld tokens do not fit %.1f GiB per rank at any rank count up to "
                 "65536\n", (long long)o.context, o.mem_per_rank_gib);

@@ -52,7 +52,7 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& what)
 }
 
 void add_model_options(CLI::App* app, ModelOptions* o) {
-  app->add_option("--model", o->model, "Preset name (tiny, v4-flash, v4-pro), .pbtxt config, or "
+  app->add_option("--model", o->model, "Preset name (tiny, tiny-engram, v4-flash, v4-pro, v41-flash), .pbtxt config, or "
                                        "checkpoint directory")
       ->required();
   app->add_option("--set", o->sets, "Override a config field: key=value (repeatable)");
@@ -102,6 +102,33 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   run->add_option("--expert-stats", o->expert_stats, "Write tokens per expert per layer (JSON)");
   run->add_option("--expert-placement", o->expert_placement,
                   "Expert placement plan (JSON, from `modelone plan-experts`)");
+  add_engram_options(run, &o->engram);
+}
+
+void add_engram_options(CLI::App* app, EngramCli* o) {
+  app->add_option("--engram", o->engram, "Engram blocks of V4.1 models: on, or off to run the "
+                  "same model without them")->check(CLI::IsMember({"on", "off"}));
+  app->add_option("--engram-fetch", o->fetch, "How remote Engram rows arrive: get (one-sided "
+                  "MPI_Get) or alltoall (owner-sorted request/response)")
+      ->check(CLI::IsMember({"get", "alltoall"}));
+  app->add_option("--engram-prefetch", o->prefetch, "Request every Engram layer's rows at the "
+                  "start of the step (on) or just before the layer (off)")
+      ->check(CLI::IsMember({"on", "off"}));
+  app->add_option("--engram-ranks", o->ranks, "World ranks that hold the Engram tables "
+                  "(default: all)")->delimiter(',');
+  app->add_option("--engram-budget", o->budget_gib, "Most GiB of Engram table one rank may hold "
+                  "(default: the node's available memory over its ranks)")
+      ->check(CLI::PositiveNumber);
+}
+
+EngramOptions engram_options(const EngramCli& o) {
+  EngramOptions e;
+  e.enabled = o.engram == "on";
+  e.fetch = engram_fetch_from_name(o.fetch);
+  e.prefetch = o.prefetch == "on";
+  e.owners = o.ranks;
+  e.budget_gib = o.budget_gib;
+  return e;
 }
 
 namespace {
@@ -190,6 +217,7 @@ int run_command(const RunOptions& o) {
   eopt.moe.transport = transport_from_name(o.transport);
   eopt.cp_layout = cp_layout_from_name(o.cp_layout);
   eopt.prefill_chunk = o.prefill_chunk;
+  eopt.engram = engram_options(o.engram);
   // Each rank loads the shared weights and only the routed experts its ep rank holds.
   std::unique_ptr<Engine> engine_ptr;
   comm::agree(grid.world, [&] {
@@ -287,6 +315,14 @@ int run_command(const RunOptions& o) {
         j["cp_traffic"][t.op] = {{"calls", t.calls_max},        {"bytes_min", t.bytes_min},
                                  {"bytes_max", t.bytes_max},    {"seconds_min", t.seconds_min},
                                  {"seconds_max", t.seconds_max}};
+      if (EngramStore* es = engine.engram()) {
+        const EngramStats& st = es->stats;
+        j["engram"] = {{"fetch", o.engram.fetch},   {"prefetch", o.engram.prefetch == "on"},
+                       {"lookups", st.lookups},     {"unique", st.unique},
+                       {"remote", st.remote},       {"bytes_received", st.bytes},
+                       {"wait_seconds", st.wait_s}, {"table_bytes_rank0", es->local_bytes()},
+                       {"seconds", engine.timers().engram}};
+      }
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::string g;

@@ -77,6 +77,22 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   c->add_option("--threads", o->context.threads, "Threads per rank (default 1)");
   c->add_option("--seed", o->context.seed, "Prompt and cache seed");
   c->add_flag("--json", o->context.json, "One JSON object per line");
+
+  CLI::App* en = b->add_subcommand("engram", "Engram's sharded tables: remote fetch paths vs a "
+                                            "local gather and the all-reduce design; step time "
+                                            "with Engram on, prefetch off, and off");
+  en->add_option("--model", o->engram.model, "Preset or config with Engram layers");
+  en->add_option("--set", o->engram.sets, "Config overrides (tables default to ~24 x 100K rows)");
+  en->add_option("--tokens", o->engram.tokens, "Fetch: tokens per step over the world")->delimiter(',');
+  en->add_option("--step-tokens", o->engram.step_tokens, "Step: prompt lengths (decode runs after)")
+      ->delimiter(',');
+  en->add_option("--part", o->engram.part, "fetch, step or both")
+      ->check(CLI::IsMember({"fetch", "step", "both"}));
+  en->add_option("--decode-steps", o->engram.decode_steps, "Timed decode steps");
+  en->add_option("--iters", o->engram.iters, "Timed runs per case (median)")->check(CLI::PositiveNumber);
+  en->add_option("--threads", o->engram.threads, "Threads per rank (default 1)");
+  en->add_option("--seed", o->engram.seed, "Text seed");
+  en->add_flag("--json", o->engram.json, "One JSON object per line");
 }
 
 int bench_command(CLI::App* app, const BenchOptions& o) {
@@ -88,6 +104,7 @@ int bench_command(CLI::App* app, const BenchOptions& o) {
   if (b->got_subcommand("ep")) return ep_bench(o.ep);
   if (b->got_subcommand("moe")) return moe_bench(o.moe);
   if (b->got_subcommand("context")) return context_bench(o.context);
+  if (b->got_subcommand("engram")) return engram_bench(o.engram);
   return -1;
 }
 

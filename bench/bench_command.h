@@ -71,6 +71,19 @@ struct ContextBenchOptions {
   bool json = false;
 };
 
+struct EngramBenchOptions {
+  std::string model = "v41-flash";
+  std::vector<std::string> sets;
+  std::vector<int64_t> tokens = {1, 512, 4096};  // fetch: tokens per step over the world
+  std::vector<int64_t> step_tokens = {512, 4096};
+  std::string part = "both";                     // fetch, step or both
+  int64_t decode_steps = 8;
+  int iters = 5;
+  int threads = 1;
+  uint64_t seed = 0;
+  bool json = false;
+};
+
 struct BenchOptions {
   EpBenchOptions ep;
   MoeBenchOptions moe;
@@ -78,6 +91,7 @@ struct BenchOptions {
   AttentionBenchOptions attention;
   EngineBenchOptions engine;
   ContextBenchOptions context;
+  EngramBenchOptions engram;
 };
 
 void add_bench_command(CLI::App* app, BenchOptions* o);
@@ -88,6 +102,7 @@ int gemm_bench(const GemmBenchOptions& o);
 int attention_bench(const AttentionBenchOptions& o);
 int engine_bench(const EngineBenchOptions& o);
 int ep_bench(const EpBenchOptions& o);
+int engram_bench(const EngramBenchOptions& o);
 int moe_bench(const MoeBenchOptions& o);
 int context_bench(const ContextBenchOptions& o);
 

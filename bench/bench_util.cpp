@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "comm/comm.h"
+
 namespace modelone::bench {
 
 double median_seconds(const std::function<void()>& fn, int min_reps, double min_seconds) {
@@ -52,6 +54,23 @@ void Line::print(bool json) const {
   }
   std::printf("%s\n", s.c_str());
   std::fflush(stdout);
+}
+
+}  // namespace modelone::bench
+
+namespace modelone::bench {
+
+double median_max(const comm::Comm& c, int iters, const std::function<void()>& fn) {
+  fn();  // warm-up
+  std::vector<double> t;
+  for (int i = 0; i < iters; ++i) {
+    c.barrier();
+    const double t0 = comm::now();
+    fn();
+    t.push_back(c.allreduce(comm::now() - t0, comm::Op::Max));
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
 }
 
 }  // namespace modelone::bench

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+namespace modelone::comm { class Comm; }
+
 namespace modelone::bench {
 
 inline double wall() {
@@ -17,6 +19,9 @@ inline double wall() {
 
 // Median seconds of fn(): at least min_reps runs and about min_seconds in all (one warm-up first).
 double median_seconds(const std::function<void()>& fn, int min_reps = 5, double min_seconds = 0.3);
+// Collective: median over iters of the slowest rank's seconds for fn, all ranks starting
+// together (one warm-up run first).
+double median_max(const comm::Comm& c, int iters, const std::function<void()>& fn);
 
 // One result line: "tag key=value key=value ..." or, with json, {"bench": tag, key: value, ...}.
 class Line {

@@ -18,20 +18,6 @@ namespace modelone::bench {
 
 namespace {
 
-// Median over iterations of the slowest rank's time.
-double median_max(const comm::Comm& c, int iters, const std::function<void()>& fn) {
-  fn();  // warm-up
-  std::vector<double> t;
-  for (int i = 0; i < iters; ++i) {
-    c.barrier();
-    const double t0 = comm::now();
-    fn();
-    t.push_back(c.allreduce(comm::now() - t0, comm::Op::Max));
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 Routing random_routing(int64_t T, int64_t k, int64_t E, std::mt19937_64& g) {
   Routing r;
   r.T = T;

@@ -2,6 +2,8 @@
 
 #include "model/check.h"
 #include "model/engram.h"
+#include "model/engram_tables.h"
+#include "model/model_info.h"
 
 namespace modelone {
 
@@ -17,13 +19,16 @@ std::unique_ptr<Engine> make_engine(const ModelSource& ms, const RankGrid& grid,
       progress);
   std::unique_ptr<EngramStore> engram;
   if (cfg.engram.enabled() && opt.engram.enabled) {
-    // Checkpoint tables (fp8 rows + E8M0 scales) and their compression map file come next;
-    // today the tables and the map are synthetic.
-    MO_REQUIRE(ms.synthetic, ms.description,
-               ": Engram tables from a checkpoint are not supported yet (run with --engram off)");
-    engram = std::make_unique<EngramStore>(
-        cfg, grid.world, opt.engram,
-        synthetic_compression_map(cfg.seed, cfg.vocab_size, cfg.engram.compressed_vocab), nullptr);
+    if (ms.synthetic) {
+      engram = std::make_unique<EngramStore>(
+          cfg, grid.world, opt.engram,
+          synthetic_compression_map(cfg.seed, cfg.vocab_size, cfg.engram.compressed_vocab),
+          EngramTables::synthetic(cfg), nullptr);
+    } else {
+      engram = std::make_unique<EngramStore>(
+          cfg, grid.world, opt.engram, read_compression_map(ms.dir, cfg),
+          EngramTables::from_checkpoint(cfg, *ms.checkpoint, engram_table_rows(cfg)), nullptr);
+    }
   }
   return std::make_unique<Engine>(cfg, grid, std::move(w), std::move(placement), opt,
                                   std::move(engram));

@@ -42,7 +42,8 @@ int RowRanges::owner(int64_t row) const {
 }
 
 EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, EngramOptions opt,
-                         std::vector<int32_t> cmap, comm::Counters* counters)
+                         std::vector<int32_t> cmap, const EngramTables& tables,
+                         comm::Counters* counters)
     : cfg_(cfg), world_(world), opt_(std::move(opt)), cmap_(std::move(cmap)), counters_(counters) {
   const EngramConfig& ec = cfg.engram;
   check_compression_map(cmap_, cfg, cfg.name);
@@ -56,7 +57,8 @@ EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, Engram
     if (r == world.rank()) me_owner_ = int(i);
   }
   const int P = int(opt_.owners.size());
-  row_bytes_ = engram_row_bytes(ec.table_dtype, ec.head_dim);
+  dtype_ = tables.dtype();
+  row_bytes_ = engram_row_bytes(dtype_, ec.head_dim);
   const std::vector<EngramHashParams> hps =
       engram_hash_params(ec.layers, ec.max_ngram, ec.n_heads, ec.prime_start, ec.compressed_vocab);
   // Refuse a share that cannot fit before allocating any of it.
@@ -85,9 +87,7 @@ EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, Engram
       t.own.resize(size_t(t.row_count * row_bytes_));
       t.rows = t.own.data();
     }
-    if (t.row_count > 0)
-      synth_engram_rows(cfg.seed, int64_t(k), ec.table_dtype, ec.head_dim,
-                        t.ranges.begin(me_owner_), t.row_count, t.rows);
+    if (t.row_count > 0) tables.read(int64_t(k), t.ranges.begin(me_owner_), t.row_count, t.rows);
   }
 }
 
@@ -164,6 +164,17 @@ void EngramStore::request(int64_t k, const std::vector<int64_t>& rows) {
   t.resp = world_.ialltoallv_rows(t.serve.data(), t.recv_counts, t.got.data(), t.send_counts, rb);
 }
 
+void EngramStore::lookup_owned(int64_t k, const std::vector<int64_t>& rows, float* e) const {
+  const Table& t = tables_[size_t(k)];
+  const int64_t hd = cfg_.engram.head_dim;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Loc l = locate(k, rows[i]);
+    float* out = e + int64_t(i) * hd;
+    if (l.rank == world_.rank()) engram_row_to_f32(dtype_, hd, t.rows + l.local * row_bytes_, out);
+    else std::fill(out, out + hd, 0.f);
+  }
+}
+
 void EngramStore::wait(int64_t k, float* e) {
   Table& t = tables_[size_t(k)];
   MO_REQUIRE(t.pending, "internal: Engram table ", k, " waited for without a request");
@@ -179,7 +190,7 @@ void EngramStore::wait(int64_t k, float* e) {
   t.pending = false;
   const int64_t hd = cfg_.engram.head_dim;
   for (size_t i = 0; i < t.want.size(); ++i)
-    engram_row_to_f32(cfg_.engram.table_dtype, hd, t.got.data() + t.slot[i] * row_bytes_,
+    engram_row_to_f32(dtype_, hd, t.got.data() + t.slot[i] * row_bytes_,
                       e + int64_t(i) * hd);
 }
 

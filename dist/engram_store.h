@@ -26,6 +26,7 @@
 #include "comm/rma_window.h"
 #include "model/config.h"
 #include "model/engram_hash.h"
+#include "model/engram_tables.h"
 
 namespace modelone {
 
@@ -62,10 +63,10 @@ struct RowRanges {
 
 class EngramStore {
  public:
-  // Collective over world. cmap: token id -> compressed id (checked). Each owner fills only its
-  // own rows (synthetic tables from cfg.seed).
+  // Collective over world. cmap: token id -> compressed id (checked). Each owner reads only its
+  // own rows from `tables`.
   EngramStore(const ModelConfig& cfg, const comm::Comm& world, EngramOptions opt,
-              std::vector<int32_t> cmap, comm::Counters* counters);
+              std::vector<int32_t> cmap, const EngramTables& tables, comm::Counters* counters);
   ~EngramStore();
 
   int64_t tables() const { return int64_t(tables_.size()); }
@@ -84,6 +85,10 @@ class EngramStore {
   void request(int64_t k, const std::vector<int64_t>& rows);
   // Waits for table k's rows and writes the memory vectors e [T, C * head_dim].
   void wait(int64_t k, float* e);
+
+  // The reference's design (a baseline in `bench engram`): e [T, C * head_dim] holds the rows
+  // this rank owns and zeros elsewhere; an all-reduce over the owners then sums the full rows.
+  void lookup_owned(int64_t k, const std::vector<int64_t>& rows, float* e) const;
 
   EngramStats stats;
 
@@ -109,6 +114,7 @@ class EngramStore {
   std::vector<int32_t> cmap_;
   comm::Counters* counters_;
   int me_owner_ = -1;  // this rank's index among the owners, -1 if it holds none
+  DType dtype_ = DType::F32;  // row storage
   int64_t row_bytes_ = 0;
   std::vector<Table> tables_;
 };

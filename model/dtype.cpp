@@ -202,6 +202,11 @@ void narrow_from_f32(DType t, const float* src, void* dst, size_t n) {
       for (size_t i = 0; i < n; ++i) d[i] = f32_to_e4m3(src[i]);
       return;
     }
+    case DType::F8_E8M0: {  // scales: the power of two at or above each value
+      auto* d = static_cast<uint8_t*>(dst);
+      for (size_t i = 0; i < n; ++i) d[i] = f32_to_ue8m0_ceil(src[i]);
+      return;
+    }
     default: MO_CHECK(false, "narrow_from_f32 to ", dtype_name(t));
   }
 }

@@ -31,8 +31,17 @@ void engram_row_to_f32(DType dtype, int64_t head_dim, const uint8_t* row, float*
     widen_to_f32(dtype, row, out, size_t(head_dim));
     return;
   }
+  // A table of the 256 codes: every fetched row is dequantized, so this runs per lookup.
+  static const std::vector<float> lut = [] {
+    std::vector<float> t(256);
+    for (int c = 0; c < 256; ++c) t[size_t(c)] = e4m3_to_f32(uint8_t(c));
+    return t;
+  }();
   const uint8_t* scales = row + head_dim;
-  for (int64_t i = 0; i < head_dim; ++i) out[i] = e4m3_to_f32(row[i]) * ue8m0_to_f32(scales[i / 32]);
+  for (int64_t b = 0; b < head_dim / 32; ++b) {
+    const float s = ue8m0_to_f32(scales[b]);
+    for (int64_t i = b * 32; i < b * 32 + 32; ++i) out[i] = lut[row[i]] * s;
+  }
 }
 
 void synth_engram_rows(uint64_t seed, int64_t table, DType dtype, int64_t head_dim, int64_t r0,

@@ -56,27 +56,67 @@ void NpyWriter::finish() {
              "' to '", path_, "'");
 }
 
-std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>* shape) {
-  std::ifstream f(path, std::ios::binary);
+namespace {
+
+// Opens a version-1 .npy, checks it is C-ordered, and returns its dtype descr ('<f4', ...) with
+// the shape; f is left at the start of the data.
+std::string read_npy_header(std::ifstream& f, const std::string& path, std::vector<int64_t>* shape,
+                            int64_t* n) {
   MO_REQUIRE(f.good(), "cannot open '", path, "'");
   char magic[8];
   f.read(magic, 8);
-  MO_REQUIRE(std::memcmp(magic, "\x93NUMPY", 6) == 0, path, ": not a .npy file");
-  uint16_t hl;
+  MO_REQUIRE(f.good() && std::memcmp(magic, "\x93NUMPY", 6) == 0 && magic[6] == 1, path,
+             ": not a version 1 .npy file");
+  uint16_t hl = 0;
   f.read(reinterpret_cast<char*>(&hl), 2);
   std::string header(hl, '\0');
   f.read(header.data(), hl);
-  MO_REQUIRE(header.find("'<f4'") != std::string::npos, path, ": not float32");
+  MO_REQUIRE(f.good(), path, ": truncated header");
+  MO_REQUIRE(header.find("'fortran_order': False") != std::string::npos, path,
+             ": Fortran-ordered arrays are not supported");
+  const auto d = header.find("'descr'"), q1 = header.find('\'', d + 8), q2 = header.find('\'', q1 + 1);
+  MO_REQUIRE(d != std::string::npos && q1 != std::string::npos && q2 != std::string::npos, path,
+             ": malformed header");
   const auto a = header.find('('), b = header.find(')');
+  MO_REQUIRE(a != std::string::npos && b != std::string::npos && b > a, path, ": malformed shape");
   shape->clear();
   std::stringstream ss(header.substr(a + 1, b - a - 1));
   std::string tok;
-  int64_t n = 1;
+  *n = 1;
   while (std::getline(ss, tok, ','))
     if (tok.find_first_not_of(' ') != std::string::npos) {
       shape->push_back(std::stoll(tok));
-      n *= shape->back();
+      MO_REQUIRE(shape->back() >= 0 && shape->back() < (int64_t(1) << 40), path, ": bad shape");
+      *n *= shape->back();
     }
+  return header.substr(q1 + 1, q2 - q1 - 1);
+}
+
+}  // namespace
+
+std::vector<int64_t> read_npy_ints(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<int64_t> shape;
+  int64_t n = 0;
+  const std::string descr = read_npy_header(f, path, &shape, &n);
+  MO_REQUIRE(shape.size() == 1, path, ": expected a 1-D array, got ", shape.size(), " dims");
+  MO_REQUIRE(descr == "<i4" || descr == "<i8", path, ": expected int32 or int64, got '", descr, "'");
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  if (descr == "<i8") {
+    f.read(reinterpret_cast<char*>(v.data()), std::streamsize(n * 8));
+  } else {
+    std::vector<int32_t> w(static_cast<size_t>(n));
+    f.read(reinterpret_cast<char*>(w.data()), std::streamsize(n * 4));
+    v.assign(w.begin(), w.end());
+  }
+  MO_REQUIRE(f.good(), path, ": truncated");
+  return v;
+}
+
+std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>* shape) {
+  std::ifstream f(path, std::ios::binary);
+  int64_t n = 0;
+  MO_REQUIRE(read_npy_header(f, path, shape, &n) == "<f4", path, ": not float32");
   std::vector<float> v(static_cast<size_t>(n));
   f.read(reinterpret_cast<char*>(v.data()), std::streamsize(n * 4));
   MO_REQUIRE(f.good(), path, ": truncated");

@@ -25,5 +25,7 @@ class NpyWriter {
 
 // Read back a float32 .npy (tests).
 std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>* shape);
+// A 1-D int32 or int64 .npy (Engram's compression map: one compressed id per token id).
+std::vector<int64_t> read_npy_ints(const std::string& path);
 
 }  // namespace modelone

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs every benchmark with the settings quoted in the issue notes and prints one line per case.
-#   scripts/bench_all.sh [gemm|engine|attention|ep|moe|context ...]   (default: all)
+#   scripts/bench_all.sh [gemm|engine|attention|ep|moe|context|engram ...]   (default: all)
 # Expert benchmarks launch mpirun at several rank counts; sizes are capped for a 24 GiB machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 bin=./build/modelone
 what=("$@")
-[ ${#what[@]} -eq 0 ] && what=(gemm engine attention ep moe context)
+[ ${#what[@]} -eq 0 ] && what=(gemm engine attention ep moe context engram)
 for w in "${what[@]}"; do
   case "$w" in
     gemm) $bin bench gemm ;;
@@ -52,9 +52,16 @@ for w in "${what[@]}"; do
         --prefill 8192,16384,32768,65536 --layouts zigzag,contiguous
       # More ranks than cores: wall time measures the scheduler; read the CPU-time columns.
       for p in 4 8; do
+        # Eight ranks with the full 129K vocabulary's embedding and head do not fit 24 GiB.
+        extra=(); [ $p -eq 8 ] && extra=(--set vocab_size=16384)
         OMPI_MCA_mpi_yield_when_idle=1 mpirun -n $p $bin bench context --phase prefill \
-          --set num_experts_per_tok=2 --prefill 65536 --layouts zigzag,contiguous
+          --set num_experts_per_tok=2 "${extra[@]}" --prefill 65536 --layouts zigzag,contiguous
       done ;;
-    *) echo "bench_all.sh: unknown benchmark '$w' (gemm, engine, attention, ep, moe, context)" >&2; exit 2 ;;
+    engram)
+      # Fetch paths against a local gather and the all-reduce design at 1-4 ranks, then step
+      # time with Engram on / prefetch off / off.
+      for p in 1 2 3 4; do mpirun -n $p $bin bench engram --part fetch; done
+      mpirun -n 2 $bin bench engram --part step --iters 1 --step-tokens 512,4096 ;;
+    *) echo "bench_all.sh: unknown benchmark '$w' (gemm, engine, attention, ep, moe, context, engram)" >&2; exit 2 ;;
   esac
 done

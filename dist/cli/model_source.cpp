@@ -4,6 +4,7 @@
 
 #include "model/check.h"
 #include "model/config_io.h"
+#include "model/engram_tables.h"
 #include "model/safetensors.h"
 
 namespace modelone {
@@ -42,7 +43,10 @@ ModelSource resolve_model(const std::string& model, const std::vector<std::strin
   } else {
     auto ck = std::make_shared<const Checkpoint>(Checkpoint::open(model));
     ms.checkpoint = ck;
+    ms.dir = model;
     ms.description = "checkpoint " + model;
+    // Engram tables are sized and read in the dtype the checkpoint stores them in.
+    if (ms.cfg.engram.enabled()) ms.cfg.engram.table_dtype = EngramTables::checkpoint_dtype(ms.cfg, *ck);
     ms.weights = checkpoint_source(ck);
   }
   return ms;

@@ -14,6 +14,7 @@ struct ModelSource {
   ModelConfig cfg;
   std::string description;              // for logs: "preset tiny", "checkpoint DIR"
   bool synthetic = true;
+  std::string dir;                      // the checkpoint directory (empty for presets)
   std::shared_ptr<const class Checkpoint> checkpoint;
   std::unique_ptr<WeightSource> weights;
 };

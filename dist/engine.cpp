@@ -68,10 +68,25 @@ void Engine::engram_begin(const StepLayout& L) {
 void Engine::engram_apply(int64_t k, int64_t T, float* x) {
   const double t0 = comm::now();
   if (!engram_->options().prefetch) engram_->request(k, eng_rows_[size_t(k)]);
-  eng_e_.resize(size_t(T * cfg_.engram.dim()));
+  const int64_t dim = cfg_.engram.dim();
+  eng_e_.resize(size_t(std::max<int64_t>(T, 1) * dim));
   engram_->wait(k, eng_e_.data());
-  const int64_t l = cfg_.engram.layers[size_t(k)];
-  engram_forward(cfg_, w_.layers[size_t(l)].engram, eng_e_.data(), T, x, &eng_kv_);
+  const EngramWeights& w = w_.layers[size_t(cfg_.engram.layers[size_t(k)])].engram;
+  const comm::Comm& cp = grid_.cp_comm;
+  if (eng_tail_ < 0 || cp.size() == 1) {
+    engram_forward(cfg_, w, eng_e_.data(), T, x, &eng_kv_);
+  } else {
+    // Decode: the new token's wkv product is the largest read of the block, and the other cp
+    // ranks would wait anyway; each computes a slice of its rows and the tail gates.
+    const int P = cp.size(), me = cp.rank();
+    const int64_t N = w.wkv.rows(), n = N / P + (me < N % P ? 1 : 0);
+    const int64_t r0 = me * (N / P) + std::min<int64_t>(me, N % P);
+    cp.bcast(eng_e_.data(), dim, eng_tail_);
+    eng_part_.resize(size_t(n));
+    linear(eng_e_.data(), 1, dim, w.wkv, r0, n, eng_part_.data(), n);
+    cp.gatherv(eng_part_.data(), n, &eng_kv_, eng_tail_);
+    if (me == eng_tail_) engram_gate(cfg_, w, eng_kv_.data(), 1, x);
+  }
   timers_.engram += comm::now() - t0;
 }
 
@@ -139,6 +154,7 @@ void Engine::step(const StepLayout& L, bool all_logits, std::vector<float>* rows
     hidden_.clear();
     hidden_.emplace_back(x, x + T * hc * D);
   }
+  eng_tail_ = L.phase == Phase::Decode ? L.tail() : -1;
   engram_begin(L);
   cp_.begin_step(L);
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {

@@ -116,7 +116,8 @@ class Engine {
   std::unique_ptr<EngramStore> engram_;
   std::vector<int32_t> chist_;                          // compressed ids of tokens_ (Engram)
   std::vector<std::vector<int64_t>> eng_rows_;          // per table: this step's rows [T, C]
-  std::vector<float> eng_e_, eng_kv_;
+  std::vector<float> eng_e_, eng_kv_, eng_part_;
+  int eng_tail_ = -1;  // in a decode step, the cp rank with the new token
   std::vector<float> last_logits_;
   PrefillOptions prefill_opt_;
   EngineTimers timers_;

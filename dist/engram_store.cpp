@@ -36,6 +36,30 @@ double mem_available_bytes() {
 
 }  // namespace
 
+RowCache::RowCache(int64_t capacity, int64_t row_bytes)
+    : cap_(capacity), rb_(row_bytes), data_(static_cast<size_t>(capacity * row_bytes)) {}
+
+const uint8_t* RowCache::find(int64_t row) {
+  auto it = where_.find(row);
+  if (it == where_.end()) return nullptr;
+  order_.splice(order_.begin(), order_, it->second.first);  // now the most recent
+  return data_.data() + it->second.second * rb_;
+}
+
+void RowCache::insert(int64_t row, const uint8_t* bytes) {
+  if (where_.count(row)) return;
+  int64_t slot = int64_t(where_.size());
+  if (slot == cap_) {  // full: reuse the least recently used row's slot
+    const int64_t old = order_.back();
+    order_.pop_back();
+    slot = where_[old].second;
+    where_.erase(old);
+  }
+  order_.push_front(row);
+  where_[row] = {order_.begin(), slot};
+  std::memcpy(data_.data() + slot * rb_, bytes, size_t(rb_));
+}
+
 int RowRanges::owner(int64_t row) const {
   const int64_t cut = extra * (base + 1);
   return row < cut ? int(row / (base + 1)) : int(extra + (row - cut) / base);
@@ -88,6 +112,7 @@ EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, Engram
       t.rows = t.own.data();
     }
     if (t.row_count > 0) tables.read(int64_t(k), t.ranges.begin(me_owner_), t.row_count, t.rows);
+    if (opt_.cache_rows > 0) t.cache = std::make_unique<RowCache>(opt_.cache_rows, row_bytes_);
   }
 }
 
@@ -120,40 +145,54 @@ void EngramStore::request(int64_t k, const std::vector<int64_t>& rows) {
   t.got.resize(size_t(U * rb));
   stats.lookups += int64_t(rows.size());
   stats.unique += U;
-  // Sorted rows under a row-range split: each owner's rows are one run of uniq.
+  // Rows held here and cached rows are copied now; the rest (t.need, indices into uniq) are
+  // fetched. Sorted rows under a row-range split: each owner's rows are one run of t.need.
   const int me = world_.rank(), W = world_.size();
+  t.need.clear();
   t.send_counts.assign(size_t(W), 0);
-  for (int64_t u = 0; u < U; ++u) ++t.send_counts[size_t(locate(k, t.uniq[size_t(u)]).rank)];
-  const int64_t remote = U - t.send_counts[size_t(me)];
-  stats.remote += remote;
-  stats.bytes += remote * rb;
+  for (int64_t u = 0; u < U; ++u) {
+    const Loc l = locate(k, t.uniq[size_t(u)]);
+    uint8_t* dst = t.got.data() + u * rb;
+    if (l.rank == me) {
+      std::memcpy(dst, t.rows + l.local * rb, size_t(rb));
+      continue;
+    }
+    ++stats.cache_lookups;
+    if (const uint8_t* c = t.cache ? t.cache->find(t.uniq[size_t(u)]) : nullptr) {
+      ++stats.cache_hits;
+      std::memcpy(dst, c, size_t(rb));
+      continue;
+    }
+    t.need.push_back(u);
+    ++t.send_counts[size_t(l.rank)];
+  }
+  const int64_t F = int64_t(t.need.size());
+  stats.remote += F;
+  stats.bytes += F * rb;
+  t.fetched.resize(size_t(F * rb));
 
   if (opt_.fetch == EngramFetch::Get) {
-    comm::Timed timed(comm::stats(counters_, "engram_get"), remote * rb);
+    comm::Timed timed(comm::stats(counters_, "engram_get"), F * rb);
     std::vector<int64_t> offs;
-    for (int64_t u = 0; u < U;) {
-      const Loc first = locate(k, t.uniq[size_t(u)]);
-      const int64_t n = t.send_counts[size_t(first.rank)];
-      if (first.rank == me) {
-        for (int64_t j = 0; j < n; ++j)
-          std::memcpy(t.got.data() + (u + j) * rb,
-                      t.rows + locate(k, t.uniq[size_t(u + j)]).local * rb, size_t(rb));
-      } else {
-        offs.resize(size_t(n));
-        for (int64_t j = 0; j < n; ++j) offs[size_t(j)] = locate(k, t.uniq[size_t(u + j)]).local * rb;
-        t.win->get_rows(first.rank, offs.data(), n, rb, t.got.data() + u * rb);
-      }
-      u += n;
+    for (int64_t i = 0; i < F;) {
+      const int owner = locate(k, t.uniq[size_t(t.need[size_t(i)])]).rank;
+      const int64_t n = t.send_counts[size_t(owner)];
+      offs.resize(size_t(n));
+      for (int64_t j = 0; j < n; ++j)
+        offs[size_t(j)] = locate(k, t.uniq[size_t(t.need[size_t(i + j)])]).local * rb;
+      t.win->get_rows(owner, offs.data(), n, rb, t.fetched.data() + i * rb);
+      i += n;
     }
     return;
   }
   // alltoall: ids to their owners, each owner packs what it was asked for, rows come back.
-  comm::Timed timed(comm::stats(counters_, "engram_alltoall"), remote * rb);
+  comm::Timed timed(comm::stats(counters_, "engram_alltoall"), F * rb);
   t.recv_counts = world_.exchange_counts(t.send_counts);
   int64_t asked = 0;
   for (int64_t c : t.recv_counts) asked += c;
-  std::vector<int64_t> ids(static_cast<size_t>(asked));
-  world_.alltoallv(t.uniq.data(), t.send_counts, ids.data(), t.recv_counts);
+  std::vector<int64_t> want(static_cast<size_t>(F)), ids(static_cast<size_t>(asked));
+  for (int64_t i = 0; i < F; ++i) want[size_t(i)] = t.uniq[size_t(t.need[size_t(i)])];
+  world_.alltoallv(want.data(), t.send_counts, ids.data(), t.recv_counts);
   t.serve.resize(size_t(asked * rb));
   for (int64_t i = 0; i < asked; ++i) {
     const Loc l = locate(k, ids[size_t(i)]);
@@ -161,7 +200,7 @@ void EngramStore::request(int64_t k, const std::vector<int64_t>& rows) {
                " which does not hold it");
     std::memcpy(t.serve.data() + i * rb, t.rows + l.local * rb, size_t(rb));
   }
-  t.resp = world_.ialltoallv_rows(t.serve.data(), t.recv_counts, t.got.data(), t.send_counts, rb);
+  t.resp = world_.ialltoallv_rows(t.serve.data(), t.recv_counts, t.fetched.data(), t.send_counts, rb);
 }
 
 void EngramStore::lookup_owned(int64_t k, const std::vector<int64_t>& rows, float* e) const {
@@ -188,6 +227,12 @@ void EngramStore::wait(int64_t k, float* e) {
   }
   stats.wait_s += comm::now() - t0;
   t.pending = false;
+  const int64_t rb = row_bytes_;
+  for (size_t i = 0; i < t.need.size(); ++i) {
+    const uint8_t* src = t.fetched.data() + int64_t(i) * rb;
+    std::memcpy(t.got.data() + t.need[i] * rb, src, size_t(rb));
+    if (t.cache) t.cache->insert(t.uniq[size_t(t.need[i])], src);
+  }
   const int64_t hd = cfg_.engram.head_dim;
   for (size_t i = 0; i < t.want.size(); ++i)
     engram_row_to_f32(dtype_, hd, t.got.data() + t.slot[i] * row_bytes_,

@@ -14,11 +14,14 @@
 //             run, one hindexed get per owner, a flush per layer): owners take no part.
 //   alltoall  owner-sorted request/response: row ids out (blocking all-to-all at request time),
 //             rows back with a nonblocking all-to-all waited for at the layer.
-// A row wanted several times in a step is fetched once (the step's rows are sorted and deduped).
+// A row wanted several times in a step is fetched once (the step's rows are sorted and deduped),
+// and an optional bounded per-rank cache keeps recently fetched remote rows (off by default).
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <list>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "comm/comm.h"
@@ -42,6 +45,7 @@ struct EngramOptions {
   // Most table bytes one rank may hold; 0: this node's available memory (MemAvailable) over
   // the ranks on the node. A larger share is refused before anything is allocated.
   double budget_gib = 0;
+  int64_t cache_rows = 0;  // per table: a bounded LRU of remote rows on each rank (0: off)
 };
 
 struct EngramStats {
@@ -50,6 +54,21 @@ struct EngramStats {
   int64_t remote = 0;   // of those, held by another rank
   int64_t bytes = 0;    // row bytes received from other ranks
   double wait_s = 0;    // wall seconds waiting for rows at the layers
+  int64_t cache_lookups = 0, cache_hits = 0;  // remote rows looked up in the hot-row cache
+};
+
+// The hot-row cache: at most `capacity` rows, least recently used out first.
+class RowCache {
+ public:
+  RowCache(int64_t capacity, int64_t row_bytes);
+  const uint8_t* find(int64_t row);  // nullptr on a miss; a hit becomes the most recent
+  void insert(int64_t row, const uint8_t* bytes);
+
+ private:
+  int64_t cap_, rb_;
+  std::vector<uint8_t> data_;
+  std::list<int64_t> order_;  // most recent first
+  std::unordered_map<int64_t, std::pair<std::list<int64_t>::iterator, int64_t>> where_;  // -> slot
 };
 
 // Which rows each owner holds, for R rows over P owners.
@@ -102,8 +121,9 @@ class EngramStore {
     int64_t row_count = 0;
     // The step in flight: wanted rows [T * C], their sorted unique set, where each want sits in
     // it, and the unique rows' bytes as they arrive.
-    std::vector<int64_t> want, uniq, slot;
-    std::vector<uint8_t> got, serve;
+    std::vector<int64_t> want, uniq, slot, need;  // need: uniq indices fetched from others
+    std::vector<uint8_t> got, fetched, serve;
+    std::unique_ptr<RowCache> cache;
     std::vector<int64_t> send_counts, recv_counts;
     comm::Request resp;                     // alltoall fetch: the rows coming back
     bool pending = false;

@@ -87,10 +87,14 @@ void check_compression_map(const std::vector<int32_t>& map, const ModelConfig& c
 void engram_forward(const ModelConfig& cfg, const EngramWeights& w, const float* e, int64_t T,
                     float* x, std::vector<float>* kv_buf) {
   if (T == 0) return;
+  kv_buf->resize(size_t(T * (cfg.hc_mult + 1) * cfg.hidden_size));
+  linear(e, T, w.wkv, kv_buf->data());
+  engram_gate(cfg, w, kv_buf->data(), T, x);
+}
+
+void engram_gate(const ModelConfig& cfg, const EngramWeights& w, const float* kv, int64_t T,
+                 float* x) {
   const int64_t D = cfg.hidden_size, hc = cfg.hc_mult, N = (hc + 1) * D;
-  kv_buf->resize(size_t(T * N));
-  float* kv = kv_buf->data();
-  linear(e, T, w.wkv, kv);
   const std::vector<float> q = w.q_weight.to_f32(), k = w.k_weight.to_f32();
   const double eps = cfg.rms_norm_eps, inv_sqrt_d = 1.0 / std::sqrt(double(D));
   for (int64_t t = 0; t < T; ++t) {

@@ -29,6 +29,10 @@ std::vector<int32_t> synthetic_compression_map(uint64_t seed, int64_t vocab, int
 void check_compression_map(const std::vector<int32_t>& map, const ModelConfig& cfg,
                            const std::string& source);
 
+// The gate half of the block, given kv [T, (hc + 1) * D] = wkv e: updates x [T, hc, D].
+void engram_gate(const ModelConfig& cfg, const EngramWeights& w, const float* kv, int64_t T,
+                 float* x);
+
 // The block, before layer l's attention site, for T positions:
 //   kv[t] = wkv e[t]                          e [T, C*hd] -> kv [T, (hc + 1) * D]
 //   per stream m: dot = <x_m * q_m * k_m, key_m> / (rms(x_m) rms(key_m) sqrt(D))

@@ -85,6 +85,22 @@ TEST(EngramStore, RowRangesMapEveryRowToOneOwner) {
   EXPECT_EQ(few.count(3), 0);
 }
 
+TEST(EngramStore, RowCacheKeepsTheMostRecentRows) {
+  RowCache c(2, 4);
+  const uint8_t a[4] = {1, 1, 1, 1}, b[4] = {2, 2, 2, 2}, d[4] = {3, 3, 3, 3};
+  EXPECT_EQ(c.find(10), nullptr);
+  c.insert(10, a);
+  c.insert(20, b);
+  ASSERT_NE(c.find(10), nullptr);  // 10 is now more recent than 20
+  EXPECT_EQ(c.find(10)[0], 1);
+  c.insert(30, d);                 // full: 20, the least recent, goes
+  EXPECT_EQ(c.find(20), nullptr);
+  ASSERT_NE(c.find(30), nullptr);
+  EXPECT_EQ(c.find(30)[3], 3);
+  ASSERT_NE(c.find(10), nullptr);
+  EXPECT_EQ(c.find(10)[2], 1);
+}
+
 TEST(EngramStore, CompressionMapChecked) {
   ModelConfig cfg;
   cfg.vocab_size = 4;

@@ -104,6 +104,30 @@ TEST(EngramOwners, SubsetOfRanksMatchesOneRank) {
   }
 }
 
+// The hot-row cache (small, so rows are evicted) changes nothing but the traffic; decoding a
+// repeated token hits it.
+TEST(EngramCache, SameResultsAndHits) {
+  auto ref = make_solo_model(kModel, opts(EngramFetch::Get, true));
+  for (EngramFetch f : {EngramFetch::Get, EngramFetch::Alltoall}) {
+    EngineOptions o = opts(f, true);
+    o.engram.cache_rows = 40;
+    auto dist = make_model(kModel, o);
+    compare(*ref, *dist, std::string("cache, ") + engram_fetch_name(f));
+    dist->engine->reset();
+    std::vector<int32_t> ids(8, 9);
+    dist->engine->prefill(ids);
+    const int32_t tok = 9;
+    for (int i = 0; i < 6; ++i) dist->engine->decode(&tok);
+    const EngramStats& s = dist->engine->engram()->stats;
+    const comm::Comm w = comm::Comm::world();
+    if (w.size() > 1) {
+      EXPECT_GT(w.allreduce(s.cache_hits, comm::Op::Sum), 0) << "repeated n-grams never hit";
+    } else {
+      EXPECT_EQ(s.cache_lookups, 0) << "one rank holds every row: nothing is remote";
+    }
+  }
+}
+
 // --engram off runs the same backbone without the blocks: the logits change.
 TEST(EngramOff, ChangesTheLogits) {
   EngineOptions off = opts(EngramFetch::Get, true);

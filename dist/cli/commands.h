@@ -22,6 +22,7 @@ struct EngramCli {
   std::string engram = "on", fetch = "get", prefetch = "on";
   std::vector<int> ranks;
   double budget_gib = 0;
+  int64_t cache_rows = 0;
 };
 void add_engram_options(CLI::App* app, EngramCli* o);
 EngramOptions engram_options(const EngramCli& o);

@@ -119,6 +119,9 @@ void add_engram_options(CLI::App* app, EngramCli* o) {
   app->add_option("--engram-budget", o->budget_gib, "Most GiB of Engram table one rank may hold "
                   "(default: the node's available memory over its ranks)")
       ->check(CLI::PositiveNumber);
+  app->add_option("--engram-cache", o->cache_rows, "Rows per Engram table each rank keeps of "
+                  "recently fetched remote rows (LRU; default 0: off)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 EngramOptions engram_options(const EngramCli& o) {
@@ -128,6 +131,7 @@ EngramOptions engram_options(const EngramCli& o) {
   e.prefetch = o.prefetch == "on";
   e.owners = o.ranks;
   e.budget_gib = o.budget_gib;
+  e.cache_rows = o.cache_rows;
   return e;
 }
 
@@ -321,7 +325,9 @@ int run_command(const RunOptions& o) {
                        {"lookups", st.lookups},     {"unique", st.unique},
                        {"remote", st.remote},       {"bytes_received", st.bytes},
                        {"wait_seconds", st.wait_s}, {"table_bytes_rank0", es->local_bytes()},
-                       {"seconds", engine.timers().engram}};
+                       {"seconds", engine.timers().engram},
+                       {"cache_rows", o.engram.cache_rows},
+                       {"cache_lookups", st.cache_lookups}, {"cache_hits", st.cache_hits}};
       }
       std::printf("%s\n", j.dump().c_str());
     } else {

@@ -71,20 +71,10 @@ std::string fixture_variant(const std::string& name, const TensorToWrite& replac
   fs::remove_all(dst);
   fs::create_directories(dst);
   fs::copy_file(src / "config.json", dst / "config.json");
-  Checkpoint ck = Checkpoint::open(src.string());
   std::vector<TensorToWrite> all;
-  for (auto& n : ck.names()) {
-    if (n == replacement.name) {
-      if (!drop) all.push_back(replacement);
-      continue;
-    }
-    Weight w = ck.get(n);
-    TensorToWrite t{n, w.dtype, w.shape, {}, {}};
-    if (w.dtype == DType::I64)
-      for (int64_t i = 0; i < w.numel(); ++i) t.ints.push_back(w.at_i64(i));
-    else
-      t.values = w.to_f32();
-    all.push_back(std::move(t));
+  for (TensorToWrite& t : test::checkpoint_tensors(Checkpoint::open(src.string()))) {
+    if (t.name != replacement.name) all.push_back(std::move(t));
+    else if (!drop) all.push_back(replacement);
   }
   write_safetensors((dst / "model.safetensors").string(), all);
   return dst.string();

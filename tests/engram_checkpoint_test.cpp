@@ -56,17 +56,7 @@ std::string write_checkpoint(const std::string& name, bool fp32_tables,
   const json cfg = {{"model_type", "deepseek_v41"}, {"text_config", text}};
   std::ofstream(dst / "config.json") << cfg.dump(2);
 
-  Checkpoint ck = Checkpoint::open(src.string());
-  std::vector<TensorToWrite> all;
-  for (auto& n : ck.names()) {
-    Weight w = ck.get(n);
-    TensorToWrite t{n, w.dtype, w.shape, {}, {}};
-    if (w.dtype == DType::I64)
-      for (int64_t i = 0; i < w.numel(); ++i) t.ints.push_back(w.at_i64(i));
-    else
-      t.values = w.to_f32();
-    all.push_back(std::move(t));
-  }
+  std::vector<TensorToWrite> all = test::checkpoint_tensors(Checkpoint::open(src.string()));
   const auto hp = engram_hash_params(kLayers, kNgram, kHeads, kPrimeStart, kCVocab);
   const int64_t dim = (kNgram - 1) * kHeads * kHeadDim, rb = engram_row_bytes(DType::F8_E4M3, kHeadDim);
   for (size_t k = 0; k < kLayers.size(); ++k) {

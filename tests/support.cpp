@@ -45,6 +45,20 @@ std::unique_ptr<TestModel> make_solo_model(const std::string& model, EngineOptio
   return tm;
 }
 
+std::vector<TensorToWrite> checkpoint_tensors(const Checkpoint& ck) {
+  std::vector<TensorToWrite> all;
+  for (auto& n : ck.names()) {
+    Weight w = ck.get(n);
+    TensorToWrite t{n, w.dtype, w.shape, {}, {}};
+    if (w.dtype == DType::I64)
+      for (int64_t i = 0; i < w.numel(); ++i) t.ints.push_back(w.at_i64(i));
+    else
+      t.values = w.to_f32();
+    all.push_back(std::move(t));
+  }
+  return all;
+}
+
 std::string error_of(const std::function<void()>& f) {
   try {
     f();

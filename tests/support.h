@@ -40,6 +40,9 @@ std::unique_ptr<TestModel> make_model(const std::string& model, EngineOptions op
 std::unique_ptr<TestModel> make_solo_model(const std::string& model, EngineOptions opt = {},
                                            const std::vector<std::string>& sets = {});
 
+// Every tensor of a checkpoint as values to write back (fixture variants).
+std::vector<TensorToWrite> checkpoint_tensors(const Checkpoint& ck);
+
 // The message of the modelone::Error that f throws, or "" when it throws none.
 std::string error_of(const std::function<void()>& f);
 

@@ -124,7 +124,7 @@ void fetch_bench(const EngramBenchOptions& o, const ModelConfig& cfg) {
 }
 
 struct StepTimes {
-  double prefill = 0, decode = 0, engram_prefill = 0, wait = 0;
+  double prefill = 0, decode = 0, engram_prefill = 0, engram_decode = 0, wait = 0;
 };
 
 StepTimes step_times(const ModelSource& ms, const EngramBenchOptions& o, int64_t T, bool on,
@@ -152,6 +152,7 @@ StepTimes step_times(const ModelSource& ms, const EngramBenchOptions& o, int64_t
   s.prefill = pf[pf.size() / 2];
   std::vector<double> dt;
   int32_t tok = 1;
+  const double e0 = e->timers().engram;
   for (int i = 0; i < o.decode_steps; ++i) {
     grid.world.barrier();
     const double w0 = comm::now();
@@ -160,6 +161,8 @@ StepTimes step_times(const ModelSource& ms, const EngramBenchOptions& o, int64_t
   }
   std::sort(dt.begin(), dt.end());
   s.decode = dt.empty() ? 0 : dt[dt.size() / 2];
+  s.engram_decode = grid.world.allreduce(e->timers().engram - e0, comm::Op::Max) /
+                    double(std::max<int64_t>(o.decode_steps, 1));
   if (on) s.wait = grid.world.allreduce(e->engram()->stats.wait_s, comm::Op::Max);
   return s;
 }
@@ -186,6 +189,7 @@ void step_bench(const EngramBenchOptions& o, const ModelSource& ms) {
         .add("off_ms", off.decode * 1e3).add("on_ms", on.decode * 1e3)
         .add("no_prefetch_ms", nop.decode * 1e3).add("overhead_pct", pct(on.decode, off.decode), 3)
         .add("no_prefetch_overhead_pct", pct(nop.decode, off.decode), 3)
+        .add("engram_ms", on.engram_decode * 1e3)
         .add("est_overhead_pct_40_layers", full(on.decode, off.decode), 3).print(o.json);
   }
 }

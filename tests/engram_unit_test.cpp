@@ -213,5 +213,26 @@ TEST(EngramHash, BadParametersThrow) {
   EXPECT_THROW(engram_rows(broken, 2, hist.data(), 0, 3, 7, rows.data()), Error);
 }
 
+// One position of V4.1's first Engram layer (layer 1), every column, with the real multipliers
+// and primes: expected rows computed outside this code base (Python's unbounded integers over the
+// formula of ../shared/engram-notes.md, primes by trial division from 16,000,000).
+TEST(EngramHash, V41RowsOfOnePositionEveryColumn) {
+  const EngramHashParams hp = v41()[0];
+  const std::vector<int32_t> hist = {5, 99091, 12345, 777};
+  std::vector<int64_t> rows(24);
+  engram_rows(hp, 8, hist.data(), 3, 1, 42, rows.data());  // t = 3: a full 4-gram
+  const std::vector<int64_t> t3 = {
+      8192402,   26690386,  40008856,  50558610,  66391497,  87671455,  98311850,  127339173,
+      143722725, 147257316, 170601366, 186604207, 204083609, 218836774, 224482888, 251110777,
+      256042716, 280109181, 302863560, 307744039, 332888405, 339439420, 366870958, 379501213};
+  EXPECT_EQ(rows, t3);
+  engram_rows(hp, 8, hist.data(), 1, 1, 42, rows.data());  // t = 1: orders 3 and 4 see the pad
+  const std::vector<int64_t> t1 = {
+      7183769,   20516649,  39152584,  52781975,  77701316,  93601195,  110974967, 120231173,
+      134642268, 146748412, 169827214, 181463785, 207673657, 217593572, 224492021, 248480753,
+      261973763, 275083503, 298059611, 312752739, 329068688, 347323006, 363215530, 383757716};
+  EXPECT_EQ(rows, t1);
+}
+
 }  // namespace
 }  // namespace modelone

@@ -85,18 +85,23 @@ EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, Engram
   row_bytes_ = engram_row_bytes(dtype_, ec.head_dim);
   const std::vector<EngramHashParams> hps =
       engram_hash_params(ec.layers, ec.max_ngram, ec.n_heads, ec.prime_start, ec.compressed_vocab);
-  // Refuse a share that cannot fit before allocating any of it.
+  // Refuse a share that cannot fit before allocating any of it. Budgets differ between nodes,
+  // so the ranks compare notes first and all stop with the first offender's numbers.
   double budget = opt_.budget_gib * double(1ll << 30);
   if (budget <= 0) {
     const comm::Comm node = world.split_shared();
     budget = mem_available_bytes() / double(node.size());
   }
-  if (me_owner_ >= 0 && budget > 0) {
-    int64_t share = 0;
-    for (auto& hp : hps) share += RowRanges(hp.rows, P).count(me_owner_) * row_bytes_;
-    MO_REQUIRE(double(share) <= budget, "the Engram tables need ", double(share) / double(1ll << 30),
-               " GiB on rank ", world.rank(), " (", P, " ranks hold them), more than its budget of ",
-               budget / double(1ll << 30), " GiB (--engram-budget); spread them over more ranks");
+  double mine[2] = {0, budget};
+  if (me_owner_ >= 0)
+    for (auto& hp : hps) mine[0] += double(RowRanges(hp.rows, P).count(me_owner_) * row_bytes_);
+  std::vector<double> all(static_cast<size_t>(2 * world.size()));
+  world.allgather(mine, 2, all.data());
+  for (int r = 0; r < world.size(); ++r) {
+    const double share = all[size_t(2 * r)], cap = all[size_t(2 * r + 1)];
+    MO_REQUIRE(cap <= 0 || share <= cap, "the Engram tables need ", share / double(1ll << 30),
+               " GiB on rank ", r, " (", P, " ranks hold them), more than its budget of ",
+               cap / double(1ll << 30), " GiB (--engram-budget); spread them over more ranks");
   }
   tables_.resize(hps.size());
   for (size_t k = 0; k < hps.size(); ++k) {

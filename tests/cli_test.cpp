@@ -337,6 +337,9 @@ TEST(Cli, InspectEngramTablesAndBadInput) {
                "--mem-per-rank 24 GiB");
   expect_error("run --model tiny-engram --ids 1 --engram-budget 0.0001",
                "more than its budget of 0.0001 GiB \\(--engram-budget\\)", 2);
+  // Only rank 0 holds rows, so only its share is too big: the other rank must stop too.
+  expect_error("run --model tiny-engram --ids 1 --engram-ranks 0 --engram-budget 0.0001",
+               "on rank 0 \\(1 ranks hold them\\)", 3);
   expect_error("run --model tiny-engram --ids 1 --engram-ranks 0,2",
                "--engram-ranks: rank 2 is outside the world \\[0, 2\\)", 2);
   expect_error("run --model tiny-engram --ids 1 --set engram_layer_ids=1,7",

@@ -61,7 +61,7 @@ for w in "${what[@]}"; do
       # Fetch paths against a local gather and the all-reduce design at 1-4 ranks, then step
       # time with Engram on / prefetch off / off.
       for p in 1 2 3 4; do mpirun -n $p $bin bench engram --part fetch; done
-      mpirun -n 2 $bin bench engram --part step --iters 1 --step-tokens 512,4096 ;;
+      mpirun -n 2 $bin bench engram --part step --iters 1 --step-tokens 512,4096 --decode-steps 16 ;;
     *) echo "bench_all.sh: unknown benchmark '$w' (gemm, engine, attention, ep, moe, context, engram)" >&2; exit 2 ;;
   esac
 done

@@ -145,6 +145,13 @@ ModelConfig config_from_proto(const pb::ModelConfig& p, const std::string& sourc
   c.rope_compress = rope_from(comp, ctheta, partial, c.head_dim, c.max_position_embeddings,
                               source, "compress");
   c.rope_dim = c.rope_main.dim;
+  if (p.weight_block_size_size() > 0) {
+    MO_REQUIRE(p.weight_block_size_size() == 2 && p.weight_block_size(0) > 0 &&
+                   p.weight_block_size(1) > 0,
+               source, ": quantization_config.weight_block_size must be two positive sizes");
+    c.fp8_block_rows = p.weight_block_size(0);
+    c.fp8_block_cols = p.weight_block_size(1);
+  }
   EngramConfig& e = c.engram;
   e.layers.assign(p.engram_layer_ids().begin(), p.engram_layer_ids().end());
   if (p.has_engram_max_ngram_size()) e.max_ngram = p.engram_max_ngram_size();

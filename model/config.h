@@ -51,6 +51,7 @@ struct ModelConfig {
   int64_t max_position_embeddings = 0, bos_token_id = -1, eos_token_id = -1;
   bool tie_word_embeddings = false;
   EngramConfig engram;
+  int64_t fp8_block_rows = 128, fp8_block_cols = 128;  // quantization_config.weight_block_size
   // Synthetic weights
   uint64_t seed = 0;
   DType weight_dtype = DType::BF16;

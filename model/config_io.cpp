@@ -162,6 +162,12 @@ pb::ModelConfig read_config_json(const std::string& path) {
       fill_message(cfg.mutable_rope_scaling(), rp, path + ": rope_parameters");
     }
   }
+  // The FP8 block size lives in quantization_config (beside the text model or at the top).
+  for (const json* q : std::initializer_list<const json*>{&c, &j})
+    if (q->contains("quantization_config") && (*q)["quantization_config"].is_object() &&
+        (*q)["quantization_config"].contains("weight_block_size") && cfg.weight_block_size_size() == 0)
+      fill_message(&cfg, json{{"weight_block_size", (*q)["quantization_config"]["weight_block_size"]}},
+                   path + ": quantization_config");
   if (c.contains("rope_scaling") && c["rope_scaling"].is_object())
     fill_message(cfg.mutable_rope_scaling(), c["rope_scaling"], path + ": rope_scaling");
   return cfg;

@@ -11,11 +11,14 @@ size_t dtype_size(DType t) {
   switch (t) {
     case DType::F32: case DType::I32: return 4;
     case DType::BF16: case DType::F16: return 2;
-    case DType::F8_E4M3: case DType::F8_E8M0: return 1;
+    case DType::F8_E4M3: case DType::F8_E8M0: case DType::F4_E2M1: case DType::I8: case DType::U8:
+      return 1;
     case DType::I64: return 8;
   }
   return 0;
 }
+
+size_t dtype_bytes(DType t, size_t n) { return t == DType::F4_E2M1 ? (n + 1) / 2 : n * dtype_size(t); }
 
 std::string_view dtype_name(DType t) {
   switch (t) {
@@ -26,6 +29,9 @@ std::string_view dtype_name(DType t) {
     case DType::F8_E8M0: return "F8_E8M0";
     case DType::I64: return "I64";
     case DType::I32: return "I32";
+    case DType::F4_E2M1: return "F4_E2M1";
+    case DType::I8: return "I8";
+    case DType::U8: return "U8";
   }
   return "?";
 }
@@ -34,7 +40,7 @@ bool dtype_from_name(std::string_view s, DType* out) {
   static const std::pair<std::string_view, DType> names[] = {
       {"F32", DType::F32},         {"BF16", DType::BF16},       {"F16", DType::F16},
       {"F8_E4M3", DType::F8_E4M3}, {"F8_E8M0", DType::F8_E8M0}, {"I64", DType::I64},
-      {"I32", DType::I32}};
+      {"I32", DType::I32},         {"I8", DType::I8},           {"U8", DType::U8}};
   for (auto& [n, t] : names)
     if (n == s) { *out = t; return true; }
   return false;
@@ -128,6 +134,21 @@ uint8_t f32_to_ue8m0_ceil(float f) {
 
 void widen_to_f32(DType t, const void* src, float* dst, size_t n) {
   switch (t) {
+    case DType::F4_E2M1: {  // n codes from the start of src (an even element offset)
+      auto* s = static_cast<const uint8_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = e2m1_to_f32((s[i / 2] >> ((i & 1) * 4)) & 0xf);
+      return;
+    }
+    case DType::I8: {
+      auto* s = static_cast<const int8_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
+      return;
+    }
+    case DType::U8: {
+      auto* s = static_cast<const uint8_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
+      return;
+    }
     case DType::F32: std::memcpy(dst, src, n * 4); return;
     case DType::BF16: {
       auto* s = static_cast<const uint16_t*>(src);

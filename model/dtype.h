@@ -8,12 +8,22 @@
 
 namespace modelone {
 
-enum class DType : uint8_t { F32, BF16, F16, F8_E4M3, F8_E8M0, I64, I32 };
+// F4_E2M1: FP4 e2m1, two codes per byte, the low nibble first (DeepSeek's routed experts, which
+// ship as I8 tensors of packed codes). I8 / U8: raw bytes as safetensors declares them.
+enum class DType : uint8_t { F32, BF16, F16, F8_E4M3, F8_E8M0, I64, I32, F4_E2M1, I8, U8 };
 
-size_t dtype_size(DType t);
+size_t dtype_size(DType t);                // bytes per element (1 for F4_E2M1: see dtype_bytes)
+size_t dtype_bytes(DType t, size_t n);     // bytes of n elements (F4_E2M1: n / 2, rounded up)
 std::string_view dtype_name(DType t);           // safetensors spelling: "F32", "BF16", ...
 bool dtype_from_name(std::string_view s, DType* out);
-inline bool dtype_is_float(DType t) { return t != DType::I64 && t != DType::I32; }
+inline bool dtype_is_float(DType t) {
+  return t != DType::I64 && t != DType::I32 && t != DType::I8 && t != DType::U8;
+}
+// FP4 e2m1 code (0-15) to fp32: 0, 0.5, 1, 1.5, 2, 3, 4, 6, and codes 8-15 their negatives.
+inline float e2m1_to_f32(uint8_t code) {
+  static constexpr float kMag[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
+  return (code & 8) ? -kMag[code & 7] : kMag[code & 7];
+}
 
 inline float bf16_to_f32(uint16_t h) {
   uint32_t u = uint32_t(h) << 16;

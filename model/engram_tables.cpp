@@ -7,6 +7,7 @@
 #include "model/engram.h"
 #include "model/npy.h"
 #include "model/safetensors.h"
+#include "model/weights.h"
 
 namespace modelone {
 
@@ -23,7 +24,7 @@ EngramTables EngramTables::synthetic(const ModelConfig& cfg) {
 }
 
 DType EngramTables::checkpoint_dtype(const ModelConfig& cfg, const Checkpoint& ck) {
-  const std::string name = engram_embed_name(cfg.engram.layers.at(0));
+  const std::string name = scheme_name(name_scheme(ck), engram_embed_name(cfg.engram.layers.at(0)));
   MO_REQUIRE(ck.has(name), ck.path(), ": missing Engram table '", name, "'");
   return ck.get(name).dtype;
 }
@@ -36,8 +37,9 @@ EngramTables EngramTables::from_checkpoint(const ModelConfig& cfg, const Checkpo
   MO_REQUIRE(t.dtype_ == DType::F8_E4M3 || t.dtype_ == DType::F32 || t.dtype_ == DType::BF16,
              ck.path(), ": Engram tables must be F8_E4M3, F32 or BF16, not ", dtype_name(t.dtype_));
   const int64_t hd = t.head_dim_;
+  const NameScheme scheme = name_scheme(ck);
   for (size_t k = 0; k < cfg.engram.layers.size(); ++k) {
-    const std::string name = engram_embed_name(cfg.engram.layers[k]);
+    const std::string name = scheme_name(scheme, engram_embed_name(cfg.engram.layers[k]));
     MO_REQUIRE(ck.has(name), ck.path(), ": missing Engram table '", name, "'");
     Weight w = ck.get(name);
     MO_REQUIRE(w.dtype == t.dtype_, ck.path(), ": '", name, "' is ", dtype_name(w.dtype),

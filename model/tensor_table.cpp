@@ -171,6 +171,17 @@ std::string expand_name(const char* pattern, int64_t layer, int64_t expert) {
   return s;
 }
 
+std::string release_name(const std::string& n) {
+  auto starts = [&](const char* p) { return n.rfind(p, 0) == 0; };
+  if (starts("model.embed_tokens.")) return "embed." + n.substr(19);
+  if (starts("model.hc_head.hc_")) return "hc_head_" + n.substr(17);
+  if (!starts("model.")) return n;  // head.weight
+  std::string r = n.substr(6);
+  const auto at = r.find(".attn.norm.");
+  if (starts("model.layers.") && at != std::string::npos) r.replace(at, 11, ".attn.kv_norm.");
+  return r;
+}
+
 std::vector<TensorInstance> enumerate_tensors(const ModelConfig& cfg) {
   std::vector<TensorInstance> out;
   for (auto& spec : kTable) {

@@ -35,12 +35,18 @@ const std::vector<TensorSpec>& tensor_table();
 
 std::string expand_name(const char* pattern, int64_t layer, int64_t expert);
 
+// The table spells names the way transformers writes them. DeepSeek's release drops "model.",
+// and renames three: model.embed_tokens.weight -> embed.weight, model.hc_head.hc_X -> hc_head_X,
+// attn.norm -> attn.kv_norm. release_name maps a table name (or its ".scale") to the release's.
+std::string release_name(const std::string& table_name);
+
 struct WeightRequest {
   std::string name;
   std::vector<int64_t> shape;
   Init init;
   bool integer = false;
   int64_t int_range = 0;  // integer tables hold values in [0, int_range) (tid2eid: n_experts)
+  bool expert = false;    // a routed expert's weight (the only place FP4 is read)
 };
 
 // Every tensor of the model with its name and shape, in table order (for inspect and counts).

@@ -22,7 +22,7 @@ int64_t Weight::cols() const {
 void Weight::rows_f32(int64_t r0, int64_t n, float* out) const {
   const int64_t c = cols();
   MO_CHECK(r0 >= 0 && r0 + n <= std::max<int64_t>(rows(), 1), name, " rows ", r0, "+", n);
-  const char* base = static_cast<const char*>(data) + size_t(r0 * c) * dtype_size(dtype);
+  const char* base = static_cast<const char*>(data) + dtype_bytes(dtype, size_t(r0 * c));
   widen_to_f32(dtype, base, out, size_t(n * c));
   if (!scale) return;
   // Block-scaled FP8: multiply each (row, column block) by its scale.
@@ -50,6 +50,8 @@ std::vector<float> Weight::to_f32() const {
 }
 
 float Weight::at_f32(int64_t i) const {
+  if (dtype == DType::F4_E2M1)
+    return e2m1_to_f32((static_cast<const uint8_t*>(data)[i / 2] >> ((i & 1) * 4)) & 0xf);
   float f;
   widen_to_f32(dtype, static_cast<const char*>(data) + size_t(i) * dtype_size(dtype), &f, 1);
   return f;

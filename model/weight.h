@@ -19,7 +19,9 @@ struct Weight {
   std::shared_ptr<const void> owner;  // keeps `data` alive
 
   // FP8 weights carry one scale per (block_rows x block_cols) block: scale is [ceil(rows/br),
-  // ceil(cols/bc)] (DeepSeek's `.scale` / transformers' `weight_scale_inv`).
+  // ceil(cols/bc)] (DeepSeek's `.scale` / transformers' `weight_scale_inv`). FP4 (F4_E2M1)
+  // expert weights: shape is the logical [out, in], the data in/2 bytes a row, and one scale
+  // per 32 values of a row (block 1 x 32).
   std::shared_ptr<Weight> scale;
   int64_t block_rows = 128, block_cols = 128;
 
@@ -28,7 +30,7 @@ struct Weight {
   int64_t rows() const { return shape.empty() ? 0 : shape[0]; }
   // Elements per row: the product of all dims after the first (1 for a vector).
   int64_t cols() const;
-  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+  size_t nbytes() const { return dtype_bytes(dtype, size_t(numel())); }
 
   // Rows [r0, r0 + n) widened to fp32 into out[n, cols()], block scales applied.
   void rows_f32(int64_t r0, int64_t n, float* out) const;

@@ -13,54 +13,74 @@ namespace {
 
 class CheckpointSource : public WeightSource {
  public:
-  explicit CheckpointSource(std::shared_ptr<const Checkpoint> ck) : ck_(std::move(ck)) {}
+  CheckpointSource(std::shared_ptr<const Checkpoint> ck, int64_t block_rows, int64_t block_cols)
+      : ck_(std::move(ck)), scheme_(name_scheme(*ck_)), br_(block_rows), bc_(block_cols) {}
 
   Weight load(const WeightRequest& req) override {
-    MO_REQUIRE(ck_->has(req.name), "checkpoint '", ck_->path(), "' is missing tensor '", req.name,
+    const std::string name = scheme_name(scheme_, req.name);
+    MO_REQUIRE(ck_->has(name), "checkpoint '", ck_->path(), "' is missing tensor '", name,
                "' (expected shape ", shape_str(req.shape), ")");
-    Weight w = ck_->get(req.name);
-    MO_REQUIRE(w.shape == req.shape, "tensor '", req.name, "' has shape ", shape_str(w.shape),
+    Weight w = ck_->get(name);
+    if (w.dtype == DType::I8 || w.dtype == DType::U8) return fp4(std::move(w), req);
+    MO_REQUIRE(w.shape == req.shape, "tensor '", name, "' has shape ", shape_str(w.shape),
                ", expected ", shape_str(req.shape));
     if (req.integer) {
-      MO_REQUIRE(w.dtype == DType::I64 || w.dtype == DType::I32, "tensor '", req.name,
+      MO_REQUIRE(w.dtype == DType::I64 || w.dtype == DType::I32, "tensor '", name,
                  "' has dtype ", dtype_name(w.dtype), ", expected I64");
       return w;
     }
     MO_REQUIRE(w.dtype == DType::F32 || w.dtype == DType::BF16 || w.dtype == DType::F16 ||
                    w.dtype == DType::F8_E4M3,
-               "tensor '", req.name, "' has dtype ", dtype_name(w.dtype),
+               "tensor '", name, "' has dtype ", dtype_name(w.dtype),
                ", expected F32, BF16, F16 or F8_E4M3");
-    if (w.dtype == DType::F8_E4M3) attach_scale(w);
+    if (w.dtype == DType::F8_E4M3) attach_scale(w, br_, bc_, "weight_block_size");
     return w;
   }
 
   std::string describe() const override { return "checkpoint " + ck_->path(); }
 
  private:
-  // FP8 weights come with block scales: DeepSeek names them X.scale, transformers
-  // X.weight_scale_inv; the block size follows from the two shapes.
-  void attach_scale(Weight& w) {
+  // Routed experts ship FP4: I8 [out, in / 2], two e2m1 codes a byte, with an E8M0 scale per 32
+  // inputs of a row. Kept packed; rows_f32 decodes a tile at a time.
+  Weight fp4(Weight w, const WeightRequest& req) {
+    MO_REQUIRE(req.expert && req.shape.size() == 2, "tensor '", w.name, "' is ",
+               dtype_name(w.dtype), ": packed FP4 is read only for routed expert weights");
+    const int64_t out = req.shape[0], in = req.shape[1];
+    MO_REQUIRE(in % 32 == 0 && w.shape == std::vector<int64_t>({out, in / 2}), "FP4 tensor '",
+               w.name, "' has shape ", shape_str(w.shape), ", expected [", out, ", ", in / 2,
+               "] (two codes a byte of a ", shape_str(req.shape), " weight)");
+    w.dtype = DType::F4_E2M1;
+    w.shape = req.shape;
+    attach_scale(w, 1, 32, "FP4's per-32 group");
+    MO_REQUIRE(w.scale->dtype == DType::F8_E8M0 || w.scale->dtype == DType::F32, "scale of FP4 '",
+               w.name, "' is ", dtype_name(w.scale->dtype), ", expected F8_E8M0");
+    return w;
+  }
+
+  // Block scales: DeepSeek names them X.scale, transformers X.weight_scale_inv. The block is the
+  // config's (rows x cols); the scale must have the shape that block tiles the weight into.
+  void attach_scale(Weight& w, int64_t br, int64_t bc, const char* what) {
     std::string base = w.name;
     if (base.size() > 7 && base.compare(base.size() - 7, 7, ".weight") == 0)
       base.resize(base.size() - 7);
     std::string sname;
     for (auto cand : {base + ".scale", base + ".weight_scale_inv"})
       if (ck_->has(cand)) sname = cand;
-    MO_REQUIRE(!sname.empty(), "FP8 tensor '", w.name, "' has no block scale (", base,
+    MO_REQUIRE(!sname.empty(), "quantized tensor '", w.name, "' has no scale (", base,
                ".scale or ", base, ".weight_scale_inv)");
     auto s = std::make_shared<Weight>(ck_->get(sname));
-    MO_REQUIRE(s->shape.size() == 2 && w.shape.size() == 2 && s->shape[0] > 0 && s->shape[1] > 0,
-               "scale '", sname, "' has shape ", shape_str(s->shape), ", expected 2-D");
-    w.block_rows = (w.shape[0] + s->shape[0] - 1) / s->shape[0];
-    w.block_cols = (w.shape[1] + s->shape[1] - 1) / s->shape[1];
-    MO_REQUIRE((w.shape[0] + w.block_rows - 1) / w.block_rows == s->shape[0] &&
-                   (w.shape[1] + w.block_cols - 1) / w.block_cols == s->shape[1],
-               "scale '", sname, "' shape ", shape_str(s->shape), " does not tile ", w.name, " ",
-               shape_str(w.shape));
+    const std::vector<int64_t> want = {(w.rows() + br - 1) / br, (w.cols() + bc - 1) / bc};
+    MO_REQUIRE(w.shape.size() == 2 && s->shape == want, "scale '", sname, "' has shape ",
+               shape_str(s->shape), ", but ", what, " [", br, ", ", bc, "] tiles '", w.name, "' ",
+               shape_str(w.shape), " into ", shape_str(want));
+    w.block_rows = br;
+    w.block_cols = bc;
     w.scale = std::move(s);
   }
 
   std::shared_ptr<const Checkpoint> ck_;
+  NameScheme scheme_;
+  int64_t br_, bc_;
 };
 
 class SyntheticSource : public WeightSource {
@@ -106,8 +126,27 @@ class SyntheticSource : public WeightSource {
 
 }  // namespace
 
-std::unique_ptr<WeightSource> checkpoint_source(std::shared_ptr<const Checkpoint> ck) {
-  return std::make_unique<CheckpointSource>(std::move(ck));
+NameScheme name_scheme(const Checkpoint& ck) {
+  std::string tf, rel;  // one name of each scheme, if any
+  for (const std::string& n : ck.names()) {
+    if (n.rfind("mtp.", 0) == 0 || n == "head.weight") continue;  // MTP is skipped; head is shared
+    if (n.rfind("model.", 0) == 0) tf = n;
+    else if (n.rfind("layers.", 0) == 0 || n == "embed.weight" || n == "norm.weight" ||
+             n.rfind("hc_head_", 0) == 0)
+      rel = n;
+  }
+  MO_REQUIRE(tf.empty() || rel.empty(), "checkpoint '", ck.path(), "' mixes transformers names ('",
+             tf, "') and DeepSeek release names ('", rel, "')");
+  return rel.empty() ? NameScheme::Transformers : NameScheme::Release;
+}
+
+std::string scheme_name(NameScheme s, const std::string& table_name) {
+  return s == NameScheme::Release ? release_name(table_name) : table_name;
+}
+
+std::unique_ptr<WeightSource> checkpoint_source(std::shared_ptr<const Checkpoint> ck,
+                                                int64_t block_rows, int64_t block_cols) {
+  return std::make_unique<CheckpointSource>(std::move(ck), block_rows, block_cols);
 }
 
 std::unique_ptr<WeightSource> synthetic_source(uint64_t seed, DType dtype) {
@@ -122,7 +161,8 @@ ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const Exper
   auto load_one = [&](const TensorSpec& spec, int64_t l, int64_t e) {
     if (want && !want(spec)) return;
     WeightRequest req{expand_name(spec.pattern, l, e), spec.shape(cfg, std::max<int64_t>(l, 0)),
-                      spec.init, spec.integer, spec.integer ? cfg.n_experts : 0};
+                      spec.init, spec.integer, spec.integer ? cfg.n_experts : 0,
+                      spec.scope == Scope::Expert};
     Weight* slot = spec.slot(w, l, e);
     *slot = src.load(req);
     w.bytes += slot->nbytes();

@@ -67,7 +67,16 @@ class WeightSource {
   virtual Weight load(const WeightRequest& req) = 0;
   virtual std::string describe() const = 0;
 };
-std::unique_ptr<WeightSource> checkpoint_source(std::shared_ptr<const Checkpoint> ck);
+// Checkpoints name tensors the transformers way or DeepSeek's release way (tensor_table.h);
+// name_scheme says which (an Error when a checkpoint mixes them), scheme_name spells a table
+// name in it.
+enum class NameScheme : uint8_t { Transformers, Release };
+NameScheme name_scheme(const Checkpoint& ck);
+std::string scheme_name(NameScheme s, const std::string& table_name);
+// FP8 weights are read with block scales of block_rows x block_cols (the config's
+// quantization_config.weight_block_size).
+std::unique_ptr<WeightSource> checkpoint_source(std::shared_ptr<const Checkpoint> ck,
+                                                int64_t block_rows = 128, int64_t block_cols = 128);
 std::unique_ptr<WeightSource> synthetic_source(uint64_t seed, DType dtype);
 
 // owns_expert(layer, expert): whether this rank holds that routed expert. Everything else is

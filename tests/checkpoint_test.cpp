@@ -131,7 +131,7 @@ TEST(Checkpoint, Fp8BlockScaledWeights) {
   const auto p = tmp("fp8.safetensors").string();
   write_safetensors(p, {{name, DType::F8_E4M3, {R, C}, q, {}},
                         {"model.layers.1.attn.wq_b.scale", DType::F32, {R / B, C / B}, scale, {}}});
-  auto src8 = checkpoint_source(std::make_shared<const Checkpoint>(Checkpoint::open(p)));
+  auto src8 = checkpoint_source(std::make_shared<const Checkpoint>(Checkpoint::open(p)), B, B);
   const Weight w8 = src8->load({name, {R, C}, {}, false});
   const auto back = w8.to_f32();
   for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(back[i], v[i], std::fabs(v[i]) / 16 + 1e-6) << i;

@@ -53,7 +53,10 @@ std::string write_checkpoint(const std::string& name, bool fp32_tables,
   text["engram_vocab_size"] = kPrimeStart;
   text["engram_pad_token_id"] = 2;
   text["engram_compressed_vocab_size"] = kCVocab;
-  const json cfg = {{"model_type", "deepseek_v41"}, {"text_config", text}};
+  // V4.1 quantizes in 32 x 32 blocks.
+  const json cfg = {{"model_type", "deepseek_v41"},
+                    {"quantization_config", {{"weight_block_size", {32, 32}}}},
+                    {"text_config", text}};
   std::ofstream(dst / "config.json") << cfg.dump(2);
 
   std::vector<TensorToWrite> all = test::checkpoint_tensors(Checkpoint::open(src.string()));

@@ -47,7 +47,7 @@ ModelSource resolve_model(const std::string& model, const std::vector<std::strin
     ms.description = "checkpoint " + model;
     // Engram tables are sized and read in the dtype the checkpoint stores them in.
     if (ms.cfg.engram.enabled()) ms.cfg.engram.table_dtype = EngramTables::checkpoint_dtype(ms.cfg, *ck);
-    ms.weights = checkpoint_source(ck);
+    ms.weights = checkpoint_source(ck, ms.cfg.fp8_block_rows, ms.cfg.fp8_block_cols);
   }
   return ms;
 }

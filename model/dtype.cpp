@@ -223,6 +223,16 @@ void narrow_from_f32(DType t, const float* src, void* dst, size_t n) {
       for (size_t i = 0; i < n; ++i) d[i] = f32_to_e4m3(src[i]);
       return;
     }
+    case DType::I8: {  // integral values in [-128, 127] (packed FP4 bytes, as the release stores them)
+      auto* d = static_cast<int8_t*>(dst);
+      for (size_t i = 0; i < n; ++i) d[i] = int8_t(std::lrint(src[i]));
+      return;
+    }
+    case DType::U8: {
+      auto* d = static_cast<uint8_t*>(dst);
+      for (size_t i = 0; i < n; ++i) d[i] = uint8_t(std::lrint(src[i]));
+      return;
+    }
     case DType::F8_E8M0: {  // scales: the power of two at or above each value
       auto* d = static_cast<uint8_t*>(dst);
       for (size_t i = 0; i < n; ++i) d[i] = f32_to_ue8m0_ceil(src[i]);

@@ -47,12 +47,10 @@ int64_t engram_share_bytes(const ModelConfig& cfg, int owners) {
 }
 
 namespace {
-RankMemory share(const ParamCounts& c, const CacheBytes& cache, const ModelConfig& cfg,
-                 DType weight_dtype, int cp, int ep) {
+RankMemory share(const WeightBytes& wb, const CacheBytes& cache, const ModelConfig& cfg, int cp,
+                 int ep) {
   RankMemory m;
-  const int64_t experts_here = (cfg.n_experts + ep - 1) / ep;
-  const int64_t params = c.total - c.routed_experts + cfg.num_layers * experts_here * c.per_expert;
-  m.weight_bytes = params * int64_t(dtype_size(weight_dtype));
+  m.weight_bytes = wb.per_rank(cfg, ep);
   m.window_bytes = cache.window;
   m.entry_bytes = (cache.entries + cp - 1) / cp;
   m.index_bytes = (cache.index_keys + cp - 1) / cp;
@@ -61,18 +59,16 @@ RankMemory share(const ParamCounts& c, const CacheBytes& cache, const ModelConfi
 }
 }  // namespace
 
-RankMemory rank_memory(const ModelConfig& cfg, int64_t context, DType weight_dtype,
+RankMemory rank_memory(const ModelConfig& cfg, int64_t context, const WeightBytes& weights,
                        DType kv_dtype, int cp, int ep) {
-  return share(count_params(cfg), cache_bytes_for(cfg, kv_dtype, context), cfg, weight_dtype, cp,
-               ep);
+  return share(weights, cache_bytes_for(cfg, kv_dtype, context), cfg, cp, ep);
 }
 
-int ranks_needed(const ModelConfig& cfg, int64_t context, DType weight_dtype, DType kv_dtype,
-                 int64_t budget_bytes, int max_ranks) {
-  const ParamCounts c = count_params(cfg);
+int ranks_needed(const ModelConfig& cfg, int64_t context, const WeightBytes& weights,
+                 DType kv_dtype, int64_t budget_bytes, int max_ranks) {
   const CacheBytes cache = cache_bytes_for(cfg, kv_dtype, context);
   for (int r = 1; r <= max_ranks; ++r)
-    if (share(c, cache, cfg, weight_dtype, r, r).total() <= budget_bytes) return r;
+    if (share(weights, cache, cfg, r, r).total() <= budget_bytes) return r;
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "model/config.h"
+#include "model/weight_bytes.h"
 
 namespace modelone {
 
@@ -35,12 +36,12 @@ std::vector<int64_t> engram_table_rows(const ModelConfig& cfg);
 // The busiest owner's bytes when the tables are split by row range over `owners` ranks.
 int64_t engram_share_bytes(const ModelConfig& cfg, int owners);
 // The Engram tables are spread over max(cp, ep) ranks (the world when cp = ep = world).
-RankMemory rank_memory(const ModelConfig& cfg, int64_t context, DType weight_dtype,
+RankMemory rank_memory(const ModelConfig& cfg, int64_t context, const WeightBytes& weights,
                        DType kv_dtype, int cp, int ep);
 
 // The fewest ranks R (cp = ep = R, at most max_ranks) whose busiest rank fits budget_bytes for
 // a context of `context` tokens; 0 when no R up to max_ranks does.
-int ranks_needed(const ModelConfig& cfg, int64_t context, DType weight_dtype, DType kv_dtype,
-                 int64_t budget_bytes, int max_ranks = 1 << 16);
+int ranks_needed(const ModelConfig& cfg, int64_t context, const WeightBytes& weights,
+                 DType kv_dtype, int64_t budget_bytes, int max_ranks = 1 << 16);
 
 }  // namespace modelone

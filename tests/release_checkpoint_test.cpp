@@ -15,6 +15,7 @@
 #include "comm/comm.h"
 #include "model/safetensors.h"
 #include "model/tensor_table.h"
+#include "model/weight_bytes.h"
 #include "tests/support.h"
 
 namespace modelone {
@@ -179,6 +180,14 @@ TEST(ReleaseCheckpoint, Fp4StaysPacked) {
   ASSERT_EQ(w1.dtype, DType::F4_E2M1);
   EXPECT_EQ(w1.nbytes() * 8, size_t(w1.numel()) * 4) << "two codes a byte";
   EXPECT_LT(q->engine->weights().bytes, t->engine->weights().bytes);
+  // inspect's stored size is what the file holds: every tensor's bytes, scales included.
+  const Checkpoint ck = Checkpoint::open(dir);
+  int64_t file = 0;
+  for (const std::string& n : ck.names()) file += int64_t(ck.get(n).nbytes());
+  const WeightBytes wb = checkpoint_weight_bytes(q->ms.cfg, ck);
+  EXPECT_EQ(wb.shared + wb.experts, file);
+  // The weights held match it: the shared ones whole, this rank's experts.
+  EXPECT_LE(q->engine->weights().bytes, size_t(wb.per_rank(q->ms.cfg, q->grid.ep)));
 }
 
 // A copy of a converted checkpoint with one change: edit(tensors, config) on rank 0.

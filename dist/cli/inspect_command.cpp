@@ -9,6 +9,7 @@
 #include "dist/cli/model_source.h"
 #include "model/check.h"
 #include "model/model_info.h"
+#include "model/weight_bytes.h"
 #include "model/tensor_table.h"
 
 namespace modelone {
@@ -58,9 +59,17 @@ int inspect_command(const InspectOptions& o) {
   const ModelConfig& c = ms.cfg;
   const ParamCounts pc = count_params(c);
   const DType kv = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
-  const RankMemory mem = rank_memory(c, o.context, c.weight_dtype, kv, o.cp, o.ep);
+  // Weights as this model holds them: a checkpoint's stored dtypes (FP8, FP4 packed, ...), a
+  // preset's synthetic dtype. For planning, also DeepSeek's release format and plain bf16.
+  const WeightBytes stored = ms.checkpoint ? checkpoint_weight_bytes(c, *ms.checkpoint)
+                                           : uniform_weight_bytes(c, c.weight_dtype);
+  const std::string stored_as =
+      ms.checkpoint ? "as stored" : std::string(dtype_name(c.weight_dtype));
+  const WeightBytes release = release_weight_bytes(c), bf16 = uniform_weight_bytes(c, DType::BF16);
+  const int eps[] = {1, 8, 16, 64};
+  const RankMemory mem = rank_memory(c, o.context, stored, kv, o.cp, o.ep);
   const int64_t budget = int64_t(o.mem_per_rank_gib * double(1ll << 30));
-  const int need = ranks_needed(c, o.context, c.weight_dtype, kv, budget);
+  const int need = ranks_needed(c, o.context, stored, kv, budget);
   int64_t n_sliding = 0, n_csa = 0, n_hca = 0, n_hash = 0;
   for (auto k : c.attn) (k == AttnKind::Sliding ? n_sliding : k == AttnKind::CSA ? n_csa : n_hca)++;
   for (auto k : c.mlp) n_hash += k == MlpKind::HashMoE;
@@ -101,6 +110,13 @@ int inspect_command(const InspectOptions& o) {
     j["rank_engram_table_bytes"] = mem.engram_bytes;
     j["rank_total_bytes"] = mem.total();
     j["mem_per_rank_bytes"] = budget;
+    j["weights_as"] = stored_as;
+    for (int e : eps) {
+      j["rank_weight_bytes_by_ep"]["ep"].push_back(e);
+      j["rank_weight_bytes_by_ep"]["stored"].push_back(stored.per_rank(c, e));
+      j["rank_weight_bytes_by_ep"]["release"].push_back(release.per_rank(c, e));
+      j["rank_weight_bytes_by_ep"]["bf16"].push_back(bf16.per_rank(c, e));
+    }
     j["ranks_needed"] = need;
     if (o.tensors) {
       for (auto& [spec, e] : pat)
@@ -131,9 +147,22 @@ int inspect_command(const InspectOptions& o) {
               "(%s), raw window %.1f MiB, compressed entries %.3f GiB, indexer keys %.3f GiB, "
               "Engram tables %.2f GiB, total %.2f GiB\n",
               o.cp, o.ep, (long long)o.context, o.kv_cache.c_str(), gib(mem.weight_bytes),
-              std::string(dtype_name(c.weight_dtype)).c_str(),
+              stored_as.c_str(),
               double(mem.window_bytes) / double(1 << 20), gib(mem.entry_bytes),
               gib(mem.index_bytes), gib(mem.engram_bytes), gib(mem.total()));
+  auto per_ep = [&](const WeightBytes& w) {
+    std::string r;
+    for (int e : eps) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%s%.1f", r.empty() ? "" : " / ", gib(w.per_rank(c, e)));
+      r += b;
+    }
+    return r;
+  };
+  std::printf("weights     GiB per rank at ep 1 / 8 / 16 / 64: %s %s; release format (FP8 "
+              "projections, FP4 experts) %s; bf16 %s\n",
+              stored_as.c_str(), per_ep(stored).c_str(), per_ep(release).c_str(),
+              per_ep(bf16).c_str());
   if (c.engram.enabled()) {
     const std::vector<int64_t> rows = engram_table_rows(c);
     std::string r;
@@ -147,7 +176,7 @@ int inspect_command(const InspectOptions& o) {
                 gib(engram_share_bytes(c, 1)), gib(mem.engram_bytes), std::max(o.cp, o.ep));
   }
   if (need > 0) {
-    const RankMemory at = rank_memory(c, o.context, c.weight_dtype, kv, need, need);
+    const RankMemory at = rank_memory(c, o.context, stored, kv, need, need);
     std::printf("ranks       %lld tokens fit %.1f GiB per rank from %d ranks (cp = ep = %d: weights "
                 "%.2f GiB + caches %.3f GiB + Engram %.2f GiB on the busiest rank)\n",
                 (long long)o.context, o.mem_per_rank_gib, need, need, gib(at.weight_bytes),

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "model/kv_fp8.h"
+
 namespace modelone {
 
 CompressorState compressor_state(int64_t rate, int64_t width, bool overlap) {
@@ -49,15 +51,19 @@ std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype
 }
 
 CacheBytes cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens) {
+  // F8_E4M3: FlashMLA's MODEL1 entries and fp8 indexer keys (model/kv_fp8.h).
+  const bool fp8 = kv_dtype == DType::F8_E4M3;
   const int64_t es = int64_t(dtype_size(kv_dtype));
+  const int64_t entry = fp8 ? fp8_entry_bytes(cfg.head_dim, cfg.rope_dim) : cfg.head_dim * es;
+  const int64_t key = fp8 ? fp8_key_bytes(cfg.index_head_dim) : cfg.index_head_dim * es;
   CacheBytes b;
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
-    b.window += std::min(n_tokens, cfg.sliding_window - 1) * cfg.head_dim * es;
+    b.window += std::min(n_tokens, cfg.sliding_window - 1) * entry;
     const AttnKind k = cfg.attn[size_t(l)];
     if (k == AttnKind::Sliding) continue;
     const int64_t n = n_tokens / cfg.compress_rate(l);
-    b.entries += n * (cfg.head_dim * es + 4);  // + the global index
-    if (k == AttnKind::CSA) b.index_keys += n_tokens / cfg.csa_rate * (cfg.index_head_dim * es + 4);
+    b.entries += n * (entry + 4);  // + the global index
+    if (k == AttnKind::CSA) b.index_keys += n_tokens / cfg.csa_rate * (key + 4);
   }
   return b;
 }

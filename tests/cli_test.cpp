@@ -324,6 +324,17 @@ TEST(Cli, EngramRunsMatchOneRank) {
   EXPECT_NE(off["generated"], one["generated"]) << "--engram off must change the model";
 }
 
+// --kv-cache fp8 sizes FlashMLA's MODEL1 entries: 584 bytes (vs 1024 in bf16) + the 4-byte index,
+// and indexer keys of 128 fp8 values + an fp32 scale.
+TEST(Cli, InspectFp8KvCache) {
+  const Result r = run("inspect --model v4-flash --json --context 1048576 --kv-cache fp8");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["rank_entry_bytes"].get<int64_t>(), 21 * 262144ll * 588 + 20 * 8192ll * 588);
+  EXPECT_EQ(j["rank_index_key_bytes"].get<int64_t>(), 21 * 262144ll * (132 + 4));
+  expect_error("run --model tiny --ids 1 --kv-cache fp8", "the FP8 cache is not built yet");
+}
+
 TEST(Cli, InspectEngramTablesAndBadInput) {
   const Result r = run("inspect --model v41-flash --json --cp 16 --ep 16");
   ASSERT_EQ(r.code, 0) << r.err;

@@ -19,8 +19,9 @@ void add_inspect_command(CLI::App* app, InspectOptions* o) {
   add_model_options(ins, &o->m);
   ins->add_option("--context", o->context, "Context length for the memory estimate")
       ->check(CLI::PositiveNumber);
-  ins->add_option("--kv-cache", o->kv_cache, "KV cache storage for the estimate: fp32 or bf16")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  ins->add_option("--kv-cache", o->kv_cache, "KV cache storage for the estimate: fp32, bf16, or "
+                  "fp8 (FlashMLA's MODEL1 entries; not yet a run option)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
   ins->add_option("--cp", o->cp, "Context-parallel ranks sharing the compressed caches")
       ->check(CLI::PositiveNumber);
   ins->add_option("--ep", o->ep, "Expert-parallel ranks sharing the routed experts")
@@ -58,7 +59,9 @@ int inspect_command(const InspectOptions& o) {
   if (comm::Comm::world().rank() != 0) return 0;
   const ModelConfig& c = ms.cfg;
   const ParamCounts pc = count_params(c);
-  const DType kv = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
+  const DType kv = o.kv_cache == "fp32"  ? DType::F32
+                   : o.kv_cache == "fp8" ? DType::F8_E4M3
+                                         : DType::BF16;
   // Weights as this model holds them: a checkpoint's stored dtypes (FP8, FP4 packed, ...), a
   // preset's synthetic dtype. For planning, also DeepSeek's release format and plain bf16.
   const WeightBytes stored = ms.checkpoint ? checkpoint_weight_bytes(c, *ms.checkpoint)

@@ -86,15 +86,14 @@ EntryTable CpAttention::table(const EntryStore& local, std::vector<float>& dense
     cp_.allgatherv(local.index.data(), int64_t(local.index.size()), &idx_buf_);
   }
   const int64_t n = int64_t(idx_buf_.size());
-  const size_t row_bytes = size_t(W) * dtype_size(local.rows.dtype());
+  const size_t row_bytes = size_t(local.rows.codec().row_bytes());
   dense.resize(size_t(n * W));
   std::vector<char> seen(size_t(n), 0);
   for (int64_t i = 0; i < n; ++i) {
     const int32_t g = idx_buf_[size_t(i)];
     MO_CHECK(g >= 0 && g < n && !seen[size_t(g)], "entry ", g, " of ", n, " held twice or out of range");
     seen[size_t(g)] = 1;
-    widen_to_f32(local.rows.dtype(), raw_buf_.data() + size_t(i) * row_bytes, dense.data() + g * W,
-                 size_t(W));
+    local.rows.codec().decode(raw_buf_.data() + size_t(i) * row_bytes, 1, dense.data() + g * W);
   }
   return {dense.data(), n};
 }

@@ -10,6 +10,7 @@
 #include "model/compressor.h"
 #include "model/gemm.h"
 #include "model/kernels.h"
+#include "model/kv_store.h"
 
 namespace modelone {
 
@@ -29,7 +30,7 @@ void attn_project_keys(const ModelConfig& cfg, int64_t layer, const AttnWeights&
     rope.apply(kt, 1, Dh, pos[t]);
   }
   // Later queries read these rows back from the cache, so use them as the cache will hold them.
-  round_to_dtype(cache_dtype, p->kv.data(), size_t(T * Dh));
+  KvRowFormat{cache_dtype, Dh, cfg.rope_dim}.round_trip(p->kv.data(), T);
   const AttnKind kind = cfg.attn[size_t(layer)];
   if (kind == AttnKind::Sliding) return;
   const int64_t cw = kind == AttnKind::CSA ? 2 * Dh : Dh;

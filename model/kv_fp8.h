@@ -5,8 +5,8 @@
 //   zero padding to a multiple of 8 bytes: 448 + 128 + 7 + 1 = 584 bytes in V4 (1024 in bf16).
 // The indexer's keys: dim e4m3 values, then one fp32 power-of-two scale per 128 values
 // (132 bytes for V4's 128-dim keys).
-// These are the codecs and sizes; the caches do not store this format yet (--kv-cache fp8 is
-// refused by run).
+// The caches store rows this way with --kv-cache fp8 (model/kv_store.h); a row is decoded only
+// when attention reads it (the selected top-k for CSA).
 #pragma once
 #include <cstdint>
 

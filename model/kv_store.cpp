@@ -3,26 +3,68 @@
 #include <algorithm>
 
 #include "model/check.h"
+#include "model/kv_fp8.h"
 
 namespace modelone {
 
+int64_t KvRowFormat::row_bytes() const {
+  if (dtype != DType::F8_E4M3) return width * int64_t(dtype_size(dtype));
+  return rope >= 0 ? fp8_entry_bytes(width, rope) : fp8_key_bytes(width);
+}
+
+void KvRowFormat::encode(const float* x, int64_t n, uint8_t* out) const {
+  if (dtype != DType::F8_E4M3) {
+    narrow_from_f32(dtype, x, out, size_t(n * width));
+    return;
+  }
+  const int64_t rb = row_bytes();
+  for (int64_t r = 0; r < n; ++r) {
+    if (rope >= 0) fp8_entry_encode(x + r * width, width, rope, out + r * rb);
+    else fp8_key_encode(x + r * width, width, out + r * rb);
+  }
+}
+
+void KvRowFormat::decode(const uint8_t* in, int64_t n, float* x) const {
+  if (dtype != DType::F8_E4M3) {
+    widen_to_f32(dtype, in, x, size_t(n * width));
+    return;
+  }
+  const int64_t rb = row_bytes();
+  for (int64_t r = 0; r < n; ++r) {
+    if (rope >= 0) fp8_entry_decode(in + r * rb, width, rope, x + r * width);
+    else fp8_key_decode(in + r * rb, width, x + r * width);
+  }
+}
+
+void KvRowFormat::round_trip(float* x, int64_t n) const {
+  if (dtype == DType::F32) return;
+  if (dtype != DType::F8_E4M3) {
+    round_to_dtype(dtype, x, size_t(n * width));
+    return;
+  }
+  std::vector<uint8_t> tmp(static_cast<size_t>(row_bytes()));
+  for (int64_t r = 0; r < n; ++r) {
+    encode(x + r * width, 1, tmp.data());
+    decode(tmp.data(), 1, x + r * width);
+  }
+}
+
 void KvStore::append(const float* rows, int64_t n) {
-  const size_t row_bytes = size_t(width_) * dtype_size(dtype_);
-  data_.resize(data_.size() + size_t(n) * row_bytes);
-  narrow_from_f32(dtype_, rows, data_.data() + size_t(rows_) * row_bytes, size_t(n * width_));
+  const size_t rb = size_t(codec_.row_bytes());
+  data_.resize(data_.size() + size_t(n) * rb);
+  codec_.encode(rows, n, data_.data() + size_t(rows_) * rb);
   rows_ += n;
 }
 
 void KvStore::read(int64_t r0, int64_t n, float* out) const {
   MO_CHECK(r0 >= 0 && r0 + n <= rows_);
-  widen_to_f32(dtype_, data_.data() + size_t(r0 * width_) * dtype_size(dtype_), out,
-               size_t(n * width_));
+  codec_.decode(raw(r0), n, out);
 }
 
 const float* KvStore::view(int64_t r0, int64_t n, std::vector<float>& tmp) const {
   MO_CHECK(r0 >= 0 && r0 + n <= rows_);
-  if (dtype_ == DType::F32) return reinterpret_cast<const float*>(data_.data()) + r0 * width_;
-  tmp.resize(size_t(n * width_));
+  if (codec_.dtype == DType::F32) return reinterpret_cast<const float*>(data_.data()) + r0 * codec_.width;
+  tmp.resize(size_t(n * codec_.width));
   read(r0, n, tmp.data());
   return tmp.data();
 }
@@ -30,40 +72,39 @@ const float* KvStore::view(int64_t r0, int64_t n, std::vector<float>& tmp) const
 void KvStore::gather(const int32_t* rows, int64_t n, float* out) const {
   for (int64_t i = 0; i < n; ++i) {
     MO_CHECK(rows[i] >= 0 && rows[i] < rows_);
-    widen_to_f32(dtype_, raw(rows[i]), out + i * width_, size_t(width_));
+    codec_.decode(raw(rows[i]), 1, out + i * codec_.width);
   }
 }
 
 void KvStore::append_raw(const uint8_t* src, int64_t n) {
-  data_.insert(data_.end(), src, src + size_t(n * width_) * dtype_size(dtype_));
+  data_.insert(data_.end(), src, src + size_t(n * codec_.row_bytes()));
   rows_ += n;
 }
 
-RingStore::RingStore(DType dtype, int64_t width, int64_t capacity)
-    : dtype_(dtype), width_(width), capacity_(capacity),
-      data_(size_t(capacity * width) * dtype_size(dtype)) {}
+RingStore::RingStore(DType dtype, int64_t width, int64_t capacity, int64_t rope)
+    : codec_{dtype, width, rope}, capacity_(capacity),
+      data_(size_t(capacity * codec_.row_bytes())) {}
 
 void RingStore::append(const float* rows, int64_t n) {
   if (capacity_ == 0) return;
-  const size_t row_bytes = size_t(width_) * dtype_size(dtype_);
+  const int64_t w = codec_.width, rb = codec_.row_bytes();
   if (n > capacity_) {  // only the last capacity_ rows survive
-    rows += (n - capacity_) * width_;
+    rows += (n - capacity_) * w;
     n = capacity_;
   }
   for (int64_t i = 0; i < n; ++i) {
     const int64_t slot = (head_ + size_) % capacity_;
-    narrow_from_f32(dtype_, rows + i * width_, data_.data() + size_t(slot) * row_bytes,
-                    size_t(width_));
+    codec_.encode(rows + i * w, 1, data_.data() + slot * rb);
     if (size_ < capacity_) ++size_;
     else head_ = (head_ + 1) % capacity_;
   }
 }
 
 void RingStore::read_all(float* out) const {
-  const size_t row_bytes = size_t(width_) * dtype_size(dtype_);
+  const int64_t rb = codec_.row_bytes();
   const int64_t first = std::min(size_, capacity_ - head_);  // head_ .. end of buffer
-  widen_to_f32(dtype_, data_.data() + size_t(head_) * row_bytes, out, size_t(first * width_));
-  widen_to_f32(dtype_, data_.data(), out + first * width_, size_t((size_ - first) * width_));
+  codec_.decode(data_.data() + head_ * rb, first, out);
+  codec_.decode(data_.data(), size_ - first, out + first * codec_.width);
 }
 
 }  // namespace modelone

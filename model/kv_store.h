@@ -1,6 +1,6 @@
-// Row stores for cached keys: rows of a fixed width kept in the cache dtype (fp32 or bf16) and
-// widened to fp32 on read. KvStore grows (compressed entries, indexer keys); RingStore keeps the
-// last `capacity` rows (the sliding window).
+// Row stores for cached keys: rows of a fixed width kept in the cache dtype (fp32, bf16, or fp8 in
+// FlashMLA's MODEL1 layout, model/kv_fp8.h) and widened to fp32 on read. KvStore grows
+// (compressed entries, indexer keys); RingStore keeps the last `capacity` rows (the window).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -9,14 +9,27 @@
 
 namespace modelone {
 
+// How one row of `width` values is stored. F8_E4M3 rows: with rope >= 0 a MODEL1 KV entry (the
+// trailing rope values in bf16, a scale per 64 of the rest), else an fp8 indexer key (a scale
+// per 128).
+struct KvRowFormat {
+  DType dtype = DType::F32;
+  int64_t width = 0, rope = -1;
+  int64_t row_bytes() const;
+  void encode(const float* x, int64_t n, uint8_t* out) const;  // n rows
+  void decode(const uint8_t* in, int64_t n, float* x) const;
+  void round_trip(float* x, int64_t n) const;  // x becomes what storing and reading it gives
+};
+
 class KvStore {
  public:
   KvStore() = default;
-  KvStore(DType dtype, int64_t width) : dtype_(dtype), width_(width) {}
+  KvStore(DType dtype, int64_t width, int64_t rope = -1) : codec_{dtype, width, rope} {}
 
   int64_t rows() const { return rows_; }
-  int64_t width() const { return width_; }
-  DType dtype() const { return dtype_; }
+  int64_t width() const { return codec_.width; }
+  DType dtype() const { return codec_.dtype; }
+  const KvRowFormat& codec() const { return codec_; }
   size_t bytes() const { return data_.size(); }
 
   void append(const float* rows, int64_t n);
@@ -26,32 +39,32 @@ class KvStore {
   const float* view(int64_t r0, int64_t n, std::vector<float>& tmp) const;
   // out[n, width] = rows[i] widened, for the n row numbers in rows.
   void gather(const int32_t* rows, int64_t n, float* out) const;
-  const uint8_t* raw(int64_t r) const { return data_.data() + size_t(r * width_) * dtype_size(dtype_); }
+  const uint8_t* raw(int64_t r) const { return data_.data() + size_t(r * codec_.row_bytes()); }
   void append_raw(const uint8_t* src, int64_t n);
   void clear() { data_.clear(); rows_ = 0; }
 
  private:
-  DType dtype_ = DType::F32;
-  int64_t width_ = 0, rows_ = 0;
+  KvRowFormat codec_;
+  int64_t rows_ = 0;
   std::vector<uint8_t> data_;
 };
 
 class RingStore {
  public:
   RingStore() = default;
-  RingStore(DType dtype, int64_t width, int64_t capacity);
+  RingStore(DType dtype, int64_t width, int64_t capacity, int64_t rope = -1);
 
   int64_t size() const { return size_; }
   int64_t capacity() const { return capacity_; }
-  DType dtype() const { return dtype_; }
+  DType dtype() const { return codec_.dtype; }
   size_t bytes() const { return data_.size(); }
   void append(const float* rows, int64_t n);  // keeps the last `capacity` rows
   void read_all(float* out) const;            // oldest first, size() rows
   void clear() { size_ = head_ = 0; }
 
  private:
-  DType dtype_ = DType::F32;
-  int64_t width_ = 0, capacity_ = 0, size_ = 0, head_ = 0;  // head_: slot of the oldest row
+  KvRowFormat codec_;
+  int64_t capacity_ = 0, size_ = 0, head_ = 0;  // head_: slot of the oldest row
   std::vector<uint8_t> data_;
 };
 

@@ -37,11 +37,12 @@ std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype
   std::vector<LayerCache> caches(static_cast<size_t>(cfg.num_layers));
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     LayerCache& c = caches[size_t(l)];
-    c.window = RingStore(kv_dtype, cfg.head_dim, cfg.sliding_window - 1);
+    // KV rows carry RoPE on their trailing rope_dim values (kept bf16 in the fp8 layout).
+    c.window = RingStore(kv_dtype, cfg.head_dim, cfg.sliding_window - 1, cfg.rope_dim);
     const AttnKind k = cfg.attn[size_t(l)];
     if (k == AttnKind::Sliding) continue;
     c.comp = compressor_state(cfg.compress_rate(l), cfg.head_dim, k == AttnKind::CSA);
-    c.entries.rows = KvStore(kv_dtype, cfg.head_dim);
+    c.entries.rows = KvStore(kv_dtype, cfg.head_dim, cfg.rope_dim);
     if (k == AttnKind::CSA) {
       c.idx_comp = compressor_state(cfg.csa_rate, cfg.index_head_dim, true);
       c.idx_keys.rows = KvStore(kv_dtype, cfg.index_head_dim);

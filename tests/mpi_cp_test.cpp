@@ -125,6 +125,19 @@ TEST_P(ContextParallel, Bf16Cache) {
   EXPECT_EQ(cp->engine->generate(10, true), ref->engine->generate(10, true)) << "greedy tokens";
 }
 
+TEST_P(ContextParallel, Fp8Cache) {
+  // The MODEL1 fp8 cache rounds like bf16 (see above) with a coarser step: 1 e4m3 ulp is 2^-4
+  // relative, 16 bf16 ulps, so a flipped rounding moves the logits up to 16 times as far.
+  auto ref = single(DType::F8_E4M3);
+  auto cp = make_model(model(), opts(2048, DType::F8_E4M3), {}, 0, 0);
+  const auto ids = prompt(37, ref->ms.cfg.vocab_size, 3);
+  const auto a = prefill_all(*ref->engine, ids), b = prefill_all(*cp->engine, ids);
+  if (cp->grid.cp_comm.rank() == 0) {
+    EXPECT_LE(rel_diff(b, a), 1.6e-2f) << "prefill logits";
+  }
+  EXPECT_EQ(cp->engine->generate(10, true), ref->engine->generate(10, true)) << "greedy tokens";
+}
+
 TEST_P(ContextParallel, DpGroupsEachWithTheirOwnSequence) {
   auto ref = single();
   if (ref->grid.W % 2 != 0) GTEST_SKIP() << "needs an even world";

@@ -39,7 +39,7 @@ struct Decode {
 std::unique_ptr<Engine> bench_engine(const ModelSource& ms, const RankGrid& grid,
                                      const ContextBenchOptions& o, CpLayout layout) {
   EngineOptions eo;
-  eo.kv_dtype = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
+  eo.kv_dtype = o.kv_cache == "fp32" ? DType::F32 : o.kv_cache == "fp8" ? DType::F8_E4M3 : DType::BF16;
   eo.cp_layout = layout;
   eo.prefill_chunk = o.prefill_chunk;
   auto e = make_engine(ms, grid, eo);

@@ -43,15 +43,16 @@ void fp8_entry_encode(const float* x, int64_t head_dim, int64_t rope_dim, uint8_
   }
 }
 
+// Decoding runs for every key the indexer scores: the table-driven widen, then a scale per tile.
 void fp8_entry_decode(const uint8_t* in, int64_t head_dim, int64_t rope_dim, float* x) {
   const int64_t nope = head_dim - rope_dim;
   const uint8_t* scales = in + nope + 2 * rope_dim;
-  for (int64_t i = 0; i < nope; ++i) x[i] = e4m3_to_f32(in[i]) * ue8m0_to_f32(scales[i / kNopeTile]);
-  for (int64_t i = 0; i < rope_dim; ++i) {
-    uint16_t v;
-    std::memcpy(&v, in + nope + 2 * i, 2);
-    x[nope + i] = bf16_to_f32(v);
+  widen_to_f32(DType::F8_E4M3, in, x, size_t(nope));
+  for (int64_t a = 0, t = 0; a < nope; a += kNopeTile, ++t) {
+    const float s = ue8m0_to_f32(scales[t]);
+    for (int64_t i = a; i < std::min(nope, a + kNopeTile); ++i) x[i] *= s;
   }
+  widen_to_f32(DType::BF16, in + nope, x + nope, size_t(rope_dim));
 }
 
 int64_t fp8_key_bytes(int64_t dim) { return dim + 4 * ((dim + kKeyTile - 1) / kKeyTile); }
@@ -66,10 +67,11 @@ void fp8_key_encode(const float* x, int64_t dim, uint8_t* out) {
 }
 
 void fp8_key_decode(const uint8_t* in, int64_t dim, float* x) {
-  for (int64_t i = 0; i < dim; ++i) {
+  widen_to_f32(DType::F8_E4M3, in, x, size_t(dim));
+  for (int64_t a = 0, t = 0; a < dim; a += kKeyTile, ++t) {
     float s;
-    std::memcpy(&s, in + dim + 4 * (i / kKeyTile), 4);
-    x[i] = e4m3_to_f32(in[i]) * s;
+    std::memcpy(&s, in + dim + 4 * t, 4);
+    for (int64_t i = a; i < std::min(dim, a + kKeyTile); ++i) x[i] *= s;
   }
 }
 

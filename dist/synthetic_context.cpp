@@ -87,7 +87,6 @@ void Engine::synthetic_context(int64_t n, uint64_t seed) {
     std::vector<int64_t> wpos;
     for (int64_t p = std::max<int64_t>(0, n - (cfg_.sliding_window - 1)); p < n; ++p) wpos.push_back(p);
     fill_rows(seed, l, 3, wpos, cfg_.head_dim, &rows);
-    round_to_dtype(opt_.kv_dtype, rows.data(), rows.size());
     c.window.append(rows.data(), int64_t(wpos.size()));
     if (kind != AttnKind::Sliding) fill_state(c.comp, seed, l, 4, n);
     if (kind == AttnKind::CSA) fill_state(c.idx_comp, seed, l, 6, n);

@@ -13,6 +13,7 @@
 #include "model/engram.h"
 #include "model/engram_hash.h"
 #include "model/safetensors.h"
+#include "model/tensor_table.h"
 #include "tests/support.h"
 
 namespace modelone {
@@ -40,7 +41,7 @@ void write_npy_i32(const fs::path& p, const std::vector<int32_t>& v) {
 
 // Writes the checkpoint; fp32_tables stores the dequantized rows as F32 (no scales).
 std::string write_checkpoint(const std::string& name, bool fp32_tables,
-                             std::vector<int32_t> map = {}) {
+                             std::vector<int32_t> map = {}, bool release = false) {
   const fs::path src = test::data_dir("hf_v4_tiny"), dst = fs::temp_directory_path() / name;
   fs::remove_all(dst);
   fs::create_directories(dst);
@@ -100,6 +101,8 @@ std::string write_checkpoint(const std::string& name, bool fp32_tables,
     all.push_back({p + "q_weight", DType::BF16, {hc, D}, g, {}});
     all.push_back({p + "k_weight", DType::BF16, {hc, D}, g, {}});
   }
+  if (release)  // DeepSeek's spelling: layers.L.engram.embed.weight, embed.weight, ...
+    for (TensorToWrite& t : all) t.name = release_name(t.name);
   write_safetensors((dst / "model.safetensors").string(), all);
   if (map.empty())
     for (int64_t i = 0; i < V; ++i) map.push_back(int32_t((i * 37 + 5) % kCVocab));
@@ -134,6 +137,13 @@ TEST(EngramCheckpoint, ShippedFormatLoadsAndEqualsFp32Tables) {
       << "the same rows in fp8 + scales and in fp32 must give the same logits";
   const auto off = logits(fp8, false);
   EXPECT_GT(test::max_diff(a.data(), off.data(), a.size()).max_abs, 1e-3f) << "Engram is a no-op";
+}
+
+TEST(EngramCheckpoint, ReleaseNamesLoadTheSameModel) {
+  const auto a = logits(write_checkpoint("engram_ck_tfnames", false));
+  const auto b = logits(write_checkpoint("engram_ck_relnames", false, {}, true));
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(test::max_diff(a.data(), b.data(), a.size()).max_abs, 0.f);
 }
 
 TEST(EngramCheckpoint, BadMapsAndTables) {

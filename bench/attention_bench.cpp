@@ -29,8 +29,8 @@ std::vector<float> randn(size_t n, std::mt19937& g) {
 }
 
 // The cache a layer would hold after n tokens (n a multiple of the compress rates).
-LayerCache filled_cache(const ModelConfig& cfg, int64_t n, std::mt19937& g) {
-  LayerCache c = make_layer_caches(cfg, DType::BF16)[0];
+LayerCache filled_cache(const ModelConfig& cfg, int64_t n, DType kv, std::mt19937& g) {
+  LayerCache c = make_layer_caches(cfg, kv)[0];
   const int64_t Dh = cfg.head_dim;
   c.restart_at(n);
   auto win = randn(size_t((cfg.sliding_window - 1) * Dh), g);
@@ -94,22 +94,29 @@ int attention_bench(const AttentionBenchOptions& o) {
     const int64_t D = cfg.hidden_size, H = cfg.num_heads, Dh = cfg.head_dim;
     auto h = randn(size_t(D), g);
     for (int64_t n : o.contexts) {
-      LayerCache cache = filled_cache(cfg, n, g);
-      CpAttention att(cfg, grid.cp_comm, DType::BF16, nullptr);
-      att.assume_step(prefill_layout(0, n, 1, CpLayout::Contiguous));
-      std::vector<float> out(static_cast<size_t>(D)), ob(static_cast<size_t>(H * Dh));
       // The whole layer per decode step, and its attention core (keys picked, softmax,
-      // weighted sum) from the same calls.
-      std::vector<double> core;
-      const double layer = median_seconds([&] {
-        const double a0 = att.timers().attend;
-        att.begin_step(decode_layout(att.position(), 1, 0));
-        att.forward(0, aw, rope, h.data(), cache, out.data());
-        att.end_step();
-        core.push_back(att.timers().attend - a0);
-      });
-      std::sort(core.begin(), core.end());
-      const double core_s = core[core.size() / 2];
+      // weighted sum) from the same calls; with the bf16 cache, then the same rows in fp8.
+      std::vector<float> out(static_cast<size_t>(D)), ob(static_cast<size_t>(H * Dh));
+      auto time_layer = [&](DType kv, std::mt19937 gc, double* core_s) {
+        LayerCache cache = filled_cache(cfg, n, kv, gc);
+        CpAttention att(cfg, grid.cp_comm, kv, nullptr);
+        att.assume_step(prefill_layout(0, n, 1, CpLayout::Contiguous));
+        std::vector<double> core;
+        const double layer = median_seconds([&] {
+          const double a0 = att.timers().attend;
+          att.begin_step(decode_layout(att.position(), 1, 0));
+          att.forward(0, aw, rope, h.data(), cache, out.data());
+          att.end_step();
+          core.push_back(att.timers().attend - a0);
+        });
+        std::sort(core.begin(), core.end());
+        *core_s = core[core.size() / 2];
+        return layer;
+      };
+      double core_s = 0, core8 = 0;
+      const double layer = time_layer(DType::BF16, g, &core_s);
+      const double layer8 = time_layer(DType::F8_E4M3, g, &core8);
+      g.discard(1);
       std::vector<float> q = randn(size_t(H * Dh), g);
       auto K = randn(size_t((n + 1) * Dh), g);
       const double dense = median_seconds([&] { dense_core(q.data(), K.data(), n + 1, H, Dh, ob.data()); });
@@ -125,6 +132,8 @@ int attention_bench(const AttentionBenchOptions& o) {
           .add("core_ms", core_s * 1e3)
           .add("dense_core_ms", dense * 1e3)
           .add("ratio_vs_dense", dense / core_s, 3)
+          .add("fp8_cache_layer_ms", layer8 * 1e3)
+          .add("fp8_vs_bf16_cache", layer8 / layer, 3)
           .print(o.json);
     }
   }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """scripts/release_checkpoint.py on the transformers fixture, at FP8 block 128 and 32 with FP4
 experts: `modelone run` on the release copy and on its fp32 twin gives logits within 1e-5 and the
-same greedy tokens, on 1 rank and with the experts over 3 ranks.
+same greedy tokens, on 1 rank and with the experts over 3 ranks. Then the same for the fixture
+grown by scripts/grow_experts.py to 24 experts of width 96 (short FP8 edge blocks in the shared
+experts), whose release copy must also be under a third of its twin's bytes.
 
     release_script_test.py MODELONE MPIEXEC FIXTURE_DIR"""
 import json
@@ -13,8 +15,8 @@ import tempfile
 import numpy as np
 
 modelone, mpiexec, fixture = sys.argv[1:4]
-script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts",
-                      "release_checkpoint.py")
+scripts = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts")
+script = os.path.join(scripts, "release_checkpoint.py")
 ids = ",".join(str((i * 71 + 9) % 256) for i in range(45))
 
 
@@ -28,15 +30,32 @@ def run(model, np_, out):
     return json.loads(r.stdout)["generated"], np.load(out)
 
 
+
+
+def check_twins(d, src, block, what):
+    out = os.path.join(d, "rel%d_%s" % (block, what))
+    subprocess.run([sys.executable, script, src, out, "--block", str(block)], check=True)
+    for np_ in (1, 3):
+        tq, lq = run(out, np_, os.path.join(d, "q.npy"))
+        tt, lt = run(out + "_twin", np_, os.path.join(d, "t.npy"))
+        rel = np.abs(lq - lt).max() / max(np.abs(lt).max(), 1e-30)
+        print("%s, block %d, %d ranks: max rel |d logits| %.3g, tokens %s" % (what, block, np_, rel, tq))
+        assert lq.shape == lt.shape and rel <= 1e-5, rel
+        assert tq == tt, (tq, tt)
+    return out
+
+
+def size(d):
+    return os.path.getsize(os.path.join(d, "model.safetensors"))
+
+
 with tempfile.TemporaryDirectory() as d:
     for block in (128, 32):
-        out = os.path.join(d, "rel%d" % block)
-        subprocess.run([sys.executable, script, fixture, out, "--block", str(block)], check=True)
-        for np_ in (1, 3):
-            tq, lq = run(out, np_, os.path.join(d, "q.npy"))
-            tt, lt = run(out + "_twin", np_, os.path.join(d, "t.npy"))
-            rel = np.abs(lq - lt).max() / max(np.abs(lt).max(), 1e-30)
-            print("block %d, %d ranks: max rel |d logits| %.3g, tokens %s" % (block, np_, rel, tq))
-            assert lq.shape == lt.shape and rel <= 1e-5, rel
-            assert tq == tt, (tq, tt)
+        check_twins(d, fixture, block, "fixture")
+    grown = os.path.join(d, "grown")
+    subprocess.run([sys.executable, os.path.join(scripts, "grow_experts.py"), fixture, grown,
+                    "--experts", "24", "--moe-intermediate", "96"], check=True)
+    out = check_twins(d, grown, 128, "grown")
+    assert json.load(open(os.path.join(grown, "config.json")))["n_routed_experts"] == 24
+    assert 3 * size(out) < size(out + "_twin"), (size(out), size(out + "_twin"))
 print("release_script_test: ok")

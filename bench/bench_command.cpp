@@ -6,7 +6,10 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   CLI::App* b = app->add_subcommand("bench", "Benchmarks (each with its baseline and ratio)");
   b->require_subcommand(1);
 
-  CLI::App* g = b->add_subcommand("gemm", "bf16-weight GEMM vs OpenBLAS sgemm on fp32 weights");
+  CLI::App* g = b->add_subcommand("gemm", "Weight products of the fp32 and bf16 compute paths vs "
+                                           "OpenBLAS sgemm on fp32 weights");
+  g->add_option("--weights", o->gemm.weights, "Stored weights: bf16, fp8 (e4m3, 128 x 128 "
+                "scales) or fp4 (e2m1, a scale per 32)")->check(CLI::IsMember({"bf16", "fp8", "fp4"}));
   g->add_option("--tokens", o->gemm.tokens, "Rows of x (batch sizes)")->delimiter(',');
   g->add_option("--shape", o->gemm.shape, "Only this V4-Flash projection (e.g. wq_b)");
   g->add_option("--threads", o->gemm.threads, "Threads (default: all cores)");
@@ -27,6 +30,9 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   e->add_option("--prefill-chunk", o->engine.prefill_chunk, "Prompt tokens per forward step");
   e->add_option("--kv-cache", o->engine.kv_cache, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
   e->add_option("--seed", o->engine.seed, "Prompt seed");
+  e->add_option("--compute", o->engine.compute, "Compute mode timed against fp32 in the same run: "
+                "auto (bf16 where the CPU has it), bf16 or fp32")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   e->add_option("--threads", o->engine.threads, "Threads per rank");
   e->add_flag("--json", o->engine.json, "One JSON object per line");
 

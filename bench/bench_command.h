@@ -10,6 +10,7 @@ namespace modelone::bench {
 struct GemmBenchOptions {
   std::vector<int64_t> tokens = {1, 4, 64, 512, 2048};
   std::string shape;
+  std::string weights = "bf16";  // stored dtype of the weights: bf16, fp8 or fp4
   int threads = 0;
   bool json = false;
 };
@@ -29,6 +30,7 @@ struct EngineBenchOptions {
   int64_t decode_steps = 8;
   int64_t prefill_chunk = 2048;
   std::string kv_cache = "bf16";
+  std::string compute = "auto";  // timed against fp32 in the same run
   uint64_t seed = 0;
   int threads = 0;
   bool json = false;

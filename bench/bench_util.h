@@ -23,6 +23,9 @@ double median_seconds(const std::function<void()>& fn, int min_reps = 5, double 
 // together (one warm-up run first).
 double median_max(const comm::Comm& c, int iters, const std::function<void()>& fn);
 
+// The machine's read bandwidth in GB/s: threads summing a 1 GiB buffer (best of a few passes).
+double read_bandwidth_gbps(int threads);
+
 // One result line: "tag key=value key=value ..." or, with json, {"bench": tag, key: value, ...}.
 class Line {
  public:

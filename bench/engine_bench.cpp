@@ -1,6 +1,7 @@
-// Whole-model throughput: prefill tokens/s and decode time per token at growing contexts, with
-// the machine's OpenBLAS sgemm rate measured in the same run as the yardstick (the model's
-// matmul GFLOP/s over sgemm's).
+// Whole-model throughput: prefill tokens/s and decode time per token at growing contexts, in the
+// chosen compute mode and in fp32 (the reference path) in the same run, with the machine's
+// OpenBLAS sgemm rate (the model's matmul GFLOP/s over sgemm's) and read bandwidth (the decode
+// step's weight stream over it) measured in the same run as yardsticks.
 #include <cblas.h>
 #include <omp.h>
 
@@ -13,6 +14,7 @@
 #include "dist/cli/model_source.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
+#include "model/cpu_features.h"
 #include "model/gemm.h"
 #include "model/model_info.h"
 
@@ -39,6 +41,8 @@ int engine_bench(const EngineBenchOptions& o) {
   set_compute_threads(threads);
   ModelSource ms = resolve_model(o.model, o.sets);
   const ModelConfig& cfg = ms.cfg;
+  set_compute(Compute::F32);  // checks --compute before any work; the modes are set per pass
+  if (o.compute == "bf16") set_compute(Compute::BF16);
   EngineOptions eo;
   eo.kv_dtype = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
   eo.prefill_chunk = o.prefill_chunk;
@@ -46,50 +50,75 @@ int engine_bench(const EngineBenchOptions& o) {
   Engine& engine = *engine_ptr;
   const bool active = grid.dp_index == 0;
   const double peak = sgemm_gflops(threads);
+  const double bw = read_bandwidth_gbps(threads);
   // Matmul FLOPs: every active parameter once per token (multiply-add) but the embedding (a
   // lookup) and the LM head, which prefill runs for the last position only.
   const ParamCounts pc = count_params(cfg);
-  const double head_flop = 2.0 * double(cfg.vocab_size * cfg.hidden_size);
+  const double head_params = double(cfg.vocab_size * cfg.hidden_size);
+  const double head_flop = 2.0 * head_params;
   const double flop_tok = 2.0 * double(pc.active) - 2 * head_flop;
+  // A decode step reads every weight a token passes through once (the embedding row aside), at
+  // the weights' average stored bytes per parameter.
+  const double stream_bytes = double(engine.weights().bytes) / double(pc.total) *
+                              (double(pc.active_no_embedding) + head_params);
+  const Compute mode = o.compute == "auto" ? default_compute()
+                       : o.compute == "bf16" ? Compute::BF16 : Compute::F32;
+  std::vector<Compute> modes = {Compute::F32};
+  if (mode != Compute::F32) modes.push_back(mode);
   std::mt19937 rng(o.seed);
   std::uniform_int_distribution<int32_t> tok(0, int32_t(cfg.vocab_size - 1));
-  {  // warm-up: first-touch the scratch buffers and pages of a full prefill chunk
+  for (Compute c : modes) {  // warm-up: first-touch the buffers and pages of a full prefill chunk
+    set_compute(c);
     const int64_t n = std::min<int64_t>(o.prefill_chunk, o.contexts.empty() ? 0 : o.contexts[0]);
     std::vector<int32_t> ids(static_cast<size_t>(n));
     for (auto& t : ids) t = tok(rng);
+    engine.reset();
     engine.prefill(active ? ids : std::vector<int32_t>{});
   }
   for (int64_t n : o.contexts) {
-    engine.reset();
     std::vector<int32_t> ids(static_cast<size_t>(n));
     for (auto& t : ids) t = tok(rng);
-    grid.world.barrier();
-    const double t0 = comm::now();
-    engine.prefill(active ? ids : std::vector<int32_t>{});
-    const double prefill = comm::now() - t0;
-    std::vector<double> steps;
-    int32_t next = ids.back();
-    for (int64_t i = 0; i < o.decode_steps; ++i) {
-      const double s0 = comm::now();
-      engine.decode(active ? &next : nullptr);
-      steps.push_back(comm::now() - s0);
+    double base_prefill = 0, base_decode = 0;
+    for (Compute c : modes) {
+      set_compute(c);
+      engine.reset();
+      grid.world.barrier();
+      const double t0 = comm::now();
+      engine.prefill(active ? ids : std::vector<int32_t>{});
+      const double prefill = comm::now() - t0;
+      std::vector<double> steps;
+      int32_t next = ids.back();
+      for (int64_t i = 0; i < o.decode_steps; ++i) {
+        const double s0 = comm::now();
+        engine.decode(active ? &next : nullptr);
+        steps.push_back(comm::now() - s0);
+      }
+      std::sort(steps.begin(), steps.end());
+      const double dec = steps.empty() ? 0 : steps[steps.size() / 2];
+      if (c == Compute::F32) base_prefill = prefill, base_decode = dec;
+      if (!grid.is_root()) continue;
+      const double gflops = (flop_tok * double(n) + head_flop) / prefill / 1e9;
+      Line l("engine");
+      l.add("model", cfg.name)
+          .add("compute", std::string(compute_name(c)))
+          .add("world", int64_t(grid.W))
+          .add("threads", int64_t(threads))
+          .add("context", n)
+          .add("prefill_s", prefill)
+          .add("prefill_tok_s", double(n) / prefill)
+          .add("prefill_gflops", gflops)
+          .add("decode_ms", dec * 1e3)
+          .add("decode_tok_s", dec > 0 ? 1.0 / dec : 0.0)
+          .add("sgemm_gflops", peak)
+          .add("prefill_ratio_vs_sgemm", gflops / peak, 3)
+          .add("decode_weight_gbps", dec > 0 ? stream_bytes / dec / 1e9 : 0.0)
+          .add("read_gbps", bw)
+          .add("decode_bandwidth_fraction", dec > 0 ? stream_bytes / dec / 1e9 / bw : 0.0, 3);
+      if (c != Compute::F32)
+        l.add("prefill_speedup_vs_fp32", base_prefill / prefill, 3)
+            .add("decode_ms_ratio_vs_fp32", dec / base_decode, 3);
+      l.print(o.json);
     }
-    std::sort(steps.begin(), steps.end());
-    const double dec = steps.empty() ? 0 : steps[steps.size() / 2];
-    if (!grid.is_root()) continue;
-    Line("engine")
-        .add("model", cfg.name)
-        .add("world", int64_t(grid.W))
-        .add("threads", int64_t(threads))
-        .add("context", n)
-        .add("prefill_s", prefill)
-        .add("prefill_tok_s", double(n) / prefill)
-        .add("prefill_gflops", (flop_tok * double(n) + head_flop) / prefill / 1e9)
-        .add("decode_ms", dec * 1e3)
-        .add("decode_tok_s", dec > 0 ? 1.0 / dec : 0.0)
-        .add("sgemm_gflops", peak)
-        .add("prefill_ratio_vs_sgemm", (flop_tok * double(n) + head_flop) / prefill / 1e9 / peak, 3)
-        .print(o.json);
   }
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/check.h"
+#include "model/cpu_features.h"
 #include "model/gemv_bf16.h"
 
 namespace modelone {
@@ -79,8 +80,28 @@ void gemv_widen(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t
 
 }  // namespace
 
+namespace {
+Compute g_compute = Compute::F32;
+}
+
+void set_compute(Compute c) {
+  MO_REQUIRE(c == Compute::F32 || cpu_features().bf16(),
+             "--compute bf16 needs a CPU with AVX512-BF16 or AMX; this one has: ",
+             cpu_features().str(), " (use --compute fp32)");
+  g_compute = c;
+}
+Compute compute_mode() { return g_compute; }
+Compute default_compute() { return cpu_features().bf16() ? Compute::BF16 : Compute::F32; }
+const char* compute_name(Compute c) { return c == Compute::BF16 ? "bf16" : "fp32"; }
+
 void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0, int64_t N,
             float* y, int64_t ldy, bool accumulate) {
+  if (g_compute == Compute::BF16) linear_bf16(x, T, ldx, w, r0, N, y, ldy, accumulate);
+  else linear_fp32(x, T, ldx, w, r0, N, y, ldy, accumulate);
+}
+
+void linear_fp32(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0, int64_t N,
+                 float* y, int64_t ldy, bool accumulate) {
   MO_CHECK(!w.empty(), "linear on an absent weight");
   MO_CHECK(r0 >= 0 && r0 + N <= w.rows(), w.name, ": rows ", r0, "+", N, " of ", w.rows());
   if (T == 0 || N == 0) return;

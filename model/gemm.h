@@ -7,11 +7,28 @@
 
 namespace modelone {
 
-// y[T, N] (+)= x[T, K] @ W[r0 : r0 + N, :]^T, with row strides ldx / ldy.
-// fp32 weights go straight to OpenBLAS sgemm; other dtypes are widened to fp32 one tile of rows
-// at a time (small T: a fused widen-and-dot GEMV kernel instead).
+// The arithmetic of linear().
+//   F32:  the exact reference. fp32 weights go straight to OpenBLAS sgemm; other dtypes are
+//         widened to fp32 one tile of rows at a time (small T: a fused widen-and-dot kernel).
+//   BF16: x rounded to bf16, weights decoded from their stored type to bf16 (bf16 as stored, FP8
+//         and FP4 a tile at a time), products summed in fp32: oneDNN's matmul for T > kGemvMaxRows,
+//         our VDPBF16PS kernel below that. Needs AVX512-BF16 or AMX (cpu_features().bf16()).
+enum class Compute { F32, BF16 };
+void set_compute(Compute c);  // BF16 on a CPU without it is an error
+Compute compute_mode();
+Compute default_compute();    // BF16 where the CPU has it, else F32
+const char* compute_name(Compute c);  // "fp32" / "bf16"
+
+// y[T, N] (+)= x[T, K] @ W[r0 : r0 + N, :]^T, with row strides ldx / ldy, in compute_mode().
 void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0, int64_t N,
             float* y, int64_t ldy, bool accumulate = false);
+// The same in fp32 whatever the mode: the router's scores and the mHC mixes, which DeepSeek's
+// reference computes in fp32 (small products that decide routing and the residual mix).
+void linear_fp32(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0, int64_t N,
+                 float* y, int64_t ldy, bool accumulate = false);
+// The same in bf16 whatever the mode (where the CPU has it).
+void linear_bf16(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0, int64_t N,
+                 float* y, int64_t ldy, bool accumulate = false);
 
 inline void linear(const float* x, int64_t T, const Weight& w, float* y) {
   linear(x, T, w.cols(), w, 0, w.rows(), y, w.rows());

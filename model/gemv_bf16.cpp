@@ -1,26 +1,28 @@
 #include "model/gemv_bf16.h"
 
+// gcc 12 warns inside its own intrinsics headers (_mm512_undefined_*) under target attributes.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
 #include <omp.h>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
+#include "model/cpu_features.h"
 #include "model/dtype.h"
 
 namespace modelone {
 
-#if defined(__AVX512F__)
+#define MO_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+
 namespace {
 
-inline __m512 load_bf16(const uint16_t* p) {  // 16 bf16 -> 16 fp32 (bf16 is fp32's top half)
+MO_AVX512 inline __m512 load_bf16(const uint16_t* p) {  // 16 bf16 -> 16 fp32 (bf16 is fp32's top half)
   const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
 }
 
 // Four weight rows against TN rows of x: 4 x TN accumulators stay in registers.
 template <int TN>
-void block4(const float* x, int64_t ldx, const uint16_t* W, int64_t K, float* y, int64_t ldy,
+MO_AVX512 void block4(const float* x, int64_t ldx, const uint16_t* W, int64_t K, float* y, int64_t ldy,
             bool accumulate) {
   __m512 acc[TN][4];
   for (int t = 0; t < TN; ++t)
@@ -54,10 +56,8 @@ void rows_scalar(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int6
     }
 }
 
-}  // namespace
-
-bool gemv_bf16(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int64_t K, int64_t N,
-               float* y, int64_t ldy, bool accumulate) {
+MO_AVX512 void gemv_avx512(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int64_t K,
+                           int64_t N, float* y, int64_t ldy, bool accumulate) {
   const int64_t nb = N / 4;
 #pragma omp parallel for schedule(static) num_threads(omp_in_parallel() ? 1 : omp_get_max_threads())
   for (int64_t b = 0; b < nb; ++b) {
@@ -75,16 +75,15 @@ bool gemv_bf16(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int64_
     }
   }
   if (N % 4) rows_scalar(x, T, ldx, W + nb * 4 * K, K, N % 4, y + nb * 4, ldy, accumulate);
+}
+
+}  // namespace
+
+bool gemv_bf16(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int64_t K, int64_t N,
+               float* y, int64_t ldy, bool accumulate) {
+  if (!cpu_features().avx512) return false;
+  gemv_avx512(x, T, ldx, W, K, N, y, ldy, accumulate);
   return true;
 }
-
-#else
-
-bool gemv_bf16(const float*, int64_t, int64_t, const uint16_t*, int64_t, int64_t, float*, int64_t,
-               bool) {
-  return false;
-}
-
-#endif
 
 }  // namespace modelone

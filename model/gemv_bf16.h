@@ -6,7 +6,7 @@
 
 namespace modelone {
 
-// Returns false (and does nothing) where the CPU path is not compiled in; the caller then uses
+// Returns false (and does nothing) where the CPU lacks AVX-512 (read at run time); the caller uses
 // the portable widen-and-dot kernel.
 bool gemv_bf16(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int64_t K, int64_t N,
                float* y, int64_t ldy, bool accumulate);

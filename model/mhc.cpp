@@ -14,7 +14,7 @@ namespace {
 // scalar, so it is applied after the product.
 void hc_mixes(const ModelConfig& cfg, const Weight& fn, const float* x, int64_t T, float* mixes) {
   const int64_t n = cfg.hc_mult * cfg.hidden_size, n_out = fn.rows();
-  linear(x, T, n, fn, 0, n_out, mixes, n_out);
+  linear_fp32(x, T, n, fn, 0, n_out, mixes, n_out);
   for (int64_t t = 0; t < T; ++t) {
     const float* xt = x + t * n;
     float ss = 0.f;

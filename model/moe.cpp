@@ -17,7 +17,7 @@ void route(const ModelConfig& cfg, int64_t layer, const LayerWeights& w, const f
   r->expert.resize(size_t(T * k));
   r->weight.resize(size_t(T * k));
   std::vector<float> scores(static_cast<size_t>(T * E));
-  linear(h, T, cfg.hidden_size, w.gate, 0, E, scores.data(), E);
+  linear_fp32(h, T, cfg.hidden_size, w.gate, 0, E, scores.data(), E);
   for (auto& s : scores)
     s = cfg.scoring_func == "sigmoid" ? sigmoid(s) : std::sqrt(softplus(s));
   const bool hash = cfg.mlp[size_t(layer)] == MlpKind::HashMoE;

@@ -104,8 +104,9 @@ TEST(Cli, LogitsOutMatchesTheEngineAndTransformers) {
   std::string csv;
   for (auto i : ids) csv += (csv.empty() ? "" : ",") + std::to_string(i);
   const fs::path npy = tmpdir() / "logits.npy";
+  // --compute fp32: the exact path is the one held to transformers' fp32 outputs.
   Result r = run("run --model " + dir + " --ids " + csv + " --logits-out " + npy.string() +
-                 " --generate 3 --json --quiet");
+                 " --generate 3 --json --quiet --compute fp32");
   ASSERT_EQ(r.code, 0) << r.err;
   std::vector<int64_t> shape;
   const auto got = read_npy_f32(npy.string(), &shape);
@@ -117,7 +118,7 @@ TEST(Cli, LogitsOutMatchesTheEngineAndTransformers) {
   std::ofstream(idf) << csv << "\n";
   const fs::path npy2 = tmpdir() / "logits2.npy";
   r = run("run --model " + dir + " --ids-file " + idf.string() + " --logits-out " + npy2.string() +
-          " --quiet", 2);
+          " --quiet --compute fp32", 2);
   ASSERT_EQ(r.code, 0) << r.err;
   const auto got2 = read_npy_f32(npy2.string(), &shape);
   EXPECT_LE(max_diff(got2.data(), want.data(), want.size()).max_abs, 1e-3f);
@@ -130,13 +131,52 @@ TEST(Cli, GenerationMatchesTransformers) {
   std::string csv;
   for (size_t i = 0; i < 64; ++i) csv += (csv.empty() ? "" : ",") + std::to_string(gen[i]);
   for (int np : {0, 3}) {
-    Result r = run("run --model " + dir + " --ids " + csv + " --generate 16 --json --quiet", np);
+    Result r = run("run --model " + dir + " --ids " + csv + " --generate 16 --json --quiet "
+                   "--compute fp32", np);
     ASSERT_EQ(r.code, 0) << r.err;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["generated"].get<std::vector<int32_t>>(),
               std::vector<int32_t>(gen.begin() + 64, gen.end()))
         << "np " << np;
   }
+}
+
+// --compute: auto resolves by the CPU's features (masked here to force the fallback), bf16 on a
+// CPU without it is refused on every rank, and the bf16 path over 3 ranks (cp + ep) gives the
+// one-rank bf16 logits within bf16 noise and the same greedy tokens.
+TEST(Cli, ComputeModes) {
+  const std::string dir = data_dir("hf_v4_tiny");
+  const std::string args = "run --model " + dir + " --random-prompt 300 --seed 2 --generate 12 "
+                           "--ignore-eos --json --quiet";
+  setenv("MODELONE_CPU_FEATURES", "none", 1);
+  Result r = run(args + " --compute auto");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["compute"], "fp32");
+  for (int np : {0, 2})
+    expect_error("run --model tiny --ids 1,2 --compute bf16",
+                 "--compute bf16 needs a CPU with AVX512-BF16 or AMX; this one has: none", np);
+  unsetenv("MODELONE_CPU_FEATURES");
+  expect_error("run --model tiny --ids 1 --compute fp16", "--compute");
+
+  r = run(args + " --compute auto");
+  ASSERT_EQ(r.code, 0) << r.err;
+  if (nlohmann::json::parse(r.out)["compute"] != "bf16") GTEST_SKIP() << "no bf16 on this CPU";
+  auto logits = [&](const std::string& compute, int np) {
+    const fs::path npy = tmpdir() / ("compute_" + compute + std::to_string(np) + ".npy");
+    const Result q = run(args + " --compute " + compute + " --logits-out " + npy.string(), np);
+    EXPECT_EQ(q.code, 0) << q.err;
+    std::vector<int64_t> shape;
+    return std::make_pair(nlohmann::json::parse(q.out)["generated"], read_npy_f32(npy.string(), &shape));
+  };
+  const auto f32 = logits("fp32", 0), b1 = logits("bf16", 0), b3 = logits("bf16", 3);
+  const float bf16_vs_fp32 = max_diff(b1.second.data(), f32.second.data(), f32.second.size()).max_abs;
+  const float np3_vs_np1 = max_diff(b3.second.data(), b1.second.data(), b1.second.size()).max_abs;
+  // Measured on the fixture: 0.27 from rounding to bf16, 0.004 between rank counts.
+  EXPECT_GT(bf16_vs_fp32, 1e-3f) << "the bf16 path must not be the fp32 path";
+  EXPECT_LE(np3_vs_np1, 0.02f);
+  EXPECT_LE(np3_vs_np1, 0.1f * bf16_vs_fp32);
+  EXPECT_EQ(b3.first, b1.first);
+  EXPECT_EQ(b1.first, f32.first);
 }
 
 TEST(Cli, BadInput) {
@@ -194,7 +234,9 @@ TEST(Cli, ExpertStatsPlanAndPlacement) {
   // A skewed workload (one token repeated: hash layers send it to the same experts), its stats,
   // a plan from them, and a run with the plan that gives the same tokens.
   const fs::path stats = tmpdir() / "stats.json", plan = tmpdir() / "plan.json";
-  const std::string prompt = "--ids 5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,7,7,7,7,9 --generate 6 --json --quiet";
+  // fp32: the runs are compared token for token (bf16 across layouts: Cli.ComputeModes).
+  const std::string prompt = "--ids 5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,7,7,7,7,9 --generate 6 --json "
+                             "--quiet --compute fp32";
   Result a = run("run --model tiny " + prompt + " --expert-stats " + stats.string(), 2);
   ASSERT_EQ(a.code, 0) << a.err;
   const auto js = nlohmann::json::parse(std::ifstream(stats));
@@ -236,7 +278,7 @@ TEST(Cli, OneRankFailingMidRunStopsEveryRank) {
 
 TEST(Cli, ContextParallelRunsMatchOneRank) {
   auto generated = [](const std::string& args, int np) {
-    const Result r = run("run --model tiny " + args + " --json --quiet", np);
+    const Result r = run("run --model tiny " + args + " --json --quiet --compute fp32", np);
     EXPECT_EQ(r.code, 0) << r.err;
     return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json{};
   };
@@ -305,7 +347,7 @@ namespace {
 
 TEST(Cli, EngramRunsMatchOneRank) {
   auto run_json = [](const std::string& args, int np) {
-    const Result r = run("run --model tiny-engram " + args + " --json --quiet", np);
+    const Result r = run("run --model tiny-engram " + args + " --json --quiet --compute fp32", np);
     EXPECT_EQ(r.code, 0) << r.err;
     return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json{};
   };

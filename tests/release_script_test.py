@@ -20,9 +20,9 @@ script = os.path.join(scripts, "release_checkpoint.py")
 ids = ",".join(str((i * 71 + 9) % 256) for i in range(45))
 
 
-def run(model, np_, out):
+def run(model, np_, out, compute="fp32"):
     cmd = [modelone, "run", "--model", model, "--ids", ids, "--generate", "8", "--ignore-eos",
-           "--quiet", "--json", "--logits-out", out]
+           "--quiet", "--json", "--logits-out", out, "--compute", compute]
     if np_ > 1:
         cmd = [mpiexec, "-n", str(np_), "--oversubscribe"] + cmd
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -35,11 +35,14 @@ def run(model, np_, out):
 def check_twins(d, src, block, what):
     out = os.path.join(d, "rel%d_%s" % (block, what))
     subprocess.run([sys.executable, script, src, out, "--block", str(block)], check=True)
-    for np_ in (1, 3):
-        tq, lq = run(out, np_, os.path.join(d, "q.npy"))
-        tt, lt = run(out + "_twin", np_, os.path.join(d, "t.npy"))
+    # fp32 compute, and auto (bf16 where the CPU has it: FP8 / FP4 decoded straight to bf16 must
+    # give what the twin's fp32 values rounded to bf16 give, as they are the same numbers).
+    for np_, compute in ((1, "fp32"), (3, "fp32"), (1, "auto"), (3, "auto")):
+        tq, lq = run(out, np_, os.path.join(d, "q.npy"), compute)
+        tt, lt = run(out + "_twin", np_, os.path.join(d, "t.npy"), compute)
         rel = np.abs(lq - lt).max() / max(np.abs(lt).max(), 1e-30)
-        print("%s, block %d, %d ranks: max rel |d logits| %.3g, tokens %s" % (what, block, np_, rel, tq))
+        print("%s, block %d, %d ranks, compute %s: max rel |d logits| %.3g, tokens %s"
+              % (what, block, np_, compute, rel, tq))
         assert lq.shape == lt.shape and rel <= 1e-5, rel
         assert tq == tt, (tq, tt)
     return out

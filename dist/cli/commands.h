@@ -25,6 +25,9 @@ struct EngramCli {
   int64_t cache_rows = 0;
 };
 void add_engram_options(CLI::App* app, EngramCli* o);
+// --compute auto|fp32|bf16 (run and bench), and the mode it resolves to on this CPU.
+void add_compute_option(CLI::App* app, std::string* compute);
+void apply_compute(const std::string& compute);
 EngramOptions engram_options(const EngramCli& o);
 
 struct RunOptions {
@@ -36,6 +39,7 @@ struct RunOptions {
   int64_t generate = 0;
   std::string logits_out;
   std::string kv_cache = "fp32";
+  std::string compute = "auto";
   int cp = 0, ep = 0;
   std::string cp_layout = "zigzag";
   bool json = false;

@@ -104,6 +104,19 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   run->add_option("--expert-placement", o->expert_placement,
                   "Expert placement plan (JSON, from `modelone plan-experts`)");
   add_engram_options(run, &o->engram);
+  add_compute_option(run, &o->compute);
+}
+
+void add_compute_option(CLI::App* app, std::string* compute) {
+  app->add_option("--compute", *compute, "Arithmetic of the weight products: fp32 (the exact "
+                  "reference), bf16 (bf16 inputs, fp32 sums; needs AVX512-BF16 or AMX), or auto "
+                  "(bf16 where the CPU has it)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+}
+
+void apply_compute(const std::string& compute) {
+  set_compute(compute == "auto" ? default_compute()
+              : compute == "bf16" ? Compute::BF16 : Compute::F32);
 }
 
 void add_engram_options(CLI::App* app, EngramCli* o) {
@@ -179,6 +192,7 @@ int run_command(const RunOptions& o) {
   std::vector<int32_t> prompt;
   DType kv = DType::F32;
   comm::agree(grid.world, [&] {
+    apply_compute(o.compute);
     kv = o.kv_cache == "bf16" ? DType::BF16 : o.kv_cache == "fp8" ? DType::F8_E4M3 : DType::F32;
     ms = resolve_model(o.m.model, o.m.sets);
     if (!o.ids.empty()) {
@@ -203,7 +217,7 @@ int run_command(const RunOptions& o) {
                           " layers, world " + std::to_string(grid.W) + " (dp " +
                           std::to_string(grid.dp) + ", cp " + std::to_string(grid.cp) + ", ep " +
                           std::to_string(grid.ep) + "), " + std::to_string(threads) +
-                          " threads per rank");
+                          " threads per rank, " + compute_name(compute_mode()) + " compute");
 
   // Each rank loads the shared weights and only the routed experts its ep rank holds.
   std::vector<ExpertPlacement> placement;
@@ -296,6 +310,7 @@ int run_command(const RunOptions& o) {
       j["cp"] = grid.cp;
       j["ep"] = grid.ep;
       j["kv_cache"] = o.kv_cache;
+      j["compute"] = compute_name(compute_mode());
       j["load_seconds"] = t_loaded - t_start;
       j["prefill_seconds"] = t_prefill;
       j["prefill_tokens_per_second"] = t_prefill > 0 ? double(T) / t_prefill : 0.0;

@@ -1,0 +1,212 @@
+// The bf16 compute path against exact arithmetic and against the fp32 path, on every shape class
+// linear() sees (T = 1 to 8 through the VDPBF16PS kernel, larger T through oneDNN; K with and
+// without a 32-value tail; row offsets; accumulate) and every stored weight type (bf16, fp32,
+// FP8 at block 128 and 32 with short edge blocks, FP4). The CPU-feature dispatch is tested by
+// forcing the fallbacks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "model/bf16_kernels.h"
+#include "model/check.h"
+#include "model/cpu_features.h"
+#include "model/gemm.h"
+#include "model/matmul_bf16.h"
+#include "model/weight_quant.h"
+
+namespace modelone {
+namespace {
+
+struct Kind {
+  const char* name;
+  DType dtype;
+  int64_t block;
+};
+const Kind kKinds[] = {{"bf16", DType::BF16, 0},
+                       {"fp32", DType::F32, 0},
+                       {"fp8_b128", DType::F8_E4M3, 128},
+                       {"fp8_b32", DType::F8_E4M3, 32},
+                       {"fp4", DType::F4_E2M1, 0}};
+
+Weight make(const Kind& k, int64_t N, int64_t K, std::mt19937& rng) {
+  std::normal_distribution<float> d(0.f, 0.05f);
+  std::vector<float> v(size_t(N * K));
+  for (auto& x : v) x = d(rng);
+  if (k.dtype == DType::F8_E4M3 || k.dtype == DType::F4_E2M1)
+    return quantize_weight(k.name, k.dtype, N, K, v, k.block ? k.block : 128);
+  return make_weight(k.name, k.dtype, {N, K}, v);
+}
+
+bool has_bf16() { return cpu_features().bf16(); }
+
+// Restores the detected features when a test that forces fallbacks ends.
+struct Features {
+  CpuFeatures saved = cpu_features();
+  explicit Features(const CpuFeatures& f) { override_cpu_features(f); }
+  ~Features() { override_cpu_features(saved); }
+};
+
+TEST(Bf16Compute, ActivationRoundingMatchesScalar) {
+  std::vector<float> x = {0.f, -0.f, 1.f, 1.00390625f /* tie, even stays */, 1.01171875f /* tie, odd goes up */,
+                          3.4e38f, -3.4e38f, INFINITY, -INFINITY, NAN, 1e-40f /* subnormal */,
+                          -7.3e-39f, 65504.f, 1.f / 3.f};
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-100.f, 100.f);
+  for (int i = 0; i < 1000; ++i) x.push_back(u(rng));
+  std::vector<uint16_t> a(x.size()), b(x.size());
+  rows_to_bf16(x.data(), 1, int64_t(x.size()), int64_t(x.size()), a.data());
+  {
+    Features none(CpuFeatures{});
+    rows_to_bf16(x.data(), 1, int64_t(x.size()), int64_t(x.size()), b.data());
+  }
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(a[i], f32_to_bf16(x[i])) << "x = " << x[i];
+    EXPECT_EQ(b[i], f32_to_bf16(x[i])) << "x = " << x[i];
+  }
+}
+
+TEST(Bf16Compute, WeightDecodeIsExactForReleaseTypes) {
+  std::mt19937 rng(1);
+  // 200 rows, 192 columns: a short 64-wide edge block at block 128, a short row block too.
+  for (const Kind& k : kKinds) {
+    const int64_t N = 200, K = k.dtype == DType::F4_E2M1 ? 192 : 200;
+    const Weight w = make(k, N, K, rng);
+    std::vector<float> f(size_t(N * K));
+    w.rows_f32(0, N, f.data());
+    for (bool vector : {true, false}) {
+      Features f1(vector ? cpu_features() : CpuFeatures{});
+      for (int64_t r0 : {int64_t(0), int64_t(3), int64_t(130)}) {
+        const int64_t n = std::min<int64_t>(50, N - r0);
+        std::vector<uint16_t> got(size_t(n * K));
+        weight_rows_bf16(w, r0, n, got.data());
+        int bad = 0;
+        for (int64_t i = 0; i < n * K; ++i) {
+          const float want = f[size_t(r0 * K + i)];
+          // Release types (and bf16) are exact in bf16; fp32 rounds to nearest even.
+          if (got[size_t(i)] != f32_to_bf16(want)) ++bad;
+          if (k.dtype != DType::F32 && bf16_to_f32(got[size_t(i)]) != want) ++bad;
+        }
+        EXPECT_EQ(bad, 0) << k.name << " rows " << r0 << "+" << n << (vector ? " vector" : " scalar");
+      }
+    }
+  }
+}
+
+// y from the bf16 path against (a) the exact sum of the bf16-rounded operands, in double, and
+// (b) the fp32 path. (a) leaves only fp32 summation error: within 1e-5 of sum |x w|. (b) adds
+// the rounding of x (and of fp32 weights) to bf16, at most 2^-9 relative each: within 2^-8 of
+// sum |x w|.
+void check_products(const Kind& k, int64_t T, int64_t N, int64_t K, int64_t r0, bool accumulate,
+                     std::mt19937& rng) {
+  SCOPED_TRACE(testing::Message() << k.name << " T=" << T << " N=" << N << " K=" << K << " r0="
+                                  << r0 << (accumulate ? " accumulate" : ""));
+  const Weight w = make(k, r0 + N + 3, K, rng);
+  std::normal_distribution<float> d(0.f, 1.f);
+  const int64_t ldx = K + 5, ldy = N + 7;
+  std::vector<float> x(size_t(T * ldx)), y0(size_t(T * ldy));
+  for (auto& v : x) v = d(rng);
+  for (auto& v : y0) v = d(rng);
+  std::vector<float> yb = y0, yf = y0;
+  linear_bf16(x.data(), T, ldx, w, r0, N, yb.data(), ldy, accumulate);
+  linear_fp32(x.data(), T, ldx, w, r0, N, yf.data(), ldy, accumulate);
+  std::vector<float> wf(size_t(N * K));
+  w.rows_f32(r0, N, wf.data());
+  double worst_exact = 0, worst_fp32 = 0;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t n = 0; n < N; ++n) {
+      double exact = accumulate ? y0[size_t(t * ldy + n)] : 0.0, mag = 0;
+      for (int64_t j = 0; j < K; ++j) {
+        const double p = double(round_bf16(x[size_t(t * ldx + j)])) * double(round_bf16(wf[size_t(n * K + j)]));
+        exact += p;
+        mag += std::fabs(p);
+      }
+      const double got = yb[size_t(t * ldy + n)];
+      worst_exact = std::max(worst_exact, std::fabs(got - exact) / (mag + 1e-30));
+      worst_fp32 = std::max(worst_fp32, std::fabs(got - yf[size_t(t * ldy + n)]) / (mag + 1e-30));
+    }
+  EXPECT_LE(worst_exact, 1e-5);
+  EXPECT_LE(worst_fp32, 1.0 / 256);
+  // Rows past the product are untouched (ldy padding).
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t n = N; n < ldy; ++n) ASSERT_EQ(yb[size_t(t * ldy + n)], y0[size_t(t * ldy + n)]);
+}
+
+TEST(Bf16Compute, EveryShapeClassAndWeightType) {
+  if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX (" << cpu_features().str() << ")";
+  std::mt19937 rng(2);
+  struct NK { int64_t N, K; };
+  // K: a multiple of 32, one with a 8-value tail, an FP8 edge block; N: odd, tiny, one full 64-row
+  // GEMV group and more.
+  const NK shapes[] = {{64, 128}, {37, 96}, {130, 200}, {5, 1024}, {257, 256}};
+  for (const Kind& k : kKinds)
+    for (const NK& s : shapes) {
+      if (k.dtype == DType::F4_E2M1 && s.K % 32) continue;  // FP4 rows are whole 32-value groups
+      for (int64_t T : {1, 2, 3, 4, 5, 8, 9, 33})
+        check_products(k, T, s.N, s.K, T % 2 ? 0 : 3, T == 3 || T == 9, rng);
+    }
+}
+
+TEST(Bf16Compute, ProjectionSizedProducts) {
+  if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
+  std::mt19937 rng(3);
+  for (const Kind& k : kKinds) {
+    check_products(k, 1, 512, 2048, 0, false, rng);
+    check_products(k, 96, 300, 1024, 64, true, rng);
+  }
+}
+
+TEST(Bf16Compute, MatmulPrimitivesAreKept) {
+  if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
+  std::mt19937 rng(4);
+  const Weight w = make(kKinds[0], 64, 128, rng);
+  std::vector<float> x(size_t(20 * 128), 0.5f), y(size_t(20 * 64));
+  linear_bf16(x.data(), 20, 128, w, 0, 64, y.data(), 64);
+  const int64_t made = matmul_bf16_primitives();
+  for (int i = 0; i < 3; ++i) linear_bf16(x.data(), 20, 128, w, 0, 64, y.data(), 64);
+  EXPECT_EQ(matmul_bf16_primitives(), made);
+}
+
+TEST(Bf16Compute, DispatchFallsBackWithoutTheFeatures) {
+  Features none(CpuFeatures{});
+  EXPECT_EQ(default_compute(), Compute::F32);
+  try {
+    set_compute(Compute::BF16);
+    FAIL() << "bf16 accepted on a CPU without it";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--compute bf16 needs a CPU with AVX512-BF16 or AMX; this "
+                                         "one has: none"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(compute_mode(), Compute::F32);
+  // The kernels' portable paths give the vector paths' values (sums to fp32 rounding).
+  std::mt19937 rng(6);
+  for (const Kind& k : kKinds) {
+    const Weight w = make(k, 20, 96, rng);
+    std::vector<uint16_t> xb(size_t(3 * 96));
+    for (auto& v : xb) v = f32_to_bf16(std::normal_distribution<float>(0.f, 1.f)(rng));
+    std::vector<float> scalar(60), vec(60);
+    dot_weight_rows_bf16(xb.data(), 3, 96, w, 0, 20, scalar.data(), 20, false);
+    override_cpu_features(none.saved);
+    dot_weight_rows_bf16(xb.data(), 3, 96, w, 0, 20, vec.data(), 20, false);
+    override_cpu_features(CpuFeatures{});
+    for (size_t i = 0; i < scalar.size(); ++i) EXPECT_NEAR(scalar[i], vec[i], 1e-5f) << k.name << " " << i;
+  }
+}
+
+TEST(Bf16Compute, ModeSwitchesLinear) {
+  if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
+  std::mt19937 rng(7);
+  const Weight w = make(kKinds[1], 16, 64, rng);  // fp32 weights: the two modes must differ
+  std::vector<float> x(64, 0.3333333f), a(16), b(16), c(16);
+  set_compute(Compute::BF16);
+  linear(x.data(), 1, w, a.data());
+  linear_bf16(x.data(), 1, 64, w, 0, 16, b.data(), 16);
+  set_compute(Compute::F32);
+  linear(x.data(), 1, w, c.data());
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+}
+
+}  // namespace
+}  // namespace modelone

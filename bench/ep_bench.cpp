@@ -83,7 +83,10 @@ int ep_bench(const EpBenchOptions& o) {
           }
         if (!b.more && t0 + n >= T) break;
       }
-      if (i == 0) continue;  // warm-up
+      if (i == 0) {  // warm-up
+        moe.timers.clear();
+        continue;
+      }
       td.push_back(d);
       tc.push_back(c);
     }
@@ -126,6 +129,11 @@ int ep_bench(const EpBenchOptions& o) {
         .add("ratio_vs_alltoallv", raw / ours, 3)
         .add("dispatch_seconds", td[td.size() / 2], 3)
         .add("combine_seconds", tc[tc.size() / 2], 3)
+        // Where the time goes on rank 0, per iteration: packing rows (layout), the exchanges
+        // (counts, and waiting for both all-to-alls) and adding the results home.
+        .add("pack_seconds", moe.timers.pack / o.iters, 3)
+        .add("exchange_seconds", moe.timers.exchange / o.iters, 3)
+        .add("add_seconds", moe.timers.combine / o.iters, 3)
         .print(o.json);
   }
   return 0;

@@ -81,6 +81,8 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   c->add_option("--prefill-chunk", o->context.prefill_chunk, "Prompt tokens per rank per step");
   c->add_option("--kv-cache", o->context.kv_cache, "fp32, bf16 or fp8 (MODEL1)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
+  c->add_option("--compute", o->context.compute, "auto (bf16 where the CPU has it), bf16 or fp32")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   c->add_option("--threads", o->context.threads, "Threads per rank (default 1)");
   c->add_option("--seed", o->context.seed, "Prompt and cache seed");
   c->add_flag("--json", o->context.json, "One JSON object per line");

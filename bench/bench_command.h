@@ -68,6 +68,7 @@ struct ContextBenchOptions {
   int64_t decode_steps = 4;
   int64_t prefill_chunk = 2048;
   std::string kv_cache = "bf16";
+  std::string compute = "auto";  // both sides of every comparison
   int threads = 1;  // one thread per rank on both sides of every comparison
   uint64_t seed = 0;
   bool json = false;

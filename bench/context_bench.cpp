@@ -173,6 +173,8 @@ int context_bench(const ContextBenchOptions& opt) {
   const comm::Comm world = comm::Comm::world();
   const int W = world.size(), me = world.rank();
   set_compute_threads(o.threads);
+  set_compute(o.compute == "auto" ? default_compute()
+              : o.compute == "bf16" ? Compute::BF16 : Compute::F32);
   std::vector<std::string> sets = {"num_hidden_layers=2",
                                    "layer_types=compressed_sparse_attention,heavily_compressed_attention",
                                    "n_routed_experts=8"};
@@ -254,6 +256,7 @@ int context_bench(const ContextBenchOptions& opt) {
       const Decode& b = d1[i];
       Line("context_decode")
           .add("context", o.decode[i])
+          .add("compute", std::string(compute_name(compute_mode())))
           .add("cp", int64_t(W))
           .add("ms", d.step * 1e3)
           .add("cp1_ms", b.step * 1e3)

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -65,6 +66,28 @@ MO_AVX512 inline __m512i scale_pow2(__m512i bits, __mmask32 nz, int e) {
   return _mm512_mask_add_epi16(bits, nz, bits, _mm512_set1_epi16(int16_t(e << 7)));
 }
 
+// 32 e4m3 codes (the lanes of m) to bf16 bits times 2^e2; t0..t3: the e4m3 table.
+MO_AVX512 inline __m512i e4m3x32(const uint8_t* p, __mmask32 m, int e2, __m512i t0, __m512i t1,
+                                 __m512i t2, __m512i t3) {
+  const __m512i c = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, p));
+  const __m512i mag = _mm512_and_si512(c, _mm512_set1_epi16(0x7f));
+  const __m512i lo = _mm512_permutex2var_epi16(t0, mag, t1);  // codes 0-63
+  const __m512i hi = _mm512_permutex2var_epi16(t2, mag, t3);  // codes 64-127
+  __m512i v = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(mag, _mm512_set1_epi16(64)), lo, hi);
+  v = _mm512_or_si512(v, _mm512_and_si512(_mm512_slli_epi16(c, 8), _mm512_set1_epi16(int16_t(0x8000))));
+  return scale_pow2(v, _mm512_test_epi16_mask(mag, mag), e2);
+}
+
+MO_AVX512 void e4m3_to_bf16_avx512(const uint8_t* codes, int64_t n, int e2, uint16_t* out) {
+  const uint16_t* e = tables().e4m3;
+  const __m512i t0 = _mm512_loadu_si512(e), t1 = _mm512_loadu_si512(e + 32);
+  const __m512i t2 = _mm512_loadu_si512(e + 64), t3 = _mm512_loadu_si512(e + 96);
+  for (int64_t i = 0; i < n; i += 32) {
+    const __mmask32 m = n - i >= 32 ? ~__mmask32(0) : __mmask32((1u << (n - i)) - 1);
+    _mm512_mask_storeu_epi16(out + i, m, e4m3x32(codes + i, m, e2, t0, t1, t2, t3));
+  }
+}
+
 struct Bf16Src {
   const uint16_t* w;
   int64_t K;
@@ -97,13 +120,7 @@ struct Fp8Src {  // e4m3 codes [rows, K], E8M0 scale per (br x bc) block, bc % 3
     t2 = _mm512_loadu_si512(e + 64), t3 = _mm512_loadu_si512(e + 96);
   }
   MO_AVX512 __m512i load(int64_t r, int64_t k, __mmask32 m) const {
-    const __m512i c = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, w + r * K + k));
-    const __m512i mag = _mm512_and_si512(c, _mm512_set1_epi16(0x7f));
-    const __m512i lo = _mm512_permutex2var_epi16(t0, mag, t1);  // codes 0-63
-    const __m512i hi = _mm512_permutex2var_epi16(t2, mag, t3);  // codes 64-127
-    __m512i v = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(mag, _mm512_set1_epi16(64)), lo, hi);
-    v = _mm512_or_si512(v, _mm512_and_si512(_mm512_slli_epi16(c, 8), _mm512_set1_epi16(int16_t(0x8000))));
-    return scale_pow2(v, _mm512_test_epi16_mask(mag, mag), int(s[br(r) * sc + bc(k)]) - 127);
+    return e4m3x32(w + r * K + k, m, int(s[br(r) * sc + bc(k)]) - 127, t0, t1, t2, t3);
   }
   const void* row(int64_t r) const { return w + r * K; }
 };
@@ -227,6 +244,14 @@ int source_kind(const Weight& w) {
 
 void rows_to_bf16(const float* x, int64_t T, int64_t ldx, int64_t K, uint16_t* out) {
   for (int64_t t = 0; t < T; ++t) narrow_rows(x + t * ldx, K, out + t * K);
+}
+
+void e4m3_to_bf16(const uint8_t* codes, int64_t n, int e2, uint16_t* out) {
+  if (cpu_features().avx512) {
+    e4m3_to_bf16_avx512(codes, n, e2, out);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(std::ldexp(e4m3_to_f32(codes[i]), e2));
 }
 
 void weight_rows_bf16(const Weight& w, int64_t r0, int64_t n, uint16_t* out) {

@@ -16,6 +16,10 @@ void rows_to_bf16(const float* x, int64_t T, int64_t ldx, int64_t K, uint16_t* o
 // power-of-two (E8M0) scales and FP4; fp32 and other scaled values are rounded to nearest even.
 void weight_rows_bf16(const Weight& w, int64_t r0, int64_t n, uint16_t* out);
 
+// out[i] = bf16(e4m3(codes[i]) * 2^e2) for i < n: exact (FP8 cache rows and keys, whose scales
+// are powers of two).
+void e4m3_to_bf16(const uint8_t* codes, int64_t n, int e2, uint16_t* out);
+
 // y[t, r] (+)= sum_k xb[t, k] * W[r0 + r, k] for t < T (<= 8), r < nr, xb bf16 [T, ldxb] and W
 // decoded to bf16 in registers as it streams (bf16, FP8 and FP4 read once at their stored
 // width), products summed in fp32 by VDPBF16PS.

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "model/bf16_kernels.h"
 #include "model/gemm.h"
 #include "model/kernels.h"
+#include "model/matmul_bf16.h"
 
 namespace modelone {
 
@@ -68,21 +70,34 @@ void indexer_candidates(const ModelConfig& cfg, const float* q, const float* w, 
   static thread_local std::vector<float> score;  // kept: no page faults per call
   score.assign(size_t(n), 0.f);
   // Tiles of keys widened into per-thread scratch: the widened copy stays in cache and no
-  // buffer grows with the context.
+  // buffer grows with the context. On the bf16 path the keys are fed as bf16 (stored bf16 as is,
+  // fp8 decoded exactly) and the tile rounded up to 64 rows, so the matmul sees few shapes.
   constexpr int64_t kTile = 1024;
   const int64_t n_tiles = (n + kTile - 1) / kTile;
   float* sc = score.data();
+  const bool bf16 = compute_mode() == Compute::BF16;
+  static thread_local std::vector<uint16_t> qbuf;
+  qbuf.resize(size_t(nI * Di));
+  if (bf16) rows_to_bf16(q, 1, nI * Di, nI * Di, qbuf.data());
+  const uint16_t* qb = qbuf.data();
 #pragma omp parallel if (n_tiles > 1)
   {
     static thread_local std::vector<float> kt, logits;
-    kt.resize(size_t(kTile * Di));
+    static thread_local std::vector<uint16_t> kb;
     logits.resize(size_t(nI * kTile));
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < n_tiles; ++b) {
       const int64_t s0 = b * kTile, ns = std::min(kTile, n - s0);
-      const float* kf = keys.rows.view(s0, ns, kt);
-      sgemm_nt(nI, ns, Di, q, Di, kf, Di, logits.data(), ns);
-      accumulate_scores(logits.data(), ns, nI, ns, w, scale, sc + s0);
+      if (bf16) {
+        const int64_t np = (ns + 63) / 64 * 64;
+        const uint16_t* k = keys.rows.view_bf16(s0, ns, np, kb);
+        matmul_bf16_nt(nI, np, Di, qb, Di, k, Di, logits.data(), np, false);
+        accumulate_scores(logits.data(), np, nI, ns, w, scale, sc + s0);
+      } else {
+        const float* kf = keys.rows.view(s0, ns, kt);
+        sgemm_nt(nI, ns, Di, q, Di, kf, Di, logits.data(), ns);
+        accumulate_scores(logits.data(), ns, nI, ns, w, scale, sc + s0);
+      }
     }
   }
   const int64_t k = std::min(cfg.index_topk, n);

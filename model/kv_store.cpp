@@ -2,6 +2,10 @@
 
 #include <algorithm>
 
+#include <cmath>
+#include <cstring>
+
+#include "model/bf16_kernels.h"
 #include "model/check.h"
 #include "model/kv_fp8.h"
 
@@ -66,6 +70,36 @@ const float* KvStore::view(int64_t r0, int64_t n, std::vector<float>& tmp) const
   if (codec_.dtype == DType::F32) return reinterpret_cast<const float*>(data_.data()) + r0 * codec_.width;
   tmp.resize(size_t(n * codec_.width));
   read(r0, n, tmp.data());
+  return tmp.data();
+}
+
+const uint16_t* KvStore::view_bf16(int64_t r0, int64_t n, int64_t n_pad,
+                                   std::vector<uint16_t>& tmp) const {
+  MO_CHECK(r0 >= 0 && r0 + n <= rows_ && n_pad >= n);
+  const int64_t w = codec_.width;
+  if (codec_.dtype == DType::BF16 && n_pad == n)
+    return reinterpret_cast<const uint16_t*>(data_.data()) + r0 * w;
+  tmp.resize(size_t(n_pad * w));
+  std::fill(tmp.begin() + n * w, tmp.end(), uint16_t(0));
+  if (codec_.dtype == DType::BF16) {
+    std::copy_n(reinterpret_cast<const uint16_t*>(data_.data()) + r0 * w, n * w, tmp.begin());
+  } else if (codec_.dtype == DType::F8_E4M3 && codec_.rope < 0) {  // fp8 keys: a scale per 128
+    const int64_t tile = 128;  // kv_fp8's key tile
+    for (int64_t r = 0; r < n; ++r) {
+      const uint8_t* row = raw(r0 + r);
+      for (int64_t a = 0, t = 0; a < w; a += tile, ++t) {
+        float s;
+        std::memcpy(&s, row + w + 4 * t, 4);
+        int e2;
+        std::frexp(s, &e2);  // s = 2^(e2 - 1)
+        e4m3_to_bf16(row + a, std::min(tile, w - a), e2 - 1, tmp.data() + r * w + a);
+      }
+    }
+  } else {
+    std::vector<float> f(size_t(n * w));
+    read(r0, n, f.data());
+    for (int64_t i = 0; i < n * w; ++i) tmp[size_t(i)] = f32_to_bf16(f[size_t(i)]);
+  }
   return tmp.data();
 }
 

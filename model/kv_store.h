@@ -37,6 +37,10 @@ class KvStore {
   // Rows [r0, r0 + n) as fp32: a pointer into the store when it is fp32, else widened into tmp
   // (keep tmp between calls: a fresh large buffer costs page faults on every call).
   const float* view(int64_t r0, int64_t n, std::vector<float>& tmp) const;
+  // Rows [r0, r0 + n) as bf16 [n_pad, width], rows n.. zero (n_pad >= n rounds a tile up to a
+  // shape the matmul kernels already know): a pointer into the store when it is bf16 and
+  // n_pad == n, else decoded into tmp (fp8 keys exactly: e4m3 times a power of two).
+  const uint16_t* view_bf16(int64_t r0, int64_t n, int64_t n_pad, std::vector<uint16_t>& tmp) const;
   // out[n, width] = rows[i] widened, for the n row numbers in rows.
   void gather(const int32_t* rows, int64_t n, float* out) const;
   const uint8_t* raw(int64_t r) const { return data_.data() + size_t(r * codec_.row_bytes()); }

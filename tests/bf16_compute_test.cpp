@@ -13,6 +13,8 @@
 #include "model/check.h"
 #include "model/cpu_features.h"
 #include "model/gemm.h"
+#include "model/indexer.h"
+#include "model/layer_cache.h"
 #include "model/matmul_bf16.h"
 #include "model/weight_quant.h"
 
@@ -192,6 +194,57 @@ TEST(Bf16Compute, DispatchFallsBackWithoutTheFeatures) {
     override_cpu_features(CpuFeatures{});
     for (size_t i = 0; i < scalar.size(); ++i) EXPECT_NEAR(scalar[i], vec[i], 1e-5f) << k.name << " " << i;
   }
+}
+
+// The indexer's scoring on the bf16 path (q and keys fed as bf16: bf16 keys as stored, fp8 keys
+// decoded exactly, fp32 keys rounded): every candidate's score against the same formula in
+// double over the bf16 operands, for a key count that leaves a short last tile.
+TEST(Bf16Compute, IndexerScores) {
+  if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
+  ModelConfig cfg;
+  cfg.index_n_heads = 16;
+  cfg.index_head_dim = 128;
+  cfg.index_topk = 2500;  // every key a candidate: all scores are checked
+  cfg.csa_rate = 4;
+  const int64_t nI = 16, Di = 128, n = 2100;
+  std::mt19937 rng(8);
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> q(static_cast<size_t>(nI * Di)), w(static_cast<size_t>(nI)),
+      keys(static_cast<size_t>(n * Di));
+  for (auto& v : q) v = d(rng);
+  for (auto& v : w) v = d(rng);
+  for (auto& v : keys) v = d(rng);
+  set_compute(Compute::BF16);
+  for (DType dt : {DType::BF16, DType::F8_E4M3, DType::F32}) {
+    SCOPED_TRACE(dtype_name(dt));
+    EntryStore store;
+    store.rows = KvStore(dt, Di);
+    store.append(keys.data(), n, int64_t(0));
+    std::vector<float> stored(size_t(n * Di));
+    store.rows.read(0, n, stored.data());
+    std::vector<Candidate> got;
+    indexer_candidates(cfg, q.data(), w.data(), 4 * n, store, &got);
+    ASSERT_EQ(int64_t(got.size()), n);
+    double worst = 0;
+    for (const Candidate& c : got) {
+      double score = 0, mag = 0;
+      for (int64_t h = 0; h < nI; ++h) {
+        double l = 0, lm = 0;
+        for (int64_t j = 0; j < Di; ++j) {
+          const double p = double(round_bf16(q[size_t(h * Di + j)])) *
+                           double(round_bf16(stored[size_t(c.index * Di + j)]));
+          l += p;
+          lm += std::fabs(p);
+        }
+        const double sw = w[size_t(h)] / std::sqrt(double(Di));
+        score += std::max(l, 0.0) * sw;
+        mag += lm * std::fabs(sw);
+      }
+      worst = std::max(worst, std::fabs(c.score - score) / mag);
+    }
+    EXPECT_LE(worst, 1e-5);
+  }
+  set_compute(Compute::F32);
 }
 
 TEST(Bf16Compute, ModeSwitchesLinear) {

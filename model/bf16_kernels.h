@@ -26,4 +26,9 @@ void e4m3_to_bf16(const uint8_t* codes, int64_t n, int e2, uint16_t* out);
 void dot_weight_rows_bf16(const uint16_t* xb, int64_t T, int64_t ldxb, const Weight& w, int64_t r0,
                           int64_t nr, float* y, int64_t ldy, bool accumulate);
 
+// C[M, N] (+)= A[M, K] @ B[N, K]^T, A and B bf16, on the calling thread only (safe inside our
+// parallel loops, unlike oneDNN's matmul): model/bf16_microkernel.cpp.
+void gemm_bf16_nt_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                       const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);
+
 }  // namespace modelone

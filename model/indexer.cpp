@@ -41,6 +41,17 @@ void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
                     int32_t* count) {
   const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim, K = cfg.index_topk;
   const float scale = 1.f / std::sqrt(float(Di));
+  // bf16 path: queries and keys rounded once; each token's key count is rounded up to 64 (zero
+  // rows past the end), so the matmul sees n_keys / 64 shapes, not one per token.
+  const bool bf16 = compute_mode() == Compute::BF16;
+  auto pad = [](int64_t n) { return (n + 63) / 64 * 64; };
+  std::vector<uint16_t> kb, qb;
+  if (bf16) {
+    kb.assign(size_t(pad(n_keys) * Di), 0);
+    rows_to_bf16(keys, n_keys, Di, Di, kb.data());
+    qb.resize(size_t(T * nI * Di));
+    rows_to_bf16(iq.q.data(), T, nI * Di, nI * Di, qb.data());
+  }
 #pragma omp parallel
   {
     std::vector<float> logits, score;
@@ -50,10 +61,14 @@ void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
       const int64_t k = std::min(K, n);
       count[t] = int32_t(k);
       if (k == 0) continue;
-      logits.resize(size_t(nI * n));
+      const int64_t ld = bf16 ? pad(n) : n;
+      logits.resize(size_t(nI * ld));
       score.assign(size_t(n), 0.f);
-      sgemm_nt(nI, n, Di, iq.q.data() + t * nI * Di, Di, keys, Di, logits.data(), n);
-      accumulate_scores(logits.data(), n, nI, n, iq.w.data() + t * nI, scale, score.data());
+      if (bf16)
+        matmul_bf16_nt(nI, ld, Di, qb.data() + t * nI * Di, Di, kb.data(), Di, logits.data(), ld, false);
+      else
+        sgemm_nt(nI, n, Di, iq.q.data() + t * nI * Di, Di, keys, Di, logits.data(), n);
+      accumulate_scores(logits.data(), ld, nI, n, iq.w.data() + t * nI, scale, score.data());
       top_k(score.data(), n, k, top + t * K);
     }
   }

@@ -1,11 +1,13 @@
 #include "model/matmul_bf16.h"
 
 #include <dnnl.hpp>
+#include <omp.h>
 
 #include <map>
 #include <mutex>
 #include <tuple>
 
+#include "model/bf16_kernels.h"
 #include "model/check.h"
 
 namespace modelone {
@@ -58,6 +60,12 @@ void matmul_bf16_nt(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t 
                     const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   if (M == 0 || N == 0) return;
   MO_CHECK(K > 0, "matmul_bf16_nt with K = 0");
+  // Inside one of our parallel loops oneDNN's kernels would split their work for a team they do
+  // not have (results came out wrong with 2 threads): the calling thread does it alone.
+  if (omp_in_parallel()) {
+    gemm_bf16_nt_here(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    return;
+  }
   Cache& c = cache();
   try {
     const Key k{M, N, K, lda, ldb, ldc, accumulate};

@@ -7,8 +7,8 @@
 namespace modelone {
 
 // C[M, N] (+)= A[M, K] @ B[N, K]^T with A, B bf16 (row-major, leading dims lda / ldb) and C fp32
-// (ldc). Runs on the OpenMP threads of the caller (one thread inside a parallel region).
-// Primitives are made once per shape and kept.
+// (ldc). Runs on all OpenMP threads outside a parallel region (primitives made once per shape and
+// kept); inside one, on the calling thread through gemm_bf16_nt_here.
 void matmul_bf16_nt(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
                     const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);
 

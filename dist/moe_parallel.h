@@ -116,6 +116,8 @@ class MoeParallel {
   size_t shm_rows_off_ = 0, shm_results_off_ = 0;
   MoeBatch batches_[2];
   std::vector<float> xin_, yout_, acc_;
+  std::vector<int32_t> dest_;  // layout scratch
+  std::vector<int64_t> row_of_, off_;
 };
 
 }  // namespace modelone

@@ -15,7 +15,14 @@ void MoeParallel::start_dispatch_mpi(MoeBatch* b) {
   b->recv_rows = ep_.exchange_counts(b->send_rows);
   timers.exchange += comm::now() - c0;
   b->recv.resize(size_t(b->n_recv() * rb));
-  b->req = ep_.ialltoallv_rows(b->send.data(), b->send_rows, b->recv.data(), b->recv_rows, rb);
+  // Without overlap nothing runs between start and finish: the blocking call is cheaper.
+  if (opt_.overlap) {
+    b->req = ep_.ialltoallv_rows(b->send.data(), b->send_rows, b->recv.data(), b->recv_rows, rb);
+  } else {
+    const double c1 = comm::now();
+    ep_.alltoallv_rows(b->send.data(), b->send_rows, b->recv.data(), b->recv_rows, rb);
+    timers.exchange += comm::now() - c1;
+  }
 }
 
 void MoeParallel::finish_dispatch_mpi(MoeBatch* b) {
@@ -35,7 +42,13 @@ void MoeParallel::finish_dispatch_mpi(MoeBatch* b) {
 void MoeParallel::start_combine_mpi(MoeBatch* b) {
   const int64_t cb = codec_.combine_bytes();
   b->back.resize(size_t(b->n_send() * cb));
-  b->req = ep_.ialltoallv_rows(b->out.data(), b->recv_rows, b->back.data(), b->send_rows, cb);
+  if (opt_.overlap) {
+    b->req = ep_.ialltoallv_rows(b->out.data(), b->recv_rows, b->back.data(), b->send_rows, cb);
+  } else {
+    const double c1 = comm::now();
+    ep_.alltoallv_rows(b->out.data(), b->recv_rows, b->back.data(), b->send_rows, cb);
+    timers.exchange += comm::now() - c1;
+  }
 }
 
 void MoeParallel::finish_combine_mpi(MoeBatch* b, float* y) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/bf16_kernels.h"
 #include "model/check.h"
 #include "model/compressor.h"
 #include "model/gemm.h"
@@ -119,8 +120,21 @@ void attn_partial(const float* q, int64_t nh, int64_t Dh, const float* kw, int64
   const float scale = 1.f / std::sqrt(float(Dh));
   const int64_t S = nw + nc;
   logits.resize(size_t(nh * S));
-  sgemm_nt(nh, nw, Dh, q, Dh, kw, Dh, logits.data(), S);
-  sgemm_nt(nh, nc, Dh, q, Dh, kc, Dh, logits.data() + nw, S);
+  const bool bf16 = compute_mode() == Compute::BF16;
+  // bf16 path: q and the keys (window, then compressed) rounded once, the probabilities rounded
+  // before P @ V; sums in fp32. Run on the calling thread (we are inside a parallel loop).
+  static thread_local std::vector<uint16_t> qb, kb, pb;
+  if (bf16) {
+    qb.resize(size_t(nh * Dh));
+    kb.resize(size_t(S * Dh));
+    rows_to_bf16(q, 1, nh * Dh, nh * Dh, qb.data());
+    rows_to_bf16(kw, 1, nw * Dh, nw * Dh, kb.data());
+    rows_to_bf16(kc, 1, nc * Dh, nc * Dh, kb.data() + nw * Dh);
+    gemm_bf16_nt_here(nh, S, Dh, qb.data(), Dh, kb.data(), Dh, logits.data(), S, false);
+  } else {
+    sgemm_nt(nh, nw, Dh, q, Dh, kw, Dh, logits.data(), S);
+    sgemm_nt(nh, nc, Dh, q, Dh, kc, Dh, logits.data() + nw, S);
+  }
   for (int64_t i = 0; i < nh; ++i) {
     float* l = logits.data() + i * S;
     float m = -INFINITY;
@@ -129,6 +143,12 @@ void attn_partial(const float* q, int64_t nh, int64_t Dh, const float* kw, int64
     for (int64_t s = 0; s < S; ++s) z += (l[s] = std::exp(l[s] - m));
     mx[i] = m;
     sum[i] = z;
+  }
+  if (bf16) {
+    pb.resize(size_t(nh * S));
+    rows_to_bf16(logits.data(), 1, nh * S, nh * S, pb.data());
+    gemm_bf16_nn_here(nh, Dh, S, pb.data(), S, kb.data(), Dh, o, Dh, false);  // V = K
+    return;
   }
   sgemm_nn(nh, Dh, nw, logits.data(), S, kw, Dh, o, Dh);  // V = K; heads of a query adjacent
   sgemm_nn(nh, Dh, nc, logits.data() + nw, S, kc, Dh, o, Dh, 1.f);

@@ -30,5 +30,8 @@ void dot_weight_rows_bf16(const uint16_t* xb, int64_t T, int64_t ldxb, const Wei
 // parallel loops, unlike oneDNN's matmul): model/bf16_microkernel.cpp.
 void gemm_bf16_nt_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
                        const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);
+// C[M, N] (+)= A[M, K] @ B[K, N], the same way.
+void gemm_bf16_nn_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                       const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);
 
 }  // namespace modelone

@@ -8,8 +8,10 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <vector>
 
+#include "model/attention.h"
 #include "model/bf16_kernels.h"
 #include "model/check.h"
 #include "model/cpu_features.h"
@@ -200,6 +202,74 @@ TEST(Bf16Compute, MatmulInsideParallelLoops) {
     for (const auto& o : out)
       for (int64_t i = 0; i < c.M; ++i)
         for (int64_t j = c.N; j < ldc; ++j) ASSERT_EQ(o[size_t(i * ldc + j)], c0[size_t(i * ldc + j)]);
+  }
+}
+
+// A @ B with B stored [K, N] (the attention cores' P @ V), exact to fp32 summation.
+TEST(Bf16Compute, MicroKernelNN) {
+  if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
+  std::mt19937 rng(10);
+  std::normal_distribution<float> d(0.f, 1.f);
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{64, 512, 1152}, {7, 70, 33}, {1, 16, 1}}) {
+    std::vector<uint16_t> a(size_t(M * K)), b(size_t(K * (N + 5)));
+    for (auto& v : a) v = f32_to_bf16(d(rng));
+    for (auto& v : b) v = f32_to_bf16(d(rng));
+    std::vector<float> c(size_t(M * N));
+    gemm_bf16_nn_here(M, N, K, a.data(), K, b.data(), N + 5, c.data(), N, false);
+    double worst = 0;
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double e = 0, mag = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          const double p = double(bf16_to_f32(a[size_t(i * K + k)])) * bf16_to_f32(b[size_t(k * (N + 5) + j)]);
+          e += p;
+          mag += std::fabs(p);
+        }
+        worst = std::max(worst, std::fabs(c[size_t(i * N + j)] - e) / (mag + 1e-30));
+      }
+    EXPECT_LE(worst, 1e-6) << M << "x" << N << "x" << K;
+  }
+}
+
+// One query's attention core on the bf16 path against the same math in double over the bf16
+// operands: the probabilities are rounded to bf16 before P @ V, at most 2^-9 of each, so o is held
+// to 2^-8 of sum_s p_s |k_s|; the running max and the sum to 1e-5.
+TEST(Bf16Compute, AttentionCore) {
+  if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
+  const int64_t nh = 8, Dh = 96, nw = 37, nc = 70, S = nw + nc;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> q(static_cast<size_t>(nh * Dh)), kw(static_cast<size_t>(nw * Dh)),
+      kc(static_cast<size_t>(nc * Dh));
+  for (auto* v : {&q, &kw, &kc})
+    for (auto& x : *v) x = d(rng);
+  std::vector<float> o(static_cast<size_t>(nh * Dh)), mx(static_cast<size_t>(nh)),
+      sum(static_cast<size_t>(nh)), logits;
+  set_compute(Compute::BF16);
+  attn_partial(q.data(), nh, Dh, kw.data(), nw, kc.data(), nc, o.data(), mx.data(), sum.data(), logits);
+  set_compute(Compute::F32);
+  auto key = [&](int64_t s, int64_t j) { return double(round_bf16(s < nw ? kw[size_t(s * Dh + j)] : kc[size_t((s - nw) * Dh + j)])); };
+  for (int64_t h = 0; h < nh; ++h) {
+    std::vector<double> l(static_cast<size_t>(S));
+    double m = -1e300;
+    for (int64_t s = 0; s < S; ++s) {
+      double v = 0;
+      for (int64_t j = 0; j < Dh; ++j) v += double(round_bf16(q[size_t(h * Dh + j)])) * key(s, j);
+      l[size_t(s)] = v / std::sqrt(double(Dh));
+      m = std::max(m, l[size_t(s)]);
+    }
+    double z = 0;
+    for (auto& v : l) z += (v = std::exp(v - m));
+    EXPECT_NEAR(mx[size_t(h)], m, 1e-5 * std::max(1.0, std::fabs(m)));
+    EXPECT_NEAR(sum[size_t(h)], z, 1e-5 * z);
+    for (int64_t j = 0; j < Dh; ++j) {
+      double e = 0, mag = 0;
+      for (int64_t s = 0; s < S; ++s) {
+        e += l[size_t(s)] * key(s, j);
+        mag += l[size_t(s)] * std::fabs(key(s, j));
+      }
+      EXPECT_NEAR(o[size_t(h * Dh + j)], e, mag / 256 + 1e-6) << "head " << h << " dim " << j;
+    }
   }
 }
 

@@ -10,7 +10,10 @@ what=("$@")
 [ ${#what[@]} -eq 0 ] && what=(gemm engine attention ep moe context engram)
 for w in "${what[@]}"; do
   case "$w" in
-    gemm) $bin bench gemm ;;
+    gemm)
+      $bin bench gemm
+      $bin bench gemm --weights fp8 --tokens 1,4,512
+      $bin bench gemm --weights fp4 --tokens 1,4,512 ;;
     engine)
       $bin bench engine --model tiny --contexts 1024,2048,4096,8192,16384,32768
       # V4-Flash layer shapes (sliding, sliding, CSA, HCA) with 16 of the 256 experts.

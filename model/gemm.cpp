@@ -94,6 +94,11 @@ Compute compute_mode() { return g_compute; }
 Compute default_compute() { return cpu_features().bf16() ? Compute::BF16 : Compute::F32; }
 const char* compute_name(Compute c) { return c == Compute::BF16 ? "bf16" : "fp32"; }
 
+void check_linear(const Weight& w, int64_t r0, int64_t N) {
+  MO_CHECK(!w.empty(), "linear on an absent weight");
+  MO_CHECK(r0 >= 0 && r0 + N <= w.rows(), w.name, ": rows ", r0, "+", N, " of ", w.rows());
+}
+
 void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0, int64_t N,
             float* y, int64_t ldy, bool accumulate) {
   if (g_compute == Compute::BF16) linear_bf16(x, T, ldx, w, r0, N, y, ldy, accumulate);
@@ -102,8 +107,7 @@ void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0,
 
 void linear_fp32(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0, int64_t N,
                  float* y, int64_t ldy, bool accumulate) {
-  MO_CHECK(!w.empty(), "linear on an absent weight");
-  MO_CHECK(r0 >= 0 && r0 + N <= w.rows(), w.name, ": rows ", r0, "+", N, " of ", w.rows());
+  check_linear(w, r0, N);
   if (T == 0 || N == 0) return;
   const int64_t K = w.cols();
   const float beta = accumulate ? 1.f : 0.f;

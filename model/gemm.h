@@ -34,6 +34,9 @@ inline void linear(const float* x, int64_t T, const Weight& w, float* y) {
   linear(x, T, w.cols(), w, 0, w.rows(), y, w.rows());
 }
 
+// The argument checks both paths share: the weight is there and rows [r0, r0 + N) exist.
+void check_linear(const Weight& w, int64_t r0, int64_t N);
+
 // C[M, N] = A[M, K] @ B[N, K]^T, all fp32 row-major with leading dims (OpenBLAS sgemm).
 void sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
               int64_t ldb, float* C, int64_t ldc, float beta = 0.f);

@@ -31,8 +31,7 @@ void gemv(const uint16_t* xb, int64_t T, const Weight& w, int64_t r0, int64_t N,
 
 void linear_bf16(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0, int64_t N,
                  float* y, int64_t ldy, bool accumulate) {
-  MO_CHECK(!w.empty(), "linear on an absent weight");
-  MO_CHECK(r0 >= 0 && r0 + N <= w.rows(), w.name, ": rows ", r0, "+", N, " of ", w.rows());
+  check_linear(w, r0, N);
   if (T == 0 || N == 0) return;
   const int64_t K = w.cols();
   // Kept between calls (no fresh page faults each time); thread_local, so the parallel loops

@@ -281,6 +281,65 @@ void agree(const Comm& comm, const std::function<void()>& phase) {
   throw AgreedError(msg, first);
 }
 
+namespace {
+uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+void agree_fields(const Comm& comm, const std::string& what,
+                  const std::vector<std::pair<std::string, std::string>>& fields) {
+  const int P = comm.size();
+  if (P == 1) return;
+  // Step 1: the field count and a hash per field, padded to the longest list (0: absent).
+  int64_t n = int64_t(fields.size());
+  const int64_t most = comm.allreduce(n, Op::Max);
+  std::vector<uint64_t> mine(static_cast<size_t>(most), 0), all(static_cast<size_t>(most * P));
+  for (int64_t i = 0; i < n; ++i)
+    mine[size_t(i)] = fnv1a(fields[size_t(i)].second, fnv1a(fields[size_t(i)].first)) | 1;
+  comm.allgather(mine.data(), most, all.data());
+  int64_t bad = -1;
+  for (int64_t i = 0; i < most && bad < 0; ++i)
+    for (int r = 1; r < P; ++r)
+      if (all[size_t(r * most + i)] != all[size_t(i)]) bad = i;
+  if (bad < 0) return;
+  // Step 2: every rank's text for the first differing field, grouped by value.
+  auto shown = [](const std::string& v) {
+    if (v.size() <= 60) return "'" + v + "'";
+    char b[40];
+    std::snprintf(b, sizeof b, "(digest %016llx)", static_cast<unsigned long long>(fnv1a(v)));
+    return std::string(b);
+  };
+  std::string text = bad < n ? shown(fields[size_t(bad)].second) : std::string("nothing");
+  std::string name = bad < n ? fields[size_t(bad)].first : std::string();
+  std::vector<std::string> texts(static_cast<size_t>(P)), names(static_cast<size_t>(P));
+  for (int r = 0; r < P; ++r) {
+    std::string t = text, nm = name;
+    comm.bcast_string(&t, r);
+    comm.bcast_string(&nm, r);
+    texts[size_t(r)] = t;
+    names[size_t(r)] = nm;
+  }
+  std::string label;
+  for (const auto& nm : names)
+    if (!nm.empty()) { label = nm; break; }
+  std::string msg = "ranks disagree on " + what + (label.empty() ? "" : ", " + label) + ":";
+  std::vector<bool> done(static_cast<size_t>(P), false);
+  for (int r = 0; r < P; ++r) {
+    if (done[size_t(r)]) continue;
+    std::vector<int> same;
+    for (int q = r; q < P; ++q)
+      if (!done[size_t(q)] && texts[size_t(q)] == texts[size_t(r)]) {
+        same.push_back(q);
+        done[size_t(q)] = true;
+      }
+    msg += (r ? "; " : " ") + texts[size_t(r)] + (same.size() > 1 ? " on ranks " : " on rank ");
+    for (size_t i = 0; i < same.size(); ++i) msg += (i ? ", " : "") + std::to_string(same[i]);
+  }
+  throw AgreedError(msg, 0);
+}
+
 [[noreturn]] void abort_all(const std::string& msg, int code) {
   int rank = 0, size = 1, init = 0;
   MPI_Initialized(&init);

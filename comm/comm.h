@@ -177,6 +177,14 @@ class Comm {
 // phase must be reached by all ranks or none).
 void agree(const Comm& comm, const std::function<void()>& phase);
 
+// Every rank must hold the same (name, value) fields (the command line, the resolved config, the
+// prompt): one exchange of hashes, and where they differ a second naming the first field that
+// does and each value with its ranks. Throws AgreedError on every rank, e.g.
+//   "ranks disagree on the command line, argument 4: '2' on ranks 0, 2; '3' on rank 1".
+// Long values are shown by a digest. `what` names the set of fields.
+void agree_fields(const Comm& comm, const std::string& what,
+                  const std::vector<std::pair<std::string, std::string>>& fields);
+
 // Last resort for errors that only some ranks see mid-run: print one line naming the rank and
 // cause on stderr, then MPI_Abort so no rank is left waiting.
 [[noreturn]] void abort_all(const std::string& msg, int code);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -37,6 +38,29 @@ Result run(const std::string& args, int np = 0) {
   std::string cmd = "timeout 120 ";
   if (np > 0) cmd += std::string(MODELONE_MPIEXEC) + " -n " + std::to_string(np) + " --oversubscribe ";
   cmd += std::string(MODELONE_BIN) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const int st = std::system(cmd.c_str());
+  auto slurp = [](const fs::path& p) {
+    std::ifstream f(p);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, slurp(out), slurp(err)};
+}
+
+// An MPMD launch: each part runs `modelone args` on np ranks, with mpiexec flags (-x VAR=...) of
+// its own.
+struct Part {
+  int np;
+  std::string args, flags;
+};
+Result run_mpmd(const std::vector<Part>& parts) {
+  const fs::path out = tmpdir() / "stdout", err = tmpdir() / "stderr";
+  std::string cmd = "timeout 120 " + std::string(MODELONE_MPIEXEC) + " --oversubscribe";
+  for (size_t i = 0; i < parts.size(); ++i)
+    cmd += std::string(i ? " :" : "") + " -n " + std::to_string(parts[i].np) + " " +
+           parts[i].flags + " " + std::string(MODELONE_BIN) + " " + parts[i].args;
+  cmd += " >" + out.string() + " 2>" + err.string();
   const int st = std::system(cmd.c_str());
   auto slurp = [](const fs::path& p) {
     std::ifstream f(p);
@@ -181,6 +205,47 @@ TEST(Cli, ComputeModes) {
     EXPECT_LE(d, 0.1f * bf16_vs_fp32) << "np " << np;
     EXPECT_EQ(b.first, b1.first) << "np " << np;
   }
+}
+
+// Ranks launched with different commands (MPMD, or a wrapper that sets a flag on one node) stop
+// together with one line naming the first difference and the ranks, instead of hanging in
+// mismatched collectives (they did, or crashed, for each of these before).
+TEST(Cli, RanksThatDisagreeStopTogether) {
+  const std::string base = "run --model tiny --ids 1,2,3 --generate 2 --quiet";
+  struct Case { std::string a, b, pattern; };
+  const Case cases[] = {
+      {base + " --ep 1", base + " --ep 3", "argument 10 \\(the value of --ep\\): '1' on rank 0; '3' on ranks 1, 2"},
+      {base, "bench gemm --tokens 1", "argument 1: 'run' on rank 0; 'bench' on ranks 1, 2"},
+      {"run --model tiny --ids 1,2,3 --generate 4 --quiet", base, "argument 7 \\(the value of --generate\\): '4' on rank 0; '2' on ranks 1, 2"},
+      {base + " --prefill-chunk 1", base + " --prefill-chunk 2", "the value of --prefill-chunk"},
+      {base + " --dispatch bf16", base + " --dispatch fp8", "the value of --dispatch"},
+      {base + " --set num_hidden_layers=2", base + " --set num_hidden_layers=3", "the value of --set"},
+      {"run --model tiny --random-prompt 8 --seed 1 --quiet", "run --model tiny --random-prompt 8 --seed 2 --quiet", "the value of --seed"},
+      {base + " --ep-transport mpi", base + " --ep-transport shm", "the value of --ep-transport"},
+      {base + " --overlap", base, "argument 9: '--overlap' on rank 0; nothing on ranks 1, 2"},
+      {"run --model tiny-engram --ids 1,2,3 --generate 2 --quiet", base, "the value of --model\\): 'tiny-engram' on rank 0; 'tiny' on ranks 1, 2"},
+  };
+  auto expect_stop = [](const std::vector<Part>& parts, const std::string& pattern) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Result r = run_mpmd(parts);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_LT(secs, 10.0);
+    const auto lines = error_lines(r.err);
+    ASSERT_EQ(lines.size(), 1u) << r.err;
+    EXPECT_TRUE(std::regex_search(lines[0], std::regex(pattern))) << lines[0];
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.a + "  |  " + c.b);
+    expect_stop({{1, c.a, ""}, {2, c.b, ""}}, "ranks disagree on the command line, .*" + c.pattern);
+  }
+  // The same command line resolving to another compute path on one node (where this CPU has
+  // bf16 for the other to differ from).
+  const Result probe = run(base + " --json");
+  ASSERT_EQ(probe.code, 0) << probe.err;
+  if (nlohmann::json::parse(probe.out)["compute"] == "bf16")
+    expect_stop({{1, base, "-x MODELONE_CPU_FEATURES=none"}, {1, base, ""}},
+                "ranks disagree on the resolved run, compute: 'fp32' on rank 0; 'bf16' on rank 1");
 }
 
 TEST(Cli, BadInput) {

@@ -1,6 +1,9 @@
 // modelone: run DeepSeek-V4 models across MPI ranks. See README.md for the commands.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "bench/bench_command.h"
 #include "comm/comm.h"
@@ -26,6 +29,16 @@ int main(int argc, char** argv) {
   bool help = false;
   int code = 0;
   try {
+    // Before any other collective: ranks launched with different commands (an MPMD launch, a
+    // wrapper that sets a flag on one node) would otherwise call different collectives and hang.
+    std::vector<std::pair<std::string, std::string>> args;
+    for (int i = 1; i < argc; ++i) {
+      const bool value = i > 1 && argv[i - 1][0] == '-' && argv[i][0] != '-';
+      args.emplace_back("argument " + std::to_string(i) +
+                            (value ? std::string(" (the value of ") + argv[i - 1] + ")" : ""),
+                        argv[i]);
+    }
+    comm::agree_fields(world, "the command line", args);
     // Every rank parses the same argv, so a bad flag fails everywhere with the same message.
     comm::agree(world, [&] {
       try {

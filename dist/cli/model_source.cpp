@@ -1,5 +1,7 @@
 #include "dist/cli/model_source.h"
 
+#include <google/protobuf/text_format.h>
+
 #include <filesystem>
 
 #include "model/check.h"
@@ -36,6 +38,7 @@ ModelSource resolve_model(const std::string& model, const std::vector<std::strin
          ") nor a checkpoint directory nor a .pbtxt file");
   }
   for (auto& s : sets) apply_override(&p, s);
+  google::protobuf::TextFormat::PrintToString(p, &ms.config_text);
   ms.cfg = config_from_proto(p, source);
   if (ms.synthetic) {
     ms.description = source + " (synthetic weights, seed " + std::to_string(ms.cfg.seed) + ")";

@@ -13,6 +13,7 @@ namespace modelone {
 struct ModelSource {
   ModelConfig cfg;
   std::string description;              // for logs: "preset tiny", "checkpoint DIR"
+  std::string config_text;              // the resolved config (protobuf text), for rank agreement
   bool synthetic = true;
   std::string dir;                      // the checkpoint directory (empty for presets)
   std::shared_ptr<const class Checkpoint> checkpoint;

@@ -213,6 +213,15 @@ int run_command(const RunOptions& o) {
       MO_REQUIRE(id < ms.cfg.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
                  ms.cfg.vocab_size, ") of ", ms.cfg.name);
   });
+  // The same command line can still resolve differently per node: another config.json or
+  // --ids-file behind the same path, or a CPU that takes another compute path.
+  {
+    std::string ids;
+    for (auto id : prompt) ids += std::to_string(id) + ",";
+    comm::agree_fields(grid.world, "the resolved run", {{"model config", ms.config_text},
+                                                        {"prompt token ids", ids},
+                                                        {"compute", compute_name(compute_mode())}});
+  }
   log_line(o.m.quiet, "model: " + ms.description + ", " + std::to_string(ms.cfg.num_layers) +
                           " layers, world " + std::to_string(grid.W) + " (dp " +
                           std::to_string(grid.dp) + ", cp " + std::to_string(grid.cp) + ", ep " +

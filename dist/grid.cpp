@@ -38,6 +38,10 @@ RankGrid RankGrid::make_on(comm::Comm base, int cp, int ep) {
 }
 
 int RankGrid::threads(int requested) const {
+  // More threads than this only take turns on the cores (and a huge count crashes the OpenMP
+  // runtime while it makes them).
+  const int cap = std::max(256, 4 * int(std::thread::hardware_concurrency()));
+  MO_REQUIRE(requested <= cap, "--threads ", requested, ": at most ", cap, " threads per rank");
   if (requested > 0) return requested;
   if (const char* env = std::getenv("OMP_NUM_THREADS"); env && std::atoi(env) > 0)
     return std::atoi(env);

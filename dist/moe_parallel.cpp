@@ -112,8 +112,10 @@ void MoeParallel::layout(int64_t layer, const Routing& r, const float* h, int64_
   // Encode rows in parallel: each (token, first slot) owns its row. (No OpenMP region at all for
   // decode-sized batches: entering one costs about a microsecond even with one thread.)
   auto encode = [&](int64_t i) {
-    int32_t ex[64];
-    float wt[64];
+    static thread_local std::vector<int32_t> ex;  // top_k entries: sized by the config
+    static thread_local std::vector<float> wt;
+    ex.resize(size_t(k));
+    wt.resize(size_t(k));
     for (int64_t j = 0; j < k; ++j) {
       const int64_t row = row_of[size_t(i * k + j)];
       if (row < 0) continue;
@@ -124,7 +126,7 @@ void MoeParallel::layout(int64_t layer, const Routing& r, const float* h, int64_
         wt[q] = here ? r.weight[size_t((t0 + i) * k + q)] : 0.f;
       }
       b->row_token[size_t(row)] = int32_t(i);
-      codec_.encode_dispatch(h + (t0 + i) * D, ex, wt, rows + row * rb);
+      codec_.encode_dispatch(h + (t0 + i) * D, ex.data(), wt.data(), rows + row * rb);
     }
   };
   if (T * D > 65536) {

@@ -116,6 +116,8 @@ ModelConfig config_from_proto(const pb::ModelConfig& p, const std::string& sourc
              " entries for num_hidden_layers = ", n);
   c.attn.resize(n);
 
+  MO_REQUIRE(!p.has_num_hash_layers() || p.num_hash_layers() >= 0, source,
+             ": num_hash_layers must be at least 0, got ", p.num_hash_layers());
   if (p.mlp_layer_types_size() > 0) {
     for (auto& s : p.mlp_layer_types()) {
       if (s == "hash_moe") c.mlp.push_back(MlpKind::HashMoE);
@@ -250,8 +252,11 @@ void ModelConfig::validate(const std::string& source) const {
                    "engram_vocab_size give ", hp[k].rows, " rows");
     }
   }
-  MO_REQUIRE(eos_token_id < vocab_size, source, ": eos_token_id ", eos_token_id,
-             " >= vocab_size ", vocab_size);
+  MO_REQUIRE(eos_token_id >= 0 && eos_token_id < vocab_size, source, ": eos_token_id ",
+             eos_token_id, " is outside the vocabulary [0, ", vocab_size, ")");
+  MO_REQUIRE(rms_norm_eps > 0, source, ": rms_norm_eps must be positive, got ", rms_norm_eps);
+  MO_REQUIRE(hc_eps >= 0, source, ": hc_eps must be at least 0, got ", hc_eps);
+  pos(max_position_embeddings, "max_position_embeddings");
 }
 
 }  // namespace modelone

@@ -63,7 +63,9 @@ void hc_pre(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t 
 #pragma omp parallel for schedule(static) if (T > 16)
   for (int64_t t = 0; t < T; ++t) {
     const float* mx = mixes.data() + t * n_mix;
-    float pre[64];
+    static thread_local std::vector<float> pre_buf;  // hc_mult entries: sized by the config
+    pre_buf.resize(size_t(hc));
+    float* pre = pre_buf.data();
     for (int64_t i = 0; i < hc; ++i) {
       pre[i] = sigmoid(mx[i] * scale[0] + base[size_t(i)]) + eps;
       post[t * hc + i] = 2.f * sigmoid(mx[hc + i] * scale[1] + base[size_t(hc + i)]);

@@ -248,6 +248,17 @@ TEST(Cli, RanksThatDisagreeStopTogether) {
                 "ranks disagree on the resolved run, compute: 'fp32' on rank 0; 'bf16' on rank 1");
 }
 
+// Shapes past the old fixed-size arrays (top-k over 64, hc_mult over 64) run, at 1 and 3 ranks.
+TEST(Cli, LargeTopKAndHcMultRun) {
+  for (int np : {0, 3}) {
+    const Result a = run("run --model tiny --random-prompt 12 --generate 2 --quiet --json "
+                         "--set n_routed_experts=96 --set num_experts_per_tok=80", np);
+    EXPECT_EQ(a.code, 0) << a.err;
+    const Result b = run("run --model tiny --random-prompt 12 --generate 2 --quiet --json --set hc_mult=70", np);
+    EXPECT_EQ(b.code, 0) << b.err;
+  }
+}
+
 TEST(Cli, BadInput) {
   expect_error("run --model nope --ids 1", "--model: 'nope' is neither a preset \\(.*tiny");
   expect_error("run --model /no/such/dir --ids 1", "checkpoint directory '/no/such/dir' does not exist");
@@ -263,6 +274,15 @@ TEST(Cli, BadInput) {
   expect_error("run --model tiny --ids 1 --set num_experts_per_tok=20",
                "num_experts_per_tok \\(20\\) exceeds n_routed_experts \\(8\\)");
   expect_error("run --model tiny --ids 1 --cp 2", "--cp 2 does not divide the world size 1");
+  // Values that used to crash or run silently (issue 11's battery).
+  expect_error("run --model tiny --ids 1 --threads 99999999", "--threads 99999999: at most [0-9]+ threads per rank");
+  expect_error("run --model tiny --ids 1 --set rms_norm_eps=-1", "rms_norm_eps must be positive, got -1");
+  expect_error("run --model tiny --ids 1 --set max_position_embeddings=0", "max_position_embeddings must be positive, got 0");
+  expect_error("run --model tiny --ids 1 --set num_hash_layers=-1", "num_hash_layers must be at least 0, got -1");
+  expect_error("run --model tiny --ids 1 --set eos_token_id=-5", "eos_token_id -5 is outside the vocabulary \\[0, 512\\)");
+  expect_error("run --model tiny --random-prompt 16 --generate 8 --set max_position_embeddings=20",
+               "the prompt \\(16 tokens\\) and --generate 8 need 24 positions; .* max_position_embeddings 20");
+  expect_error("run --model tiny --ids 1 --ep 0", "--ep: Value 0 not in range");
   expect_error("run --model tiny --ids 1 --logits-out /no/such/dir/l.npy",
                "--logits-out: cannot write '/no/such/dir/l.npy'");
   const fs::path pb = tmpdir() / "bad.pbtxt";

@@ -185,7 +185,8 @@ int run_command(const RunOptions& o) {
   RankGrid grid;
   comm::Comm world = comm::Comm::world();
   comm::agree(world, [&] { grid = RankGrid::make(o.cp, o.ep); });
-  const int threads = grid.threads(o.m.threads);
+  int threads = 1;
+  comm::agree(world, [&] { threads = grid.threads(o.m.threads); });
   set_compute_threads(threads);
 
   ModelSource ms;
@@ -212,6 +213,10 @@ int run_command(const RunOptions& o) {
     for (auto id : prompt)
       MO_REQUIRE(id < ms.cfg.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
                  ms.cfg.vocab_size, ") of ", ms.cfg.name);
+    MO_REQUIRE(int64_t(prompt.size()) + o.generate <= ms.cfg.max_position_embeddings, "the prompt (",
+               prompt.size(), " tokens) and --generate ", o.generate, " need ",
+               int64_t(prompt.size()) + o.generate, " positions; ", ms.cfg.name,
+               " has max_position_embeddings ", ms.cfg.max_position_embeddings);
   });
   // The same command line can still resolve differently per node: another config.json or
   // --ids-file behind the same path, or a CPU that takes another compute path.

@@ -1,5 +1,10 @@
 #include "model/npy.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -25,10 +30,43 @@ std::string npy_header(const std::vector<int64_t>& shape) {
 }
 }  // namespace
 
+namespace {
+// The temporary file a signal must not leave behind (one writer at a time in this process).
+char g_tmp[4096];
+
+extern "C" void remove_tmp_and_die(int sig) {
+  if (g_tmp[0]) ::unlink(g_tmp);  // async-signal-safe
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void guard_tmp(const std::string& tmp) {
+  std::snprintf(g_tmp, sizeof g_tmp, "%s", tmp.c_str());
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, remove_tmp_and_die);
+}
+
+void unguard_tmp() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, SIG_DFL);
+  g_tmp[0] = 0;
+}
+}  // namespace
+
 NpyWriter::NpyWriter(const std::string& path, int64_t rows, int64_t cols)
-    : path_(path), tmp_(path + ".tmp"), rows_(rows), cols_(cols) {
-  f_ = std::fopen(tmp_.c_str(), "wb");
-  MO_REQUIRE(f_, "--logits-out: cannot write '", path, "'");
+    : path_(path), rows_(rows), cols_(cols) {
+  struct stat st;
+  const bool exists = ::stat(path.c_str(), &st) == 0;
+  MO_REQUIRE(!exists || !S_ISDIR(st.st_mode), "--logits-out: '", path, "' is a directory");
+  if (!exists || S_ISREG(st.st_mode)) {
+    tmp_ = path + ".tmp." + std::to_string(::getpid());
+    guard_tmp(tmp_);
+  }
+  const std::string& target = tmp_.empty() ? path_ : tmp_;
+  f_ = std::fopen(target.c_str(), "wb");
+  if (!f_) {
+    const std::string why = std::strerror(errno);
+    if (!tmp_.empty()) unguard_tmp();
+    fail("--logits-out: cannot write '", path, "' (", why, ")");
+  }
   const std::string h = npy_header({rows, cols});
   MO_REQUIRE(std::fwrite(h.data(), 1, h.size(), f_) == h.size(), "--logits-out: failed writing '",
              path, "'");
@@ -37,23 +75,35 @@ NpyWriter::NpyWriter(const std::string& path, int64_t rows, int64_t cols)
 NpyWriter::~NpyWriter() {
   if (!f_) return;
   std::fclose(f_);
-  std::remove(tmp_.c_str());
+  if (!tmp_.empty()) {
+    std::remove(tmp_.c_str());
+    unguard_tmp();
+  }
 }
 
 void NpyWriter::append(const float* rows, int64_t n) {
   MO_CHECK(written_ + n <= rows_, "npy: more rows than declared");
-  MO_REQUIRE(std::fwrite(rows, sizeof(float), size_t(n * cols_), f_) == size_t(n * cols_),
-             "--logits-out: failed writing '", path_, "' (disk full?)");
   written_ += n;
+  if (!error_.empty()) return;
+  if (std::fwrite(rows, sizeof(float), size_t(n * cols_), f_) != size_t(n * cols_))
+    error_ = std::strerror(errno);
 }
 
 void NpyWriter::finish() {
   MO_CHECK(written_ == rows_, "npy: ", written_, " of ", rows_, " rows written");
-  const bool ok = std::fclose(f_) == 0;
+  const bool ok = std::fclose(f_) == 0 && error_.empty();
+  const std::string why = !error_.empty() ? error_ : ok ? "" : std::strerror(errno);
   f_ = nullptr;
-  MO_REQUIRE(ok, "--logits-out: failed writing '", path_, "'");
-  MO_REQUIRE(std::rename(tmp_.c_str(), path_.c_str()) == 0, "--logits-out: cannot rename '", tmp_,
-             "' to '", path_, "'");
+  if (tmp_.empty()) {
+    MO_REQUIRE(ok, "--logits-out: failed writing '", path_, "' (", why, ")");
+    return;
+  }
+  const bool renamed = ok && std::rename(tmp_.c_str(), path_.c_str()) == 0;
+  const std::string rwhy = renamed || !ok ? "" : std::strerror(errno);
+  if (!renamed) std::remove(tmp_.c_str());
+  unguard_tmp();
+  MO_REQUIRE(ok, "--logits-out: failed writing '", path_, "' (", why, ")");
+  MO_REQUIRE(renamed, "--logits-out: cannot replace '", path_, "' (", rwhy, ")");
 }
 
 namespace {

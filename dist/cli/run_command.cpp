@@ -294,7 +294,8 @@ int run_command(const RunOptions& o) {
   };
   engine.prefill(active ? prompt : std::vector<int32_t>{}, popt);
   const double t_prefill = comm::now() - t0;
-  if (npy) npy->finish();
+  // A failed write or rename (disk full, a device that refuses) is one error on every rank.
+  if (want_logits) comm::agree(comm::Comm::world(), [&] { if (npy) npy->finish(); });
 
   // Greedy decode: every rank of the group holds the last logits, so all pick the same token.
   const double t1 = comm::now();

@@ -158,9 +158,13 @@ std::vector<ExpertPlacement> read_placement(const std::string& path, int64_t n_l
       for (int64_t e = 0; e < n_experts; ++e) {
         MO_REQUIRE(!reps[size_t(e)].empty(), where, ": layer ", l, ": expert ", e,
                    " is placed on no rank");
-        for (int r : reps[size_t(e)])
-          MO_REQUIRE(r >= 0 && r < ep, where, ": layer ", l, ": expert ", e, " is placed on rank ",
-                     r, ", outside [0, ", ep, ")");
+        const auto& re = reps[size_t(e)];
+        for (size_t i = 0; i < re.size(); ++i) {
+          MO_REQUIRE(re[i] >= 0 && re[i] < ep, where, ": layer ", l, ": expert ", e,
+                     " is placed on rank ", re[i], ", outside [0, ", ep, ")");
+          MO_REQUIRE(std::find(re.begin(), re.begin() + long(i), re[i]) == re.begin() + long(i),
+                     where, ": layer ", l, ": expert ", e, " is placed on rank ", re[i], " twice");
+        }
       }
       out[size_t(l)] = std::move(p);
     }

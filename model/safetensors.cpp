@@ -56,19 +56,24 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     e.name = name;
     const std::string dt = v["dtype"].is_string() ? v["dtype"].get<std::string>() : "?";
     if (!dtype_from_name(dt, &e.dtype)) bad("unsupported dtype " + dt);
+    if (!v["shape"].is_array()) bad("bad shape");
     int64_t numel = 1;
     for (auto& d : v["shape"]) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0) bad("bad shape");
       e.shape.push_back(d.get<int64_t>());
-      numel *= e.shape.back();
+      // Every element takes at least a byte: a count past the data cannot be right (and the
+      // product must not overflow on the way).
+      if (__builtin_mul_overflow(numel, e.shape.back(), &numel) || size_t(numel) > data_size)
+        bad(str_cat("shape ", shape_str(e.shape), "... has more elements than the file has bytes"));
     }
     auto& off = v["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_integer() ||
-        !off[1].is_number_integer())
+        !off[1].is_number_integer() || off[0].get<int64_t>() < 0 || off[1].get<int64_t>() < 0)
       bad("bad data_offsets");
     e.begin = off[0].get<size_t>();
     e.end = off[1].get<size_t>();
-    if (e.end < e.begin || e.end > data_size)
+    if (e.end < e.begin) bad(str_cat("data_offsets [", e.begin, ", ", e.end, ") are reversed"));
+    if (e.end > data_size)
       bad(str_cat("data [", e.begin, ", ", e.end, ") extends past the end of the file (",
                   data_size, " data bytes): truncated file?"));
     if (e.end - e.begin != size_t(numel) * dtype_size(e.dtype))
@@ -76,6 +81,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
                   " needs ", size_t(numel) * dtype_size(e.dtype)));
     entries_.push_back(std::move(e));
   }
+  // No two tensors may share bytes: a file whose tensors overlap is corrupt or crafted.
+  std::vector<const Entry*> by_start;
+  for (const Entry& e : entries_) by_start.push_back(&e);
+  std::sort(by_start.begin(), by_start.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < by_start.size(); ++i)
+    MO_REQUIRE(by_start[i]->begin >= by_start[i - 1]->end || by_start[i]->begin == by_start[i]->end ||
+                   by_start[i - 1]->begin == by_start[i - 1]->end,
+               path, ": tensors '", by_start[i - 1]->name, "' and '", by_start[i]->name,
+               "' overlap in the data section");
 }
 
 SafetensorsFile::~SafetensorsFile() {

@@ -58,8 +58,17 @@ float Weight::at_f32(int64_t i) const {
 }
 
 int64_t Weight::at_i64(int64_t i) const {
-  if (dtype == DType::I64) return static_cast<const int64_t*>(data)[i];
-  if (dtype == DType::I32) return static_cast<const int32_t*>(data)[i];
+  // memcpy: a safetensors tensor's data need not be aligned to its element size.
+  if (dtype == DType::I64) {
+    int64_t v;
+    std::memcpy(&v, static_cast<const char*>(data) + i * 8, 8);
+    return v;
+  }
+  if (dtype == DType::I32) {
+    int32_t v;
+    std::memcpy(&v, static_cast<const char*>(data) + i * 4, 4);
+    return v;
+  }
   return int64_t(at_f32(i));
 }
 

@@ -187,10 +187,15 @@ ModelWeights load_weights(const ModelConfig& cfg, WeightSource& src, const Exper
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     const Weight& t = w.layers[size_t(l)].tid2eid;
     if (t.empty()) continue;
+    const int64_t k = cfg.top_k;
     for (int64_t i = 0; i < t.numel(); ++i) {
       const int64_t id = t.at_i64(i);
       MO_REQUIRE(id >= 0 && id < cfg.n_experts, "tensor '", t.name, "' names expert ", id,
-                 " (row ", i / cfg.top_k, "), outside [0, ", cfg.n_experts, ")");
+                 " (row ", i / k, "), outside [0, ", cfg.n_experts, ")");
+      // A token's k experts are distinct: a repeat would count one expert twice.
+      for (int64_t j = i - i % k; j < i; ++j)
+        MO_REQUIRE(t.at_i64(j) != id, "tensor '", t.name, "' row ", i / k, " names expert ", id,
+                   " twice");
     }
   }
   return w;

@@ -106,6 +106,59 @@ TEST(Checkpoint, MissingWrongShapeWrongDtype) {
   auto d4 = fixture_variant("ck_tid2eid", {t2e, DType::I64, {256, 2}, {}, std::vector<int64_t>(512, 9)});
   e = load_error(d4);
   EXPECT_NE(e.find("names expert 9"), std::string::npos) << e;
+  auto d5 = fixture_variant("ck_tid2eid_twice", {t2e, DType::I64, {256, 2}, {}, std::vector<int64_t>(512, 3)});
+  e = load_error(d5);
+  EXPECT_NE(e.find("row 0 names expert 3 twice"), std::string::npos) << e;
+}
+
+// Crafted headers: each is refused with one line naming the tensor and what is wrong, never a
+// crash, an overflow or a silent load.
+TEST(Checkpoint, CraftedHeadersAreRefused) {
+  const fs::path d = fs::temp_directory_path() / "modelone_crafted";
+  fs::create_directories(d);
+  auto open_with = [&](const std::string& header, size_t data_bytes) {
+    const fs::path f = d / "x.safetensors";
+    std::string h = header;
+    h.append((8 - h.size() % 8) % 8, ' ');
+    const uint64_t n = h.size();
+    std::ofstream o(f, std::ios::binary);
+    o.write(reinterpret_cast<const char*>(&n), 8);
+    o << h << std::string(data_bytes, '\0');
+    o.close();
+    return error_of([&] { Checkpoint::open(f.string()); });
+  };
+  EXPECT_EQ(open_with(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", 8), "");
+  EXPECT_NE(open_with(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                          "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12)
+                .find("tensors 'a' and 'b' overlap in the data section"), std::string::npos);
+  EXPECT_NE(open_with(R"({"a": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]}})", 8)
+                .find("tensor 'a': shape [4294967296]... has more elements than the file has bytes"),
+            std::string::npos);
+  EXPECT_NE(open_with(R"({"a": {"dtype": "U8", "shape": [4, 4294967296, 4294967296], "data_offsets": [0, 8]}})", 8)
+                .find("has more elements than the file has bytes"), std::string::npos);
+  EXPECT_NE(open_with(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", 8)
+                .find("tensor 'a': data_offsets [8, 0) are reversed"), std::string::npos);
+  EXPECT_NE(open_with(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}})", 8)
+                .find("tensor 'a': bad data_offsets"), std::string::npos);
+  EXPECT_NE(open_with(R"({"a": {"dtype": "F32", "shape": 7, "data_offsets": [0, 8]}})", 8)
+                .find("tensor 'a': bad shape"), std::string::npos);
+  // An I64 tensor at an offset that is not a multiple of 8 reads correctly (no misaligned load).
+  {
+    const fs::path f = d / "i64.safetensors";
+    std::string h = R"({"pad": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}, "t": {"dtype": "I64", "shape": [2], "data_offsets": [4, 20]}})";
+    h.append((8 - h.size() % 8) % 8, ' ');
+    const uint64_t n = h.size();
+    const int64_t vals[2] = {-3, 1234567890123};
+    std::ofstream o(f, std::ios::binary);
+    o.write(reinterpret_cast<const char*>(&n), 8);
+    o << h << std::string(4, '\0');
+    o.write(reinterpret_cast<const char*>(vals), 16);
+    o.close();
+    Checkpoint ck = Checkpoint::open(f.string());
+    const Weight w = ck.get("t");
+    EXPECT_EQ(w.at_i64(0), -3);
+    EXPECT_EQ(w.at_i64(1), 1234567890123);
+  }
 }
 
 TEST(Checkpoint, Fp8BlockScaledWeights) {

@@ -356,6 +356,21 @@ TEST(Cli, BadInput) {
   expect_error("run --model tiny --random-prompt 16 --generate 8 --set max_position_embeddings=20",
                "the prompt \\(16 tokens\\) and --generate 8 need 24 positions; .* max_position_embeddings 20");
   expect_error("run --model tiny --ids 1 --ep 0", "--ep: Value 0 not in range");
+  expect_error("inspect --model v4-flash --context 9223372036854775807",
+               "--context 9223372036854775807 is outside \\[1, 1048576\\]");
+  expect_error("run --model tiny --ids-file " + tmpdir().string(), "--ids-file: '.*' is a directory");
+  expect_error("run --model /etc/passwd --ids 1",
+               "--model: '/etc/passwd' is a file, not a checkpoint directory, a preset or a .pbtxt config");
+  {  // A binary ids file: the message shows its bytes escaped, never raw (no escape sequences).
+    const fs::path bin = tmpdir() / "ids.bin";
+    std::ofstream(bin, std::ios::binary) << std::string("7\x1b[2J\x01\xff", 7);
+    const Result r = run("run --model tiny --ids-file " + bin.string());
+    EXPECT_EQ(r.code, 2);
+    const auto lines = error_lines(r.err);
+    ASSERT_EQ(lines.size(), 1u) << r.err;
+    EXPECT_NE(lines[0].find("\\x1b[2J\\x01\\xff' is not a token id"), std::string::npos) << lines[0];
+    EXPECT_EQ(r.err.find('\x1b'), std::string::npos);
+  }
   expect_error("run --model tiny --ids 1 --logits-out /no/such/dir/l.npy",
                "--logits-out: cannot write '/no/such/dir/l.npy'");
   const fs::path pb = tmpdir() / "bad.pbtxt";

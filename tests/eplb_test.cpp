@@ -79,9 +79,11 @@ TEST(Eplb, PlanEvensASkewedLoad) {
 TEST(Eplb, PlacementFilesAreChecked) {
   const auto dir = std::filesystem::temp_directory_path();
   const std::string good = (dir / "plan_good.json").string();
-  write_placement(good, plan_placement({{5, 1, 1, 9}, {1, 1, 1, 1}}, 2, 2));
+  const auto plan = plan_placement({{5, 1, 1, 9}, {1, 1, 1, 1}}, 2, 2);
+  write_placement(good, plan);
   const auto p = read_placement(good, 2, 4, 2);
-  EXPECT_TRUE(p[0].holds(p[0].replicas[3][0], 3));
+  ASSERT_EQ(p.size(), plan.size());
+  for (size_t l = 0; l < p.size(); ++l) EXPECT_EQ(p[l].replicas, plan[l].replicas) << "layer " << l;
   auto bad = [&](const std::string& name, const std::string& text) {
     const std::string path = (dir / name).string();
     std::ofstream(path) << text;
@@ -92,6 +94,8 @@ TEST(Eplb, PlacementFilesAreChecked) {
   EXPECT_NE(bad("p2.json", R"({"ep": 2, "layers": [{"layer": 1, "replicas": [[0], [1], [5], [0]]}]})")
                 .find("expert 2 is placed on rank 5"), std::string::npos);
   EXPECT_NE(bad("p3.json", R"({"ep": 4, "layers": []})").find("plan is for ep 4"), std::string::npos);
+  EXPECT_NE(bad("p5.json", R"({"ep": 2, "layers": [{"layer": 0, "replicas": [[0], [1, 1], [0], [1]]}]})")
+                .find("expert 1 is placed on rank 1 twice"), std::string::npos);
   EXPECT_NE(bad("p4.json", R"({"ep": 2, "layers": [{"layer": 0, "replicas": [[0]]}]})")
                 .find("lists 1 experts"), std::string::npos);
   EXPECT_NE(bad("p5.json", "{nope").find("not valid JSON"), std::string::npos);

@@ -59,7 +59,7 @@ struct PlanOptions {
 
 struct InspectOptions {
   ModelOptions m;
-  int64_t context = 4096;
+  int64_t context = 0;  // 0: 4096, or the model's whole context when shorter
   std::string kv_cache = "bf16";
   int cp = 1, ep = 1;
   double mem_per_rank_gib = 24;

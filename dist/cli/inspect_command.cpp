@@ -1,5 +1,6 @@
 // `modelone inspect`: the resolved config, parameter counts (total and active per token), the
 // tensor table, and the memory a rank needs for a context.
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -17,7 +18,8 @@ namespace modelone {
 void add_inspect_command(CLI::App* app, InspectOptions* o) {
   CLI::App* ins = app->add_subcommand("inspect", "Show a model's config, sizes and tensors");
   add_model_options(ins, &o->m);
-  ins->add_option("--context", o->context, "Context length for the memory estimate")
+  ins->add_option("--context", o->context, "Context length for the memory estimate (default 4096, "
+                  "or the model's max_position_embeddings if shorter)")
       ->check(CLI::PositiveNumber);
   ins->add_option("--kv-cache", o->kv_cache, "KV cache storage for the estimate: fp32, bf16, or "
                   "fp8 (FlashMLA's MODEL1 entries; not yet a run option)")
@@ -44,10 +46,16 @@ std::string human(int64_t n) {
 }
 }  // namespace
 
-int inspect_command(const InspectOptions& o) {
+int inspect_command(const InspectOptions& in) {
+  InspectOptions o = in;
   ModelSource ms;
   comm::agree(comm::Comm::world(), [&] {
     ms = resolve_model(o.m.model, o.m.sets);
+    // Default: 4096 tokens, or the model's whole context when that is shorter.
+    if (o.context == 0) o.context = std::min<int64_t>(4096, ms.cfg.max_position_embeddings);
+    MO_REQUIRE(o.context >= 1 && o.context <= ms.cfg.max_position_embeddings, "--context ",
+               o.context, " is outside [1, ", ms.cfg.max_position_embeddings,
+               "] (max_position_embeddings of ", ms.cfg.name, ")");
     // A table share that cannot fit is refused here, before anything would allocate it.
     const int owners = std::max(o.cp, o.ep);
     const int64_t share = engram_share_bytes(ms.cfg, owners);

@@ -29,6 +29,8 @@ ModelSource resolve_model(const std::string& model, const std::vector<std::strin
     if (!p.has_name()) p.set_name(model);
     source = cj.string();
     ms.synthetic = false;
+  } else if (fs::exists(model)) {
+    fail("--model: '", model, "' is a file, not a checkpoint directory, a preset or a .pbtxt config");
   } else if (model.find('/') != std::string::npos || model.rfind('.', 0) == 0) {
     fail("--model: checkpoint directory '", model, "' does not exist");
   } else {

@@ -1,6 +1,7 @@
 // `modelone run`: prefill a prompt (in chunks), optionally write its logits, then greedy decode.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -26,6 +27,24 @@ void log_line(bool quiet, const std::string& msg) {
   std::fflush(stderr);
 }
 
+namespace {
+// A token as it can go into a one-line message: control and non-ASCII bytes as \xNN (a binary
+// file must not put escape sequences on the user's terminal), long ones cut.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s.substr(0, 40)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += char(c);
+    } else {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\x%02x", c);
+      out += b;
+    }
+  }
+  return s.size() > 40 ? out + "..." : out;
+}
+}  // namespace
+
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& what) {
   std::vector<int32_t> ids;
   std::string tok;
@@ -38,7 +57,7 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& what)
     } catch (const std::exception&) {
       used = 0;
     }
-    MO_REQUIRE(used == tok.size() && v >= 0 && v <= INT32_MAX, what, ": '", tok,
+    MO_REQUIRE(used == tok.size() && v >= 0 && v <= INT32_MAX, what, ": '", printable(tok),
                "' is not a token id");
     ids.push_back(int32_t(v));
     tok.clear();
@@ -199,6 +218,8 @@ int run_command(const RunOptions& o) {
     if (!o.ids.empty()) {
       prompt = parse_ids(o.ids, "--ids");
     } else if (!o.ids_file.empty()) {
+      MO_REQUIRE(!std::filesystem::is_directory(o.ids_file), "--ids-file: '", o.ids_file,
+                 "' is a directory");
       std::ifstream f(o.ids_file);
       MO_REQUIRE(f.good(), "--ids-file: cannot open '", o.ids_file, "'");
       std::stringstream ss;

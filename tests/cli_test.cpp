@@ -332,6 +332,29 @@ TEST(Cli, LogitsOutPathSafety) {
   EXPECT_EQ(leftovers(), std::vector<std::string>{});
 }
 
+// The same command twice gives bit-identical logits, for one layout and thread count: at 1 and 2
+// ranks, with 2 threads where the rank has them, on both compute paths.
+TEST(Cli, RepeatedRunsAreBitIdentical) {
+  auto bytes = [](const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  for (const char* compute : {"fp32", "auto"})
+    for (int np : {0, 2}) {
+      SCOPED_TRACE(std::string(compute) + " np " + std::to_string(np));
+      std::string first;
+      for (int rep = 0; rep < 2; ++rep) {
+        const fs::path out = tmpdir() / ("det" + std::to_string(rep) + ".npy");
+        const Result r = run(std::string("run --model tiny --random-prompt 200 --seed 9 --generate 4 --quiet "
+                                         "--json --threads 2 --compute ") + compute + " --logits-out " + out.string(), np);
+        ASSERT_EQ(r.code, 0) << r.err;
+        const std::string got = bytes(out) + nlohmann::json::parse(r.out)["generated"].dump();
+        if (rep == 0) first = got;
+        else EXPECT_TRUE(first == got) << "the second run differs";
+      }
+    }
+}
+
 TEST(Cli, BadInput) {
   expect_error("run --model nope --ids 1", "--model: 'nope' is neither a preset \\(.*tiny");
   expect_error("run --model /no/such/dir --ids 1", "checkpoint directory '/no/such/dir' does not exist");

@@ -327,7 +327,9 @@ TEST(Cli, LogitsOutPathSafety) {
   std::system(("timeout -s TERM 1.5 " + std::string(MODELONE_MPIEXEC) + " -n 2 --oversubscribe " +
                std::string(MODELONE_BIN) + " run --model tiny --random-prompt 60000 --threads 1 --quiet "
                "--logits-out " + big.string() + " >/dev/null 2>&1").c_str());
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // The ranks get mpirun's SIGTERM a moment after it does: give them up to 10 s to be gone.
+  for (int i = 0; i < 100 && !leftovers().empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_FALSE(fs::exists(big));
   EXPECT_EQ(leftovers(), std::vector<std::string>{});
 }

@@ -56,7 +56,9 @@ void compare(TestModel& ref, TestModel& dist, const std::string& what) {
     dist.engine->reset();
     const auto ids = prompt(n, uint64_t(n));
     const auto a = prefill_all(*ref.engine, ids), b = prefill_all(*dist.engine, ids);
-    if (dist.grid.cp_comm.rank() == 0) EXPECT_LE(rel_diff(b, a), kRelTol) << "prefill logits";
+    if (dist.grid.cp_comm.rank() == 0) {
+      EXPECT_LE(rel_diff(b, a), kRelTol) << "prefill logits";
+    }
     EXPECT_LE(rel_diff(dist.engine->last_logits(), ref.engine->last_logits()), kRelTol);
     EXPECT_EQ(dist.engine->generate(8, true), ref.engine->generate(8, true)) << "greedy tokens";
   }

@@ -1,5 +1,7 @@
 #include "bench/bench_command.h"
 
+#include "dist/cli/validators.h"
+
 namespace modelone::bench {
 
 void add_bench_command(CLI::App* app, BenchOptions* o) {
@@ -12,14 +14,14 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
                 "scales) or fp4 (e2m1, a scale per 32)")->check(CLI::IsMember({"bf16", "fp8", "fp4"}));
   g->add_option("--tokens", o->gemm.tokens, "Rows of x (batch sizes)")->delimiter(',');
   g->add_option("--shape", o->gemm.shape, "Only this V4-Flash projection (e.g. wq_b)");
-  g->add_option("--threads", o->gemm.threads, "Threads (default: all cores)");
+  g->add_option("--threads", o->gemm.threads, "Threads (default: all cores)")->check(non_negative());
   g->add_flag("--json", o->gemm.json, "One JSON object per line");
 
   CLI::App* a = b->add_subcommand("attention", "Decode cost per layer kind vs context, vs dense");
   a->add_option("--model", o->attention.model, "Preset or config for the layer shape");
   a->add_option("--set", o->attention.sets, "Config overrides key=value");
   a->add_option("--contexts", o->attention.contexts, "Context lengths")->delimiter(',');
-  a->add_option("--threads", o->attention.threads, "Threads (default: all cores)");
+  a->add_option("--threads", o->attention.threads, "Threads (default: all cores)")->check(non_negative());
   a->add_flag("--json", o->attention.json, "One JSON object per line");
 
   CLI::App* e = b->add_subcommand("engine", "Prefill tokens/s and decode time per token vs context");
@@ -33,7 +35,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   e->add_option("--compute", o->engine.compute, "Compute mode timed against fp32 in the same run: "
                 "auto (bf16 where the CPU has it), bf16 or fp32")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
-  e->add_option("--threads", o->engine.threads, "Threads per rank");
+  e->add_option("--threads", o->engine.threads, "Threads per rank")->check(non_negative());
   e->add_flag("--json", o->engine.json, "One JSON object per line");
 
   CLI::App* x = b->add_subcommand("ep", "Expert dispatch + combine vs a plain MPI_Alltoallv of the same bytes");
@@ -46,7 +48,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
       ->check(CLI::IsMember({"auto", "mpi", "shm"}));
   x->add_option("--iters", o->ep.iters, "Timed iterations per case (median reported)");
   x->add_option("--seed", o->ep.seed, "Routing seed");
-  x->add_option("--threads", o->ep.threads, "Threads per rank");
+  x->add_option("--threads", o->ep.threads, "Threads per rank")->check(non_negative());
   x->add_flag("--json", o->ep.json, "One JSON object per line");
 
   CLI::App* m = b->add_subcommand("moe", "One MoE layer for a fixed global batch: route / pack / "
@@ -60,7 +62,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   m->add_option("--ep-transport", o->moe.transport, "auto (shm on one node), mpi or shm")
       ->check(CLI::IsMember({"auto", "mpi", "shm"}));
   m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)");
-  m->add_option("--threads", o->moe.threads, "Threads per rank");
+  m->add_option("--threads", o->moe.threads, "Threads per rank")->check(non_negative());
   m->add_flag("--json", o->moe.json, "One JSON object per line");
 
   CLI::App* c = b->add_subcommand("context", "One long sequence over the cp group (the mpirun "
@@ -83,7 +85,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
       ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
   c->add_option("--compute", o->context.compute, "auto (bf16 where the CPU has it), bf16 or fp32")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
-  c->add_option("--threads", o->context.threads, "Threads per rank (default 1)");
+  c->add_option("--threads", o->context.threads, "Threads per rank (default 1)")->check(non_negative());
   c->add_option("--seed", o->context.seed, "Prompt and cache seed");
   c->add_flag("--json", o->context.json, "One JSON object per line");
 
@@ -98,8 +100,8 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   en->add_option("--part", o->engram.part, "fetch, step or both")
       ->check(CLI::IsMember({"fetch", "step", "both"}));
   en->add_option("--decode-steps", o->engram.decode_steps, "Timed decode steps");
-  en->add_option("--iters", o->engram.iters, "Timed runs per case (median)")->check(CLI::PositiveNumber);
-  en->add_option("--threads", o->engram.threads, "Threads per rank (default 1)");
+  en->add_option("--iters", o->engram.iters, "Timed runs per case (median)")->check(positive());
+  en->add_option("--threads", o->engram.threads, "Threads per rank (default 1)")->check(non_negative());
   en->add_option("--seed", o->engram.seed, "Text seed");
   en->add_flag("--json", o->engram.json, "One JSON object per line");
 }

@@ -381,6 +381,9 @@ TEST(Cli, BadInput) {
   expect_error("run --model tiny --random-prompt 16 --generate 8 --set max_position_embeddings=20",
                "the prompt \\(16 tokens\\) and --generate 8 need 24 positions; .* max_position_embeddings 20");
   expect_error("run --model tiny --ids 1 --ep 0", "--ep: Value 0 not in range");
+  expect_error("run --model tiny --ids 1 --generate -3", "--generate: must be at least 0, got -3$");
+  expect_error("run --model tiny --ids 1 --engram-budget abc", "--engram-budget: 'abc' is not a number$");
+  expect_error("run --model tiny --ids 1 --prefill-chunk 0", "--prefill-chunk: must be above 0, got 0$");
   expect_error("inspect --model v4-flash --context 9223372036854775807",
                "--context 9223372036854775807 is outside \\[1, 1048576\\]");
   expect_error("run --model tiny --ids-file " + tmpdir().string(), "--ids-file: '.*' is a directory");

@@ -7,6 +7,7 @@
 
 #include "comm/comm.h"
 #include "dist/cli/commands.h"
+#include "dist/cli/validators.h"
 #include "dist/cli/model_source.h"
 #include "model/check.h"
 #include "model/model_info.h"
@@ -20,17 +21,17 @@ void add_inspect_command(CLI::App* app, InspectOptions* o) {
   add_model_options(ins, &o->m);
   ins->add_option("--context", o->context, "Context length for the memory estimate (default 4096, "
                   "or the model's max_position_embeddings if shorter)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   ins->add_option("--kv-cache", o->kv_cache, "KV cache storage for the estimate: fp32, bf16, or "
                   "fp8 (FlashMLA's MODEL1 entries; not yet a run option)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
   ins->add_option("--cp", o->cp, "Context-parallel ranks sharing the compressed caches")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   ins->add_option("--ep", o->ep, "Expert-parallel ranks sharing the routed experts")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   ins->add_option("--mem-per-rank", o->mem_per_rank_gib,
                   "Per-rank memory budget in GiB for the ranks-needed estimate (default 24)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   ins->add_flag("--tensors", o->tensors, "List every tensor pattern with its role and shape");
   ins->add_flag("--json", o->json, "Print one JSON object");
 }

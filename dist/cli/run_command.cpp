@@ -10,6 +10,7 @@
 
 #include "comm/comm.h"
 #include "dist/cli/commands.h"
+#include "dist/cli/validators.h"
 #include "dist/cli/model_source.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
@@ -77,7 +78,7 @@ void add_model_options(CLI::App* app, ModelOptions* o) {
   app->add_option("--set", o->sets, "Override a config field: key=value (repeatable)");
   app->add_option("--threads", o->threads, "Compute threads per rank (default: OMP_NUM_THREADS "
                                            "or all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   app->add_flag("--quiet", o->quiet, "No progress lines on stderr");
 }
 
@@ -87,12 +88,12 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   auto* ids = run->add_option("--ids", o->ids, "Prompt token ids: 1,2,3 or '1 2 3'");
   auto* ids_file = run->add_option("--ids-file", o->ids_file, "File of prompt token ids");
   auto* rnd = run->add_option("--random-prompt", o->random_prompt, "Random prompt of N tokens")
-                  ->check(CLI::PositiveNumber);
+                  ->check(positive());
   ids->excludes(ids_file)->excludes(rnd);
   ids_file->excludes(rnd);
-  run->add_option("--seed", o->seed, "Seed for --random-prompt");
+  run->add_option("--seed", o->seed, "Seed for --random-prompt")->check(non_negative());
   run->add_option("--generate", o->generate, "Greedy tokens to generate after the prompt")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   run->add_option("--logits-out", o->logits_out, "Write prompt logits [T, vocab] float32 .npy");
   run->add_option("--kv-cache", o->kv_cache, "KV cache storage: fp32, bf16, or fp8 (FlashMLA's MODEL1 "
                   "layout: e4m3 with a scale per 64, RoPE in bf16; 584 bytes an entry in V4)")
@@ -106,7 +107,7 @@ void add_run_command(CLI::App* app, RunOptions* o) {
       ->check(CLI::Range(1, 1 << 20));
   run->add_flag("--json", o->json, "Print one JSON object with generated tokens and timings");
   run->add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per rank per forward step")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   run->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past the end-of-sequence token");
   run->add_option("--dispatch", o->dispatch, "Expert dispatch payload: fp32, bf16 or fp8 (e4m3, "
                                              "a scale per 128 values)")
@@ -151,10 +152,10 @@ void add_engram_options(CLI::App* app, EngramCli* o) {
                   "(default: all)")->delimiter(',');
   app->add_option("--engram-budget", o->budget_gib, "Most GiB of Engram table one rank may hold "
                   "(default: the node's available memory over its ranks)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   app->add_option("--engram-cache", o->cache_rows, "Rows per Engram table each rank keeps of "
                   "recently fetched remote rows (LRU; default 0: off)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
 }
 
 EngramOptions engram_options(const EngramCli& o) {

@@ -382,6 +382,24 @@ TEST(Cli, BadInput) {
                "the prompt \\(16 tokens\\) and --generate 8 need 24 positions; .* max_position_embeddings 20");
   expect_error("run --model tiny --ids 1 --ep 0", "--ep: Value 0 not in range");
   expect_error("run --model tiny --ids 1 --generate -3", "--generate: must be at least 0, got -3$");
+  // A run that cannot fit is refused with the numbers before it allocates, on every rank.
+  for (int np : {0, 2})
+    expect_error("run --model v4-flash --ids 1 --memory-budget 24",
+                 "this run needs [0-9.]+ GiB per rank \\(weights .* at cp [12], ep [12]\\) but a rank "
+                 "here may use 24.00 GiB \\(--memory-budget\\)", np);
+  {
+    const auto t0 = std::chrono::steady_clock::now();
+    const fs::path err = tmpdir() / "ulimit_err";
+    const int st = std::system(("bash -c 'ulimit -v 4194304; " + std::string(MODELONE_BIN) +
+                                " run --model v4-flash --ids 1 --set num_hidden_layers=4' 2>" + err.string()).c_str());
+    EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 2);
+    std::ifstream f(err);
+    std::string line;
+    std::getline(f, line);
+    EXPECT_NE(line.find("but a rank here may use 4.00 GiB (the address-space limit (ulimit -v) 4.0 GiB)"),
+              std::string::npos) << line;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
+  }
   expect_error("run --model tiny --ids 1 --engram-budget abc", "--engram-budget: 'abc' is not a number$");
   expect_error("run --model tiny --ids 1 --prefill-chunk 0", "--prefill-chunk: must be above 0, got 0$");
   expect_error("inspect --model v4-flash --context 9223372036854775807",

@@ -40,6 +40,7 @@ struct RunOptions {
   std::string logits_out;
   std::string kv_cache = "fp32";
   std::string compute = "auto";
+  double memory_budget_gib = 0;  // 0: what the node makes available to a rank
   int cp = 0, ep = 0;
   std::string cp_layout = "zigzag";
   bool json = false;

@@ -16,7 +16,10 @@
 #include "dist/engine_setup.h"
 #include "dist/eplb.h"
 #include "dist/grid.h"
+#include "dist/memory_limit.h"
 #include "model/check.h"
+#include "model/model_info.h"
+#include "model/weight_bytes.h"
 #include "model/gemm.h"
 #include "model/npy.h"
 
@@ -125,6 +128,9 @@ void add_run_command(CLI::App* app, RunOptions* o) {
                   "Expert placement plan (JSON, from `modelone plan-experts`)");
   add_engram_options(run, &o->engram);
   add_compute_option(run, &o->compute);
+  run->add_option("--memory-budget", o->memory_budget_gib, "GiB one rank may use; a run that needs "
+                  "more is refused before loading (default: the node's available memory, or its "
+                  "cgroup limit, over its ranks)")->check(positive());
 }
 
 void add_compute_option(CLI::App* app, std::string* compute) {
@@ -170,6 +176,29 @@ EngramOptions engram_options(const EngramCli& o) {
 }
 
 namespace {
+
+// Refuses a run whose busiest rank cannot fit (weights as stored, caches for the whole context,
+// its Engram share: the sizing `inspect` prints) before anything is allocated.
+void check_memory(const ModelSource& ms, int64_t context, DType kv, const RankGrid& grid,
+                  double budget_gib) {
+  const ModelConfig& c = ms.cfg;
+  const WeightBytes stored = ms.checkpoint ? checkpoint_weight_bytes(c, *ms.checkpoint)
+                                           : uniform_weight_bytes(c, c.weight_dtype);
+  const RankMemory need = rank_memory(c, context, stored, kv, grid.cp, grid.ep);
+  MemoryLimit lim = rank_memory_limit(grid.local_size);
+  if (budget_gib > 0) lim = {int64_t(budget_gib * double(int64_t(1) << 30)), "--memory-budget"};
+  if (lim.bytes <= 0 || need.total() <= lim.bytes) return;
+  auto gib = [](int64_t b) {
+    char s[32];
+    if (b < (int64_t(1) << 30)) std::snprintf(s, sizeof s, "%.1f MiB", double(b) / double(1 << 20));
+    else std::snprintf(s, sizeof s, "%.2f GiB", double(b) / double(int64_t(1) << 30));
+    return std::string(s);
+  };
+  fail("this run needs ", gib(need.total()), " per rank (weights ", gib(need.weight_bytes),
+       ", caches ", gib(need.cache_bytes()), ", Engram ", gib(need.engram_bytes), " at cp ", grid.cp,
+       ", ep ", grid.ep, ") but a rank here may use ", gib(lim.bytes), " (", lim.source,
+       "); use more ranks (`modelone inspect --mem-per-rank` shows how many) or set --memory-budget");
+}
 
 std::string fmt_seconds(double s) {
   char b[64];
@@ -239,6 +268,7 @@ int run_command(const RunOptions& o) {
                prompt.size(), " tokens) and --generate ", o.generate, " need ",
                int64_t(prompt.size()) + o.generate, " positions; ", ms.cfg.name,
                " has max_position_embeddings ", ms.cfg.max_position_embeddings);
+    check_memory(ms, int64_t(prompt.size()) + o.generate, kv, grid, o.memory_budget_gib);
   });
   // The same command line can still resolve differently per node: another config.json or
   // --ids-file behind the same path, or a CPU that takes another compute path.

@@ -1,0 +1,68 @@
+#include "tests/cli_support.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+namespace modelone::test {
+
+namespace fs = std::filesystem;
+
+fs::path tmpdir() {
+  static const fs::path d = [] {
+    auto p = fs::temp_directory_path() / ("modelone_cli_" + std::to_string(::getpid()));
+    fs::create_directories(p);
+    return p;
+  }();
+  return d;
+}
+
+Result shell(const std::string& cmd) {
+  const fs::path out = tmpdir() / "stdout", err = tmpdir() / "stderr";
+  const int st = std::system((cmd + " >" + out.string() + " 2>" + err.string()).c_str());
+  auto slurp = [](const fs::path& p) {
+    std::ifstream f(p);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, slurp(out), slurp(err)};
+}
+
+Result run(const std::string& args, int np) {
+  std::string cmd = "timeout 120 ";
+  if (np > 0) cmd += std::string(MODELONE_MPIEXEC) + " -n " + std::to_string(np) + " --oversubscribe ";
+  return shell(cmd + MODELONE_BIN + " " + args);
+}
+
+Result run_mpmd(const std::vector<Part>& parts) {
+  std::string cmd = "timeout 120 " + std::string(MODELONE_MPIEXEC) + " --oversubscribe";
+  for (size_t i = 0; i < parts.size(); ++i)
+    cmd += std::string(i ? " :" : "") + " -n " + std::to_string(parts[i].np) + " " +
+           parts[i].flags + " " + MODELONE_BIN + " " + parts[i].args;
+  return shell(cmd);
+}
+
+std::vector<std::string> error_lines(const std::string& err) {
+  std::vector<std::string> lines;
+  std::stringstream ss(err);
+  for (std::string l; std::getline(ss, l);)
+    if (l.rfind("modelone: error:", 0) == 0) lines.push_back(l);
+  return lines;
+}
+
+void expect_error(const std::string& args, const std::string& pattern, int np) {
+  SCOPED_TRACE("modelone " + args + (np ? " (np " + std::to_string(np) + ")" : ""));
+  const Result r = run(args, np);
+  EXPECT_EQ(r.code, 2) << (r.code == 124 ? "timed out: a rank hung" : r.err);
+  const auto lines = error_lines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_TRUE(std::regex_search(lines[0], std::regex(pattern))) << lines[0];
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+}  // namespace modelone::test

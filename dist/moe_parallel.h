@@ -99,6 +99,9 @@ class MoeParallel {
   void start_dispatch_mpi(MoeBatch* b);
   void finish_dispatch_mpi(MoeBatch* b);
   void start_combine_mpi(MoeBatch* b);
+  // Rows to every rank: started (overlap: finished by wait(b->req)) or done here (blocking).
+  void exchange(MoeBatch* b, const void* send, const std::vector<int64_t>& send_rows, void* recv,
+                const std::vector<int64_t>& recv_rows, int64_t row_bytes);
   void finish_combine_mpi(MoeBatch* b, float* y);
   void dispatch_shm(int64_t layer, const Routing& r, const float* h, int64_t t0, int64_t T,
                     MoeBatch* b);

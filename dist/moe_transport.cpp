@@ -15,14 +15,19 @@ void MoeParallel::start_dispatch_mpi(MoeBatch* b) {
   b->recv_rows = ep_.exchange_counts(b->send_rows);
   timers.exchange += comm::now() - c0;
   b->recv.resize(size_t(b->n_recv() * rb));
+  exchange(b, b->send.data(), b->send_rows, b->recv.data(), b->recv_rows, rb);
+}
+
+void MoeParallel::exchange(MoeBatch* b, const void* send, const std::vector<int64_t>& send_rows,
+                           void* recv, const std::vector<int64_t>& recv_rows, int64_t row_bytes) {
   // Without overlap nothing runs between start and finish: the blocking call is cheaper.
   if (opt_.overlap) {
-    b->req = ep_.ialltoallv_rows(b->send.data(), b->send_rows, b->recv.data(), b->recv_rows, rb);
-  } else {
-    const double c1 = comm::now();
-    ep_.alltoallv_rows(b->send.data(), b->send_rows, b->recv.data(), b->recv_rows, rb);
-    timers.exchange += comm::now() - c1;
+    b->req = ep_.ialltoallv_rows(send, send_rows, recv, recv_rows, row_bytes);
+    return;
   }
+  const double c0 = comm::now();
+  ep_.alltoallv_rows(send, send_rows, recv, recv_rows, row_bytes);
+  timers.exchange += comm::now() - c0;
 }
 
 void MoeParallel::finish_dispatch_mpi(MoeBatch* b) {
@@ -42,13 +47,7 @@ void MoeParallel::finish_dispatch_mpi(MoeBatch* b) {
 void MoeParallel::start_combine_mpi(MoeBatch* b) {
   const int64_t cb = codec_.combine_bytes();
   b->back.resize(size_t(b->n_send() * cb));
-  if (opt_.overlap) {
-    b->req = ep_.ialltoallv_rows(b->out.data(), b->recv_rows, b->back.data(), b->send_rows, cb);
-  } else {
-    const double c1 = comm::now();
-    ep_.alltoallv_rows(b->out.data(), b->recv_rows, b->back.data(), b->send_rows, cb);
-    timers.exchange += comm::now() - c1;
-  }
+  exchange(b, b->out.data(), b->recv_rows, b->back.data(), b->send_rows, cb);
 }
 
 void MoeParallel::finish_combine_mpi(MoeBatch* b, float* y) {

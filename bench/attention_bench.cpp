@@ -134,7 +134,7 @@ int attention_bench(const AttentionBenchOptions& o) {
           .add("ratio_vs_dense", dense / core_s, 3)
           .add("fp8_cache_layer_ms", layer8 * 1e3)
           .add("fp8_vs_bf16_cache", layer8 / layer, 3)
-          .print(o.json);
+          .print();
     }
   }
   return 0;

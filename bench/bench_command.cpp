@@ -4,6 +4,21 @@
 
 namespace modelone::bench {
 
+namespace {
+// The report's flags, on each subcommand so they read where the benchmark's own flags do.
+void add_report_options(CLI::App* sub, ReportOptions* r) {
+  sub->add_option("--repetitions", r->repetitions, "Run the whole benchmark N times and report "
+                  "each measurement's median and mean +- sd over the runs")
+      ->check(CLI::Range(1, 1000000));
+  CLI::Option* out = sub->add_option("--output", r->output, "text (default: one line per case), "
+                                     "md (a table per result kind), csv, json (one document with "
+                                     "the machine and every result), jsonl (one object per line)")
+      ->check(CLI::IsMember({"text", "md", "csv", "json", "jsonl"}));
+  sub->add_flag("--json", r->json, "One JSON object per line (the same as --output jsonl)")
+      ->excludes(out);
+}
+}  // namespace
+
 void add_bench_command(CLI::App* app, BenchOptions* o) {
   CLI::App* b = app->add_subcommand("bench", "Benchmarks (each with its baseline and ratio)");
   b->require_subcommand(1);
@@ -15,14 +30,14 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   g->add_option("--tokens", o->gemm.tokens, "Rows of x (batch sizes)")->delimiter(',');
   g->add_option("--shape", o->gemm.shape, "Only this V4-Flash projection (e.g. wq_b)");
   g->add_option("--threads", o->gemm.threads, "Threads (default: all cores)")->check(non_negative());
-  g->add_flag("--json", o->gemm.json, "One JSON object per line");
+  add_report_options(g, &o->report);
 
   CLI::App* a = b->add_subcommand("attention", "Decode cost per layer kind vs context, vs dense");
   a->add_option("--model", o->attention.model, "Preset or config for the layer shape");
   a->add_option("--set", o->attention.sets, "Config overrides key=value");
   a->add_option("--contexts", o->attention.contexts, "Context lengths")->delimiter(',');
   a->add_option("--threads", o->attention.threads, "Threads (default: all cores)")->check(non_negative());
-  a->add_flag("--json", o->attention.json, "One JSON object per line");
+  add_report_options(a, &o->report);
 
   CLI::App* e = b->add_subcommand("engine", "Prefill tokens/s and decode time per token vs context");
   e->add_option("--model", o->engine.model, "Preset, .pbtxt or checkpoint directory");
@@ -36,7 +51,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
                 "auto (bf16 where the CPU has it), bf16 or fp32")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   e->add_option("--threads", o->engine.threads, "Threads per rank")->check(non_negative());
-  e->add_flag("--json", o->engine.json, "One JSON object per line");
+  add_report_options(e, &o->report);
 
   CLI::App* x = b->add_subcommand("ep", "Expert dispatch + combine vs a plain MPI_Alltoallv of the same bytes");
   x->add_option("--model", o->ep.model, "Preset or config for hidden size, experts, top-k");
@@ -49,7 +64,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   x->add_option("--iters", o->ep.iters, "Timed iterations per case (median reported)");
   x->add_option("--seed", o->ep.seed, "Routing seed");
   x->add_option("--threads", o->ep.threads, "Threads per rank")->check(non_negative());
-  x->add_flag("--json", o->ep.json, "One JSON object per line");
+  add_report_options(x, &o->report);
 
   CLI::App* m = b->add_subcommand("moe", "One MoE layer for a fixed global batch: route / pack / "
                                          "exchange / experts / combine");
@@ -63,7 +78,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
       ->check(CLI::IsMember({"auto", "mpi", "shm"}));
   m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)");
   m->add_option("--threads", o->moe.threads, "Threads per rank")->check(non_negative());
-  m->add_flag("--json", o->moe.json, "One JSON object per line");
+  add_report_options(m, &o->report);
 
   CLI::App* c = b->add_subcommand("context", "One long sequence over the cp group (the mpirun "
                                             "world) vs one rank: prefill and decode");
@@ -87,7 +102,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   c->add_option("--threads", o->context.threads, "Threads per rank (default 1)")->check(non_negative());
   c->add_option("--seed", o->context.seed, "Prompt and cache seed");
-  c->add_flag("--json", o->context.json, "One JSON object per line");
+  add_report_options(c, &o->report);
 
   CLI::App* en = b->add_subcommand("engram", "Engram's sharded tables: remote fetch paths vs a "
                                             "local gather and the all-reduce design; step time "
@@ -103,20 +118,22 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   en->add_option("--iters", o->engram.iters, "Timed runs per case (median)")->check(positive());
   en->add_option("--threads", o->engram.threads, "Threads per rank (default 1)")->check(non_negative());
   en->add_option("--seed", o->engram.seed, "Text seed");
-  en->add_flag("--json", o->engram.json, "One JSON object per line");
+  add_report_options(en, &o->report);
 }
 
 int bench_command(CLI::App* app, const BenchOptions& o) {
   CLI::App* b = app->get_subcommand("bench");
   if (!b->parsed()) return -1;
-  if (b->got_subcommand("gemm")) return gemm_bench(o.gemm);
-  if (b->got_subcommand("attention")) return attention_bench(o.attention);
-  if (b->got_subcommand("engine")) return engine_bench(o.engine);
-  if (b->got_subcommand("ep")) return ep_bench(o.ep);
-  if (b->got_subcommand("moe")) return moe_bench(o.moe);
-  if (b->got_subcommand("context")) return context_bench(o.context);
-  if (b->got_subcommand("engram")) return engram_bench(o.engram);
-  return -1;
+  std::function<int()> body;
+  if (b->got_subcommand("gemm")) body = [&] { return gemm_bench(o.gemm); };
+  if (b->got_subcommand("attention")) body = [&] { return attention_bench(o.attention); };
+  if (b->got_subcommand("engine")) body = [&] { return engine_bench(o.engine); };
+  if (b->got_subcommand("ep")) body = [&] { return ep_bench(o.ep); };
+  if (b->got_subcommand("moe")) body = [&] { return moe_bench(o.moe); };
+  if (b->got_subcommand("context")) body = [&] { return context_bench(o.context); };
+  if (b->got_subcommand("engram")) body = [&] { return engram_bench(o.engram); };
+  if (!body) return -1;
+  return run_report(o.report, body);
 }
 
 }  // namespace modelone::bench

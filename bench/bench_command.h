@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_report.h"
+
 namespace modelone::bench {
 
 struct GemmBenchOptions {
@@ -12,7 +14,6 @@ struct GemmBenchOptions {
   std::string shape;
   std::string weights = "bf16";  // stored dtype of the weights: bf16, fp8 or fp4
   int threads = 0;
-  bool json = false;
 };
 
 struct AttentionBenchOptions {
@@ -20,7 +21,6 @@ struct AttentionBenchOptions {
   std::vector<std::string> sets;
   std::vector<int64_t> contexts = {1024, 2048, 4096, 8192, 16384, 32768};
   int threads = 0;
-  bool json = false;
 };
 
 struct EngineBenchOptions {
@@ -33,7 +33,6 @@ struct EngineBenchOptions {
   std::string compute = "auto";  // timed against fp32 in the same run
   uint64_t seed = 0;
   int threads = 0;
-  bool json = false;
 };
 
 struct EpBenchOptions {
@@ -44,7 +43,6 @@ struct EpBenchOptions {
   int iters = 9;
   uint64_t seed = 0;
   int threads = 0;
-  bool json = false;
 };
 
 struct MoeBenchOptions {
@@ -55,7 +53,6 @@ struct MoeBenchOptions {
   bool overlap = false;
   int iters = 5;
   int threads = 0;
-  bool json = false;
 };
 
 struct ContextBenchOptions {
@@ -71,7 +68,6 @@ struct ContextBenchOptions {
   std::string compute = "auto";  // both sides of every comparison
   int threads = 1;  // one thread per rank on both sides of every comparison
   uint64_t seed = 0;
-  bool json = false;
 };
 
 struct EngramBenchOptions {
@@ -84,10 +80,10 @@ struct EngramBenchOptions {
   int iters = 5;
   int threads = 1;
   uint64_t seed = 0;
-  bool json = false;
 };
 
 struct BenchOptions {
+  ReportOptions report;  // --repetitions, --output, --json: the same on every subcommand
   EpBenchOptions ep;
   MoeBenchOptions moe;
   GemmBenchOptions gemm;
@@ -98,7 +94,8 @@ struct BenchOptions {
 };
 
 void add_bench_command(CLI::App* app, BenchOptions* o);
-// Runs the selected benchmark; returns the exit code, or -1 when `app` selected none.
+// Runs the selected benchmark (--repetitions times) and prints its report; returns the exit
+// code, or -1 when `app` selected none.
 int bench_command(CLI::App* app, const BenchOptions& o);
 
 int gemm_bench(const GemmBenchOptions& o);

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 
+#include "bench/bench_report.h"
 #include "comm/comm.h"
 
 namespace modelone::bench {
@@ -54,36 +55,26 @@ double median_seconds(const std::function<void()>& fn, int min_reps, double min_
 Line& Line::add(const std::string& k, double v, int precision) {
   char b[64];
   std::snprintf(b, sizeof b, "%.*g", precision, v);
-  text_.push_back({k, b});
-  json_.push_back({k, nlohmann::json(v).dump()});
+  fields_.push_back({k, Kind::Measure, b, nlohmann::json(v).dump(), v, precision});
   return *this;
 }
 
 Line& Line::add(const std::string& k, int64_t v) {
-  text_.push_back({k, std::to_string(v)});
-  json_.push_back({k, std::to_string(v)});
+  fields_.push_back({k, Kind::Identity, std::to_string(v), std::to_string(v)});
   return *this;
 }
 
 Line& Line::add(const std::string& k, const std::string& v) {
-  text_.push_back({k, v});
-  json_.push_back({k, nlohmann::json(v).dump()});
+  fields_.push_back({k, Kind::Identity, v, nlohmann::json(v).dump()});
   return *this;
 }
 
-void Line::print(bool json) const {
-  std::string s;
-  if (json) {
-    s = "{\"bench\": " + nlohmann::json(tag_).dump();
-    for (auto& [k, v] : json_) s += ", " + nlohmann::json(k).dump() + ": " + v;
-    s += "}";
-  } else {
-    s = tag_;
-    for (auto& [k, v] : text_) s += " " + k + "=" + v;
-  }
-  std::printf("%s\n", s.c_str());
-  std::fflush(stdout);
+Line& Line::note(const std::string& k, const std::string& v) {
+  fields_.push_back({k, Kind::Note, v, nlohmann::json(v).dump()});
+  return *this;
 }
+
+void Line::print() const { report_line(*this); }
 
 }  // namespace modelone::bench
 

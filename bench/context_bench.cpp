@@ -204,20 +204,20 @@ int context_bench(const ContextBenchOptions& opt) {
         .add("cp", which)
         .add("contexts", int64_t(o.decode.size()))
         .add("exponent", growth_exponent(o.decode, t), 3)
-        .print(o.json);
+        .print();
   };
   if (W == 1) {  // the baseline is the whole story
     for (size_t i = 0; i < o.prefill.size(); ++i)
       Line("context_prefill").add("tokens", o.prefill[i]).add("cp", int64_t(1))
           .add("wall_s", p1[i].wall).add("attn_cpu_s", p1[i].attn_cpu_max)
-          .add("tok_s", double(o.prefill[i]) / p1[i].wall).print(o.json);
+          .add("tok_s", double(o.prefill[i]) / p1[i].wall).print();
     for (size_t i = 0; i < o.decode.size(); ++i)
       Line("context_decode").add("context", o.decode[i]).add("cp", int64_t(1))
           .add("ms", d1[i].step * 1e3).add("indexer_ms", d1[i].indexer * 1e3)
           .add("topk_ms", d1[i].topk * 1e3).add("attend_ms", d1[i].attend * 1e3)
           .add("merge_ms", d1[i].merge * 1e3).add("csa_sparse_ms", d1[i].csa_sparse * 1e3)
           .add("csa_dense_ms", d1[i].dense * 1e3)
-          .add("sparse_vs_dense", d1[i].dense / std::max(d1[i].csa_sparse, 1e-12), 3).print(o.json);
+          .add("sparse_vs_dense", d1[i].dense / std::max(d1[i].csa_sparse, 1e-12), 3).print();
     print_decode_fit("1", dec1);
     return 0;
   }
@@ -242,11 +242,11 @@ int context_bench(const ContextBenchOptions& opt) {
           .add("cp1_attn_cpu_s", p1[i].attn_cpu_max)
           .add("cpu_efficiency", p1[i].attn_cpu_max / (W * p.attn_cpu_max), 3)
           .add("imbalance", p.attn_cpu_max / p.attn_cpu_mean, 3)
-          .add("attn_cpu_by_rank", p.attn_cpu_by_rank)
+          .note("attn_cpu_by_rank", p.attn_cpu_by_rank)
           .add("exchange_s", p.exch_s)
           .add("exchange_mib_per_layer", p.exch_bytes / cfg.num_layers / double(1 << 20))
           .add("moe_exchange_s", p.moe_exch_s)
-          .print(o.json);
+          .print();
     }
     if (li != 0) continue;  // decode does not depend on the prefill layout
     for (size_t i = 0; i < o.decode.size(); ++i) {
@@ -277,7 +277,7 @@ int context_bench(const ContextBenchOptions& opt) {
           .add("cp1_csa_sparse_ms", b.csa_sparse * 1e3)
           .add("csa_dense_ms", b.dense * 1e3)
           .add("sparse_vs_dense", b.dense / std::max(d.csa_sparse, 1e-12), 3)
-          .print(o.json);
+          .print();
     }
   }
   print_decode_fit("1", dec1);

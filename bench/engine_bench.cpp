@@ -117,7 +117,7 @@ int engine_bench(const EngineBenchOptions& o) {
       if (c != Compute::F32)
         l.add("prefill_speedup_vs_fp32", base_prefill / prefill, 3)
             .add("decode_ms_ratio_vs_fp32", dec / base_decode, 3);
-      l.print(o.json);
+      l.print();
     }
   }
   return 0;

@@ -111,7 +111,7 @@ void fetch_bench(const EngramBenchOptions& o, const ModelConfig& cfg) {
       Line("engram_fetch").add("tokens", T).add("ranks", int64_t(W)).add("path", path)
           .add("ms", t * 1e3).add("lookups_per_s", lookups / t, 4).add("gb_s", bytes / t / 1e9)
           .add("bytes_per_token_layer", bytes / double(T * K), 5)
-          .add("ratio_vs_local", t_local / t, 3).print(o.json);
+          .add("ratio_vs_local", t_local / t, 3).print();
     };
     line("local", t_local, uniq * double(rb));
     line("get", t_get, remote_b);
@@ -119,7 +119,7 @@ void fetch_bench(const EngramBenchOptions& o, const ModelConfig& cfg) {
     // Ring all-reduce: each rank sends and receives about 2 (W - 1) / W of the embeddings.
     line("allreduce", t_red, double(T * K * dim * 4) * 2.0 * double(W - 1) / double(std::max(W, 1)) * W);
     Line("engram_dedupe").add("tokens", T).add("lookups", int64_t(lookups))
-        .add("unique", int64_t(uniq)).add("ratio", lookups / std::max(uniq, 1.0), 3).print(o.json);
+        .add("unique", int64_t(uniq)).add("ratio", lookups / std::max(uniq, 1.0), 3).print();
   }
 }
 
@@ -184,13 +184,13 @@ void step_bench(const EngramBenchOptions& o, const ModelSource& ms) {
         .add("no_prefetch_ms", nop.prefill * 1e3).add("overhead_pct", pct(on.prefill, off.prefill), 3)
         .add("no_prefetch_overhead_pct", pct(nop.prefill, off.prefill), 3)
         .add("engram_ms", on.engram_prefill * 1e3)
-        .add("est_overhead_pct_40_layers", full(on.prefill, off.prefill), 3).print(o.json);
+        .add("est_overhead_pct_40_layers", full(on.prefill, off.prefill), 3).print();
     Line("engram_step").add("phase", "decode").add("context", T).add("layers", L)
         .add("off_ms", off.decode * 1e3).add("on_ms", on.decode * 1e3)
         .add("no_prefetch_ms", nop.decode * 1e3).add("overhead_pct", pct(on.decode, off.decode), 3)
         .add("no_prefetch_overhead_pct", pct(nop.decode, off.decode), 3)
         .add("engram_ms", on.engram_decode * 1e3)
-        .add("est_overhead_pct_40_layers", full(on.decode, off.decode), 3).print(o.json);
+        .add("est_overhead_pct_40_layers", full(on.decode, off.decode), 3).print();
   }
 }
 

@@ -134,7 +134,7 @@ int ep_bench(const EpBenchOptions& o) {
         .add("pack_seconds", moe.timers.pack / o.iters, 3)
         .add("exchange_seconds", moe.timers.exchange / o.iters, 3)
         .add("add_seconds", moe.timers.combine / o.iters, 3)
-        .print(o.json);
+        .print();
   }
   return 0;
 }

@@ -96,7 +96,7 @@ int gemm_bench(const GemmBenchOptions& o) {
         l.add("weight_gbps", stored_bytes / best / 1e9).add("read_gbps", bw)
             .add("bandwidth_fraction", stored_bytes / best / 1e9 / bw, 3);
       }
-      l.print(o.json);
+      l.print();
     }
   }
   return 0;

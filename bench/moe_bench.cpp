@@ -79,7 +79,7 @@ int moe_bench(const MoeBenchOptions& o) {
       .add("exchange_ms", sum.exchange / n * 1e3)
       .add("experts_ms", sum.experts / n * 1e3)
       .add("combine_ms", sum.combine / n * 1e3)
-      .print(o.json);
+      .print();
   return 0;
 }
 

@@ -19,9 +19,10 @@ void check(int rc, const char* what) {
                   std::string(buf, size_t(len)));
 }
 
-Runtime::Runtime(int* argc, char*** argv) {
+Runtime::Runtime(int* argc, char*** argv, bool thread_multiple) {
   int provided = 0;
-  check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  check(MPI_Init_thread(argc, argv, thread_multiple ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED,
+                        &provided), "MPI_Init_thread");
   // Errors come back as return codes (check() turns them into exceptions) instead of aborting
   // with MPI's own multi-line message.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -360,5 +361,14 @@ std::vector<int64_t> displacements(const std::vector<int64_t>& counts) {
 }
 
 double now() { return MPI_Wtime(); }
+
+std::string library_version() {
+  char buf[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  check(MPI_Get_library_version(buf, &len), "MPI_Get_library_version");
+  std::string s(buf, size_t(len));
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\0')) s.pop_back();
+  return s;
+}
 
 }  // namespace modelone::comm

@@ -29,9 +29,11 @@ struct AgreedError : std::runtime_error {
 void check(int rc, const char* what);
 
 // MPI_Init_thread / MPI_Finalize. Works under mpirun and without it (a singleton world).
+// thread_multiple asks for MPI_THREAD_MULTIPLE (the watchdog's thread calls MPI); otherwise
+// only the main thread does (MPI_THREAD_FUNNELED).
 class Runtime {
  public:
-  Runtime(int* argc, char*** argv);
+  Runtime(int* argc, char*** argv, bool thread_multiple = false);
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
@@ -194,6 +196,10 @@ std::vector<int64_t> displacements(const std::vector<int64_t>& counts);
 
 // Wall-clock seconds (MPI_Wtime).
 double now();
+
+// The MPI library's version string (MPI_Get_library_version), e.g. "Open MPI v4.1.4, package:
+// ...": benchmarks print it with their results so a number can be traced to the stack it ran on.
+std::string library_version();
 
 template <class T>
 void Comm::alltoallv(const T* send, const std::vector<int64_t>& send_counts, T* recv,

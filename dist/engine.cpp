@@ -1,6 +1,7 @@
 #include "dist/engine.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -254,19 +255,38 @@ void Engine::decode(const int32_t* token) {
 }
 
 std::vector<int32_t> Engine::generate(int64_t n, bool ignore_eos,
-                                      const std::function<void(int64_t i)>& on_token) {
+                                      const std::function<void(int64_t i)>& on_token,
+                                      const std::function<void(int32_t tok)>& on_new) {
   std::vector<int32_t> out;
   bool done = last_logits_.empty();  // a group without a sequence only idles along
+  // NaN or infinite logits (NaN weights, an overflow) would pick token 0 forever without a word.
+  auto finite = [&] {
+    return std::all_of(last_logits_.begin(), last_logits_.end(), [](float v) { return std::isfinite(v); });
+  };
+  auto stop_if_not_finite = [&] {
+    comm::agree(grid_.world, [&] {
+      MO_REQUIRE(finite(), "the logits at position ", position() - 1, " are not finite (NaN or "
+                 "infinity): the checkpoint's weights or the config's values give no usable numbers");
+    });
+  };
+  if (n == 0) stop_if_not_finite();
   for (int64_t i = 0; i < n; ++i) {
     int32_t tok = 0;
+    int state = 0;  // 0: done, 1: generating, 2: non-finite logits; the world takes the max
     if (!done) {
+      state = finite() ? 1 : 2;
       tok = int32_t(std::max_element(last_logits_.begin(), last_logits_.end()) - last_logits_.begin());
       out.push_back(tok);
+      if (on_new && state == 1) on_new(tok);
       done = (!ignore_eos && tok == cfg_.eos_token_id) || i + 1 == n;
+      if (done && state == 1) state = 0;
     }
-    if (on_token) on_token(i);
-    // Decode steps go on while any dp group still generates.
-    if (!grid_.world.allreduce(done ? 0 : 1, comm::Op::Max)) break;
+    if (on_token && state < 2) on_token(i);
+    // Decode steps go on while any dp group still generates; the same reduction carries the
+    // non-finite flag, so checking costs nothing.
+    const int64_t world_state = grid_.world.allreduce(int64_t(state), comm::Op::Max);
+    if (world_state == 2) stop_if_not_finite();
+    if (world_state == 0) break;
     decode(done ? nullptr : &tok);
   }
   return out;

@@ -65,9 +65,11 @@ class Engine {
   void decode(const int32_t* token);
   // Greedy generation from the last logits: up to n tokens, stopping after the eos token
   // unless ignore_eos. Every dp group takes part; groups without a sequence idle along.
-  // on_token(i) runs on every rank after token i is chosen (progress lines).
+  // on_token(i) runs on every rank after token i is chosen (progress lines); on_new(tok) on the
+  // ranks of a group that chose tok, as soon as it is chosen (streamed text).
   std::vector<int32_t> generate(int64_t n, bool ignore_eos,
-                                const std::function<void(int64_t i)>& on_token = {});
+                                const std::function<void(int64_t i)>& on_token = {},
+                                const std::function<void(int32_t tok)>& on_new = {});
   // Fills the caches as if n synthetic tokens had been prefilled (benchmarks of long contexts
   // without a long prefill): entries and window rows are deterministic random rows of
   // (seed, layer, position), placed as a one-step prefill in the configured layout would.

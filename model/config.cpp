@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <utility>
+
 #include "model/check.h"
 #include "model/config.pb.h"
 #include "model/engram_hash.h"
@@ -195,6 +197,29 @@ void ModelConfig::validate(const std::string& source) const {
   pos(moe_inter, "moe_intermediate_size");
   pos(hc_mult, "hc_mult");
   pos(hc_sinkhorn_iters, "hc_sinkhorn_iters");
+  // Upper bounds, so that every size computed from the config fits int64 with room to spare
+  // (a tensor's elements at most 2^36, all weights' bytes under 2^62, a cache under 2^60) and the
+  // per-layer and per-expert tables every rank keeps stay small. Far above any DeepSeek model.
+  auto at_most = [&](int64_t v, int64_t hi, const char* field) {
+    MO_REQUIRE(v <= hi, source, ": ", field, " ", v, " is above the supported ", hi);
+  };
+  pos(fp8_block_rows, "weight_block_size[0]");
+  pos(fp8_block_cols, "weight_block_size[1]");
+  const int64_t kDim = int64_t(1) << 18;
+  at_most(vocab_size, (int64_t(1) << 31) - 1, "vocab_size");  // token ids are int32
+  at_most(num_layers, 512, "num_hidden_layers");
+  at_most(n_experts, 1024, "n_routed_experts");
+  at_most(hc_mult, 1024, "hc_mult");
+  at_most(hc_sinkhorn_iters, 1 << 16, "hc_sinkhorn_iters");
+  at_most(max_position_embeddings, (int64_t(1) << 31) - 1, "max_position_embeddings");
+  for (auto [v, f] : {std::pair{hidden_size, "hidden_size"}, {num_heads, "num_attention_heads"},
+                      {head_dim, "head_dim"}, {q_lora_rank, "q_lora_rank"}, {o_groups, "o_groups"},
+                      {o_lora_rank, "o_lora_rank"}, {sliding_window, "sliding_window"},
+                      {moe_inter, "moe_intermediate_size"}, {index_n_heads, "index_n_heads"},
+                      {index_head_dim, "index_head_dim"}, {csa_rate, "compress_rate_csa"},
+                      {hca_rate, "compress_rate_hca"}, {fp8_block_rows, "weight_block_size[0]"},
+                      {fp8_block_cols, "weight_block_size[1]"}, {engram.head_dim, "engram_head_dim"}})
+    at_most(v, kDim, f);
   MO_REQUIRE(top_k <= n_experts, source, ": num_experts_per_tok (", top_k,
              ") exceeds n_routed_experts (", n_experts, ")");
   MO_REQUIRE(n_shared_experts == 0 || n_shared_experts == 1, source,
@@ -238,6 +263,10 @@ void ModelConfig::validate(const std::string& source) const {
     pos(engram.head_dim, "engram_head_dim");
     pos(engram.compressed_vocab, "engram_compressed_vocab_size");
     MO_REQUIRE(engram.prime_start >= 2, source, ": engram_vocab_size must be at least 2");
+    // Each (order, head) column searches a prime from engram_vocab_size: bounded work and rows.
+    at_most(engram.n_heads, 256, "engram_n_heads");
+    at_most(engram.prime_start, int64_t(1) << 36, "engram_vocab_size");
+    at_most(engram.compressed_vocab, (int64_t(1) << 31) - 1, "engram_compressed_vocab_size");
     MO_REQUIRE(engram.pad_token_id >= 0 && engram.pad_token_id < vocab_size, source,
                ": engram_pad_token_id ", engram.pad_token_id, " is outside the vocabulary");
     MO_REQUIRE(engram.num_embeddings.empty() || engram.num_embeddings.size() == engram.layers.size(),

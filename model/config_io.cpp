@@ -123,7 +123,18 @@ void fill_message(gp::Message* msg, const json& obj, const std::string& where) {
 
 }  // namespace
 
+static pb::ModelConfig read_config_json_fields(const std::string& path);
+
 pb::ModelConfig read_config_json(const std::string& path) {
+  // Any JSON-library error left (a value of the wrong kind somewhere) still names the file.
+  try {
+    return read_config_json_fields(path);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": ", e.what());
+  }
+}
+
+static pb::ModelConfig read_config_json_fields(const std::string& path) {
   const std::string text = read_file(path, "checkpoint config");
   json j;
   try {
@@ -146,10 +157,13 @@ pb::ModelConfig read_config_json(const std::string& path) {
   fill_message(&cfg, flat, path);
   if (c.contains("compress_rates") && c["compress_rates"].is_object()) {
     auto& r = c["compress_rates"];
-    if (r.contains("compressed_sparse_attention"))
-      cfg.set_compress_rate_csa(r["compressed_sparse_attention"].get<int64_t>());
-    if (r.contains("heavily_compressed_attention"))
-      cfg.set_compress_rate_hca(r["heavily_compressed_attention"].get<int64_t>());
+    auto rate = [&](const char* key) {
+      MO_REQUIRE(r[key].is_number_integer(), path, ": compress_rates.", key,
+                 " must be an integer, got ", r[key].dump());
+      return r[key].get<int64_t>();
+    };
+    if (r.contains("compressed_sparse_attention")) cfg.set_compress_rate_csa(rate("compressed_sparse_attention"));
+    if (r.contains("heavily_compressed_attention")) cfg.set_compress_rate_hca(rate("heavily_compressed_attention"));
   }
   // rope_parameters: nested {main, compress}, or (legacy) one flat dict like rope_scaling.
   if (c.contains("rope_parameters") && c["rope_parameters"].is_object()) {

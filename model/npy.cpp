@@ -1,5 +1,6 @@
 #include "model/npy.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -58,13 +60,25 @@ NpyWriter::NpyWriter(const std::string& path, int64_t rows, int64_t cols)
   MO_REQUIRE(!exists || !S_ISDIR(st.st_mode), "--logits-out: '", path, "' is a directory");
   if (!exists || S_ISREG(st.st_mode)) {
     tmp_ = path + ".tmp." + std::to_string(::getpid());
-    guard_tmp(tmp_);
+    // An unnamed file in the target's directory (O_TMPFILE) is named only once complete, so
+    // nothing is left behind whatever ends the process, SIGKILL included (mpirun follows its
+    // SIGTERM with SIGKILL at once). Where the file system has no O_TMPFILE, a named temporary
+    // file that the signal handler removes.
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    // (It is named through /proc/self/fd, so only where /proc is mounted.)
+    const int fd = ::access("/proc/self/fd", X_OK) != 0 ? -1 :
+        ::open(dir.empty() ? "." : dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      f_ = ::fdopen(fd, "wb");
+      unnamed_ = f_ != nullptr;
+      if (!f_) ::close(fd);
+    }
+    if (!unnamed_) guard_tmp(tmp_);
   }
-  const std::string& target = tmp_.empty() ? path_ : tmp_;
-  f_ = std::fopen(target.c_str(), "wb");
+  if (!f_) f_ = std::fopen(tmp_.empty() ? path_.c_str() : tmp_.c_str(), "wb");
   if (!f_) {
     const std::string why = std::strerror(errno);
-    if (!tmp_.empty()) unguard_tmp();
+    if (!tmp_.empty() && !unnamed_) unguard_tmp();
     fail("--logits-out: cannot write '", path, "' (", why, ")");
   }
   const std::string h = npy_header({rows, cols});
@@ -75,7 +89,7 @@ NpyWriter::NpyWriter(const std::string& path, int64_t rows, int64_t cols)
 NpyWriter::~NpyWriter() {
   if (!f_) return;
   std::fclose(f_);
-  if (!tmp_.empty()) {
+  if (!tmp_.empty() && !unnamed_) {
     std::remove(tmp_.c_str());
     unguard_tmp();
   }
@@ -91,6 +105,14 @@ void NpyWriter::append(const float* rows, int64_t n) {
 
 void NpyWriter::finish() {
   MO_CHECK(written_ == rows_, "npy: ", written_, " of ", rows_, " rows written");
+  if (unnamed_ && error_.empty()) {
+    // Complete: give the unnamed file the temporary name (renamed over PATH below).
+    guard_tmp(tmp_);
+    const std::string fd_path = "/proc/self/fd/" + std::to_string(::fileno(f_));
+    if (std::fflush(f_) != 0 ||
+        ::linkat(AT_FDCWD, fd_path.c_str(), AT_FDCWD, tmp_.c_str(), AT_SYMLINK_FOLLOW) != 0)
+      error_ = std::strerror(errno);
+  }
   const bool ok = std::fclose(f_) == 0 && error_.empty();
   const std::string why = !error_.empty() ? error_ : ok ? "" : std::strerror(errno);
   f_ = nullptr;
@@ -101,7 +123,7 @@ void NpyWriter::finish() {
   const bool renamed = ok && std::rename(tmp_.c_str(), path_.c_str()) == 0;
   const std::string rwhy = renamed || !ok ? "" : std::strerror(errno);
   if (!renamed) std::remove(tmp_.c_str());
-  unguard_tmp();
+  unguard_tmp();  // (also after the unnamed file's name was taken: harmless when not guarded)
   MO_REQUIRE(ok, "--logits-out: failed writing '", path_, "' (", why, ")");
   MO_REQUIRE(renamed, "--logits-out: cannot replace '", path_, "' (", rwhy, ")");
 }

@@ -28,6 +28,7 @@ class NpyWriter {
   std::string path_, tmp_;  // tmp_ empty: writing in place (a device or a pipe)
   std::string error_;       // the first failed write
   std::FILE* f_ = nullptr;
+  bool unnamed_ = false;    // f_ is an O_TMPFILE file, named tmp_ only when complete
   int64_t rows_, cols_, written_ = 0;
 };
 

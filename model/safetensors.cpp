@@ -32,7 +32,17 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   ::close(fd);
   MO_REQUIRE(p != MAP_FAILED, "cannot mmap '", path, "': ", std::strerror(errno));
   base_ = static_cast<const char*>(p);
+  // A refused file must not keep its mapping: the destructor does not run when this throws.
+  try {
+    read_header();
+  } catch (...) {
+    ::munmap(const_cast<char*>(base_), size_);
+    throw;
+  }
+}
 
+void SafetensorsFile::read_header() {
+  const std::string& path = path_;
   uint64_t header_len;
   std::memcpy(&header_len, base_, 8);
   MO_REQUIRE(header_len <= size_ - 8, path, ": corrupt safetensors header (header length ",

@@ -50,6 +50,7 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
 
  private:
+  void read_header();  // fills entries_ from the mapped file; throws Error on a bad header
   std::string path_;
   const char* base_ = nullptr;
   size_t size_ = 0, data_start_ = 0;

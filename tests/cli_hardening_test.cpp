@@ -124,11 +124,13 @@ TEST(Cli, LogitsOutPathSafety) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_TRUE(fs::is_fifo(fifo));
   EXPECT_EQ(read_npy_f32(copy.string(), &shape), want);
-  // Interrupted (SIGINT, and SIGTERM through mpirun): no temporary file, no half-written target.
+  // Interrupted (SIGINT, SIGKILL, and SIGTERM through mpirun, which sends SIGKILL right after):
+  // no temporary file, no half-written target.
   const fs::path big = d / "big.npy";
-  std::system(("timeout -s INT 1.5 " + std::string(MODELONE_BIN) +
-               " run --model tiny --random-prompt 60000 --threads 1 --quiet --logits-out " + big.string() +
-               " >/dev/null 2>&1").c_str());
+  for (const char* sig : {"INT", "KILL"})
+    std::system(("timeout -s " + std::string(sig) + " 1.5 " + std::string(MODELONE_BIN) +
+                 " run --model tiny --random-prompt 60000 --threads 1 --quiet --logits-out " +
+                 big.string() + " >/dev/null 2>&1").c_str());
   std::system(("timeout -s TERM 1.5 " + std::string(MODELONE_MPIEXEC) + " -n 2 --oversubscribe " +
                std::string(MODELONE_BIN) + " run --model tiny --random-prompt 60000 --threads 1 --quiet "
                "--logits-out " + big.string() + " >/dev/null 2>&1").c_str());

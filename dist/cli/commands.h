@@ -34,6 +34,7 @@ struct RunOptions {
   ModelOptions m;
   EngramCli engram;
   std::string ids, ids_file;
+  std::string prompt, prompt_file;  // text for the tokenizer.json beside the checkpoint
   int64_t random_prompt = 0;
   uint64_t seed = 0;
   int64_t generate = 0;
@@ -41,6 +42,7 @@ struct RunOptions {
   std::string kv_cache = "fp32";
   std::string compute = "auto";
   double memory_budget_gib = 0;  // 0: what the node makes available to a rank
+  double watchdog_s = 0;         // 0: off
   int cp = 0, ep = 0;
   std::string cp_layout = "zigzag";
   bool json = false;

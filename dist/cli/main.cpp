@@ -13,7 +13,10 @@
 using namespace modelone;
 
 int main(int argc, char** argv) {
-  comm::Runtime runtime(&argc, &argv);
+  // --watchdog's thread calls MPI, and the thread level is fixed before the flags are parsed.
+  bool watchdog = false;
+  for (int i = 1; i < argc; ++i) watchdog |= std::string(argv[i]).rfind("--watchdog", 0) == 0;
+  comm::Runtime runtime(&argc, &argv, watchdog);
   const comm::Comm world = comm::Comm::world();
   CLI::App app{"modelone: DeepSeek-V4 inference across MPI ranks"};
   app.require_subcommand(1);

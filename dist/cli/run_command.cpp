@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "comm/comm.h"
+#include "comm/watchdog.h"
 #include "dist/cli/commands.h"
 #include "dist/cli/validators.h"
 #include "dist/cli/model_source.h"
@@ -22,6 +23,7 @@
 #include "model/weight_bytes.h"
 #include "model/gemm.h"
 #include "model/npy.h"
+#include "model/tokenizer.h"
 
 namespace modelone {
 
@@ -92,8 +94,16 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   auto* ids_file = run->add_option("--ids-file", o->ids_file, "File of prompt token ids");
   auto* rnd = run->add_option("--random-prompt", o->random_prompt, "Random prompt of N tokens")
                   ->check(positive());
+  auto* text = run->add_option("--prompt", o->prompt, "Prompt text, encoded with the "
+                               "tokenizer.json beside the checkpoint's config.json");
+  auto* text_file = run->add_option("--prompt-file", o->prompt_file,
+                                    "File of prompt text (used as is, a final newline included)");
   ids->excludes(ids_file)->excludes(rnd);
   ids_file->excludes(rnd);
+  for (CLI::Option* a : {ids, ids_file, rnd, text}) {
+    if (a != text) a->excludes(text);
+    a->excludes(text_file);
+  }
   run->add_option("--seed", o->seed, "Seed for --random-prompt")->check(non_negative());
   run->add_option("--generate", o->generate, "Greedy tokens to generate after the prompt")
       ->check(non_negative());
@@ -131,6 +141,9 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   run->add_option("--memory-budget", o->memory_budget_gib, "GiB one rank may use; a run that needs "
                   "more is refused before loading (default: the node's available memory, or its "
                   "cgroup limit, over its ranks)")->check(positive());
+  run->add_option("--watchdog", o->watchdog_s, "Seconds a rank may go without answering (stopped "
+                  "by SIGSTOP, a frozen or unreachable node) before the job stops with a line "
+                  "naming it (default: off)")->check(positive());
 }
 
 void add_compute_option(CLI::App* app, std::string* compute) {
@@ -200,6 +213,31 @@ void check_memory(const ModelSource& ms, int64_t context, DType kv, const RankGr
        "); use more ranks (`modelone inspect --mem-per-rank` shows how many) or set --memory-budget");
 }
 
+// The tokenizer.json beside the checkpoint's config.json. --prompt needs it on every rank;
+// otherwise it only gives rank 0's text output, so a file it cannot read costs the text, not
+// the run.
+std::unique_ptr<Tokenizer> find_tokenizer(const ModelSource& ms, const RunOptions& o,
+                                          const char* flag, bool root) {
+  const bool text = !o.prompt.empty() || !o.prompt_file.empty();
+  const std::string path =
+      ms.dir.empty() ? "" : (std::filesystem::path(ms.dir) / "tokenizer.json").string();
+  if (text) {
+    const bool pbtxt = o.m.model.size() > 6 && o.m.model.rfind(".pbtxt") == o.m.model.size() - 6;
+    MO_REQUIRE(!ms.dir.empty(), flag, " needs a tokenizer.json in the model directory; '",
+               o.m.model, "' is a ", pbtxt ? ".pbtxt config" : "preset", " with none (use --ids)");
+    MO_REQUIRE(std::filesystem::exists(path), flag, " needs a tokenizer.json in the model "
+               "directory; '", ms.dir, "' has none (use --ids)");
+    return std::make_unique<Tokenizer>(Tokenizer::load(path));
+  }
+  if (!root || path.empty() || !std::filesystem::exists(path)) return nullptr;
+  try {
+    return std::make_unique<Tokenizer>(Tokenizer::load(path));
+  } catch (const Error& e) {
+    log_line(o.m.quiet, std::string("no text output: ") + e.what());
+    return nullptr;
+  }
+}
+
 std::string fmt_seconds(double s) {
   char b[64];
   std::snprintf(b, sizeof b, "%.3f s", s);
@@ -233,6 +271,14 @@ int run_command(const RunOptions& o) {
   const double t_start = comm::now();
   RankGrid grid;
   comm::Comm world = comm::Comm::world();
+  std::unique_ptr<comm::Watchdog> watchdog;
+  if (o.watchdog_s > 0) {
+    comm::agree(world, [&] {
+      MO_REQUIRE(comm::thread_multiple(), "--watchdog needs MPI_THREAD_MULTIPLE, which this MPI "
+                 "library does not provide");
+    });
+    watchdog = std::make_unique<comm::Watchdog>(world, o.watchdog_s);
+  }
   comm::agree(world, [&] { grid = RankGrid::make(o.cp, o.ep); });
   int threads = 1;
   comm::agree(world, [&] { threads = grid.threads(o.m.threads); });
@@ -240,12 +286,36 @@ int run_command(const RunOptions& o) {
 
   ModelSource ms;
   std::vector<int32_t> prompt;
+  std::unique_ptr<Tokenizer> tokenizer;
   DType kv = DType::F32;
   comm::agree(grid.world, [&] {
     apply_compute(o.compute);
     kv = o.kv_cache == "bf16" ? DType::BF16 : o.kv_cache == "fp8" ? DType::F8_E4M3 : DType::F32;
     ms = resolve_model(o.m.model, o.m.sets);
-    if (!o.ids.empty()) {
+    const char* text_flag = o.prompt_file.empty() ? "--prompt" : "--prompt-file";
+    tokenizer = find_tokenizer(ms, o, text_flag, grid.is_root());
+    if (!o.prompt.empty() || !o.prompt_file.empty()) {
+      std::string text = o.prompt;
+      if (!o.prompt_file.empty()) {
+        MO_REQUIRE(!std::filesystem::is_directory(o.prompt_file), "--prompt-file: '",
+                   o.prompt_file, "' is a directory");
+        std::ifstream f(o.prompt_file, std::ios::binary);
+        MO_REQUIRE(f.good(), "--prompt-file: cannot open '", o.prompt_file, "'");
+        std::stringstream ss;
+        ss << f.rdbuf();
+        text = ss.str();
+      }
+      try {
+        prompt = tokenizer->encode(text);
+      } catch (const Error& e) {
+        fail(text_flag, ": ", e.what());
+      }
+      MO_REQUIRE(!prompt.empty(), text_flag, ": the text gives no tokens");
+      for (auto id : prompt)
+        MO_REQUIRE(id < ms.cfg.vocab_size, text_flag, ": tokenizer.json gave token id ", id,
+                   ", outside the vocabulary [0, ", ms.cfg.vocab_size, ") of ", ms.cfg.name,
+                   ": the tokenizer does not belong to this model");
+    } else if (!o.ids.empty()) {
       prompt = parse_ids(o.ids, "--ids");
     } else if (!o.ids_file.empty()) {
       MO_REQUIRE(!std::filesystem::is_directory(o.ids_file), "--ids-file: '", o.ids_file,
@@ -256,11 +326,17 @@ int run_command(const RunOptions& o) {
       ss << f.rdbuf();
       prompt = parse_ids(ss.str(), "--ids-file " + o.ids_file);
     } else if (o.random_prompt > 0) {
+      // Before drawing: 2e9 tokens would take a minute and 8 GB per rank only to be refused.
+      MO_REQUIRE(o.random_prompt + o.generate <= ms.cfg.max_position_embeddings,
+                 "the prompt (", o.random_prompt, " tokens) and --generate ", o.generate, " need ",
+                 o.random_prompt + o.generate, " positions; ", ms.cfg.name,
+                 " has max_position_embeddings ", ms.cfg.max_position_embeddings);
       std::mt19937_64 rng(o.seed);
       std::uniform_int_distribution<int32_t> d(0, int32_t(ms.cfg.vocab_size - 1));
       for (int64_t i = 0; i < o.random_prompt; ++i) prompt.push_back(d(rng));
     }
-    MO_REQUIRE(!prompt.empty(), "no prompt: give --ids, --ids-file or --random-prompt");
+    MO_REQUIRE(!prompt.empty(), "no prompt: give --ids, --ids-file, --random-prompt, --prompt or "
+               "--prompt-file");
     for (auto id : prompt)
       MO_REQUIRE(id < ms.cfg.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
                  ms.cfg.vocab_size, ") of ", ms.cfg.name);
@@ -352,13 +428,28 @@ int run_command(const RunOptions& o) {
   // Greedy decode: every rank of the group holds the last logits, so all pick the same token.
   const double t1 = comm::now();
   last_log = t1;
+  // With a tokenizer, rank 0 streams the text as tokens arrive (a character split over two
+  // tokens waits for the second), on a line of its own before the ids line.
+  std::unique_ptr<TextStream> stream;
+  if (tokenizer && grid.is_root() && !o.json) {
+    stream = std::make_unique<TextStream>(*tokenizer);
+    std::fputs("text: ", stdout);
+    std::fflush(stdout);
+  }
+  auto show = [&](const std::string& s) {
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fflush(stdout);
+  };
   std::vector<int32_t> generated = engine.generate(o.generate, o.ignore_eos, [&](int64_t i) {
     if (comm::now() - last_log > 10) {  // a line every 10 s on long generations
       last_log = comm::now();
       log_line(o.m.quiet, "decode: " + std::to_string(i + 1) + " / " + std::to_string(o.generate) +
                               " tokens, " + fmt_seconds(last_log - t1));
     }
+  }, [&](int32_t tok) {
+    if (stream) show(stream->push(tok));
   });
+  if (stream) show(stream->finish() + "\n");
   const double t_decode = comm::now() - t1;
   // Time to the first token: the prefill, whose last logits give it.
   const double ttft = t_prefill;
@@ -370,6 +461,7 @@ int run_command(const RunOptions& o) {
     if (o.json) {
       nlohmann::json j;
       j["generated"] = generated;
+      if (tokenizer) j["text"] = tokenizer->decode(generated, /*skip_special=*/true);
       j["model"] = ms.cfg.name;
       j["prompt_tokens"] = T;
       j["world_size"] = grid.W;

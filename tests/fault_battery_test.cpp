@@ -1,0 +1,391 @@
+// The fault battery (issue 11): bad flags, configs, checkpoints, token ids, rank counts, ranks
+// launched with different commands and a killed rank, each at 1 and 3 ranks. Every case must end
+// with one "modelone: error:" line naming what is wrong, exit status 2, no process of the job left
+// behind, in under 10 s. The cases, their messages and times go to a Markdown table
+// (MODELONE_FAULT_TABLE=FILE, or fault_table.md in the test's temporary directory) for the notes.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "tests/cli_support.h"
+#include "tests/support.h"
+
+namespace modelone::test {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Processes whose environment holds MODELONE_BATTERY_TAG=tag: the job's ranks (and mpirun).
+std::vector<pid_t> tagged_processes(const std::string& tag) {
+  const std::string needle = "MODELONE_BATTERY_TAG=" + tag;
+  std::vector<pid_t> pids;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream f(e.path() / "environ", std::ios::binary);
+    std::string env((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    for (size_t p = 0; (p = env.find(needle, p)) != std::string::npos; p += needle.size())
+      if ((p == 0 || env[p - 1] == '\0') && (p + needle.size() == env.size() || env[p + needle.size()] == '\0'))
+        pids.push_back(pid_t(std::stol(name)));
+  }
+  return pids;
+}
+
+// Whether every tagged process has gone within `secs` (a singleton's orted outlives its rank by
+// a few milliseconds).
+bool all_gone(const std::string& tag, double secs = 3.0) {
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!tagged_processes(tag).empty()) {
+    if (seconds_since(t0) > secs) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+// One row of the table: the case, and per rank count its exit status and seconds.
+struct Row {
+  std::string name, message;
+  std::vector<std::pair<int, double>> by_ranks;  // (exit, seconds) at 1 and 3 ranks
+};
+std::vector<Row>& table() {
+  static std::vector<Row> rows;
+  return rows;
+}
+
+// Runs `modelone args` at 1 rank (a plain process) and at 3 (mpiexec) and checks the contract.
+void expect_fault(const std::string& name, const std::string& args, const std::string& pattern,
+                  const std::vector<int>& ranks = {1, 3}) {
+  SCOPED_TRACE(name + ": modelone " + args);
+  Row row{name, "", {}};
+  std::string first;
+  for (int np : ranks) {
+    SCOPED_TRACE(std::to_string(np) + " rank(s)");
+    const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(table().size()) + "_" + std::to_string(np);
+    setenv("MODELONE_BATTERY_TAG", tag.c_str(), 1);
+    const auto t0 = std::chrono::steady_clock::now();
+    const Result r = run(args, np == 1 ? 0 : np);
+    unsetenv("MODELONE_BATTERY_TAG");
+    EXPECT_TRUE(all_gone(tag)) << "a process of the job outlived it";
+    const double secs = seconds_since(t0);  // until the last process of the job has gone
+    EXPECT_EQ(r.code, 2) << (r.code == 124 ? "timed out: a rank hung" : r.err);
+    EXPECT_LT(secs, 10.0);
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    const auto lines = error_lines(r.err);
+    EXPECT_EQ(lines.size(), 1u) << r.err;
+    if (!lines.empty()) {
+      EXPECT_TRUE(std::regex_search(lines[0], std::regex(pattern))) << lines[0];
+      if (first.empty()) first = lines[0];
+    }
+    row.by_ranks.emplace_back(r.code, secs);
+  }
+  row.message = first;
+  table().push_back(row);
+}
+
+// ---- checkpoints: a copy of the fixture with one thing wrong ----
+
+fs::path fixture_copy(const std::string& name) {
+  const fs::path dst = tmpdir() / ("battery_" + name);
+  fs::remove_all(dst);
+  fs::copy(data_dir("hf_v4_tiny"), dst);
+  for (const auto& e : fs::directory_iterator(dst))
+    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  return dst;
+}
+
+const char* kShard = "model-00002-of-00002.safetensors";  // holds model.norm.weight
+
+// Rewrites a shard's JSON header through edit(header), keeping the data section as it was.
+void edit_header(const fs::path& shard, const std::function<void(json&)>& edit) {
+  std::ifstream f(shard, std::ios::binary);
+  uint64_t n = 0;
+  f.read(reinterpret_cast<char*>(&n), 8);
+  std::string head(n, '\0');
+  f.read(head.data(), std::streamsize(n));
+  std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  json h = json::parse(head);
+  edit(h);
+  std::string out = h.dump();
+  out.append((8 - out.size() % 8) % 8, ' ');
+  const uint64_t m = out.size();
+  std::ofstream o(shard, std::ios::binary | std::ios::trunc);
+  o.write(reinterpret_cast<const char*>(&m), 8);
+  o << out << data;
+}
+
+// Overwrites the bytes of one tensor (by name) with `fill` repeated.
+void fill_tensor(const fs::path& shard, const std::string& tensor, const std::string& fill) {
+  std::ifstream f(shard, std::ios::binary);
+  uint64_t n = 0;
+  f.read(reinterpret_cast<char*>(&n), 8);
+  std::string head(n, '\0');
+  f.read(head.data(), std::streamsize(n));
+  const json h = json::parse(head);
+  const uint64_t b = h[tensor]["data_offsets"][0], e = h[tensor]["data_offsets"][1];
+  std::fstream o(shard, std::ios::in | std::ios::out | std::ios::binary);
+  o.seekp(std::streamoff(8 + n + b));
+  for (uint64_t i = b; i < e; i += fill.size()) o.write(fill.data(), std::streamsize(fill.size()));
+}
+
+void edit_config(const fs::path& dir, const std::function<void(json&)>& edit) {
+  json c = json::parse(std::ifstream(dir / "config.json"));
+  edit(c);
+  std::ofstream(dir / "config.json", std::ios::trunc) << c.dump(2);
+}
+
+TEST(FaultBattery, Flags) {
+  const std::string run = "run --model tiny --ids 1,2,3 ";
+  expect_fault("unknown flag", run + "--frobnicate", "frobnicate");
+  expect_fault("--ep 0", run + "--ep 0", "--ep: Value 0 not in range");
+  expect_fault("--cp 0", run + "--cp 0", "--cp: Value 0 not in range");
+  expect_fault("--ep not dividing the world", run + "--ep 2", "--ep 2 does not divide the world size [13]");
+  expect_fault("--threads 99999999", run + "--threads 99999999", "--threads 99999999: at most [0-9]+ threads per rank");
+  expect_fault("--generate -3", run + "--generate -3", "--generate: must be at least 0, got -3$");
+  expect_fault("--seed not a number", "run --model tiny --random-prompt 4 --seed abc", "--seed: 'abc' is not");
+  expect_fault("--kv-cache fp16", run + "--kv-cache fp16", "--kv-cache: fp16 not in");
+  expect_fault("two prompts", run + "--random-prompt 4", "--ids excludes --random-prompt");
+  expect_fault("--memory-budget too small", "run --model v4-flash --ids 1 --memory-budget 24",
+               "this run needs [0-9.]+ GiB per rank \\(weights .*\\) but a rank here may use 24.00 GiB");
+  expect_fault("--random-prompt 2000000000", "run --model tiny --random-prompt 2000000000",
+               "the prompt \\(2000000000 tokens\\) and --generate 0 need 2000000000 positions");
+  expect_fault("inspect --context 2^63-1", "inspect --model v4-flash --context 9223372036854775807",
+               "--context 9223372036854775807 is outside \\[1, 1048576\\]");
+  expect_fault("--logits-out a directory", run + "--logits-out " + tmpdir().string(),
+               "--logits-out: '.*' is a directory");
+}
+
+TEST(FaultBattery, ConfigValues) {
+  const std::string run = "run --model tiny --ids 1,2,3 --set ";
+  expect_fault("unknown config field", run + "hiden_size=3", "--set: unknown config field 'hiden_size'");
+  expect_fault("top-k above the experts", "run --model tiny --ids 1 --set n_routed_experts=256 --set num_experts_per_tok=300",
+               "num_experts_per_tok \\(300\\) exceeds n_routed_experts \\(256\\)");
+  expect_fault("hc_mult 100000", run + "hc_mult=100000", "hc_mult 100000 is above the supported 1024");
+  expect_fault("rms_norm_eps -1", run + "rms_norm_eps=-1", "rms_norm_eps must be positive, got -1");
+  expect_fault("max_position_embeddings 0", run + "max_position_embeddings=0", "max_position_embeddings must be positive, got 0");
+  expect_fault("num_hash_layers -1", run + "num_hash_layers=-1", "num_hash_layers must be at least 0, got -1");
+  expect_fault("eos_token_id -5", run + "eos_token_id=-5", "eos_token_id -5 is outside the vocabulary \\[0, 512\\)");
+  expect_fault("vocab_size 2e9", run + "vocab_size=2000000000", "this run needs [0-9.]+ GiB per rank");
+  expect_fault("q_lora_rank 1e11", run + "q_lora_rank=100000000000", "q_lora_rank 100000000000 is above the supported 262144");
+}
+
+TEST(FaultBattery, Prompts) {
+  const fs::path bin = tmpdir() / "battery_ids.bin";
+  std::ofstream(bin, std::ios::binary) << std::string("7\x1b[2J\x01\xff", 7);
+  expect_fault("token id outside the vocabulary", "run --model tiny --ids 1,2,9999",
+               "token id 9999 is outside the vocabulary \\[0, 512\\)");
+  expect_fault("token id not a number", "run --model tiny --ids 1,x,3", "--ids: 'x' is not a token id");
+  expect_fault("--ids-file missing", "run --model tiny --ids-file /no/file", "--ids-file: cannot open '/no/file'");
+  expect_fault("--ids-file a directory", "run --model tiny --ids-file " + tmpdir().string(), "--ids-file: '.*' is a directory");
+  expect_fault("--ids-file binary", "run --model tiny --ids-file " + bin.string(),
+               "\\\\x1b\\[2J\\\\x01\\\\xff' is not a token id");
+  expect_fault("prompt past max_position_embeddings", "run --model tiny --random-prompt 16 --generate 8 --set max_position_embeddings=20",
+               "need 24 positions; .* max_position_embeddings 20");
+}
+
+TEST(FaultBattery, Checkpoints) {
+  expect_fault("--model missing", "run --model /no/such/dir --ids 1", "checkpoint directory '/no/such/dir' does not exist");
+  expect_fault("--model a file", "run --model /etc/passwd --ids 1", "'/etc/passwd' is a file, not a checkpoint directory");
+  const fs::path nocfg = tmpdir() / "battery_nocfg";
+  fs::create_directories(nocfg);
+  expect_fault("no config.json", "run --model " + nocfg.string() + " --ids 1", "has no config.json");
+
+  fs::path d = fixture_copy("truncated");
+  fs::resize_file(d / kShard, fs::file_size(d / kShard) / 2);
+  expect_fault("shard truncated", "run --model " + d.string() + " --ids 1", "model-00002-of-00002.safetensors.*truncated");
+
+  d = fixture_copy("garbled");
+  {
+    std::fstream f(d / kShard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.write("\x01\x02\x03", 3);
+  }
+  expect_fault("header garbled", "run --model " + d.string() + " --ids 1", "corrupt safetensors header");
+
+  d = fixture_copy("hugeheader");
+  {
+    std::fstream f(d / kShard, std::ios::in | std::ios::out | std::ios::binary);
+    const uint64_t n = uint64_t(1) << 62;
+    f.write(reinterpret_cast<const char*>(&n), 8);
+  }
+  expect_fault("header length 2^62", "run --model " + d.string() + " --ids 1", kShard);
+
+  d = fixture_copy("overlap");
+  edit_header(d / kShard, [](json& h) { h["model.layers.2.attn.q_norm.weight"]["data_offsets"] = {0, 128}; });
+  expect_fault("tensors overlap", "run --model " + d.string() + " --ids 1", "overlap");
+
+  d = fixture_copy("reversed");
+  edit_header(d / kShard, [](json& h) { h["model.layers.2.attn.q_norm.weight"]["data_offsets"] = {136, 8}; });
+  expect_fault("data offsets reversed", "run --model " + d.string() + " --ids 1", "q_norm.weight");
+
+  d = fixture_copy("shapeoverflow");
+  edit_header(d / kShard, [](json& h) {
+    h["model.layers.2.attn.q_norm.weight"]["shape"] = {uint64_t(1) << 32, uint64_t(1) << 32};
+  });
+  expect_fault("shape product overflows", "run --model " + d.string() + " --ids 1", "q_norm.weight");
+
+  d = fixture_copy("missing");
+  edit_header(d / kShard, [](json& h) { h.erase("model.norm.weight"); });
+  expect_fault("tensor missing", "run --model " + d.string() + " --ids 1", "model.norm.weight");
+
+  d = fixture_copy("dtype");
+  edit_header(d / kShard, [](json& h) { h["model.norm.weight"]["dtype"] = "C64"; });
+  expect_fault("unknown dtype", "run --model " + d.string() + " --ids 1", "C64");
+
+  d = fixture_copy("nan");
+  fill_tensor(d / kShard, "model.norm.weight", std::string("\xc0\x7f", 2));  // bf16 NaN
+  expect_fault("NaN weights", "run --model " + d.string() + " --ids 1,2,3 --generate 2",
+               "the logits at position 2 are not finite");
+
+  d = fixture_copy("cfgsyntax");
+  std::ofstream(d / "config.json", std::ios::trunc) << "{\"hidden_size\": 128,";
+  expect_fault("config.json syntax", "run --model " + d.string() + " --ids 1", "config.json");
+
+  d = fixture_copy("cfgtype");
+  edit_config(d, [](json& c) { c["compress_rates"]["compressed_sparse_attention"] = "four"; });
+  expect_fault("config.json wrong type", "run --model " + d.string() + " --ids 1", "config.json: compress_rates.compressed_sparse_attention must be an integer, got \"four\"");
+
+  d = fixture_copy("cfgshape");
+  edit_config(d, [](json& c) { c["hidden_size"] = 96; });
+  expect_fault("config disagrees with tensors", "run --model " + d.string() + " --ids 1", "shape");
+}
+
+// Ranks launched with different commands stop together, naming the difference (more flags in
+// cli_hardening_test's RanksThatDisagreeStopTogether).
+TEST(FaultBattery, RanksDisagree) {
+  const std::string base = "run --model tiny --ids 1,2,3 --generate 2 --quiet";
+  struct Case { std::string name, a, b, pattern; };
+  const Case cases[] = {
+      {"MPMD: --ep differs", base + " --ep 1", base + " --ep 3", "argument 10 \\(the value of --ep\\): '1' on rank 0; '3' on ranks 1, 2"},
+      {"MPMD: run against bench", base, "bench gemm --tokens 1", "argument 1: 'run' on rank 0; 'bench' on ranks 1, 2"},
+      {"MPMD: --set differs", base + " --set num_hidden_layers=2", base + " --set num_hidden_layers=3", "the value of --set"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string tag = std::to_string(::getpid()) + "_mpmd_" + std::to_string(table().size());
+    setenv("MODELONE_BATTERY_TAG", tag.c_str(), 1);
+    const auto t0 = std::chrono::steady_clock::now();
+    const Result r = run_mpmd({{1, c.a, ""}, {2, c.b, ""}});
+    unsetenv("MODELONE_BATTERY_TAG");
+    EXPECT_TRUE(all_gone(tag));
+    const double secs = seconds_since(t0);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_LT(secs, 10.0);
+    const auto lines = error_lines(r.err);
+    ASSERT_EQ(lines.size(), 1u) << r.err;
+    EXPECT_TRUE(std::regex_search(lines[0], std::regex("ranks disagree on the command line, .*" + c.pattern))) << lines[0];
+    table().push_back({c.name, lines[0], {{0, 0.0}, {r.code, secs}}});
+  }
+}
+
+// Signals rank 1 of a 3-rank run once it is into its prefill; every rank must be gone in under
+// 10 s with a line naming rank 1, which goes into the table.
+void interrupt_rank(int sig, const std::string& extra, const std::string& name) {
+  SCOPED_TRACE(name);
+  const std::string tag = std::to_string(::getpid()) + "_sig_" + std::to_string(sig);
+  const fs::path err = tmpdir() / "signalled_err";
+  const pid_t job = fork();
+  if (job == 0) {
+    setenv("MODELONE_BATTERY_TAG", tag.c_str(), 1);
+    const std::string cmd = std::string(MODELONE_MPIEXEC) + " -n 3 --oversubscribe " + MODELONE_BIN +
+                            " run --model tiny --random-prompt 40000 --generate 3000 --ignore-eos --quiet"
+                            " --compute fp32 " + extra + " >/dev/null 2>" + err.string();
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  // Rank 1: the tagged process whose environment says so.
+  pid_t victim = 0;
+  for (int i = 0; i < 200 && !victim; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (pid_t p : tagged_processes(tag)) {
+      std::ifstream f("/proc/" + std::to_string(p) + "/environ", std::ios::binary);
+      std::string env((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      if (env.find(std::string("OMPI_COMM_WORLD_RANK=1\0", 23)) != std::string::npos) victim = p;
+    }
+  }
+  ASSERT_NE(victim, 0) << "rank 1 never started";
+  std::ifstream cmdline("/proc/" + std::to_string(victim) + "/cmdline");
+  std::string victim_cmd((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+  ASSERT_NE(victim_cmd.find("modelone"), std::string::npos) << victim_cmd;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // into the prefill
+  const auto t0 = std::chrono::steady_clock::now();
+  ::kill(victim, sig);
+  int st = 0;
+  pid_t done = 0;
+  while ((done = waitpid(job, &st, WNOHANG)) == 0 && seconds_since(t0) < 60)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const bool gone = done != 0 && all_gone(tag);
+  const double secs = seconds_since(t0);
+  if (!gone) {  // clean up whatever hangs, stopped processes included
+    for (pid_t p : tagged_processes(tag)) ::kill(p, SIGKILL);
+    if (done == 0) waitpid(job, &st, 0);
+  }
+  const int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  EXPECT_TRUE(gone) << "a rank outlived the job (or the job hung)";
+  EXPECT_NE(code, 0);
+  EXPECT_LT(secs, 10.0);
+  std::ifstream f(err);
+  std::string line, said;
+  while (std::getline(f, line))
+    if (said.empty() && line.find("rank 1") != std::string::npos) said = line;
+  EXPECT_FALSE(said.empty()) << "nothing names rank 1";
+  table().push_back({name, said, {{0, 0.0}, {code, secs}}});
+}
+
+// A rank killed mid-run takes the others down (Open MPI's job control).
+TEST(FaultBattery, KilledRank) {
+  interrupt_rank(SIGKILL, "", "rank 1 killed (SIGKILL)");
+  interrupt_rank(SIGTERM, "", "rank 1 killed (SIGTERM)");
+}
+
+// A stopped rank never answers and MPI would wait forever; --watchdog names it and stops the job.
+TEST(FaultBattery, StoppedRankWithWatchdog) {
+  interrupt_rank(SIGSTOP, "--watchdog 2", "rank 1 stopped (SIGSTOP), --watchdog 2");
+}
+
+// The table for the notes, written after every case has run.
+struct TableWriter : ::testing::Environment {
+  void TearDown() override {
+    const char* env = std::getenv("MODELONE_FAULT_TABLE");
+    const fs::path path = env ? fs::path(env) : tmpdir() / "fault_table.md";
+    std::ofstream o(path);
+    o << "| case | 1 rank: exit, s | 3 ranks: exit, s | message |\n|---|---|---|---|\n";
+    for (const Row& r : table()) {
+      o << "| " << r.name;
+      for (size_t i = 0; i < 2; ++i) {
+        o << " | ";
+        if (i < r.by_ranks.size() && !(r.by_ranks[i].first == 0 && r.by_ranks[i].second == 0.0)) {
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "%d, %.2f", r.by_ranks[i].first, r.by_ranks[i].second);
+          o << buf;
+        } else {
+          o << "-";
+        }
+      }
+      std::string m = r.message;
+      for (char& c : m)
+        if (c == '|') c = '/';
+      o << " | `" << m << "` |\n";
+    }
+    std::printf("fault table (%zu cases): %s\n", table().size(), path.c_str());
+  }
+};
+const auto* kTableWriter = ::testing::AddGlobalTestEnvironment(new TableWriter);
+
+}  // namespace
+}  // namespace modelone::test

@@ -167,6 +167,17 @@ Weight Checkpoint::get(const std::string& name) const {
   w.shape = e.shape;
   w.data = file->data(e);
   w.owner = file;
+  // safetensors packs tensors back to back, so one after an odd-sized I8/U8 tensor can start
+  // at an address its type may not be read from (undefined behaviour for the fp32 / bf16 / int64
+  // loops). Such a tensor is copied once into aligned memory; aligned ones stay mapped.
+  const size_t align = std::min<size_t>(dtype_size(e.dtype), 8);
+  if (align > 1 && reinterpret_cast<uintptr_t>(w.data) % align != 0) {
+    const size_t bytes = e.end - e.begin;
+    std::shared_ptr<uint64_t[]> copy(new uint64_t[(bytes + 7) / 8]);
+    std::memcpy(copy.get(), w.data, bytes);
+    w.data = copy.get();
+    w.owner = std::shared_ptr<const void>(copy, copy.get());
+  }
   return w;
 }
 

@@ -32,6 +32,25 @@ TEST(Safetensors, RoundTripAndDtypes) {
   EXPECT_NE(error_of([&] { ck.get("zzz"); }).find("'zzz'"), std::string::npos);
 }
 
+// Tensors packed after an odd-sized one start at odd offsets: they are handed out aligned for
+// their type (reading them in place was undefined behaviour, found by UBSan), with their values.
+TEST(Safetensors, MisalignedTensorsAreAligned) {
+  const auto p = tmp("odd.safetensors").string();
+  write_safetensors(p, {{"a_odd", DType::F8_E4M3, {1, 3}, {0.5f, 1.f, 2.f}, {}},
+                        {"b_bf16", DType::BF16, {3}, {1, 2, 3}, {}},
+                        {"c_f32", DType::F32, {3}, {4, 5, 6}, {}},
+                        {"d_odd", DType::F8_E4M3, {1}, {1.f}, {}},
+                        {"e_i64", DType::I64, {2}, {}, {7, -1}}});
+  Checkpoint ck = Checkpoint::open(p);
+  for (const char* n : {"b_bf16", "c_f32", "e_i64"}) {
+    const Weight w = ck.get(n);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data) % dtype_size(w.dtype), 0u) << n;
+  }
+  EXPECT_EQ(ck.get("b_bf16").to_f32(), (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(ck.get("c_f32").to_f32(), (std::vector<float>{4, 5, 6}));
+  EXPECT_EQ(ck.get("e_i64").at_i64(1), -1);
+}
+
 TEST(Safetensors, TruncatedAndCorruptFilesAreNamed) {
   const auto good = tmp("good.safetensors").string();
   write_safetensors(good, {{"a", DType::F32, {64}, std::vector<float>(64, 1.f), {}}});

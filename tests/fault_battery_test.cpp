@@ -86,6 +86,7 @@ void expect_fault(const std::string& name, const std::string& args, const std::s
     EXPECT_EQ(r.code, 2) << (r.code == 124 ? "timed out: a rank hung" : r.err);
     EXPECT_LT(secs, 10.0);
     EXPECT_TRUE(r.out.empty()) << r.out;
+    EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << "raw escape bytes reach the terminal";
     const auto lines = error_lines(r.err);
     EXPECT_EQ(lines.size(), 1u) << r.err;
     if (!lines.empty()) {
@@ -291,6 +292,22 @@ TEST(FaultBattery, RanksDisagree) {
     EXPECT_TRUE(std::regex_search(lines[0], std::regex("ranks disagree on the command line, .*" + c.pattern))) << lines[0];
     table().push_back({c.name, lines[0], {{0, 0.0}, {r.code, secs}}});
   }
+  // Two builds: a copy of the executable with one byte more (it still runs) on ranks 1 and 2.
+  const fs::path other = tmpdir() / "modelone_other_build";
+  fs::copy_file(MODELONE_BIN, other, fs::copy_options::overwrite_existing);
+  std::ofstream(other, std::ios::binary | std::ios::app) << '\n';
+  const auto t0 = std::chrono::steady_clock::now();
+  const Result r = shell("timeout 120 " + std::string(MODELONE_MPIEXEC) + " --oversubscribe -n 1 " +
+                         MODELONE_BIN + " " + base + " : -n 2 " + other.string() + " " + base);
+  const double secs = seconds_since(t0);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_LT(secs, 10.0);
+  const auto lines = error_lines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_TRUE(std::regex_search(lines[0], std::regex("ranks disagree on the modelone executable, a hash of "
+                                                     "its file: '[0-9a-f]{16}' on rank 0; '[0-9a-f]{16}' on ranks 1, 2")))
+      << lines[0];
+  table().push_back({"MPMD: two builds", lines[0], {{0, 0.0}, {r.code, secs}}});
 }
 
 // Signals rank 1 of a 3-rank run once it is into its prefill; every rank must be gone in under

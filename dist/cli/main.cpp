@@ -1,6 +1,8 @@
 // modelone: run DeepSeek-V4 models across MPI ranks. See README.md for the commands.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +13,23 @@
 #include "model/check.h"
 
 using namespace modelone;
+
+namespace {
+// FNV-1a over this process's executable (a few milliseconds for the 2-3 MB binary).
+std::string executable_hash() {
+  std::ifstream f("/proc/self/exe", std::ios::binary);
+  if (!f) return "unknown";
+  uint64_t h = 1469598103934665603ull;
+  std::vector<char> buf(1 << 16);
+  while (f.read(buf.data(), std::streamsize(buf.size())) || f.gcount() > 0) {
+    for (std::streamsize i = 0; i < f.gcount(); ++i) h = (h ^ uint8_t(buf[size_t(i)])) * 1099511628211ull;
+    if (!f) break;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  return hex;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   // --watchdog's thread calls MPI, and the thread level is fixed before the flags are parsed.
@@ -41,6 +60,9 @@ int main(int argc, char** argv) {
                             (value ? std::string(" (the value of ") + argv[i - 1] + ")" : ""),
                         argv[i]);
     }
+    // Ranks running different executables (a hostfile whose nodes hold two builds) would not
+    // be running the same program, whatever their flags say.
+    comm::agree_fields(world, "the modelone executable", {{"a hash of its file", executable_hash()}});
     comm::agree_fields(world, "the command line", args);
     // Every rank parses the same argv, so a bad flag fails everywhere with the same message.
     comm::agree(world, [&] {

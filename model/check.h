@@ -22,6 +22,21 @@ void append(std::ostringstream& os, const T& v, const R&... rest) {
 }
 }  // namespace detail
 
+// Text from a user's file as it can go into a one-line message: control and non-ASCII bytes as
+// \xNN (a binary file must not put escape sequences on the terminal), cut after 40 bytes.
+inline std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s.substr(0, 40)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += char(c);
+    } else {
+      const char* hex = "0123456789abcdef";
+      out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    }
+  }
+  return s.size() > 40 ? out + "..." : out;
+}
+
 template <class... A>
 std::string str_cat(const A&... a) {
   std::ostringstream os;

@@ -58,21 +58,6 @@ const ByteMap& byte_map() {
   return m;
 }
 
-// A piece of text as it can go into a one-line message: control and non-ASCII bytes as \xNN.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 40)) {
-    if (c >= 0x20 && c < 0x7f) {
-      out += char(c);
-    } else {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\x%02x", c);
-      out += b;
-    }
-  }
-  return s.size() > 40 ? out + "..." : out;
-}
-
 std::string type_of(const json& j) {
   if (!j.is_object()) return "";
   auto it = j.find("type");

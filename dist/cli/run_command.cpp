@@ -33,24 +33,6 @@ void log_line(bool quiet, const std::string& msg) {
   std::fflush(stderr);
 }
 
-namespace {
-// A token as it can go into a one-line message: control and non-ASCII bytes as \xNN (a binary
-// file must not put escape sequences on the user's terminal), long ones cut.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 40)) {
-    if (c >= 0x20 && c < 0x7f) {
-      out += char(c);
-    } else {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\x%02x", c);
-      out += b;
-    }
-  }
-  return s.size() > 40 ? out + "..." : out;
-}
-}  // namespace
-
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& what) {
   std::vector<int32_t> ids;
   std::string tok;

@@ -274,6 +274,12 @@ int run_command(const RunOptions& o) {
     apply_compute(o.compute);
     kv = o.kv_cache == "bf16" ? DType::BF16 : o.kv_cache == "fp8" ? DType::F8_E4M3 : DType::F32;
     ms = resolve_model(o.m.model, o.m.sets);
+    auto check_positions = [&](int64_t prompt_len) {
+      MO_REQUIRE(prompt_len + o.generate <= ms.cfg.max_position_embeddings, "the prompt (",
+                 prompt_len, " tokens) and --generate ", o.generate, " need ",
+                 prompt_len + o.generate, " positions; ", ms.cfg.name,
+                 " has max_position_embeddings ", ms.cfg.max_position_embeddings);
+    };
     const char* text_flag = o.prompt_file.empty() ? "--prompt" : "--prompt-file";
     tokenizer = find_tokenizer(ms, o, text_flag, grid.is_root());
     if (!o.prompt.empty() || !o.prompt_file.empty()) {
@@ -309,10 +315,7 @@ int run_command(const RunOptions& o) {
       prompt = parse_ids(ss.str(), "--ids-file " + o.ids_file);
     } else if (o.random_prompt > 0) {
       // Before drawing: 2e9 tokens would take a minute and 8 GB per rank only to be refused.
-      MO_REQUIRE(o.random_prompt + o.generate <= ms.cfg.max_position_embeddings,
-                 "the prompt (", o.random_prompt, " tokens) and --generate ", o.generate, " need ",
-                 o.random_prompt + o.generate, " positions; ", ms.cfg.name,
-                 " has max_position_embeddings ", ms.cfg.max_position_embeddings);
+      check_positions(o.random_prompt);
       std::mt19937_64 rng(o.seed);
       std::uniform_int_distribution<int32_t> d(0, int32_t(ms.cfg.vocab_size - 1));
       for (int64_t i = 0; i < o.random_prompt; ++i) prompt.push_back(d(rng));
@@ -322,10 +325,7 @@ int run_command(const RunOptions& o) {
     for (auto id : prompt)
       MO_REQUIRE(id < ms.cfg.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
                  ms.cfg.vocab_size, ") of ", ms.cfg.name);
-    MO_REQUIRE(int64_t(prompt.size()) + o.generate <= ms.cfg.max_position_embeddings, "the prompt (",
-               prompt.size(), " tokens) and --generate ", o.generate, " need ",
-               int64_t(prompt.size()) + o.generate, " positions; ", ms.cfg.name,
-               " has max_position_embeddings ", ms.cfg.max_position_embeddings);
+    check_positions(int64_t(prompt.size()));
     check_memory(ms, int64_t(prompt.size()) + o.generate, kv, grid, o.memory_budget_gib);
   });
   // The same command line can still resolve differently per node: another config.json or

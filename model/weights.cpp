@@ -22,8 +22,9 @@ class CheckpointSource : public WeightSource {
                "' (expected shape ", shape_str(req.shape), ")");
     Weight w = ck_->get(name);
     if (w.dtype == DType::I8 || w.dtype == DType::U8) return fp4(std::move(w), req);
-    MO_REQUIRE(w.shape == req.shape, "tensor '", name, "' has shape ", shape_str(w.shape),
-               ", expected ", shape_str(req.shape));
+    MO_REQUIRE(w.shape == req.shape, "checkpoint '", ck_->path(), "': tensor '", name,
+               "' has shape ", shape_str(w.shape), " but the config (config.json and any --set) "
+               "gives ", shape_str(req.shape));
     if (req.integer) {
       MO_REQUIRE(w.dtype == DType::I64 || w.dtype == DType::I32, "tensor '", name,
                  "' has dtype ", dtype_name(w.dtype), ", expected I64");

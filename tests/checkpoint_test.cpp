@@ -115,7 +115,7 @@ TEST(Checkpoint, MissingWrongShapeWrongDtype) {
 
   auto d2 = fixture_variant("ck_shape", {name, DType::BF16, {256, 32}, std::vector<float>(256 * 32), {}});
   e = load_error(d2);
-  EXPECT_NE(e.find("has shape [256, 32], expected [256, 64]"), std::string::npos) << e;
+  EXPECT_NE(e.find("has shape [256, 32] but the config (config.json and any --set) gives [256, 64]"), std::string::npos) << e;
 
   auto d3 = fixture_variant("ck_dtype", {name, DType::I64, {256, 64}, {}, std::vector<int64_t>(256 * 64)});
   e = load_error(d3);

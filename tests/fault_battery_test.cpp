@@ -263,7 +263,9 @@ TEST(FaultBattery, Checkpoints) {
 
   d = fixture_copy("cfgshape");
   edit_config(d, [](json& c) { c["hidden_size"] = 96; });
-  expect_fault("config disagrees with tensors", "run --model " + d.string() + " --ids 1", "shape");
+  expect_fault("config disagrees with tensors", "run --model " + d.string() + " --ids 1",
+               "battery_cfgshape': tensor 'model.embed_tokens.weight' has shape \\[256, 128\\] but the config "
+               "\\(config.json and any --set\\) gives \\[256, 96\\]");
 }
 
 // Ranks launched with different commands stop together, naming the difference (more flags in

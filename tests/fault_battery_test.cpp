@@ -31,18 +31,29 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Processes whose environment holds MODELONE_BATTERY_TAG=tag: the job's ranks (and mpirun).
-std::vector<pid_t> tagged_processes(const std::string& tag) {
-  const std::string needle = "MODELONE_BATTERY_TAG=" + tag;
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Whether a process's environment (/proc/PID/environ: NUL-separated) holds the entry exactly.
+bool has_env(const fs::path& proc, const std::string& entry) {
+  const std::string env = slurp(proc / "environ");
+  for (size_t p = 0; (p = env.find(entry, p)) != std::string::npos; p += entry.size())
+    if ((p == 0 || env[p - 1] == '\0') && (p + entry.size() == env.size() || env[p + entry.size()] == '\0'))
+      return true;
+  return false;
+}
+
+// Processes whose environment holds MODELONE_BATTERY_TAG=tag (and `also`, when given): the job's
+// ranks (and mpirun).
+std::vector<pid_t> tagged_processes(const std::string& tag, const std::string& also = "") {
   std::vector<pid_t> pids;
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string name = e.path().filename();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream f(e.path() / "environ", std::ios::binary);
-    std::string env((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    for (size_t p = 0; (p = env.find(needle, p)) != std::string::npos; p += needle.size())
-      if ((p == 0 || env[p - 1] == '\0') && (p + needle.size() == env.size() || env[p + needle.size()] == '\0'))
-        pids.push_back(pid_t(std::stol(name)));
+    if (has_env(e.path(), "MODELONE_BATTERY_TAG=" + tag) && (also.empty() || has_env(e.path(), also)))
+      pids.push_back(pid_t(std::stol(name)));
   }
   return pids;
 }
@@ -112,15 +123,21 @@ fs::path fixture_copy(const std::string& name) {
 
 const char* kShard = "model-00002-of-00002.safetensors";  // holds model.norm.weight
 
+// A shard's JSON header, and in *n its length (the data section starts at 8 + *n).
+json read_header(const fs::path& shard, uint64_t* n, std::string* data = nullptr) {
+  std::ifstream f(shard, std::ios::binary);
+  f.read(reinterpret_cast<char*>(n), 8);
+  std::string head(*n, '\0');
+  f.read(head.data(), std::streamsize(*n));
+  if (data) data->assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  return json::parse(head);
+}
+
 // Rewrites a shard's JSON header through edit(header), keeping the data section as it was.
 void edit_header(const fs::path& shard, const std::function<void(json&)>& edit) {
-  std::ifstream f(shard, std::ios::binary);
   uint64_t n = 0;
-  f.read(reinterpret_cast<char*>(&n), 8);
-  std::string head(n, '\0');
-  f.read(head.data(), std::streamsize(n));
-  std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  json h = json::parse(head);
+  std::string data;
+  json h = read_header(shard, &n, &data);
   edit(h);
   std::string out = h.dump();
   out.append((8 - out.size() % 8) % 8, ' ');
@@ -132,12 +149,8 @@ void edit_header(const fs::path& shard, const std::function<void(json&)>& edit) 
 
 // Overwrites the bytes of one tensor (by name) with `fill` repeated.
 void fill_tensor(const fs::path& shard, const std::string& tensor, const std::string& fill) {
-  std::ifstream f(shard, std::ios::binary);
   uint64_t n = 0;
-  f.read(reinterpret_cast<char*>(&n), 8);
-  std::string head(n, '\0');
-  f.read(head.data(), std::streamsize(n));
-  const json h = json::parse(head);
+  const json h = read_header(shard, &n);
   const uint64_t b = h[tensor]["data_offsets"][0], e = h[tensor]["data_offsets"][1];
   std::fstream o(shard, std::ios::in | std::ios::out | std::ios::binary);
   o.seekp(std::streamoff(8 + n + b));
@@ -331,15 +344,10 @@ void interrupt_rank(int sig, const std::string& extra, const std::string& name) 
   pid_t victim = 0;
   for (int i = 0; i < 200 && !victim; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    for (pid_t p : tagged_processes(tag)) {
-      std::ifstream f("/proc/" + std::to_string(p) + "/environ", std::ios::binary);
-      std::string env((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-      if (env.find(std::string("OMPI_COMM_WORLD_RANK=1\0", 23)) != std::string::npos) victim = p;
-    }
+    for (pid_t p : tagged_processes(tag, "OMPI_COMM_WORLD_RANK=1")) victim = p;
   }
   ASSERT_NE(victim, 0) << "rank 1 never started";
-  std::ifstream cmdline("/proc/" + std::to_string(victim) + "/cmdline");
-  std::string victim_cmd((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+  const std::string victim_cmd = slurp("/proc/" + std::to_string(victim) + "/cmdline");
   ASSERT_NE(victim_cmd.find("modelone"), std::string::npos) << victim_cmd;
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // into the prefill
   const auto t0 = std::chrono::steady_clock::now();

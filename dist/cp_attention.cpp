@@ -68,9 +68,11 @@ void CpAttention::end_step() {
 }
 
 void CpAttention::forward(int64_t layer, const AttnWeights& w, const Rope& rope, const float* h,
-                          LayerCache& cache, float* out) {
-  if (L_.phase == Phase::Prefill) prefill(layer, w, rope, h, cache, out);
-  else if (L_.phase == Phase::Decode) decode(layer, w, rope, h, cache, out);
+                          LayerCache& cache, float* out, LayerCache* kv_src) {
+  MO_CHECK(cfg_.attn[size_t(layer)] != AttnKind::Shared || kv_src, "layer ", layer,
+           ": a Shared layer needs its kv source's cache");
+  if (L_.phase == Phase::Prefill) prefill(layer, w, rope, h, cache, kv_src, out);
+  else if (L_.phase == Phase::Decode) decode(layer, w, rope, h, cache, kv_src, out);
 }
 
 EntryTable CpAttention::table(const EntryStore& local, std::vector<float>& dense, const char* op) {
@@ -98,8 +100,28 @@ EntryTable CpAttention::table(const EntryStore& local, std::vector<float>& dense
   return {dense.data(), n};
 }
 
+EntryTable CpAttention::shared_prefill(int64_t l, const LayerCache& src,
+                                      const std::vector<int64_t>& pos) {
+  const SharedAttn& sa = cfg_.shared;
+  if (sa.is_kv_source(l)) {  // one gather per source and step, read by every layer after it
+    shared_ent_ = table(src.entries, shared_ent_dense_, "cp.entries");
+    shared_keys_ = table(src.idx_keys, shared_key_dense_, "cp.index_keys");
+  }
+  if (sa.is_index_source(l)) {
+    const int64_t T = int64_t(pos.size());
+    picks_.resize(size_t(T * cfg_.index_topk));
+    n_picks_.resize(size_t(T));
+    CpTimers& timers = timers_[size_t(AttnKind::Shared)];
+    timed(timers.indexer, timers.compute_cpu, [&] {
+      shared_select(cfg_, l, p_.iq, T, pos.data(), shared_keys_.rows, shared_keys_.n, &blocks_,
+                    picks_.data(), n_picks_.data());
+    });
+  }
+  return shared_ent_;
+}
+
 void CpAttention::prefill(int64_t l, const AttnWeights& w, const Rope& rope, const float* h,
-                          LayerCache& cache, float* out) {
+                          LayerCache& cache, LayerCache* kv_src, float* out) {
   const int me = cp_.rank();
   const std::vector<Segment>& segs = L_.segs[size_t(me)];
   const int64_t T = L_.rows[size_t(me)];
@@ -112,7 +134,7 @@ void CpAttention::prefill(int64_t l, const AttnWeights& w, const Rope& rope, con
   timed(timers.project, cpu, [&] {
     attn_project_keys(cfg_, l, w, rope, h, T, pos.data(), kv_dtype_, &p_);
   });
-  halo_.start(cp_, l, kind, p_, cache, counters_);
+  halo_.start(cp_, l, p_, cache, counters_);
   // The query projections overlap the halo transfers.
   timed(timers.project, cpu, [&] { attn_project_latent(cfg_, l, w, rope, h, T, &p_); });
   halo_.progress();
@@ -129,7 +151,8 @@ void CpAttention::prefill(int64_t l, const AttnWeights& w, const Rope& rope, con
     }
   });
   EntryTable ent;
-  if (kind != AttnKind::Sliding) ent = table(cache.entries, ent_dense_, "cp.entries");
+  if (kind == AttnKind::Shared) ent = shared_prefill(l, *kv_src, pos);
+  else if (kind != AttnKind::Sliding) ent = table(cache.entries, ent_dense_, "cp.entries");
   if (kind == AttnKind::CSA) {
     const EntryTable keys = table(cache.idx_keys, key_dense_, "cp.index_keys");
     picks_.resize(size_t(T * cfg_.index_topk));

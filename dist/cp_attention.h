@@ -24,6 +24,7 @@
 #include "dist/cp_halo.h"
 #include "dist/cp_layout.h"
 #include "model/attention.h"
+#include "model/indexer_v41.h"
 #include "model/config.h"
 #include "model/layer_cache.h"
 
@@ -44,9 +45,10 @@ class CpAttention {
 
   // Every rank of the cp group calls begin_step, forward for each layer, then end_step.
   void begin_step(const StepLayout& L);
-  // h[T, D]: the normed inputs of this rank's rows of the step; out[T, D].
+  // h[T, D]: the normed inputs of this rank's rows of the step; out[T, D]. kv_src: V4.1's Shared
+  // layers, the cache of the layer's kv source (the layer's own when it is one).
   void forward(int64_t layer, const AttnWeights& w, const Rope& rope, const float* h,
-               LayerCache& cache, float* out);
+               LayerCache& cache, float* out, LayerCache* kv_src = nullptr);
   void end_step();
   void reset();
   // Records L as run without computing it (caches filled by other means, e.g. synthetic).
@@ -63,9 +65,19 @@ class CpAttention {
 
  private:
   void prefill(int64_t l, const AttnWeights& w, const Rope& rope, const float* h,
-               LayerCache& cache, float* out);
+               LayerCache& cache, LayerCache* kv_src, float* out);
   void decode(int64_t l, const AttnWeights& w, const Rope& rope, const float* h,
-              LayerCache& cache, float* out);
+              LayerCache& cache, LayerCache* kv_src, float* out);
+  // V4.1 prefill: the entry table of the layer's kv source (made when the source runs, read by
+  // the layers after it) and, at an index source, the picks of every query (kept for the layers
+  // after it).
+  EntryTable shared_prefill(int64_t l, const LayerCache& src, const std::vector<int64_t>& pos);
+  // V4.1 decode: the global top-k of the query at pos (computed at an index source, kept for
+  // the layers after it), from the ranks' candidates.
+  const std::vector<int32_t>& shared_decode_topk(int64_t l, int64_t pos, const float* iq,
+                                                 const LayerCache& src);
+  // The global top-k from this rank's candidates (padded to index_topk) and every other rank's.
+  int64_t merge_ranks_topk(std::vector<Candidate>& mine, int32_t* top, CpTimers& timers);
   // The keys of every window so far in global order: the local store when it holds all of
   // them (cp = 1), else every rank's stores all-gathered.
   EntryTable table(const EntryStore& local, std::vector<float>& dense, const char* op);
@@ -79,7 +91,7 @@ class CpAttention {
   comm::Counters* counters_;
   StepLayout L_;
   CpHalo halo_;
-  CpTimers timers_[3];  // by AttnKind
+  CpTimers timers_[kAttnKinds];  // by AttnKind
   std::vector<int64_t> cache_end_;  // [cp rank] the position its cache state stands at
   int tail_ = 0;
   int64_t pos_ = 0;
@@ -94,6 +106,12 @@ class CpAttention {
   std::vector<uint8_t> raw_buf_;
   std::vector<int32_t> idx_buf_;
   EntryStore new_ent_, new_key_;
+  // V4.1's hand-over from source layers to the layers after them within a step.
+  EntryTable shared_ent_, shared_keys_;        // prefill: the latest kv source's tables
+  std::vector<float> shared_ent_dense_, shared_key_dense_;
+  BlockPicks blocks_;                          // prefill: the candidate source's blocks per query
+  std::vector<int32_t> shared_top_;            // decode: the latest index source's picks
+  std::vector<int32_t> cand_blocks_;           // decode: the candidate source's blocks
 };
 
 }  // namespace modelone

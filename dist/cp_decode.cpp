@@ -53,8 +53,60 @@ void CpAttention::decode_partial(const float* q, const float* kw, int64_t nw, co
   }
 }
 
+int64_t CpAttention::merge_ranks_topk(std::vector<Candidate>& mine, int32_t* top, CpTimers& timers) {
+  const int P = cp_.size();
+  const int64_t K = cfg_.index_topk;
+  comm::Timed t(comm::stats(counters_, "cp.topk"), P > 1 ? int64_t(K * sizeof(Candidate)) * (P - 1) : 0);
+  const double w0 = wall_seconds();
+  mine.resize(size_t(K), Candidate{-INFINITY, -1});  // padding: not a candidate
+  std::vector<Candidate> all(size_t(K * P));
+  if (P > 1) {
+    cp_.allgather(reinterpret_cast<const uint8_t*>(mine.data()), int64_t(K * sizeof(Candidate)),
+                  reinterpret_cast<uint8_t*>(all.data()));
+  } else {
+    all = mine;
+  }
+  all.erase(std::remove_if(all.begin(), all.end(), [](const Candidate& c) { return c.index < 0; }),
+            all.end());
+  const int64_t k = merge_candidates(std::move(all), K, top);
+  timers.topk += wall_seconds() - w0;
+  return k;
+}
+
+const std::vector<int32_t>& CpAttention::shared_decode_topk(int64_t l, int64_t pos, const float* iq,
+                                                            const LayerCache& src) {
+  const SharedAttn& sa = cfg_.shared;
+  if (!sa.is_index_source(l)) return shared_top_;  // the latest index source's picks
+  const int64_t nI = cfg_.index_n_heads, Di = cfg_.index_head_dim, K = cfg_.index_topk;
+  const int P = cp_.size();
+  CpTimers& timers = timers_[size_t(AttnKind::Shared)];
+  const bool source = l == sa.candidate_source;
+  std::vector<Candidate> blocks;
+  cands_.clear();
+  timed(timers.indexer, timers.compute_cpu, [&] {
+    shared_candidates(cfg_, l, iq, iq + nI * Di, pos, src.idx_keys,
+                      sa.uses_candidates(l) ? &cand_blocks_ : nullptr, &cands_, source ? &blocks : nullptr);
+  });
+  if (source) {  // every rank's best partial block maxima decide the blocks, the same everywhere
+    const int64_t nb = sa.candidate_topk_blocks;
+    blocks.resize(size_t(nb), Candidate{-INFINITY, -1});
+    std::vector<Candidate> all(size_t(nb * P));
+    comm::Timed t(comm::stats(counters_, "cp.blocks"), P > 1 ? int64_t(nb * sizeof(Candidate)) * (P - 1) : 0);
+    if (P > 1) {
+      cp_.allgather(reinterpret_cast<const uint8_t*>(blocks.data()), int64_t(nb * sizeof(Candidate)),
+                    reinterpret_cast<uint8_t*>(all.data()));
+    } else {
+      all = blocks;
+    }
+    cand_blocks_ = merge_blocks(cfg_, pos, sa.ratio[size_t(l)], all);
+  }
+  shared_top_.resize(size_t(K));
+  shared_top_.resize(size_t(merge_ranks_topk(cands_, shared_top_.data(), timers)));
+  return shared_top_;
+}
+
 void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, const float* h,
-                         LayerCache& cache, float* out) {
+                         LayerCache& cache, LayerCache* kv_src, float* out) {
   const int me = cp_.rank(), P = cp_.size();
   const int64_t pos = L_.p0;
   const int owner = L_.owner(pos);
@@ -100,22 +152,26 @@ void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, cons
   }
 
   // The q latent, the indexer's query and the entry whose window closes at pos (if one does)
-  // go to every cp rank.
+  // go to every cp rank. V4.1: only index sources score, only kv sources make entries (and the
+  // indexer keys with them).
   const int64_t rate = cfg_.compress_rate(l);
-  const bool closes = (pos + 1) % rate == 0, csa = kind == AttnKind::CSA;
+  const bool shared = kind == AttnKind::Shared, csa = kind == AttnKind::CSA;
+  const bool scores = csa || (shared && cfg_.shared.is_index_source(l));
+  const bool makes = !shared || cfg_.shared.is_kv_source(l), keys = csa || (shared && makes);
+  const bool closes = makes && (pos + 1) % rate == 0;
   const int64_t gi = (pos + 1) / rate - 1;
-  const int64_t niq = csa ? nI * Di + nI : 0, nent = closes ? Dh + (csa ? Di : 0) : 0;
+  const int64_t niq = scores ? nI * Di + nI : 0, nent = closes ? Dh + (keys ? Di : 0) : 0;
   msg_.resize(size_t(R + niq + nent));
   if (am_owner) {
     std::memcpy(msg_.data(), p_.q_lat.data(), size_t(R) * 4);
-    if (csa) {
+    if (scores) {
       std::memcpy(msg_.data() + R, p_.iq.q.data(), size_t(nI * Di) * 4);
       std::memcpy(msg_.data() + R + nI * Di, p_.iq.w.data(), size_t(nI) * 4);
     }
     if (closes) {
       MO_CHECK(new_ent_.size() == 1 && new_ent_.index[0] == gi, "layer ", l, " at ", pos);
       new_ent_.rows.read(0, 1, msg_.data() + R + niq);
-      if (csa) new_key_.rows.read(0, 1, msg_.data() + R + niq + Dh);
+      if (keys) new_key_.rows.read(0, 1, msg_.data() + R + niq + Dh);
     }
   }
   if (P > 1) {
@@ -124,7 +180,7 @@ void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, cons
   }
   if (closes && me == int(gi % P)) {  // placed round-robin: no rank fills first
     cache.entries.append(msg_.data() + R + niq, 1, gi);
-    if (csa) cache.idx_keys.append(msg_.data() + R + niq + Dh, 1, gi);
+    if (keys) cache.idx_keys.append(msg_.data() + R + niq + Dh, 1, gi);
   }
   // q: each rank projects the heads of its output groups, then every rank gets all heads.
   const Share sh = share_of(cfg_, P, me);
@@ -142,38 +198,31 @@ void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, cons
   // The compressed keys this rank attends: CSA the global top-k it holds, HCA all it holds.
   const float* kc = nullptr;
   int64_t nc = 0;
-  if (csa) {
-    cands_.clear();
-    timed(timers.indexer, cpu, [&] {
-      indexer_candidates(cfg_, msg_.data() + R, msg_.data() + R + nI * Di, pos, cache.idx_keys, &cands_);
-    });
+  if (csa || shared) {
     std::vector<int32_t> top(static_cast<size_t>(K));
     int64_t k = 0;
-    {
-      comm::Timed t(comm::stats(counters_, "cp.topk"), P > 1 ? int64_t(K * sizeof(Candidate)) * (P - 1) : 0);
-      const double w0 = wall_seconds();
-      cands_.resize(size_t(K), Candidate{-INFINITY, -1});  // padding: not a candidate
-      std::vector<Candidate> all(size_t(K * P));
-      if (P > 1) {
-        cp_.allgather(reinterpret_cast<const uint8_t*>(cands_.data()), int64_t(K * sizeof(Candidate)),
-                      reinterpret_cast<uint8_t*>(all.data()));
-      } else {
-        all = cands_;
-      }
-      all.erase(std::remove_if(all.begin(), all.end(), [](const Candidate& c) { return c.index < 0; }),
-                all.end());
-      k = merge_candidates(std::move(all), K, top.data());
-      timers.topk += wall_seconds() - w0;
+    if (csa) {
+      cands_.clear();
+      timed(timers.indexer, cpu, [&] {
+        indexer_candidates(cfg_, msg_.data() + R, msg_.data() + R + nI * Di, pos, cache.idx_keys, &cands_);
+      });
+      k = merge_ranks_topk(cands_, top.data(), timers);
+    } else {  // V4.1: the top-k of the latest index source, over its kv source's store
+      const std::vector<int32_t>& t = shared_decode_topk(l, pos, msg_.data() + R, *kv_src);
+      k = int64_t(t.size());
+      std::copy(t.begin(), t.end(), top.begin());
     }
+    // The picked entries this rank holds, from the store the layer reads.
+    const EntryStore& store = shared ? kv_src->entries : cache.entries;
     std::vector<int32_t> rows;
-    const auto& idx = cache.entries.index;
+    const auto& idx = store.index;
     for (int64_t i = 0; i < k; ++i) {
       auto it = std::lower_bound(idx.begin(), idx.end(), top[size_t(i)]);
       if (it != idx.end() && *it == top[size_t(i)]) rows.push_back(int32_t(it - idx.begin()));
     }
     nc = int64_t(rows.size());
     gathered_.resize(size_t(nc * Dh));
-    cache.entries.rows.gather(rows.data(), nc, gathered_.data());
+    store.rows.gather(rows.data(), nc, gathered_.data());
     kc = gathered_.data();
   } else {  // HCA: every entry this rank holds has closed by now
     nc = cache.entries.size();

@@ -7,6 +7,18 @@
 
 namespace modelone {
 
+HaloShape halo_shape(const ModelConfig& cfg, int64_t layer) {
+  const int64_t Dh = cfg.head_dim, Di = cfg.index_head_dim;
+  switch (cfg.attn[size_t(layer)]) {
+    case AttnKind::CSA: return {4 * Dh, cfg.csa_rate, 4 * Di, true};
+    case AttnKind::HCA: return {2 * Dh, cfg.hca_rate, 0, false};
+    case AttnKind::Shared:  // V4.1: only kv sources compress; their keys come from the entries
+      if (cfg.shared.is_kv_source(layer)) return {2 * Dh, cfg.compress_rate(layer), 0, false};
+      return {};
+    default: return {};
+  }
+}
+
 void CpHalo::plan(const ModelConfig& cfg, const StepLayout& L,
                   const std::vector<int64_t>& cache_end, int me) {
   L_ = L;
@@ -19,19 +31,28 @@ void CpHalo::plan(const ModelConfig& cfg, const StepLayout& L,
       break;
     }
   MO_CHECK(L.p0 == 0 || prev_tail >= 0, "no cp rank's cache stands at position ", L.p0);
-  for (AttnKind kind : {AttnKind::Sliding, AttnKind::CSA, AttnKind::HCA}) {
-    KindPlan& P = plans_[size_t(kind)];
+  if (layer_shape_.empty()) {  // the model's shapes, once
+    for (int64_t l = 0; l < cfg.num_layers; ++l) {
+      const HaloShape sh = halo_shape(cfg, l);
+      auto it = std::find(shapes_.begin(), shapes_.end(), sh);
+      layer_shape_.push_back(int(it - shapes_.begin()));
+      if (it == shapes_.end()) shapes_.push_back(sh);
+    }
+    plans_.resize(shapes_.size());
+  }
+  for (size_t k = 0; k < shapes_.size(); ++k) {
+    const HaloShape& sh = shapes_[k];
+    KindPlan& P = plans_[k];
     P.send.assign(size_t(cp), {});
     P.recv.assign(size_t(cp), {});
     P.mine.clear();
-    const int64_t Dh = cfg.head_dim, Di = cfg.index_head_dim;
-    const bool comp = kind != AttnKind::Sliding, idx = kind == AttnKind::CSA;
-    P.width[kKv] = Dh;
-    P.width[kComp] = kind == AttnKind::CSA ? 4 * Dh : comp ? 2 * Dh : 0;  // kv | gate rows
-    P.width[kIdx] = idx ? 4 * Di : 0;
-    const int64_t m = kind == AttnKind::CSA ? cfg.csa_rate : cfg.hca_rate;
+    const bool comp = sh.comp_width > 0, idx = sh.idx_width > 0;
+    P.width[kKv] = cfg.head_dim;
+    P.width[kComp] = sh.comp_width;  // kv | gate rows
+    P.width[kIdx] = sh.idx_width;
+    const int64_t m = std::max<int64_t>(sh.rate, 1);
     auto lookback = [&](int64_t p) {
-      return kind == AttnKind::CSA ? std::max<int64_t>(0, (p / m - 1) * m) : p / m * m;
+      return sh.overlap ? std::max<int64_t>(0, (p / m - 1) * m) : p / m * m;
     };
     for (int d = 0; d < cp; ++d) {
       int64_t cur = cache_end[size_t(d)];
@@ -64,9 +85,9 @@ void CpHalo::plan(const ModelConfig& cfg, const StepLayout& L,
 
 bool CpHalo::needs_restart(int64_t i) const { return kp().mine[size_t(i)].restart; }
 
-void CpHalo::start(const comm::Comm& cp, int64_t layer, AttnKind kind, const AttnProj& p,
-                   const LayerCache& cache, comm::Counters* counters) {
-  cur_kind_ = int(kind);
+void CpHalo::start(const comm::Comm& cp, int64_t layer, const AttnProj& p, const LayerCache& cache,
+                   comm::Counters* counters) {
+  cur_ = layer_shape_[size_t(layer)];
   const KindPlan& P = kp();
   int64_t bytes = 0;
   std::vector<float> ring;  // the previous tail's window rows, read once

@@ -22,14 +22,26 @@
 
 namespace modelone {
 
+// The rows a layer's restart needs besides the window's: its compressor's raw rows (kv | gate,
+// comp_width floats) of the open window, and of the one before it when windows overlap (CSA), and
+// the same for the indexer's compressor (CSA). Layers of one shape share a plan.
+struct HaloShape {
+  int64_t comp_width = 0, rate = 0, idx_width = 0;
+  bool overlap = false;
+  bool operator==(const HaloShape& o) const {
+    return comp_width == o.comp_width && rate == o.rate && idx_width == o.idx_width && overlap == o.overlap;
+  }
+};
+HaloShape halo_shape(const ModelConfig& cfg, int64_t layer);
+
 class CpHalo {
  public:
   // cache_end[r]: the position cp rank r's cache state stands at before the step.
   void plan(const ModelConfig& cfg, const StepLayout& L, const std::vector<int64_t>& cache_end,
             int me);
   // Packs this rank's rows for the layer and posts the transfers.
-  void start(const comm::Comm& cp, int64_t layer, AttnKind kind, const AttnProj& p,
-             const LayerCache& cache, comm::Counters* counters);
+  void start(const comm::Comm& cp, int64_t layer, const AttnProj& p, const LayerCache& cache,
+             comm::Counters* counters);
   // Moves the transfers along between compute kernels (Open MPI progresses only inside MPI
   // calls): a receiver's progress call is where a large message's single copy happens.
   void progress() { reqs_.progress(); }
@@ -57,12 +69,14 @@ class CpHalo {
     int64_t width[3] = {0, 0, 0};               // floats per row of each kind
   };
 
-  const KindPlan& kp() const { return plans_[size_t(cur_kind_)]; }
+  const KindPlan& kp() const { return plans_[size_t(cur_)]; }
 
   StepLayout L_;
   int me_ = 0;
-  KindPlan plans_[3];  // by AttnKind
-  int cur_kind_ = 0;
+  std::vector<HaloShape> shapes_;    // the distinct shapes of the model's layers
+  std::vector<int> layer_shape_;     // [layer] -> index into shapes_ / plans_
+  std::vector<KindPlan> plans_;
+  int cur_ = 0;
   std::vector<std::vector<float>> sendbuf_, recvbuf_;
   comm::RequestSet reqs_;
   // Unpacked rows per own segment and kind: [from .. pos) rows of width[kind].

@@ -114,19 +114,37 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
     if (const int64_t k = cfg_.engram.index_of(l); k >= 0) engram_apply(k, T, x);
 
   // Attention site: every rank of an active cp group takes part, with or without rows.
-  hc_pre(cfg_, {lw.hc_attn_fn, lw.hc_attn_base, lw.hc_attn_scale}, x, T, h, post, comb);
+  const HcSite attn_site{lw.hc_attn_fn, lw.hc_attn_base, lw.hc_attn_scale};
+  const HcSite ffn_site{lw.hc_ffn_fn, lw.hc_ffn_base, lw.hc_ffn_scale};
+  // V4.1 collapses each site with the pre-mix the site before it made (mhc.h).
+  const bool lagged = cfg_.v41();
+  if (lagged) {
+    pre_next_.resize(size_t(T * hc));
+    hc_mix(cfg_, attn_site, x, T, pre_next_.data(), post, comb);
+    hc_collapse(x, T, hc, D, pre_.data(), h);
+    pre_.swap(pre_next_);
+  } else {
+    hc_pre(cfg_, attn_site, x, T, h, post, comb);
+  }
   const std::vector<float> an = lw.attn_norm.to_f32();
   rms_norm_rows(h, T, D, D, eps, an.data());
   if (attend) {
     const Rope& rope = cfg_.attn[size_t(l)] == AttnKind::Sliding ? rope_main_ : rope_compress_;
     const double t0 = comm::now();
-    cp_.forward(l, lw.attn, rope, h, caches_[size_t(l)], out);
+    const int64_t src = cfg_.v41() ? cfg_.shared.kv_of[size_t(l)] : -1;  // V4.1's shared cache
+    cp_.forward(l, lw.attn, rope, h, caches_[size_t(l)], out, src >= 0 ? &caches_[size_t(src)] : nullptr);
     timers_.attention += comm::now() - t0;
   }
   hc_post(T, hc, D, out, post, comb, x);
 
   // FFN site: the MoE runs over the ep group even when this rank has no tokens.
-  hc_pre(cfg_, {lw.hc_ffn_fn, lw.hc_ffn_base, lw.hc_ffn_scale}, x, T, h, post, comb);
+  if (lagged) {
+    hc_mix(cfg_, ffn_site, x, T, pre_next_.data(), post, comb);
+    hc_collapse(x, T, hc, D, pre_.data(), h);
+    pre_.swap(pre_next_);
+  } else {
+    hc_pre(cfg_, ffn_site, x, T, h, post, comb);
+  }
   const std::vector<float> fn = lw.ffn_norm.to_f32();
   rms_norm_rows(h, T, D, D, eps, fn.data());
   const double t0 = comm::now();
@@ -155,6 +173,9 @@ void Engine::step(const StepLayout& L, bool all_logits, std::vector<float>* rows
     hidden_.clear();
     hidden_.emplace_back(x, x + T * hc * D);
   }
+  // V4.1's first collapse takes stream 0 alone.
+  pre_.assign(size_t(T * hc), 0.f);
+  for (int64_t t = 0; t < T; ++t) pre_[size_t(t * hc)] = 1.f;
   eng_tail_ = L.phase == Phase::Decode ? L.tail() : -1;
   engram_begin(L);
   cp_.begin_step(L);
@@ -176,12 +197,15 @@ void Engine::head(const StepLayout& L, const float* x, int64_t T, bool all_logit
   const std::vector<float> nw = w_.norm.to_f32();
   // Final hyper head and norm: y[n, D] for this rank's rows (all of them for all_logits), and
   // the newest position's row on every rank of the group.
-  auto final_rows = [&](const float* xr, int64_t n, float* y) {
-    hc_head(cfg_, w_.hc_head_fn, w_.hc_head_base, w_.hc_head_scale, xr, n, y);
+  // Rows t0 .. t0 + n - 1: V4's hyper head, or V4.1's collapse with the last FFN's pre-mix.
+  auto final_rows = [&](int64_t t0, int64_t n, float* y) {
+    const float* xr = x + t0 * hc * D;
+    if (cfg_.v41()) hc_collapse(xr, n, hc, D, pre_.data() + t0 * hc, y);
+    else hc_head(cfg_, w_.hc_head_fn, w_.hc_head_base, w_.hc_head_scale, xr, n, y);
     rms_norm_rows(y, n, D, D, float(cfg_.rms_norm_eps), nw.data());
   };
   y_.resize(size_t(D));
-  if (me == tail) final_rows(x + (T - 1) * hc * D, 1, y_.data());
+  if (me == tail) final_rows(T - 1, 1, y_.data());
   if (P > 1) cp.bcast(y_.data(), D, tail);
   if (opt_.capture_hidden && !all_logits && me == tail) hidden_.emplace_back(y_.begin(), y_.end());
   // The newest position's logits, the head split over the group by vocabulary rows: on a
@@ -200,7 +224,7 @@ void Engine::head(const StepLayout& L, const float* x, int64_t T, bool all_logit
 
   // Every row's logits, in position order, at cp rank 0.
   std::vector<float> y(static_cast<size_t>(T * D));
-  final_rows(x, T, y.data());
+  final_rows(0, T, y.data());
   if (opt_.capture_hidden) hidden_.emplace_back(y.begin(), y.end());
   logits_.resize(size_t(T * V));
   linear(y.data(), T, D, w_.head, 0, V, logits_.data(), V);

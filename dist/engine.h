@@ -125,6 +125,7 @@ class Engine {
   EngineTimers timers_;
   // Per-layer scratch, reused across layers and steps: h / out [T, D], post [T, hc], comb [T, hc, hc].
   std::vector<float> x_, y_, h_, out_, post_, comb_, logits_;  // x_ [T, hc, D] streams
+  std::vector<float> pre_, pre_next_;  // V4.1: the pre-mix [T, hc] the next site collapses with
   std::vector<int32_t> ids_;                                   // this rank's rows' tokens
   // MODELONE_INJECT_FAULT=RANK:LAYER makes that world rank fail in that layer (tests of the
   // error path: one rank failing mid-run must stop every rank).

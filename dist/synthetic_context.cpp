@@ -61,7 +61,11 @@ void Engine::synthetic_context(int64_t n, uint64_t seed) {
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     LayerCache& c = caches_[size_t(l)];
     const AttnKind kind = cfg_.attn[size_t(l)];
-    if (kind != AttnKind::Sliding) {
+    // V4.1: only kv sources hold entries (and the indexer keys with them).
+    const bool stores = kind == AttnKind::CSA || kind == AttnKind::HCA ||
+                        (kind == AttnKind::Shared && cfg_.shared.is_kv_source(l));
+    const bool keys = kind == AttnKind::CSA || (kind == AttnKind::Shared && stores);
+    if (stores) {
       // Window g closes at (g + 1) * m - 1; that position's rank made the entry.
       const int64_t m = cfg_.compress_rate(l);
       std::vector<int64_t> mine;
@@ -72,7 +76,7 @@ void Engine::synthetic_context(int64_t n, uint64_t seed) {
         std::vector<int32_t> idx(part.begin(), part.end());
         fill_rows(seed, l, 1, part, cfg_.head_dim, &rows);
         c.entries.append(rows.data(), int64_t(part.size()), idx.data());
-        if (kind == AttnKind::CSA) {
+        if (keys) {
           fill_rows(seed, l, 2, part, cfg_.index_head_dim, &rows);
           c.idx_keys.append(rows.data(), int64_t(part.size()), idx.data());
         }
@@ -88,7 +92,7 @@ void Engine::synthetic_context(int64_t n, uint64_t seed) {
     for (int64_t p = std::max<int64_t>(0, n - (cfg_.sliding_window - 1)); p < n; ++p) wpos.push_back(p);
     fill_rows(seed, l, 3, wpos, cfg_.head_dim, &rows);
     c.window.append(rows.data(), int64_t(wpos.size()));
-    if (kind != AttnKind::Sliding) fill_state(c.comp, seed, l, 4, n);
+    if (stores) fill_state(c.comp, seed, l, 4, n);
     if (kind == AttnKind::CSA) fill_state(c.idx_comp, seed, l, 6, n);
   }
   cp_.assume_step(L);

@@ -8,7 +8,9 @@
 
 #include "model/bf16_kernels.h"
 #include "model/check.h"
+#include "model/attention_v41.h"
 #include "model/compressor.h"
+#include "model/fake_quant.h"
 #include "model/gemm.h"
 #include "model/kernels.h"
 #include "model/kv_store.h"
@@ -24,16 +26,22 @@ void attn_project_keys(const ModelConfig& cfg, int64_t layer, const AttnWeights&
   p->kv.resize(size_t(T * Dh));
   linear(h, T, D, w.wkv, 0, Dh, p->kv.data(), Dh);
   const std::vector<float> kn = w.norm.to_f32();
+  const bool fq = cfg.fake_quant;  // V4.1: the window KV in FP8, RoPE tail included
 #pragma omp parallel for schedule(static) if (T > 1)
   for (int64_t t = 0; t < T; ++t) {
     float* kt = p->kv.data() + t * Dh;
     rms_norm(kt, Dh, eps, kn.data());
     rope.apply(kt, 1, Dh, pos[t]);
+    if (fq) fake_quant_fp8_ue8m0(kt, Dh, kWindowQuantBlock);
   }
   // Later queries read these rows back from the cache, so use them as the cache will hold them.
   KvRowFormat{cache_dtype, Dh, cfg.rope_dim}.round_trip(p->kv.data(), T);
   const AttnKind kind = cfg.attn[size_t(layer)];
   if (kind == AttnKind::Sliding) return;
+  if (kind == AttnKind::Shared) {  // V4.1: only a kv source compresses (one series, width Dh)
+    if (cfg.shared.is_kv_source(layer)) shared_source_project(cfg, layer, w, h, T, p);
+    return;
+  }
   const int64_t cw = kind == AttnKind::CSA ? 2 * Dh : Dh;
   p->comp_kv.resize(size_t(T * cw));
   p->comp_gate.resize(size_t(T * cw));
@@ -53,7 +61,7 @@ void attn_project_latent(const ModelConfig& cfg, int64_t layer, const AttnWeight
   linear(h, T, D, w.wq_a, 0, R, p->q_lat.data(), R);
   const std::vector<float> qn = w.q_norm.to_f32();
   rms_norm_rows(p->q_lat.data(), T, R, R, float(cfg.rms_norm_eps), qn.data());
-  if (cfg.attn[size_t(layer)] == AttnKind::CSA)
+  if (cfg.attn[size_t(layer)] == AttnKind::CSA || cfg.shared.is_index_source(layer))
     indexer_queries(cfg, w, rope, p->q_lat.data(), h, T, p->pos.data(), &p->iq);
 }
 
@@ -66,7 +74,9 @@ void attn_project_heads(const ModelConfig& cfg, const AttnWeights& w, const Rope
 #pragma omp parallel for schedule(static) if (T > 1)
   for (int64_t t = 0; t < T; ++t) {
     float* qt = q + t * nh * Dh;
-    for (int64_t hh = 0; hh < nh; ++hh) rms_norm(qt + hh * Dh, Dh, eps);  // q_b_norm: unweighted
+    // V4's q_b_norm (unweighted, per head); V4.1 has none.
+    if (!cfg.v41())
+      for (int64_t hh = 0; hh < nh; ++hh) rms_norm(qt + hh * Dh, Dh, eps);
     rope.apply(qt, nh, Dh, pos[t]);
   }
 }
@@ -94,7 +104,11 @@ void attn_advance(const ModelConfig& cfg, int64_t layer, const AttnWeights& w, c
   cache.window.append(p.kv.data() + seg.row * Dh, n);
 
   const AttnKind kind = cfg.attn[size_t(layer)];
-  if (kind != AttnKind::Sliding) {
+  if (kind == AttnKind::Shared) {
+    if (cfg.shared.is_kv_source(layer))
+      shared_source_feed(cfg, layer, w, rope, p, seg, cache, entries_out ? *entries_out : cache.entries,
+                         keys_out ? *keys_out : cache.idx_keys);
+  } else if (kind != AttnKind::Sliding) {
     const float eps = float(cfg.rms_norm_eps);
     const int64_t cw = cache.comp.proj_width();
     compressor_feed(cache.comp, w.compressor, rope, eps, p.comp_kv.data() + seg.row * cw,
@@ -192,7 +206,7 @@ void attn_attend(const ModelConfig& cfg, int64_t layer, const AttnProj& p,
         if (kind == AttnKind::HCA) {
           nc = std::min(ent.n, (pos + 1) / rate);
           kc = ent.rows;
-        } else if (kind == AttnKind::CSA) {
+        } else if (kind == AttnKind::CSA || kind == AttnKind::Shared) {
           nc = n_picks[t];
           gathered.resize(size_t(nc * Dh));
           const int32_t* pk = picks + t * cfg.index_topk;

@@ -4,6 +4,7 @@
 
 #include "model/check.h"
 #include "model/config.pb.h"
+#include "model/config_v41.h"
 #include "model/engram_hash.h"
 
 namespace modelone {
@@ -13,6 +14,7 @@ const char* attn_kind_name(AttnKind k) {
     case AttnKind::Sliding: return "sliding_attention";
     case AttnKind::CSA: return "compressed_sparse_attention";
     case AttnKind::HCA: return "heavily_compressed_attention";
+    case AttnKind::Shared: return "shared_compressed_attention";  // V4.1: no layer_types name
   }
   return "?";
 }
@@ -43,6 +45,23 @@ RopeParams rope_from(const pb::Rope& r, double default_theta, double default_par
     p.truncate = r.has_truncate() ? r.truncate() : true;
   }
   return p;
+}
+
+Arch arch_from(const pb::ModelConfig& p, const std::string& source) {
+  const std::string t = p.has_model_type() ? p.model_type() : "deepseek_v4";
+  if (t == "deepseek_v41" || t == "deepseek_v41_text") return Arch::V41;
+  MO_REQUIRE(t == "deepseek_v4", source, ": model_type is '", t,
+             "', expected deepseek_v4 or deepseek_v41");
+  // V4.1's keys in a V4 config mean a wrong model_type, not keys to ignore.
+  const char* key = p.kv_source_layer_ids_size() ? "kv_source_layer_ids"
+                    : p.index_source_layer_ids_size() ? "index_source_layer_ids"
+                    : p.has_candidate_source_layer_id() ? "candidate_source_layer_id"
+                    : p.has_gate_temp() ? "gate_temp"
+                    : p.has_fake_quant() && p.fake_quant() ? "fake_quant"
+                                                           : nullptr;
+  MO_REQUIRE(!key, source, ": ", key, " is a DeepSeek-V4.1 key, but model_type is deepseek_v4 "
+             "(V4.1 checkpoints say deepseek_v41)");
+  return Arch::V4;
 }
 
 AttnKind attn_kind_from(const std::string& s, const std::string& source) {
@@ -89,6 +108,7 @@ ModelConfig config_from_proto(const pb::ModelConfig& p, const std::string& sourc
   c.eos_token_id = p.has_eos_token_id() ? p.eos_token_id() : 1;
   c.tie_word_embeddings = p.has_tie_word_embeddings() && p.tie_word_embeddings();
   c.seed = p.has_seed() ? p.seed() : 0;
+  c.gate_temp = p.has_gate_temp() ? p.gate_temp() : 1.0;
   if (p.has_weight_dtype())
     MO_REQUIRE(dtype_from_name(p.weight_dtype(), &c.weight_dtype) && dtype_is_float(c.weight_dtype),
                source, ": weight_dtype: unknown dtype '", p.weight_dtype(), "'");
@@ -98,8 +118,12 @@ ModelConfig config_from_proto(const pb::ModelConfig& p, const std::string& sourc
   MO_REQUIRE(c.head_dim > 0, source, ": head_dim must be positive");
   const size_t n = size_t(c.num_layers);
 
+  c.arch = arch_from(p, source);
   // layer_types: explicit > legacy compress_ratios > V4-Pro default (2 HCA, then HCA/CSA).
-  if (p.layer_types_size() > 0) {
+  // V4.1: compress_ratios only (0: window only, r > 0: a Shared layer of ratio r).
+  if (c.v41()) {
+    resolve_shared_attn(p, &c, source);
+  } else if (p.layer_types_size() > 0) {
     for (auto& s : p.layer_types()) c.attn.push_back(attn_kind_from(s, source));
   } else if (p.compress_ratios_size() > 0) {
     for (int64_t r : p.compress_ratios()) {
@@ -130,7 +154,8 @@ ModelConfig config_from_proto(const pb::ModelConfig& p, const std::string& sourc
                " entries for num_hidden_layers = ", n);
     c.mlp.resize(n);
   } else {
-    const int64_t n_hash = p.has_num_hash_layers() ? p.num_hash_layers() : 3;
+    // V4.1 has no hash layers unless the file says so.
+    const int64_t n_hash = p.has_num_hash_layers() ? p.num_hash_layers() : c.v41() ? 0 : 3;
     for (size_t i = 0; i < n; ++i)
       c.mlp.push_back(int64_t(i) < n_hash ? MlpKind::HashMoE : MlpKind::MoE);
   }
@@ -171,6 +196,8 @@ ModelConfig config_from_proto(const pb::ModelConfig& p, const std::string& sourc
                     e.table_dtype == DType::F8_E4M3),
                source, ": engram_table_dtype must be F32, BF16 or F8_E4M3, got '",
                p.engram_table_dtype(), "'");
+  // V4.1's fake quantization is part of its forward: on unless switched off (--fake-quant off).
+  c.fake_quant = c.v41() && (!p.has_fake_quant() || p.fake_quant());
   c.validate(source);
   return c;
 }
@@ -235,7 +262,7 @@ void ModelConfig::validate(const std::string& source) const {
              ": scoring_func '", scoring_func, "' is not supported (sqrtsoftplus, sigmoid)");
   bool any_csa = false, any_comp = false;
   for (auto k : attn) {
-    any_csa |= k == AttnKind::CSA;
+    any_csa |= k == AttnKind::CSA || k == AttnKind::Shared;  // both run an indexer
     any_comp |= k != AttnKind::Sliding;
   }
   if (any_comp) {
@@ -249,6 +276,7 @@ void ModelConfig::validate(const std::string& source) const {
     MO_REQUIRE(rope_dim <= index_head_dim, source, ": index_head_dim (", index_head_dim,
                ") is smaller than the rope dims (", rope_dim, ")");
   }
+  if (v41()) validate_shared_attn(*this, source);
   if (engram.enabled()) {
     for (size_t i = 0; i < engram.layers.size(); ++i) {
       const int64_t l = engram.layers[i];

@@ -12,7 +12,11 @@ namespace modelone {
 
 namespace pb { class ModelConfig; }
 
-enum class AttnKind : uint8_t { Sliding, CSA, HCA };
+// Sliding: window only. CSA / HCA: V4's compressed layers. Shared: a V4.1 layer with ratio > 0,
+// attending its window plus the top-k entries of the compressed cache it shares (SharedAttn).
+enum class AttnKind : uint8_t { Sliding, CSA, HCA, Shared };
+constexpr size_t kAttnKinds = 4;
+enum class Arch : uint8_t { V4, V41 };
 enum class MlpKind : uint8_t { HashMoE, MoE };
 const char* attn_kind_name(AttnKind k);  // config.json spelling
 
@@ -30,8 +34,27 @@ struct EngramConfig {
   int64_t index_of(int64_t layer) const;          // position in `layers`, -1 if not an Engram layer
 };
 
+// DeepSeek-V4.1's sharing across layers (../shared/v41-notes.md, "Attention schedule"): only kv
+// sources own a compressor and an entry cache (and, derived from its latent, the indexer keys);
+// only index sources run an indexer. Every other ratio > 0 layer reads the latest source at or
+// below it. The candidate source's block picks mask the index sources after it.
+struct SharedAttn {
+  std::vector<int64_t> ratio;             // per layer: 0 window only, r > 0 entries of r tokens
+  std::vector<int64_t> kv_sources, index_sources;  // increasing layer ids
+  int64_t candidate_source = -1;          // an index source, or -1: no candidate blocks
+  int64_t candidate_topk_blocks = 0, candidate_block_size = 0;
+  std::vector<int64_t> kv_of, index_of;   // per layer: the latest source at or below, or -1
+  bool is_kv_source(int64_t l) const { return l >= 0 && kv_of.size() > size_t(l) && kv_of[size_t(l)] == l; }
+  bool is_index_source(int64_t l) const {
+    return l >= 0 && index_of.size() > size_t(l) && index_of[size_t(l)] == l && ratio[size_t(l)] > 0;
+  }
+  // An index source after the candidate source: its scores are masked to the candidate blocks.
+  bool uses_candidates(int64_t l) const { return candidate_source >= 0 && l > candidate_source; }
+};
+
 struct ModelConfig {
   std::string name;                 // preset name or checkpoint directory
+  Arch arch = Arch::V4;
   int64_t vocab_size = 0, hidden_size = 0, num_layers = 0;
   // Attention: q-LoRA, shared single KV head of head_dim, RoPE on the trailing rope_dim dims.
   int64_t num_heads = 0, head_dim = 0, q_lora_rank = 0, rope_dim = 0;
@@ -51,15 +74,22 @@ struct ModelConfig {
   int64_t max_position_embeddings = 0, bos_token_id = -1, eos_token_id = -1;
   bool tie_word_embeddings = false;
   EngramConfig engram;
+  SharedAttn shared;                // V4.1 only
+  double gate_temp = 1.0;           // V4.1: router logits / gate_temp
+  bool fake_quant = false;          // V4.1: FP8 window KV, FP4 entries and indexer q / k in forward
   int64_t fp8_block_rows = 128, fp8_block_cols = 128;  // quantization_config.weight_block_size
   // Synthetic weights
   uint64_t seed = 0;
   DType weight_dtype = DType::BF16;
 
+  bool v41() const { return arch == Arch::V41; }
   int64_t compress_rate(int64_t layer) const {
-    return attn[size_t(layer)] == AttnKind::CSA   ? csa_rate
-           : attn[size_t(layer)] == AttnKind::HCA ? hca_rate
-                                                  : 0;
+    switch (attn[size_t(layer)]) {
+      case AttnKind::CSA: return csa_rate;
+      case AttnKind::HCA: return hca_rate;
+      case AttnKind::Shared: return shared.ratio[size_t(layer)];
+      default: return 0;
+    }
   }
   const RopeParams& rope_for(int64_t layer) const {
     return attn[size_t(layer)] == AttnKind::Sliding ? rope_main : rope_compress;

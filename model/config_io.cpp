@@ -106,11 +106,28 @@ void set_from_json(gp::Message* msg, const gp::FieldDescriptor* f, const json& v
   }
 }
 
-void fill_message(gp::Message* msg, const json& obj, const std::string& where) {
+// Keys of config.json that carry no model math, or belong to parts modelone does not run (the
+// vision tower, DSpark's draft layers), or that the reader takes apart itself: skipped quietly.
+bool ignored_key(const std::string& k) {
+  static const char* const kKeys[] = {
+      "architectures", "auto_map", "dtype", "torch_dtype", "transformers_version", "use_cache",
+      "pad_token_id", "initializer_range", "attention_dropout", "attention_bias", "text_config",
+      "vision_config", "image_token_id", "quantization_config", "rope_parameters",
+      "compress_rates", "rope_scaling", "topk_method", "norm_topk_prob", "model_type"};
+  for (const char* x : kKeys)
+    if (k == x) return true;
+  for (const char* prefix : {"dspark_", "vision_", "image_"})
+    if (k.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+void fill_message(gp::Message* msg, const json& obj, const std::string& where,
+                  std::vector<std::string>* unread = nullptr) {
   const gp::Descriptor* d = msg->GetDescriptor();
   for (auto& [key, v] : obj.items()) {
     const std::string k = key == "type" ? "rope_type" : key;  // legacy rope dicts say "type"
     const gp::FieldDescriptor* f = d->FindFieldByName(k);
+    if (unread && !f && !ignored_key(key)) unread->push_back(key);
     if (!f || f->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE || v.is_null()) continue;
     if (f->is_repeated()) {
       if (!v.is_array()) fail(where, ": '", key, "' must be a list");
@@ -123,18 +140,20 @@ void fill_message(gp::Message* msg, const json& obj, const std::string& where) {
 
 }  // namespace
 
-static pb::ModelConfig read_config_json_fields(const std::string& path);
+static pb::ModelConfig read_config_json_fields(const std::string& path,
+                                               std::vector<std::string>* unread);
 
-pb::ModelConfig read_config_json(const std::string& path) {
+pb::ModelConfig read_config_json(const std::string& path, std::vector<std::string>* unread) {
   // Any JSON-library error left (a value of the wrong kind somewhere) still names the file.
   try {
-    return read_config_json_fields(path);
+    return read_config_json_fields(path, unread);
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": ", e.what());
   }
 }
 
-static pb::ModelConfig read_config_json_fields(const std::string& path) {
+static pb::ModelConfig read_config_json_fields(const std::string& path,
+                                               std::vector<std::string>* unread) {
   const std::string text = read_file(path, "checkpoint config");
   json j;
   try {
@@ -154,7 +173,12 @@ static pb::ModelConfig read_config_json_fields(const std::string& path) {
   // eos_token_id may be a list: the first id is the one generation stops on.
   if (flat.contains("eos_token_id") && flat["eos_token_id"].is_array())
     flat["eos_token_id"] = flat["eos_token_id"].empty() ? json() : flat["eos_token_id"][0];
-  fill_message(&cfg, flat, path);
+  fill_message(&cfg, flat, path, unread);
+  // The architecture is the top level's model_type (text_config says deepseek_v41_text).
+  if (j.contains("model_type") && j["model_type"].is_string())
+    cfg.set_model_type(j["model_type"].get<std::string>());
+  else if (cfg.model_type() == "deepseek_v41_text")
+    cfg.set_model_type("deepseek_v41");
   if (c.contains("compress_rates") && c["compress_rates"].is_object()) {
     auto& r = c["compress_rates"];
     auto rate = [&](const char* key) {

@@ -15,8 +15,10 @@ namespace modelone {
 pb::ModelConfig parse_pbtxt(const std::string& text, const std::string& filename);
 pb::ModelConfig read_pbtxt_file(const std::string& path);
 
-// A checkpoint's config.json. Keys transformers does not use for the math are ignored.
-pb::ModelConfig read_config_json(const std::string& path);
+// A checkpoint's config.json. Keys that carry no model math (kConfigKeysIgnored) are skipped;
+// any other key the loader does not read is added to `unread` (the caller reports them), never
+// dropped silently.
+pb::ModelConfig read_config_json(const std::string& path, std::vector<std::string>* unread = nullptr);
 
 // Built-in presets (model/presets/*.pbtxt, compiled in).
 std::vector<std::string> preset_names();

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "model/bf16_kernels.h"
+#include "model/fake_quant.h"
 #include "model/gemm.h"
 #include "model/kernels.h"
 #include "model/matmul_bf16.h"
@@ -19,7 +20,11 @@ void indexer_queries(const ModelConfig& cfg, const AttnWeights& w, const Rope& r
   out->q.resize(size_t(T * nI * Di));
   out->w.resize(size_t(T * nI));
   linear(q_lat, T, cfg.q_lora_rank, w.idx_wq_b, 0, nI * Di, out->q.data(), nI * Di);
-  for (int64_t t = 0; t < T; ++t) rope.apply(out->q.data() + t * nI * Di, nI, Di, pos[t]);
+  for (int64_t t = 0; t < T; ++t) {
+    rope.apply(out->q.data() + t * nI * Di, nI, Di, pos[t]);
+    // V4.1: the queries in FP4 (ue8m0 scales, blocks of 32 within each head).
+    if (cfg.fake_quant) fake_quant_fp4_ue8m0(out->q.data() + t * nI * Di, nI * Di, kIndexQuantBlock);
+  }
   linear(h, T, cfg.hidden_size, w.idx_weights_proj, 0, nI, out->w.data(), nI);
   const float ws = 1.f / std::sqrt(float(nI));
   for (auto& v : out->w) v *= ws;

@@ -41,6 +41,13 @@ std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype
     c.window = RingStore(kv_dtype, cfg.head_dim, cfg.sliding_window - 1, cfg.rope_dim);
     const AttnKind k = cfg.attn[size_t(l)];
     if (k == AttnKind::Sliding) continue;
+    if (k == AttnKind::Shared) {  // V4.1: only kv sources hold entries, and the keys with them
+      if (!cfg.shared.is_kv_source(l)) continue;
+      c.comp = compressor_state(cfg.compress_rate(l), cfg.head_dim, false);
+      c.entries.rows = KvStore(kv_dtype, cfg.head_dim, cfg.rope_dim);
+      c.idx_keys.rows = KvStore(kv_dtype, cfg.index_head_dim);
+      continue;
+    }
     c.comp = compressor_state(cfg.compress_rate(l), cfg.head_dim, k == AttnKind::CSA);
     c.entries.rows = KvStore(kv_dtype, cfg.head_dim, cfg.rope_dim);
     if (k == AttnKind::CSA) {
@@ -63,6 +70,12 @@ CacheBytes cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tok
     const AttnKind k = cfg.attn[size_t(l)];
     if (k == AttnKind::Sliding) continue;
     const int64_t n = n_tokens / cfg.compress_rate(l);
+    if (k == AttnKind::Shared) {  // one store per kv source, read by the layers after it
+      if (!cfg.shared.is_kv_source(l)) continue;
+      b.entries += n * (entry + 4);
+      b.index_keys += n * (key + 4);
+      continue;
+    }
     b.entries += n * (entry + 4);  // + the global index
     if (k == AttnKind::CSA) b.index_keys += n_tokens / cfg.csa_rate * (key + 4);
   }

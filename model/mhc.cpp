@@ -55,7 +55,27 @@ void sinkhorn(float* m, int64_t hc, int64_t iters, float eps) {
 
 void hc_pre(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t T,
             float* collapsed, float* post, float* comb) {
-  const int64_t hc = cfg.hc_mult, D = cfg.hidden_size, n_mix = (2 + hc) * hc;
+  static thread_local std::vector<float> pre;
+  pre.resize(size_t(T * cfg.hc_mult));
+  hc_mix(cfg, site, x, T, pre.data(), post, comb);
+  hc_collapse(x, T, cfg.hc_mult, cfg.hidden_size, pre.data(), collapsed);
+}
+
+void hc_collapse(const float* x, int64_t T, int64_t hc, int64_t D, const float* pre, float* y) {
+#pragma omp parallel for schedule(static) if (T > 16)
+  for (int64_t t = 0; t < T; ++t) {
+    float* out = y + t * D;
+    const float* xt = x + t * hc * D;
+    const float* p = pre + t * hc;
+    for (int64_t d = 0; d < D; ++d) out[d] = p[0] * xt[d];
+    for (int64_t i = 1; i < hc; ++i)
+      for (int64_t d = 0; d < D; ++d) out[d] += p[i] * xt[i * D + d];
+  }
+}
+
+void hc_mix(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t T, float* pre,
+            float* post, float* comb) {
+  const int64_t hc = cfg.hc_mult, n_mix = (2 + hc) * hc;
   const float eps = float(cfg.hc_eps);
   std::vector<float> mixes(static_cast<size_t>(T * n_mix));
   hc_mixes(cfg, site.fn, x, T, mixes.data());
@@ -63,21 +83,13 @@ void hc_pre(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t 
 #pragma omp parallel for schedule(static) if (T > 16)
   for (int64_t t = 0; t < T; ++t) {
     const float* mx = mixes.data() + t * n_mix;
-    static thread_local std::vector<float> pre_buf;  // hc_mult entries: sized by the config
-    pre_buf.resize(size_t(hc));
-    float* pre = pre_buf.data();
     for (int64_t i = 0; i < hc; ++i) {
-      pre[i] = sigmoid(mx[i] * scale[0] + base[size_t(i)]) + eps;
+      pre[t * hc + i] = sigmoid(mx[i] * scale[0] + base[size_t(i)]) + eps;
       post[t * hc + i] = 2.f * sigmoid(mx[hc + i] * scale[1] + base[size_t(hc + i)]);
     }
     float* cb = comb + t * hc * hc;
     for (int64_t j = 0; j < hc * hc; ++j) cb[j] = mx[2 * hc + j] * scale[2] + base[size_t(2 * hc + j)];
     sinkhorn(cb, hc, cfg.hc_sinkhorn_iters, eps);
-    float* out = collapsed + t * D;
-    const float* xt = x + t * hc * D;
-    for (int64_t d = 0; d < D; ++d) out[d] = pre[0] * xt[d];
-    for (int64_t i = 1; i < hc; ++i)
-      for (int64_t d = 0; d < D; ++d) out[d] += pre[i] * xt[i * D + d];
   }
 }
 

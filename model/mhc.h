@@ -20,6 +20,13 @@ struct HcSite {
 void hc_pre(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t T,
             float* collapsed, float* post, float* comb);
 
+// hc_pre in two parts. V4.1 collapses each site with the previous site's pre (its first
+// attention with [1, 0, ..., 0], the head with the last FFN's): the mixes pre[T, hc],
+// post[T, hc], comb[T, hc, hc] of x, and the collapse y[t, D] = sum_i pre[t, i] x[t, i, :].
+void hc_mix(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t T, float* pre,
+            float* post, float* comb);
+void hc_collapse(const float* x, int64_t T, int64_t hc, int64_t D, const float* pre, float* y);
+
 // x[t, k, :] = post[t, k] * out[t, :] + sum_j comb[t, j, k] * x[t, j, :], in place.
 void hc_post(int64_t T, int64_t hc, int64_t D, const float* out, const float* post,
              const float* comb, float* x);

@@ -18,8 +18,11 @@ void route(const ModelConfig& cfg, int64_t layer, const LayerWeights& w, const f
   r->weight.resize(size_t(T * k));
   std::vector<float> scores(static_cast<size_t>(T * E));
   linear_fp32(h, T, cfg.hidden_size, w.gate, 0, E, scores.data(), E);
-  for (auto& s : scores)
+  const float temp = float(cfg.gate_temp);  // V4.1's gate_temp (1 in V4)
+  for (auto& s : scores) {
+    if (cfg.v41()) s /= temp;
     s = cfg.scoring_func == "sigmoid" ? sigmoid(s) : std::sqrt(softplus(s));
+  }
   const bool hash = cfg.mlp[size_t(layer)] == MlpKind::HashMoE;
   const std::vector<float> bias = hash || w.gate_bias.empty() ? std::vector<float>() : w.gate_bias.to_f32();
   std::vector<float> choice(static_cast<size_t>(E));
@@ -36,7 +39,9 @@ void route(const ModelConfig& cfg, int64_t layer, const LayerWeights& w, const f
     }
     float sum = 0.f;
     for (int64_t j = 0; j < k; ++j) sum += st[ex[j]];
-    const float s = float(cfg.routed_scaling_factor) / (sum + 1e-20f);
+    // V4.1 normalises only when it picks more than one expert.
+    const bool norm = !cfg.v41() || k > 1;
+    const float s = float(cfg.routed_scaling_factor) / (norm ? sum + 1e-20f : 1.f);
     for (int64_t j = 0; j < k; ++j) r->weight[size_t(t * k + j)] = st[ex[j]] * s;
   }
 }

@@ -10,15 +10,27 @@ using C = const ModelConfig&;
 using Shape = std::vector<int64_t>;
 
 bool always(C, int64_t) { return true; }
-bool compressed(C c, int64_t l) { return c.attn[size_t(l)] != AttnKind::Sliding; }
+// V4's compressed layers (CSA, HCA); V4.1's compressors live on its kv sources only.
+bool compressed(C c, int64_t l) {
+  return c.attn[size_t(l)] == AttnKind::CSA || c.attn[size_t(l)] == AttnKind::HCA;
+}
 bool csa(C c, int64_t l) { return c.attn[size_t(l)] == AttnKind::CSA; }
+bool kv_source(C c, int64_t l) { return c.v41() && c.shared.is_kv_source(l); }
+// V4.1 pools ratio > 1 groups with a softmax gate; ratio 1 has none.
+bool gated_source(C c, int64_t l) { return kv_source(c, l) && c.shared.ratio[size_t(l)] > 1; }
+bool any_compressor(C c, int64_t l) { return compressed(c, l) || kv_source(c, l); }
+bool any_gate(C c, int64_t l) { return compressed(c, l) || gated_source(c, l); }
+// Indexer queries: V4's CSA layers and V4.1's index sources.
+bool indexer_queries(C c, int64_t l) { return csa(c, l) || (c.v41() && c.shared.is_index_source(l)); }
+bool v4_head(C c, int64_t) { return !c.v41(); }  // V4.1 collapses with the last FFN's pre-mix
 bool hash_moe(C c, int64_t l) { return c.mlp[size_t(l)] == MlpKind::HashMoE; }
 bool topk_moe(C c, int64_t l) { return c.mlp[size_t(l)] == MlpKind::MoE; }
 bool shared_expert(C c, int64_t) { return c.n_shared_experts > 0; }
 bool untied_head(C c, int64_t) { return !c.tie_word_embeddings; }
 bool engram(C c, int64_t l) { return c.engram.index_of(l) >= 0; }
 
-// Compressor width: CSA pools two overlapping series, so its projections are twice as wide.
+// Compressor width: CSA pools two overlapping series, so its projections are twice as wide
+// (V4.1's compressors pool one series).
 int64_t comp_width(C c, int64_t l) { return csa(c, l) ? 2 * c.head_dim : c.head_dim; }
 int64_t hc_mix(C c) { return (2 + c.hc_mult) * c.hc_mult; }
 
@@ -41,12 +53,12 @@ const std::vector<TensorSpec> kTable = {
      [](C c, int64_t) { return Shape{c.vocab_size, c.hidden_size}; }, kMatrix, SLOT(w.head)},
     {"model.norm.weight", "final RMSNorm", Scope::Global, always,
      [](C c, int64_t) { return Shape{c.hidden_size}; }, kNormW, SLOT(w.norm)},
-    {"model.hc_head.hc_fn", "mHC head mix projection", Scope::Global, always,
+    {"model.hc_head.hc_fn", "mHC head mix projection", Scope::Global, v4_head,
      [](C c, int64_t) { return Shape{c.hc_mult, c.hc_mult * c.hidden_size}; }, kMatrix,
      SLOT(w.hc_head_fn)},
-    {"model.hc_head.hc_base", "mHC head bias", Scope::Global, always,
+    {"model.hc_head.hc_base", "mHC head bias", Scope::Global, v4_head,
      [](C c, int64_t) { return Shape{c.hc_mult}; }, kSmall, SLOT(w.hc_head_base)},
-    {"model.hc_head.hc_scale", "mHC head scale", Scope::Global, always,
+    {"model.hc_head.hc_scale", "mHC head scale", Scope::Global, v4_head,
      [](C, int64_t) { return Shape{1}; }, kScale, SLOT(w.hc_head_scale)},
 
     // mHC and block norms
@@ -91,16 +103,16 @@ const std::vector<TensorSpec> kTable = {
 
     // Compressor (CSA: two overlapping series, HCA: one)
     {"model.layers.{L}.attn.compressor.wkv.weight", "compressor KV projection", Scope::Layer,
-     compressed, [](C c, int64_t l) { return Shape{comp_width(c, l), c.hidden_size}; }, kMatrix,
+     any_compressor, [](C c, int64_t l) { return Shape{comp_width(c, l), c.hidden_size}; }, kMatrix,
      LAYER(attn.compressor.wkv)},
     {"model.layers.{L}.attn.compressor.wgate.weight", "compressor gate projection", Scope::Layer,
-     compressed, [](C c, int64_t l) { return Shape{comp_width(c, l), c.hidden_size}; }, kMatrix,
+     any_gate, [](C c, int64_t l) { return Shape{comp_width(c, l), c.hidden_size}; }, kMatrix,
      LAYER(attn.compressor.wgate)},
     {"model.layers.{L}.attn.compressor.ape", "compressor position bias", Scope::Layer, compressed,
      [](C c, int64_t l) { return Shape{c.compress_rate(l), comp_width(c, l)}; }, kMatrix,
      LAYER(attn.compressor.ape)},
     {"model.layers.{L}.attn.compressor.norm.weight", "compressed entry RMSNorm", Scope::Layer,
-     compressed, [](C c, int64_t) { return Shape{c.head_dim}; }, kNormW,
+     any_compressor, [](C c, int64_t) { return Shape{c.head_dim}; }, kNormW,
      LAYER(attn.compressor.norm)},
 
     // Lightning indexer (CSA)
@@ -116,11 +128,20 @@ const std::vector<TensorSpec> kTable = {
     {"model.layers.{L}.attn.indexer.compressor.norm.weight", "indexer key RMSNorm", Scope::Layer,
      csa, [](C c, int64_t) { return Shape{c.index_head_dim}; }, kNormW,
      LAYER(attn.idx_compressor.norm)},
-    {"model.layers.{L}.attn.indexer.wq_b.weight", "indexer query projection", Scope::Layer, csa,
+    // V4.1: the indexer keys of a kv source, from its compressor's latent (no compressor of
+    // their own, no Hadamard)
+    {"model.layers.{L}.attn.indexer.wk.weight", "indexer key projection (V4.1)", Scope::Layer,
+     kv_source, [](C c, int64_t) { return Shape{c.index_head_dim, c.head_dim}; }, kMatrix,
+     LAYER(attn.idx_wk)},
+    {"model.layers.{L}.attn.indexer.k_norm.weight", "indexer key RMSNorm (V4.1)", Scope::Layer,
+     kv_source, [](C c, int64_t) { return Shape{c.index_head_dim}; }, kNormW,
+     LAYER(attn.idx_k_norm)},
+    {"model.layers.{L}.attn.indexer.wq_b.weight", "indexer query projection", Scope::Layer,
+     indexer_queries,
      [](C c, int64_t) { return Shape{c.index_n_heads * c.index_head_dim, c.q_lora_rank}; },
      kMatrix, LAYER(attn.idx_wq_b)},
     {"model.layers.{L}.attn.indexer.weights_proj.weight", "indexer head weights", Scope::Layer,
-     csa, [](C c, int64_t) { return Shape{c.index_n_heads, c.hidden_size}; }, kMatrix,
+     indexer_queries, [](C c, int64_t) { return Shape{c.index_n_heads, c.hidden_size}; }, kMatrix,
      LAYER(attn.idx_weights_proj)},
 
     // MoE

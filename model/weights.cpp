@@ -141,6 +141,18 @@ NameScheme name_scheme(const Checkpoint& ck) {
   return rel.empty() ? NameScheme::Transformers : NameScheme::Release;
 }
 
+void check_checkpoint_arch(const ModelConfig& cfg, const Checkpoint& ck) {
+  if (!cfg.v41()) return;
+  for (const std::string& n : ck.names()) {
+    if (n.rfind("mtp.", 0) == 0) continue;  // DSpark's draft layers are skipped
+    const bool v4 = n.find("hc_head") != std::string::npos ||
+                    n.find(".compressor.ape") != std::string::npos ||
+                    n.find(".indexer.compressor.") != std::string::npos;
+    MO_REQUIRE(!v4, "checkpoint '", ck.path(), "' holds '", n, "', a DeepSeek-V4 tensor that "
+               "V4.1 does not have, but its config says deepseek_v41 (is model_type right?)");
+  }
+}
+
 std::string scheme_name(NameScheme s, const std::string& table_name) {
   return s == NameScheme::Release ? release_name(table_name) : table_name;
 }

@@ -14,8 +14,9 @@ namespace modelone {
 class Checkpoint;
 
 struct CompressorWeights {
-  Weight wkv, wgate;  // [cw, D]: cw = head_dim (HCA) or 2 * head_dim (CSA: two series)
-  Weight ape;         // [rate, cw] position bias added to the gate
+  Weight wkv, wgate;  // [cw, D]: cw = head_dim (HCA, V4.1) or 2 * head_dim (CSA: two series);
+                      // V4.1's ratio-1 sources have no wgate
+  Weight ape;         // [rate, cw] position bias added to the gate (V4 only)
   Weight norm;        // [head_dim]
 };
 
@@ -27,6 +28,7 @@ struct AttnWeights {
   CompressorWeights compressor;                         // CSA and HCA layers
   CompressorWeights idx_compressor;                     // CSA: the indexer's own, at index_head_dim
   Weight idx_wq_b, idx_weights_proj;                    // CSA: [nI * Di, q_lora], [nI, D]
+  Weight idx_wk, idx_k_norm;                            // V4.1 kv sources: [Di, Dh], [Di]
 };
 
 struct ExpertWeights {
@@ -73,6 +75,9 @@ class WeightSource {
 enum class NameScheme : uint8_t { Transformers, Release };
 NameScheme name_scheme(const Checkpoint& ck);
 std::string scheme_name(NameScheme s, const std::string& table_name);
+// A V4.1 config over a checkpoint holding V4-only tensors (hc_head_*, compressor.ape, the
+// indexer's own compressor) is an error naming the first such tensor: the config is wrong.
+void check_checkpoint_arch(const ModelConfig& cfg, const Checkpoint& ck);
 // FP8 weights are read with block scales of block_rows x block_cols (the config's
 // quantization_config.weight_block_size).
 std::unique_ptr<WeightSource> checkpoint_source(std::shared_ptr<const Checkpoint> ck,

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Convert an fp32/bf16/f16 DeepSeek-V4 checkpoint (transformers names) to DeepSeek's release
-format, and write its exactly-dequantized fp32 twin beside it.
+"""Convert an fp32/bf16/f16 DeepSeek-V4 or V4.1 checkpoint (transformers or release names) to
+DeepSeek's release format, and write its exactly-dequantized fp32 twin beside it.
 
     scripts/release_checkpoint.py SRC_DIR OUT_DIR [--block 128] [--no-fp4]
+
+V4.1 (model_type deepseek_v41): FP8 blocks of 32 by default, the Engram wkv in FP8 too, the
+Engram tables (already F8_E4M3 rows with F8_E8M0 scales) and engram_compression_map.npy copied
+to both outputs as they are.
 
 OUT_DIR gets the release names (embed.weight, layers.N.attn.wq_a.weight, ...); the projections the
 release quantizes (attn wq_a / wq_b / wkv / wo_a / wo_b, the indexer's wq_b, the shared experts)
@@ -23,7 +27,8 @@ import numpy as np
 
 FP8_SUFFIXES = (".attn.wq_a.weight", ".attn.wq_b.weight", ".attn.wkv.weight", ".attn.wo_a.weight",
                 ".attn.wo_b.weight", ".indexer.wq_b.weight", ".shared_experts.w1.weight",
-                ".shared_experts.w2.weight", ".shared_experts.w3.weight")
+                ".shared_experts.w2.weight", ".shared_experts.w3.weight", ".engram.wkv.weight")
+RAW = ("F8_E4M3", "F8_E8M0")  # already in a release dtype (V4.1's Engram tables): kept as bytes
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6], dtype=np.float32)
 
 
@@ -61,6 +66,9 @@ def read_safetensors(path):
             v = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
         elif dt in ("I64", "I32"):
             v = raw.view("<i8" if dt == "I64" else "<i4").astype(np.int64)
+        elif dt in RAW:
+            out[name] = (dt, raw.reshape(shape))
+            continue
         else:
             raise SystemExit("release_checkpoint.py: %s: unsupported input dtype %s" % (name, dt))
         out[name] = v.reshape(shape)
@@ -157,16 +165,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("src")
     ap.add_argument("out")
-    ap.add_argument("--block", type=int, default=128, help="FP8 block size (128 in V4, 32 in V4.1)")
+    ap.add_argument("--block", type=int, default=0,
+                    help="FP8 block size (default: 128 for V4, 32 for V4.1)")
     ap.add_argument("--no-fp4", action="store_true", help="routed experts in FP8, not FP4")
     a = ap.parse_args()
     twin = a.out.rstrip("/") + "_twin"
+    cfg = json.load(open(os.path.join(a.src, "config.json")))
+    if a.block == 0:
+        a.block = 32 if cfg.get("model_type") == "deepseek_v41" else 128
     tensors = read_checkpoint(a.src)
     rel, tw = {}, {}
     for name, v in tensors.items():
         rn = release_name(name)
         base = rn[:-len(".weight")] if rn.endswith(".weight") else rn
         expert = ".ffn.experts." in name
+        if isinstance(v, tuple):  # stored in a release dtype already
+            rel[rn], tw[name] = v, v
+            continue
         if v.dtype == np.int64:
             rel[rn], tw[name] = ("I64", v), ("I64", v)
             continue
@@ -183,16 +198,18 @@ def main():
         tw[name] = ("F32", deq)
     for d in (a.out, twin):
         os.makedirs(d, exist_ok=True)
-    cfg = json.load(open(os.path.join(a.src, "config.json")))
     json.dump(cfg, open(os.path.join(twin, "config.json"), "w"), indent=2)
     cfg["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "scale_fmt": "ue8m0",
                                   "weight_block_size": [a.block, a.block]}
     json.dump(cfg, open(os.path.join(a.out, "config.json"), "w"), indent=2)
     write_safetensors(os.path.join(a.out, "model.safetensors"), rel)
     write_safetensors(os.path.join(twin, "model.safetensors"), tw)
-    for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+    for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json",
+              "engram_compression_map.npy"):
         if os.path.exists(os.path.join(a.src, f)):
             shutil.copy(os.path.join(a.src, f), a.out)
+            if f == "engram_compression_map.npy":
+                shutil.copy(os.path.join(a.src, f), twin)
     print("release_checkpoint.py: wrote %s (%d tensors, FP8 block %d%s) and %s"
           % (a.out, len(rel), a.block, "" if a.no_fp4 else ", FP4 experts", twin))
 

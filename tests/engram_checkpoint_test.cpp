@@ -1,7 +1,7 @@
 // A tiny Engram checkpoint in the format V4.1 ships (config.json with the text model under
 // text_config and the engram_* keys; per Engram layer fp8 table rows with one E8M0 scale per 32
 // values, an FP8 wkv with 32 x 32 block scales, bf16 q/k gate scales; the compression map beside
-// it), written here on top of the transformers fixture's backbone. It loads, and its logits equal
+// it), written here on top of the transformers fixture's V4 backbone. It loads, and its logits equal
 // those of the same model with the tables stored in fp32; broken maps and tables are errors.
 #include <gtest/gtest.h>
 
@@ -54,8 +54,9 @@ std::string write_checkpoint(const std::string& name, bool fp32_tables,
   text["engram_vocab_size"] = kPrimeStart;
   text["engram_pad_token_id"] = 2;
   text["engram_compressed_vocab_size"] = kCVocab;
-  // V4.1 quantizes in 32 x 32 blocks.
-  const json cfg = {{"model_type", "deepseek_v41"},
+  // V4.1 quantizes in 32 x 32 blocks. The backbone stays V4's (model_type deepseek_v4): this
+  // checks the Engram format; the V4.1 backbone is v41_parity_test's.
+  const json cfg = {{"model_type", "deepseek_v4"},
                     {"quantization_config", {{"weight_block_size", {32, 32}}}},
                     {"text_config", text}};
   std::ofstream(dst / "config.json") << cfg.dump(2);

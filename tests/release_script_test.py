@@ -3,7 +3,8 @@
 experts: `modelone run` on the release copy and on its fp32 twin gives logits within 1e-5 and the
 same greedy tokens, on 1 rank and with the experts over 3 ranks. Then the same for the fixture
 grown by scripts/grow_experts.py to 24 experts of width 96 (short FP8 edge blocks in the shared
-experts), whose release copy must also be under a third of its twin's bytes.
+experts), whose release copy must also be under a third of its twin's bytes. Last the V4.1
+fixture (tests/data/v41_tiny) at its block of 32, within 1e-4 of its twin.
 
     release_script_test.py MODELONE MPIEXEC FIXTURE_DIR"""
 import json
@@ -20,9 +21,9 @@ script = os.path.join(scripts, "release_checkpoint.py")
 ids = ",".join(str((i * 71 + 9) % 256) for i in range(45))
 
 
-def run(model, np_, out, compute="fp32"):
+def run(model, np_, out, compute="fp32", extra=()):
     cmd = [modelone, "run", "--model", model, "--ids", ids, "--generate", "8", "--ignore-eos",
-           "--quiet", "--json", "--logits-out", out, "--compute", compute]
+           "--quiet", "--json", "--logits-out", out, "--compute", compute] + list(extra)
     if np_ > 1:
         cmd = [mpiexec, "-n", str(np_), "--oversubscribe"] + cmd
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -48,6 +49,22 @@ def check_twins(d, src, block, what):
     return out
 
 
+def check_v41(d, src):
+    """V4.1 (FP8 blocks of 32, FP4 experts, the Engram wkv in FP8, the fp8 tables kept) against
+    its twin with the fake quantization off (the exact path): within 1e-4."""
+    out = os.path.join(d, "rel_v41")
+    subprocess.run([sys.executable, script, src, out], check=True)
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["quantization_config"]["weight_block_size"] == [32, 32], cfg["quantization_config"]
+    for np_ in (1, 3):
+        tq, lq = run(out, np_, os.path.join(d, "q.npy"), extra=["--fake-quant", "off"])
+        tt, lt = run(out + "_twin", np_, os.path.join(d, "t.npy"), extra=["--fake-quant", "off"])
+        diff = np.abs(lq - lt).max()
+        print("V4.1 fixture, block 32, %d ranks: max |d logits| %.3g, tokens %s" % (np_, diff, tq))
+        assert lq.shape == lt.shape and diff <= 1e-4, diff
+        assert tq == tt, (tq, tt)
+
+
 def size(d):
     return os.path.getsize(os.path.join(d, "model.safetensors"))
 
@@ -61,4 +78,5 @@ with tempfile.TemporaryDirectory() as d:
     out = check_twins(d, grown, 128, "grown")
     assert json.load(open(os.path.join(grown, "config.json")))["n_routed_experts"] == 24
     assert 3 * size(out) < size(out + "_twin"), (size(out), size(out + "_twin"))
+    check_v41(d, os.path.join(os.path.dirname(fixture), "v41_tiny"))
 print("release_script_test: ok")

@@ -10,8 +10,10 @@ namespace modelone::test {
 
 std::string data_dir(const std::string& name) { return std::string(MODELONE_TEST_DATA) + "/" + name; }
 
-Reference load_reference(const std::string& fixture_dir) {
-  return Reference{Checkpoint::open(fixture_dir + "/reference.safetensors")};
+Reference load_reference(const std::string& fixture) {
+  const std::string ext = ".safetensors";
+  const bool file = fixture.size() > ext.size() && fixture.compare(fixture.size() - ext.size(), ext.size(), ext) == 0;
+  return Reference{Checkpoint::open(file ? fixture : fixture + "/reference.safetensors")};
 }
 
 std::vector<float> Reference::f32(const std::string& name) const { return ck.get(name).to_f32(); }

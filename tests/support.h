@@ -16,14 +16,14 @@ namespace modelone::test {
 // tests/data/<name> (the copy of ../shared/fixtures kept in the repo).
 std::string data_dir(const std::string& name);
 
-// reference.safetensors of a transformers fixture.
+// reference.safetensors of a fixture directory, or the .safetensors file named.
 struct Reference {
   Checkpoint ck;
   std::vector<float> f32(const std::string& name) const;
   std::vector<int32_t> ids(const std::string& name) const;
   std::vector<int64_t> shape(const std::string& name) const;
 };
-Reference load_reference(const std::string& fixture_dir);
+Reference load_reference(const std::string& fixture);
 
 // An engine over the whole world with the given model (preset, .pbtxt or directory).
 struct TestModel {

@@ -13,6 +13,9 @@ namespace modelone {
 struct ModelOptions {
   std::string model;
   std::vector<std::string> sets;
+  std::string fake_quant;  // "", on, off: V4.1's in-forward rounding (default on for V4.1)
+  // sets, with --fake-quant as the config field it sets.
+  std::vector<std::string> all_sets() const;
   int threads = 0;  // 0: OMP_NUM_THREADS or all cores
   bool quiet = false;
 };

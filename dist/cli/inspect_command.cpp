@@ -51,7 +51,7 @@ int inspect_command(const InspectOptions& in) {
   InspectOptions o = in;
   ModelSource ms;
   comm::agree(comm::Comm::world(), [&] {
-    ms = resolve_model(o.m.model, o.m.sets);
+    ms = resolve_model(o.m.model, o.m.all_sets());
     // Default: 4096 tokens, or the model's whole context when that is shorter.
     if (o.context == 0) o.context = std::min<int64_t>(4096, ms.cfg.max_position_embeddings);
     MO_REQUIRE(o.context >= 1 && o.context <= ms.cfg.max_position_embeddings, "--context ",

@@ -25,7 +25,13 @@ ModelSource resolve_model(const std::string& model, const std::vector<std::strin
   } else if (fs::is_directory(model)) {
     const fs::path cj = fs::path(model) / "config.json";
     MO_REQUIRE(fs::exists(cj), "--model: checkpoint directory '", model, "' has no config.json");
-    p = read_config_json(cj.string());
+    std::vector<std::string> unread;
+    p = read_config_json(cj.string(), &unread);
+    if (!unread.empty()) {
+      std::string keys;
+      for (auto& k : unread) keys += (keys.empty() ? "" : ", ") + k;
+      ms.warnings.push_back(cj.string() + ": keys modelone does not read, ignored: " + keys);
+    }
     if (!p.has_name()) p.set_name(model);
     source = cj.string();
     ms.synthetic = false;
@@ -47,6 +53,7 @@ ModelSource resolve_model(const std::string& model, const std::vector<std::strin
     ms.weights = synthetic_source(ms.cfg.seed, ms.cfg.weight_dtype);
   } else {
     auto ck = std::make_shared<const Checkpoint>(Checkpoint::open(model));
+    check_checkpoint_arch(ms.cfg, *ck);
     ms.checkpoint = ck;
     ms.dir = model;
     ms.description = "checkpoint " + model;

@@ -18,6 +18,7 @@ struct ModelSource {
   std::string dir;                      // the checkpoint directory (empty for presets)
   std::shared_ptr<const class Checkpoint> checkpoint;
   std::unique_ptr<WeightSource> weights;
+  std::vector<std::string> warnings;    // for rank 0's log: e.g. config.json keys not read
 };
 
 ModelSource resolve_model(const std::string& model, const std::vector<std::string>& sets);

@@ -67,6 +67,16 @@ void add_model_options(CLI::App* app, ModelOptions* o) {
                                            "or all cores)")
       ->check(non_negative());
   app->add_flag("--quiet", o->quiet, "No progress lines on stderr");
+  app->add_option("--fake-quant", o->fake_quant, "DeepSeek-V4.1's in-forward rounding of the "
+                  "window KV (FP8), compressed entries and indexer queries and keys (FP4): on "
+                  "(default for V4.1; part of its numerics) or off (the exact comparisons); V4 has none")
+      ->check(CLI::IsMember({"on", "off"}));
+}
+
+std::vector<std::string> ModelOptions::all_sets() const {
+  std::vector<std::string> s = sets;
+  if (!fake_quant.empty()) s.push_back(fake_quant == "on" ? "fake_quant=true" : "fake_quant=false");
+  return s;
 }
 
 void add_run_command(CLI::App* app, RunOptions* o) {
@@ -273,7 +283,8 @@ int run_command(const RunOptions& o) {
   comm::agree(grid.world, [&] {
     apply_compute(o.compute);
     kv = o.kv_cache == "bf16" ? DType::BF16 : o.kv_cache == "fp8" ? DType::F8_E4M3 : DType::F32;
-    ms = resolve_model(o.m.model, o.m.sets);
+    ms = resolve_model(o.m.model, o.m.all_sets());
+    for (const std::string& w : ms.warnings) log_line(o.m.quiet, "warning: " + w);
     auto check_positions = [&](int64_t prompt_len) {
       MO_REQUIRE(prompt_len + o.generate <= ms.cfg.max_position_embeddings, "the prompt (",
                  prompt_len, " tokens) and --generate ", o.generate, " need ",

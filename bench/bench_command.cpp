@@ -45,7 +45,8 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   e->add_option("--contexts", o->engine.contexts, "Prompt lengths")->delimiter(',');
   e->add_option("--decode-steps", o->engine.decode_steps, "Decode steps timed per context");
   e->add_option("--prefill-chunk", o->engine.prefill_chunk, "Prompt tokens per forward step");
-  e->add_option("--kv-cache", o->engine.kv_cache, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  e->add_option("--kv-cache", o->engine.kv_cache, "fp32, bf16, fp8, fp4 (V4.1) or auto")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
   e->add_option("--seed", o->engine.seed, "Prompt seed");
   e->add_option("--compute", o->engine.compute, "Compute mode timed against fp32 in the same run: "
                 "auto (bf16 where the CPU has it), bf16 or fp32")
@@ -83,9 +84,10 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   CLI::App* c = b->add_subcommand("context", "One long sequence over the cp group (the mpirun "
                                             "world) vs one rank: prefill and decode");
   c->add_option("--model", o->context.model, "Preset or config (V4-Flash attention shapes)");
-  c->add_option("--set", o->context.sets, "Config overrides after the defaults "
-                                          "num_hidden_layers=2, layer_types=CSA,HCA, "
-                                          "n_routed_experts=8");
+  c->add_option("--set", o->context.sets, "Config overrides after the defaults (the cut of "
+                                          "--layers, n_routed_experts=8)");
+  c->add_option("--layers", o->context.layers, "The layers kept (default: V4-Flash's first CSA "
+                "and HCA layer; V4.1's 0-3, 8, 20, 21, 24)")->delimiter(',');
   c->add_option("--prefill", o->context.prefill, "Prompt lengths to prefill (empty: none)")
       ->delimiter(',');
   c->add_option("--decode", o->context.decode, "Contexts to decode at, filled synthetically")
@@ -96,8 +98,8 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
       ->check(CLI::IsMember({"prefill", "decode", "both"}));
   c->add_option("--decode-steps", o->context.decode_steps, "Timed decode steps per context");
   c->add_option("--prefill-chunk", o->context.prefill_chunk, "Prompt tokens per rank per step");
-  c->add_option("--kv-cache", o->context.kv_cache, "fp32, bf16 or fp8 (MODEL1)")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
+  c->add_option("--kv-cache", o->context.kv_cache, "fp32, bf16, fp8 (MODEL1), fp4 (V4.1) or auto")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
   c->add_option("--compute", o->context.compute, "auto (bf16 where the CPU has it), bf16 or fp32")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   c->add_option("--threads", o->context.threads, "Threads per rank (default 1)")->check(non_negative());

@@ -57,7 +57,8 @@ struct MoeBenchOptions {
 
 struct ContextBenchOptions {
   std::string model = "v4-flash";
-  std::vector<std::string> sets;  // after the defaults: 2 layers (CSA, HCA), 8 experts
+  std::vector<std::string> sets;  // after the defaults: the cut (layers), 8 experts
+  std::vector<int64_t> layers;    // the cut (keep_layers); default: see context_bench.cpp
   std::vector<int64_t> prefill = {8192, 16384, 32768, 65536};
   std::vector<int64_t> decode = {8192, 65536, 262144, 1048576};
   std::vector<std::string> layouts = {"zigzag"};

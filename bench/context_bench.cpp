@@ -34,12 +34,32 @@ struct Prefill {
 struct Decode {
   double step = 0, indexer = 0, topk = 0, attend = 0, merge = 0, csa_sparse = 0, dense = 0;
   double attention = 0, moe = 0, head = 0;  // the tail rank's step: attention, MoE, LM head
+  double cache_bytes_per_token = 0;         // every rank's caches over the context
 };
+
+// The cut: --layers, or by default V4-Flash's first CSA and HCA layers, V4.1's layers 0-3, 8,
+// 20, 21, 24 (2 window-only, 3 ratio-2 and 3 ratio-1: sources, readers, a masked index source);
+// 8 experts; then --set.
+std::vector<std::string> context_sets(const ContextBenchOptions& o) {
+  std::vector<std::string> sets = {"n_routed_experts=8"};
+  std::string layers;
+  for (int64_t l : o.layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
+  if (layers.empty() && resolve_model(o.model, {}).cfg.v41()) layers = "0,1,2,3,8,20,21,24";
+  if (!layers.empty()) {
+    sets.push_back("keep_layers=" + layers);
+  } else {
+    sets.push_back("num_hidden_layers=2");
+    sets.push_back("layer_types=compressed_sparse_attention,heavily_compressed_attention");
+  }
+  sets.insert(sets.end(), o.sets.begin(), o.sets.end());
+  return sets;
+}
 
 std::unique_ptr<Engine> bench_engine(const ModelSource& ms, const RankGrid& grid,
                                      const ContextBenchOptions& o, CpLayout layout) {
   EngineOptions eo;
-  eo.kv_dtype = o.kv_cache == "fp32" ? DType::F32 : o.kv_cache == "fp8" ? DType::F8_E4M3 : DType::BF16;
+  eo.engram.enabled = false;  // attention and caches only: bench engram measures Engram
+  eo.kv_dtype = kv_cache_dtype(o.kv_cache, ms.cfg);
   eo.cp_layout = layout;
   eo.prefill_chunk = o.prefill_chunk;
   auto e = make_engine(ms, grid, eo);
@@ -110,20 +130,22 @@ Decode run_decode(Engine& e, int64_t n, const ContextBenchOptions& o, bool dense
   const RankGrid& g = e.grid();
   e.synthetic_context(n, o.seed);
   const ModelConfig& cfg = e.config();
+  // The sparse layers: V4's CSA, V4.1's Shared (dense baseline: the first one's entries).
+  const AttnKind sparse_kind = cfg.v41() ? AttnKind::Shared : AttnKind::CSA;
   int64_t csa = -1;
   for (int64_t l = 0; l < cfg.num_layers && csa < 0; ++l)
-    if (cfg.attn[size_t(l)] == AttnKind::CSA) csa = l;
+    if (cfg.attn[size_t(l)] == sparse_kind) csa = cfg.v41() ? cfg.shared.kv_of[size_t(l)] : l;
   std::vector<double> step, idx, topk, att, merge, sparse, attn, moe, head;
   int32_t next = 1;
   for (int64_t i = 0; i < o.decode_steps + 1; ++i) {  // the first step warms up
-    const CpTimers a0 = e.attention().timers(), c0 = e.attention().timers(AttnKind::CSA);
+    const CpTimers a0 = e.attention().timers(), c0 = e.attention().timers(sparse_kind);
     const EngineTimers e0 = e.timers();
     g.world.barrier();
     const double t0 = comm::now();
     e.decode(&next);
     g.world.barrier();
     const double dt = comm::now() - t0;
-    const CpTimers d = e.attention().timers() - a0, dc = e.attention().timers(AttnKind::CSA) - c0;
+    const CpTimers d = e.attention().timers() - a0, dc = e.attention().timers(sparse_kind) - c0;
     const EngineTimers e1 = e.timers();
     // The tail's view (it runs every part); a bcast keeps the reduction collective simple.
     double parts[3] = {e1.attention - e0.attention, e1.moe - e0.moe, e1.head - e0.head};
@@ -145,6 +167,7 @@ Decode run_decode(Engine& e, int64_t n, const ContextBenchOptions& o, bool dense
   };
   Decode r{med(step), med(idx), med(topk), med(att), med(merge), med(sparse), 0,
            med(attn), med(moe), med(head)};
+  r.cache_bytes_per_token = g.cp_comm.allreduce(double(e.cache_bytes()), comm::Op::Sum) / double(n);
   if (dense && csa >= 0) r.dense = dense_over_entries(e, csa);
   return r;
 }
@@ -175,11 +198,7 @@ int context_bench(const ContextBenchOptions& opt) {
   set_compute_threads(o.threads);
   set_compute(o.compute == "auto" ? default_compute()
               : o.compute == "bf16" ? Compute::BF16 : Compute::F32);
-  std::vector<std::string> sets = {"num_hidden_layers=2",
-                                   "layer_types=compressed_sparse_attention,heavily_compressed_attention",
-                                   "n_routed_experts=8"};
-  sets.insert(sets.end(), o.sets.begin(), o.sets.end());
-  ModelSource ms = resolve_model(o.model, sets);
+  ModelSource ms = resolve_model(o.model, context_sets(o));
   const ModelConfig& cfg = ms.cfg;
 
   // The baseline: the sequence on world rank 0 alone (cp = 1, ep = 1), first, while the other
@@ -217,7 +236,8 @@ int context_bench(const ContextBenchOptions& opt) {
           .add("topk_ms", d1[i].topk * 1e3).add("attend_ms", d1[i].attend * 1e3)
           .add("merge_ms", d1[i].merge * 1e3).add("csa_sparse_ms", d1[i].csa_sparse * 1e3)
           .add("csa_dense_ms", d1[i].dense * 1e3)
-          .add("sparse_vs_dense", d1[i].dense / std::max(d1[i].csa_sparse, 1e-12), 3).print();
+          .add("sparse_vs_dense", d1[i].dense / std::max(d1[i].csa_sparse, 1e-12), 3)
+          .add("cache_bytes_per_token", d1[i].cache_bytes_per_token, 5).print();
     print_decode_fit("1", dec1);
     return 0;
   }
@@ -277,6 +297,7 @@ int context_bench(const ContextBenchOptions& opt) {
           .add("cp1_csa_sparse_ms", b.csa_sparse * 1e3)
           .add("csa_dense_ms", b.dense * 1e3)
           .add("sparse_vs_dense", b.dense / std::max(d.csa_sparse, 1e-12), 3)
+          .add("cache_bytes_per_token", d.cache_bytes_per_token, 5)
           .print();
     }
   }

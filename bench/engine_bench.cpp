@@ -44,7 +44,7 @@ int engine_bench(const EngineBenchOptions& o) {
   set_compute(Compute::F32);  // checks --compute before any work; the modes are set per pass
   if (o.compute == "bf16") set_compute(Compute::BF16);
   EngineOptions eo;
-  eo.kv_dtype = o.kv_cache == "fp32" ? DType::F32 : DType::BF16;
+  eo.kv_dtype = kv_cache_dtype(o.kv_cache, ms.cfg);
   eo.prefill_chunk = o.prefill_chunk;
   auto engine_ptr = make_engine(ms, grid, eo);
   Engine& engine = *engine_ptr;

@@ -128,13 +128,14 @@ struct StepTimes {
 };
 
 StepTimes step_times(const ModelSource& ms, const EngramBenchOptions& o, int64_t T, bool on,
-                     bool prefetch) {
+                     bool prefetch, bool local = false) {
   RankGrid grid = RankGrid::make(0, 0);
   EngineOptions eo;
   eo.kv_dtype = DType::BF16;
   eo.prefill_chunk = (T + grid.cp - 1) / grid.cp;
   eo.engram.enabled = on;
   eo.engram.prefetch = prefetch;
+  eo.engram.replicate = local;
   auto e = make_engine(ms, grid, eo);
   const std::vector<int32_t> ids = text_like(T, ms.cfg.vocab_size, o.seed);
   StepTimes s;
@@ -173,9 +174,16 @@ void step_bench(const EngramBenchOptions& o, const ModelSource& ms) {
   for (int64_t T : o.step_tokens) {
     const StepTimes off = step_times(ms, o, T, false, false);
     const StepTimes on = step_times(ms, o, T, true, true);
+    const StepTimes local = step_times(ms, o, T, true, true, /*local=*/true);
     const StepTimes nop = step_times(ms, o, T, true, false);
     if (me != 0) continue;
     auto pct = [](double a, double b) { return 100.0 * (a - b) / b; };
+    // The fetch: sharded tables (rows from other ranks) against every row local, prefetch on.
+    Line("engram_fetch_cost").add("tokens", T).add("layers", L)
+        .add("prefill_sharded_ms", on.prefill * 1e3).add("prefill_local_ms", local.prefill * 1e3)
+        .add("prefill_fetch_pct", pct(on.prefill, local.prefill), 3)
+        .add("decode_sharded_ms", on.decode * 1e3).add("decode_local_ms", local.decode * 1e3)
+        .add("decode_fetch_pct", pct(on.decode, local.decode), 3).print();
     // What the same Engram cost would add to a full-depth model (40 layers for V4.1-Flash),
     // scaling the backbone time per layer: an estimate, labelled as one.
     auto full = [&](double a, double b) { return 100.0 * (a - b) / (b / double(L) * 40.0); };
@@ -206,11 +214,15 @@ int engram_bench(const EngramBenchOptions& o) {
   MO_REQUIRE(fms.cfg.engram.enabled(), o.model, ": bench engram needs a model with Engram layers");
   if (o.part != "step") fetch_bench(o, fms.cfg);
   if (o.part == "fetch") return 0;
-  // Steps: V4.1-Flash's backbone cut to a few layers with Engram on two of them, and 8 experts
-  // (top-6: the real per-token expert work).
+  // Steps: the model cut to a few layers around its Engram layers (V4.1-Flash: 0-3 and 14, its
+  // Engram layers 1 and 14 and the sources they read), and 8 experts (top-6: the real
+  // per-token expert work). V4 presets with Engram: their first 4 layers, Engram on 1 and 3.
   std::vector<std::string> ssets = fsets;
-  ssets.insert(ssets.begin(), {"num_hidden_layers=4", "engram_layer_ids=1,3", "n_routed_experts=8",
-                               "vocab_size=16384"});
+  if (fms.cfg.v41())
+    ssets.insert(ssets.begin(), {"keep_layers=0,1,2,3,14", "n_routed_experts=8"});
+  else
+    ssets.insert(ssets.begin(), {"num_hidden_layers=4", "engram_layer_ids=1,3", "n_routed_experts=8",
+                                 "vocab_size=16384"});
   step_bench(o, resolve_model(o.model, ssets));
   return 0;
 }

@@ -37,6 +37,18 @@ void Engine::reset() {
   last_logits_.clear();
 }
 
+void Engine::reserve(int64_t n) {
+  const int64_t P = grid_.cp_comm.size();
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    LayerCache& c = caches_[size_t(l)];
+    if (c.entries.rows.width() == 0) continue;  // no store in this layer
+    // Prefill steps and decode's round-robin both spread the entries evenly; 1/8 slack.
+    const int64_t rows = n / cfg_.compress_rate(l) / P, slack = rows / 8 + 64;
+    c.entries.reserve(rows + slack);
+    if (c.idx_keys.rows.width() > 0) c.idx_keys.reserve(rows + slack);
+  }
+}
+
 void Engine::append_tokens(const int32_t* ids, int64_t n) {
   tokens_.insert(tokens_.end(), ids, ids + n);
   if (engram_)

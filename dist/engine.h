@@ -75,6 +75,9 @@ class Engine {
   // (seed, layer, position), placed as a one-step prefill in the configured layout would.
   void synthetic_context(int64_t n, uint64_t seed);
   void reset();  // forget the sequence
+  // Room in this rank's compressed stores for a sequence of n tokens (its share of them under
+  // cp, with some slack), so that no decode step pays for moving a store that outgrew its room.
+  void reserve(int64_t n);
 
   // The logits of the newest position, on every rank of the cp group (empty before any).
   const std::vector<float>& last_logits() const { return last_logits_; }

@@ -80,7 +80,8 @@ EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, Engram
     MO_REQUIRE(i == 0 || r > opt_.owners[i - 1], "--engram-ranks must be increasing and distinct");
     if (r == world.rank()) me_owner_ = int(i);
   }
-  const int P = int(opt_.owners.size());
+  if (opt_.replicate) me_owner_ = 0;  // one owner, present on every rank
+  const int P = opt_.replicate ? 1 : int(opt_.owners.size());
   dtype_ = tables.dtype();
   row_bytes_ = engram_row_bytes(dtype_, ec.head_dim);
   const std::vector<EngramHashParams> hps =
@@ -124,6 +125,7 @@ EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, Engram
 EngramStore::~EngramStore() = default;
 
 EngramStore::Loc EngramStore::locate(int64_t k, int64_t row) const {
+  if (opt_.replicate) return {world_.rank(), row};
   const Table& t = tables_[size_t(k)];
   const int i = t.ranges.owner(row);
   return {opt_.owners[size_t(i)], row - t.ranges.begin(i)};

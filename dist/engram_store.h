@@ -46,6 +46,9 @@ struct EngramOptions {
   // the ranks on the node. A larger share is refused before anything is allocated.
   double budget_gib = 0;
   int64_t cache_rows = 0;  // per table: a bounded LRU of remote rows on each rank (0: off)
+  // Every rank holds every row (no remote rows): the baseline the sharded fetch is measured
+  // against (`bench engram`), where the tables fit each rank.
+  bool replicate = false;
 };
 
 struct EngramStats {

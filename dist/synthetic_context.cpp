@@ -55,6 +55,7 @@ void Engine::synthetic_context(int64_t n, uint64_t seed) {
   std::vector<int32_t> ids(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) ids[size_t(t)] = int32_t(mix(seed + uint64_t(t)) % uint64_t(cfg_.vocab_size));
   append_tokens(ids.data(), n);
+  reserve(n + 65536);  // decode steps after it never move the stores
   const int tail = L.tail();
   const int64_t mine_end = L.segs[size_t(me)].empty() ? 0 : L.segs[size_t(me)].back().pos + L.segs[size_t(me)].back().n;
   std::vector<float> rows;

@@ -35,7 +35,7 @@ void attn_project_keys(const ModelConfig& cfg, int64_t layer, const AttnWeights&
     if (fq) fake_quant_fp8_ue8m0(kt, Dh, kWindowQuantBlock);
   }
   // Later queries read these rows back from the cache, so use them as the cache will hold them.
-  KvRowFormat{cache_dtype, Dh, cfg.rope_dim}.round_trip(p->kv.data(), T);
+  KvRowFormat{cache_dtype, Dh, cfg.rope_dim, /*window=*/true}.round_trip(p->kv.data(), T);
   const AttnKind kind = cfg.attn[size_t(layer)];
   if (kind == AttnKind::Sliding) return;
   if (kind == AttnKind::Shared) {  // V4.1: only a kv source compresses (one series, width Dh)

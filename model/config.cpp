@@ -4,6 +4,7 @@
 
 #include "model/check.h"
 #include "model/config.pb.h"
+#include "model/config_cut.h"
 #include "model/config_v41.h"
 #include "model/engram_hash.h"
 
@@ -73,7 +74,9 @@ AttnKind attn_kind_from(const std::string& s, const std::string& source) {
 
 }  // namespace
 
-ModelConfig config_from_proto(const pb::ModelConfig& p, const std::string& source) {
+ModelConfig config_from_proto(const pb::ModelConfig& cut, const std::string& source) {
+  if (cut.keep_layers_size() > 0) return config_from_proto(select_layers(cut, source), source);
+  const pb::ModelConfig& p = cut;
   ModelConfig c;
   c.name = p.has_name() ? p.name() : source;
   c.vocab_size = p.has_vocab_size() ? p.vocab_size() : 129280;

@@ -149,17 +149,23 @@ void shared_candidates(const ModelConfig& cfg, int64_t layer, const float* q, co
   const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim, K = cfg.index_topk;
   const int64_t r = sa.ratio[size_t(layer)], bs = sa.candidate_block_size;
   const bool masked = sa.uses_candidates(layer);
-  // Visible local rows: a prefix of the store (global indices increase); masked: those in blocks.
+  // Visible local rows: a prefix of the store (global indices increase); masked: those of it in
+  // the candidate blocks (a list), else the prefix itself (read in place).
   const int64_t limit = (pos + 1) / r;
   const int64_t n_vis =
       std::lower_bound(keys.index.begin(), keys.index.end(), limit) - keys.index.begin();
-  std::vector<int32_t> rows;
-  for (int64_t i = 0; i < n_vis; ++i)
-    if (!masked || std::binary_search(blocks->begin(), blocks->end(), int32_t(keys.index[size_t(i)] / bs)))
-      rows.push_back(int32_t(i));
-  const int64_t n = int64_t(rows.size());
+  std::vector<int32_t> rows, gidx_list;
+  if (masked)
+    for (int64_t i = 0; i < n_vis; ++i)
+      if (std::binary_search(blocks->begin(), blocks->end(), int32_t(keys.index[size_t(i)] / bs))) {
+        rows.push_back(int32_t(i));
+        gidx_list.push_back(keys.index[size_t(i)]);
+      }
+  const int64_t n = masked ? int64_t(rows.size()) : n_vis;
+  const int32_t* gidx = masked ? gidx_list.data() : keys.index.data();
   if (n == 0) return;
-  // Tiles of keys decoded into per-thread scratch: no buffer grows with the context.
+  // Tiles of keys decoded into per-thread scratch (bf16 stores read in place): no buffer grows
+  // with the context.
   static thread_local std::vector<float> score;
   score.resize(size_t(n));
   const bool bf16 = compute_mode() == Compute::BF16;
@@ -176,22 +182,28 @@ void shared_candidates(const ModelConfig& cfg, int64_t layer, const float* q, co
     static thread_local std::vector<float> kt;
     static thread_local std::vector<uint16_t> k16;
     const int64_t s0 = b * kTile, ns = std::min(kTile, n - s0);
-    kt.resize(size_t(ns * Di));
-    keys.rows.gather(rows.data() + s0, ns, kt.data());
-    if (bf16) {
-      k16.assign(size_t(pad64(ns) * Di), 0);
-      rows_to_bf16(kt.data(), ns, Di, Di, k16.data());
+    const float* k32 = nullptr;
+    const uint16_t* kb = nullptr;
+    if (bf16 && masked) {
+      keys.rows.gather_bf16(rows.data() + s0, ns, pad64(ns), k16);
+      kb = k16.data();
+    } else if (bf16) {
+      kb = keys.rows.view_bf16(s0, ns, pad64(ns), k16);
+    } else if (masked) {
+      kt.resize(size_t(ns * Di));
+      keys.rows.gather(rows.data() + s0, ns, kt.data());
+      k32 = kt.data();
+    } else {
+      k32 = keys.rows.view(s0, ns, kt);
     }
-    score_rows(cfg, q, qb.data(), w, kt.data(), bf16 ? k16.data() : nullptr, ns, sc + s0);
+    score_rows(cfg, q, qb.data(), w, k32, kb, ns, sc + s0);
   }
-  std::vector<int32_t> gidx(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) gidx[size_t(i)] = keys.index[size_t(rows[size_t(i)])];
-  local_top(sc, n, K, gidx.data(), out);
+  local_top(sc, n, K, gidx, out);
   if (!block_out || layer != sa.candidate_source) return;
   // Partial block maxima of the local entries (a block's entries may sit on several ranks).
   std::vector<Candidate> bm;
   for (int64_t i = 0; i < n; ++i) {
-    const int32_t blk = int32_t(gidx[size_t(i)] / bs);
+    const int32_t blk = int32_t(gidx[i] / bs);
     if (bm.empty() || bm.back().index != blk) bm.push_back({sc[i], blk});
     else bm.back().score = std::max(bm.back().score, sc[i]);
   }

@@ -8,15 +8,28 @@
 #include "model/bf16_kernels.h"
 #include "model/check.h"
 #include "model/kv_fp8.h"
+#include "model/kv_v41.h"
 
 namespace modelone {
 
+namespace {
+V41Row v41_kind(const KvRowFormat& f) {
+  return f.window ? V41Row::Window : f.rope >= 0 ? V41Row::Entry : V41Row::Key;
+}
+}  // namespace
+
 int64_t KvRowFormat::row_bytes() const {
+  if (dtype == DType::F4_E2M1) return v41_row_bytes(v41_kind(*this), width);
   if (dtype != DType::F8_E4M3) return width * int64_t(dtype_size(dtype));
   return rope >= 0 ? fp8_entry_bytes(width, rope) : fp8_key_bytes(width);
 }
 
 void KvRowFormat::encode(const float* x, int64_t n, uint8_t* out) const {
+  if (dtype == DType::F4_E2M1) {
+    const int64_t rb = row_bytes();
+    for (int64_t r = 0; r < n; ++r) v41_row_encode(v41_kind(*this), x + r * width, width, out + r * rb);
+    return;
+  }
   if (dtype != DType::F8_E4M3) {
     narrow_from_f32(dtype, x, out, size_t(n * width));
     return;
@@ -29,6 +42,11 @@ void KvRowFormat::encode(const float* x, int64_t n, uint8_t* out) const {
 }
 
 void KvRowFormat::decode(const uint8_t* in, int64_t n, float* x) const {
+  if (dtype == DType::F4_E2M1) {
+    const int64_t rb = row_bytes();
+    for (int64_t r = 0; r < n; ++r) v41_row_decode(v41_kind(*this), in + r * rb, width, x + r * width);
+    return;
+  }
   if (dtype != DType::F8_E4M3) {
     widen_to_f32(dtype, in, x, size_t(n * width));
     return;
@@ -42,7 +60,7 @@ void KvRowFormat::decode(const uint8_t* in, int64_t n, float* x) const {
 
 void KvRowFormat::round_trip(float* x, int64_t n) const {
   if (dtype == DType::F32) return;
-  if (dtype != DType::F8_E4M3) {
+  if (dtype != DType::F8_E4M3 && dtype != DType::F4_E2M1) {
     round_to_dtype(dtype, x, size_t(n * width));
     return;
   }
@@ -110,13 +128,30 @@ void KvStore::gather(const int32_t* rows, int64_t n, float* out) const {
   }
 }
 
+void KvStore::gather_bf16(const int32_t* rows, int64_t n, int64_t n_pad,
+                          std::vector<uint16_t>& out) const {
+  const int64_t w = codec_.width;
+  out.assign(size_t(n_pad * w), 0);
+  static thread_local std::vector<float> f;
+  f.resize(size_t(w));
+  for (int64_t i = 0; i < n; ++i) {
+    MO_CHECK(rows[i] >= 0 && rows[i] < rows_);
+    if (codec_.dtype == DType::BF16) {
+      std::memcpy(out.data() + i * w, raw(rows[i]), size_t(w) * 2);
+      continue;
+    }
+    codec_.decode(raw(rows[i]), 1, f.data());
+    for (int64_t c = 0; c < w; ++c) out[size_t(i * w + c)] = f32_to_bf16(f[size_t(c)]);
+  }
+}
+
 void KvStore::append_raw(const uint8_t* src, int64_t n) {
   data_.insert(data_.end(), src, src + size_t(n * codec_.row_bytes()));
   rows_ += n;
 }
 
 RingStore::RingStore(DType dtype, int64_t width, int64_t capacity, int64_t rope)
-    : codec_{dtype, width, rope}, capacity_(capacity),
+    : codec_{dtype, width, rope, /*window=*/true}, capacity_(capacity),
       data_(size_t(capacity * codec_.row_bytes())) {}
 
 void RingStore::append(const float* rows, int64_t n) {

@@ -2,7 +2,8 @@
 
 #include <algorithm>
 
-#include "model/kv_fp8.h"
+#include "model/check.h"
+
 
 namespace modelone {
 
@@ -33,6 +34,17 @@ void LayerCache::restart_at(int64_t p) {
   comp.n = idx_comp.n = 0;
 }
 
+DType kv_cache_dtype(const std::string& name, const ModelConfig& cfg) {
+  if (name == "fp32") return DType::F32;
+  if (name == "bf16") return DType::BF16;
+  if (name == "fp8") return DType::F8_E4M3;
+  if (name == "auto") return cfg.v41() && cfg.fake_quant ? DType::F4_E2M1 : DType::F32;
+  MO_REQUIRE(name == "fp4", "--kv-cache: '", name, "' is not one of auto, fp32, bf16, fp8, fp4");
+  MO_REQUIRE(cfg.v41(), "--kv-cache fp4 is DeepSeek-V4.1's trained cache form (FP8 window, FP4 "
+             "entries and keys); ", cfg.name, " is a V4 model");
+  return DType::F4_E2M1;
+}
+
 std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype) {
   std::vector<LayerCache> caches(static_cast<size_t>(cfg.num_layers));
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
@@ -59,14 +71,14 @@ std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype
 }
 
 CacheBytes cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens) {
-  // F8_E4M3: FlashMLA's MODEL1 entries and fp8 indexer keys (model/kv_fp8.h).
-  const bool fp8 = kv_dtype == DType::F8_E4M3;
-  const int64_t es = int64_t(dtype_size(kv_dtype));
-  const int64_t entry = fp8 ? fp8_entry_bytes(cfg.head_dim, cfg.rope_dim) : cfg.head_dim * es;
-  const int64_t key = fp8 ? fp8_key_bytes(cfg.index_head_dim) : cfg.index_head_dim * es;
+  // F8_E4M3: FlashMLA's MODEL1 entries and fp8 indexer keys (model/kv_fp8.h); F4_E2M1: V4.1's
+  // trained form (model/kv_v41.h).
+  const int64_t window = KvRowFormat{kv_dtype, cfg.head_dim, cfg.rope_dim, true}.row_bytes();
+  const int64_t entry = KvRowFormat{kv_dtype, cfg.head_dim, cfg.rope_dim}.row_bytes();
+  const int64_t key = KvRowFormat{kv_dtype, cfg.index_head_dim}.row_bytes();
   CacheBytes b;
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
-    b.window += std::min(n_tokens, cfg.sliding_window - 1) * entry;
+    b.window += std::min(n_tokens, cfg.sliding_window - 1) * window;
     const AttnKind k = cfg.attn[size_t(l)];
     if (k == AttnKind::Sliding) continue;
     const int64_t n = n_tokens / cfg.compress_rate(l);
@@ -79,6 +91,14 @@ CacheBytes cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tok
     b.entries += n * (entry + 4);  // + the global index
     if (k == AttnKind::CSA) b.index_keys += n_tokens / cfg.csa_rate * (key + 4);
   }
+  return b;
+}
+
+double trained_cache_bytes_per_token(const ModelConfig& cfg) {
+  const double entry = double(cfg.head_dim) / 2 + double(cfg.head_dim) / 16;
+  const double key = double(cfg.index_head_dim) / 2 + double(cfg.index_head_dim) / 32;
+  double b = 0;
+  for (int64_t l : cfg.shared.kv_sources) b += (entry + key) / double(cfg.compress_rate(l));
   return b;
 }
 

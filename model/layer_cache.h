@@ -6,6 +6,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "model/config.h"
@@ -45,6 +46,10 @@ struct EntryStore {
   void append(const float* r, int64_t n, int64_t first_index);
   void append(const float* r, int64_t n, const int32_t* idx);
   void clear() { rows.clear(); index.clear(); }
+  void reserve(int64_t n) {
+    rows.reserve(n);
+    index.reserve(size_t(n));
+  }
   size_t bytes() const { return rows.bytes() + index.size() * sizeof(int32_t); }
 };
 
@@ -62,6 +67,11 @@ struct LayerCache {
   void restart_at(int64_t p);
 };
 
+// The cache storage a --kv-cache name gives for a model: fp32, bf16, fp8 (MODEL1), fp4 (V4.1's
+// trained form, V4.1 only), or auto (fp4 for V4.1 with its fake quantization on, where it holds
+// the model's own numbers exactly; otherwise fp32). An unknown name or fp4 for V4 is an error.
+DType kv_cache_dtype(const std::string& name, const ModelConfig& cfg);
+
 // Fresh caches for every layer; kv_dtype is the cache storage type (F32 or BF16).
 std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype);
 
@@ -73,5 +83,9 @@ struct CacheBytes {
   int64_t total() const { return window + entries + index_keys; }
 };
 CacheBytes cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens);
+// V4.1: compressed-cache bytes per token in the form its fake quantization trained for, FP4
+// entries (e4m3 scale per 16) and FP4 indexer keys (ue8m0 scale per 32), over every kv source
+// (V4.1-Flash: 2.5 x (288 + 68) = 890 B).
+double trained_cache_bytes_per_token(const ModelConfig& cfg);
 
 }  // namespace modelone

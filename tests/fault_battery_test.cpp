@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "model/safetensors.h"
 #include "tests/cli_support.h"
 #include "tests/support.h"
 
@@ -283,6 +285,48 @@ TEST(FaultBattery, Checkpoints) {
 
 // Ranks launched with different commands stop together, naming the difference (more flags in
 // cli_hardening_test's RanksThatDisagreeStopTogether).
+// DeepSeek-V4.1: schedules that break a rule, and checkpoints that do not fit their config.
+fs::path v41_copy(const std::string& name, const std::function<void(std::vector<TensorToWrite>&)>& edit) {
+  const fs::path src = data_dir("v41_tiny"), dst = tmpdir() / ("battery_v41_" + name);
+  fs::remove_all(dst);
+  fs::create_directories(dst);
+  for (const char* f : {"config.json", "engram_compression_map.npy"}) fs::copy_file(src / f, dst / f);
+  std::vector<TensorToWrite> all = checkpoint_tensors(Checkpoint::open(src.string()));
+  edit(all);
+  write_safetensors((dst / "model.safetensors").string(), all);
+  return dst;
+}
+
+TEST(FaultBattery, V41) {
+  const std::string run = "run --model " + data_dir("v41_tiny") + " --ids 0,5,6 --set ";
+  expect_fault("V4.1 kv sources not increasing", run + "kv_source_layer_ids=4,1",
+               "kv_source_layer_ids must be increasing and distinct, got 4 then 1");
+  expect_fault("V4.1 kv source on a ratio-0 layer", run + "kv_source_layer_ids=0,4",
+               "kv_source_layer_ids names layer 0, a window-only layer");
+  expect_fault("V4.1 index source before any kv source", run + "kv_source_layer_ids=4",
+               "index source layer 1 has no kv source at or before it");
+  expect_fault("V4.1 candidate source not an index source", run + "candidate_source_layer_id=5",
+               "candidate_source_layer_id 5 is not an index source");
+  expect_fault("V4.1 layer before its first source",
+               run + "kv_source_layer_ids=4 --set index_source_layer_ids=4,6",
+               "layer 1 \\(compress ratio 2\\) comes before the first kv source");
+  const fs::path missing = v41_copy("missing", [](std::vector<TensorToWrite>& all) {
+    all.erase(std::remove_if(all.begin(), all.end(),
+                             [](const TensorToWrite& t) { return t.name == "layers.4.attn.indexer.wk.weight"; }),
+              all.end());
+  });
+  expect_fault("V4.1 kv source without its indexer key tensor",
+               "run --model " + missing.string() + " --ids 0,5,6",
+               "is missing tensor 'layers.4.attn.indexer.wk.weight'");
+  const fs::path hc = v41_copy("hc_head", [](std::vector<TensorToWrite>& all) {
+    all.push_back({"hc_head_fn", DType::F32, {4, 1024}, std::vector<float>(4096, 0.01f), {}});
+  });
+  expect_fault("V4.1 checkpoint with V4's hc_head", "run --model " + hc.string() + " --ids 0,5,6",
+               "holds 'hc_head_fn', a DeepSeek-V4 tensor");
+  expect_fault("--fake-quant on a V4 model", "run --model tiny --ids 1 --fake-quant on",
+               "fake_quant is a DeepSeek-V4.1 key, but model_type is deepseek_v4");
+}
+
 TEST(FaultBattery, RanksDisagree) {
   const std::string base = "run --model tiny --ids 1,2,3 --generate 2 --quiet";
   struct Case { std::string name, a, b, pattern; };

@@ -56,9 +56,16 @@ TEST(V41Checkpoint, V4HeadTensorsAreRefused) {
   EXPECT_NE(err.find("holds 'hc_head_fn', a DeepSeek-V4 tensor"), std::string::npos) << err;
 }
 
-// The unedited copy loads (the writer keeps every dtype, the fp8 Engram rows included).
-TEST(V41Checkpoint, CopyLoads) {
+// The copy loads (the writer keeps every dtype, the fp8 Engram rows included), also with the
+// parts of a release the text model does not read: DSpark's mtp.*, the vision tower, the aligner.
+TEST(V41Checkpoint, CopyLoadsAndSkipsOtherParts) {
   EXPECT_EQ(load_error(v41_variant("modelone_v41_copy", [](std::vector<TensorToWrite>&) {})), "");
+  const std::string dir = v41_variant("modelone_v41_extras", [](std::vector<TensorToWrite>& all) {
+    for (const char* n : {"mtp.0.attn.wq_a.weight", "vision.blocks.0.attn.qkv.weight",
+                          "aligner.proj.weight", "image_newline"})
+      all.push_back({n, DType::BF16, {2, 4}, std::vector<float>(8, 0.5f), {}});
+  });
+  EXPECT_EQ(load_error(dir), "");
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 // every layer within 1e-3, the stepwise decode within 1e-3, the 32 greedy tokens equal, also with
 // prefill chunks that end inside ratio-2 groups. With it on (reference), top-1 agreement on at
 // least 90% of positions: FP4 rounding jumps under fp32 round-off (the reference's own prefill
-// and decode differ by up to 0.5 logits there).
+// and decode differ by up to 0.5 logits there); the fp4 cache gives the fp32 cache's logits exactly.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -125,6 +125,22 @@ TEST_F(V41Parity, FakeQuantTop1Agreement) {
   auto off = make_model(dir_, {}, kExact);
   const std::vector<float> exact = prefill_all(*off->engine, ids_);
   EXPECT_GT(max_diff(logits.data(), exact.data(), exact.size()).max_abs, 1e-2f);
+  // The fp4 cache holds exactly what the fake quantization leaves: the same logits, prefill and
+  // stepwise decode.
+  EngineOptions fp4;
+  fp4.kv_dtype = DType::F4_E2M1;
+  auto m4 = make_model(dir_, fp4);
+  EXPECT_EQ(max_diff(prefill_all(*m4->engine, ids_).data(), logits.data(), logits.size()).max_abs, 0.f);
+  m->engine->reset();
+  m4->engine->reset();
+  m->engine->prefill({ids_.begin(), ids_.begin() + P_});
+  m4->engine->prefill({ids_.begin(), ids_.begin() + P_});
+  for (int64_t t = P_; t < T; ++t) {
+    m->engine->decode(&ids_[size_t(t)]);
+    m4->engine->decode(&ids_[size_t(t)]);
+    ASSERT_EQ(m4->engine->last_logits(), m->engine->last_logits()) << "decode at position " << t;
+  }
+  EXPECT_LT(m4->engine->cache_bytes() * 3, m->engine->cache_bytes()) << "fp4 rows are a fraction of fp32's";
 }
 
 }  // namespace

@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 
 #include "model/compressor.h"
 #include "model/fake_quant.h"
 #include "model/indexer_v41.h"
+#include "model/kv_v41.h"
 #include "model/mhc.h"
 #include "model/weight.h"
 
@@ -144,6 +146,38 @@ TEST(V41FakeQuant, Fp8WindowBlocks) {
   EXPECT_EQ(x[0], 1.f);
   EXPECT_EQ(x[1], 0.3125f);
   EXPECT_EQ(x[40], 0.f);
+}
+
+// The fp4 cache (V4.1's trained form): 528 / 288 / 68 bytes for 512-dim window rows and entries
+// and 128-dim keys; a raw row decodes to its fake quantization, and a row that was already rounded
+// decodes to itself exactly, also where blocks are small enough for subnormal e4m3 scales.
+TEST(V41Cache, RowsHoldTheFakeQuantizationExactly) {
+  EXPECT_EQ(v41_row_bytes(V41Row::Window, 512), 528);
+  EXPECT_EQ(v41_row_bytes(V41Row::Entry, 512), 288);
+  EXPECT_EQ(v41_row_bytes(V41Row::Key, 128), 68);
+  std::mt19937 g(5);
+  std::normal_distribution<float> n;
+  for (V41Row kind : {V41Row::Window, V41Row::Entry, V41Row::Key}) {
+    const int64_t W = kind == V41Row::Key ? 128 : 512;
+    for (int trial = 0; trial < 200; ++trial) {
+      std::vector<float> x(static_cast<size_t>(W));
+      for (int64_t i = 0; i < W; ++i) x[size_t(i)] = n(g) * (i % 64 < 16 ? 0.004f * float(trial % 25) : 1.f);
+      std::vector<float> fq = x;
+      if (kind == V41Row::Window) fake_quant_fp8_ue8m0(fq.data(), W, 32);
+      if (kind == V41Row::Entry) fake_quant_fp4_e4m3(fq.data(), W, 16);
+      if (kind == V41Row::Key) fake_quant_fp4_ue8m0(fq.data(), W, 32);
+      std::vector<uint8_t> row(static_cast<size_t>(v41_row_bytes(kind, W)));
+      std::vector<float> back(static_cast<size_t>(W)), again(static_cast<size_t>(W));
+      v41_row_encode(kind, x.data(), W, row.data());
+      v41_row_decode(kind, row.data(), W, back.data());
+      v41_row_encode(kind, fq.data(), W, row.data());
+      v41_row_decode(kind, row.data(), W, again.data());
+      for (int64_t i = 0; i < W; ++i) {
+        ASSERT_EQ(back[size_t(i)], fq[size_t(i)]) << "raw row, kind " << int(kind) << ", value " << i;
+        ASSERT_EQ(again[size_t(i)], fq[size_t(i)]) << "rounded row, kind " << int(kind) << ", value " << i;
+      }
+    }
+  }
 }
 
 // Two streams of two values collapsed with a given pre-mix: 0.25 [1, 2] + 0.75 [3, 4].

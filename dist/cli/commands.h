@@ -42,7 +42,7 @@ struct RunOptions {
   uint64_t seed = 0;
   int64_t generate = 0;
   std::string logits_out;
-  std::string kv_cache = "fp32";
+  std::string kv_cache = "auto";
   std::string compute = "auto";
   double memory_budget_gib = 0;  // 0: what the node makes available to a rank
   double watchdog_s = 0;         // 0: off

@@ -10,6 +10,7 @@
 #include "dist/cli/validators.h"
 #include "dist/cli/model_source.h"
 #include "model/check.h"
+#include "model/layer_cache.h"
 #include "model/model_info.h"
 #include "model/weight_bytes.h"
 #include "model/tensor_table.h"
@@ -22,9 +23,10 @@ void add_inspect_command(CLI::App* app, InspectOptions* o) {
   ins->add_option("--context", o->context, "Context length for the memory estimate (default 4096, "
                   "or the model's max_position_embeddings if shorter)")
       ->check(positive());
-  ins->add_option("--kv-cache", o->kv_cache, "KV cache storage for the estimate: fp32, bf16, or "
-                  "fp8 (FlashMLA's MODEL1 entries; not yet a run option)")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
+  ins->add_option("--kv-cache", o->kv_cache, "KV cache storage for the estimate: bf16 (default), "
+                  "fp32, fp8 (FlashMLA's MODEL1 entries), fp4 (V4.1's trained form) or auto (as "
+                  "run chooses)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
   ins->add_option("--cp", o->cp, "Context-parallel ranks sharing the compressed caches")
       ->check(positive());
   ins->add_option("--ep", o->ep, "Expert-parallel ranks sharing the routed experts")
@@ -45,6 +47,76 @@ std::string human(int64_t n) {
   else std::snprintf(b, sizeof b, "%lld", (long long)n);
   return b;
 }
+void print_shape(const ModelConfig& c, int64_t n_sliding, int64_t n_csa, int64_t n_hca,
+                 int64_t n_hash) {
+  if (!c.v41()) {
+    std::printf("shape       vocab %lld, hidden %lld, %lld layers (%lld sliding, %lld CSA, %lld HCA; "
+                "%lld hash-routed)\n",
+                (long long)c.vocab_size, (long long)c.hidden_size, (long long)c.num_layers,
+                (long long)n_sliding, (long long)n_csa, (long long)n_hca, (long long)n_hash);
+    std::printf("attention   %lld heads x %lld (rope %lld), q_lora %lld, window %lld, CSA rate %lld "
+                "top-%lld (%lld x %lld indexer), HCA rate %lld\n",
+                (long long)c.num_heads, (long long)c.head_dim, (long long)c.rope_dim,
+                (long long)c.q_lora_rank, (long long)c.sliding_window, (long long)c.csa_rate,
+                (long long)c.index_topk, (long long)c.index_n_heads, (long long)c.index_head_dim,
+                (long long)c.hca_rate);
+    return;
+  }
+  // V4.1: layers by compress ratio, and who reads whose cache and top-k.
+  std::map<int64_t, int64_t> by_ratio;
+  for (int64_t r : c.shared.ratio) ++by_ratio[r];
+  std::string ratios;
+  for (auto& [r, n] : by_ratio)
+    ratios += (ratios.empty() ? "" : ", ") + std::to_string(n) + (r ? " ratio-" + std::to_string(r) : " window-only");
+  auto list = [](const std::vector<int64_t>& v) {
+    std::string s;
+    for (int64_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+    return s;
+  };
+  std::printf("shape       vocab %lld, hidden %lld, %lld layers (V4.1: %s; %lld hash-routed)\n",
+              (long long)c.vocab_size, (long long)c.hidden_size, (long long)c.num_layers,
+              ratios.c_str(), (long long)n_hash);
+  std::printf("attention   %lld heads x %lld (rope %lld), q_lora %lld, window %lld; kv sources %s, "
+              "index sources %s (%lld x %lld indexer, top-%lld)", (long long)c.num_heads,
+              (long long)c.head_dim, (long long)c.rope_dim, (long long)c.q_lora_rank,
+              (long long)c.sliding_window, list(c.shared.kv_sources).c_str(),
+              list(c.shared.index_sources).c_str(), (long long)c.index_n_heads,
+              (long long)c.index_head_dim, (long long)c.index_topk);
+  if (c.shared.candidate_source >= 0)
+    std::printf(", candidate blocks from layer %lld (%lld of %lld entries)",
+                (long long)c.shared.candidate_source, (long long)c.shared.candidate_topk_blocks,
+                (long long)c.shared.candidate_block_size);
+  std::printf("; fake quantization %s\n", c.fake_quant ? "on" : "off");
+}
+
+// V4.1's compressed caches per token of context: one store per kv source, whatever reads it.
+void print_shared_caches(const ModelConfig& c, DType kv, const std::string& kv_name) {
+  const int64_t n = int64_t(1) << 20;
+  const CacheBytes b = cache_bytes_for(c, kv, n);
+  std::printf("shared      compressed cache per token (%s): entries %.0f B + indexer keys %.0f B = "
+              "%.0f B (V4.1's FP4 entries and keys as trained: %.0f B)\n",
+              kv_name.c_str(), double(b.entries) / double(n), double(b.index_keys) / double(n),
+              double(b.entries + b.index_keys) / double(n), trained_cache_bytes_per_token(c));
+}
+
+// How many ranks the context needs at 24, 48 and 96 GiB per rank.
+void print_budgets(const ModelConfig& c, int64_t context, const WeightBytes& stored,
+                   const std::string& stored_as, const WeightBytes& release, DType kv) {
+  std::string a, b;
+  for (int g : {24, 48, 96}) {
+    const int64_t budget = int64_t(g) << 30;
+    auto one = [&](const WeightBytes& w) {
+      const int r = ranks_needed(c, context, w, kv, budget);
+      return r > 0 ? std::to_string(r) : std::string("-");
+    };
+    a += (a.empty() ? "" : " / ") + one(stored);
+    b += (b.empty() ? "" : " / ") + one(release);
+  }
+  std::printf("budgets     %lld tokens at 24 / 48 / 96 GiB per rank need %s ranks (%s weights), "
+              "%s in the release format\n",
+              (long long)context, a.c_str(), stored_as.c_str(), b.c_str());
+}
+
 }  // namespace
 
 int inspect_command(const InspectOptions& in) {
@@ -68,9 +140,7 @@ int inspect_command(const InspectOptions& in) {
   if (comm::Comm::world().rank() != 0) return 0;
   const ModelConfig& c = ms.cfg;
   const ParamCounts pc = count_params(c);
-  const DType kv = o.kv_cache == "fp32"  ? DType::F32
-                   : o.kv_cache == "fp8" ? DType::F8_E4M3
-                                         : DType::BF16;
+  const DType kv = kv_cache_dtype(o.kv_cache, c);
   // Weights as this model holds them: a checkpoint's stored dtypes (FP8, FP4 packed, ...), a
   // preset's synthetic dtype. For planning, also DeepSeek's release format and plain bf16.
   const WeightBytes stored = ms.checkpoint ? checkpoint_weight_bytes(c, *ms.checkpoint)
@@ -83,7 +153,11 @@ int inspect_command(const InspectOptions& in) {
   const int64_t budget = int64_t(o.mem_per_rank_gib * double(1ll << 30));
   const int need = ranks_needed(c, o.context, stored, kv, budget);
   int64_t n_sliding = 0, n_csa = 0, n_hca = 0, n_hash = 0;
-  for (auto k : c.attn) (k == AttnKind::Sliding ? n_sliding : k == AttnKind::CSA ? n_csa : n_hca)++;
+  for (auto k : c.attn) {
+    n_sliding += k == AttnKind::Sliding;
+    n_csa += k == AttnKind::CSA;
+    n_hca += k == AttnKind::HCA;
+  }
   for (auto k : c.mlp) n_hash += k == MlpKind::HashMoE;
 
   // Tensor patterns with how many instances each has.
@@ -130,6 +204,20 @@ int inspect_command(const InspectOptions& in) {
       j["rank_weight_bytes_by_ep"]["bf16"].push_back(bf16.per_rank(c, e));
     }
     j["ranks_needed"] = need;
+    for (int g : {24, 48, 96}) {
+      j["ranks_needed_by_budget"]["gib"].push_back(g);
+      j["ranks_needed_by_budget"]["stored"].push_back(ranks_needed(c, o.context, stored, kv, int64_t(g) << 30));
+      j["ranks_needed_by_budget"]["release"].push_back(ranks_needed(c, o.context, release, kv, int64_t(g) << 30));
+    }
+    if (c.v41()) {
+      const CacheBytes cb = cache_bytes_for(c, kv, o.context);
+      j["v41"] = {{"compress_ratios", c.shared.ratio}, {"kv_sources", c.shared.kv_sources},
+                  {"index_sources", c.shared.index_sources},
+                  {"candidate_source", c.shared.candidate_source},
+                  {"fake_quant", c.fake_quant},
+                  {"cache_bytes_per_token", double(cb.entries + cb.index_keys) / double(o.context)},
+                  {"trained_cache_bytes_per_token", trained_cache_bytes_per_token(c)}};
+    }
     if (o.tensors) {
       for (auto& [spec, e] : pat)
         j["tensors"].push_back({{"pattern", spec->pattern}, {"role", spec->role},
@@ -139,16 +227,7 @@ int inspect_command(const InspectOptions& in) {
     return 0;
   }
   std::printf("model       %s (%s)\n", c.name.c_str(), ms.description.c_str());
-  std::printf("shape       vocab %lld, hidden %lld, %lld layers (%lld sliding, %lld CSA, %lld HCA; "
-              "%lld hash-routed)\n",
-              (long long)c.vocab_size, (long long)c.hidden_size, (long long)c.num_layers,
-              (long long)n_sliding, (long long)n_csa, (long long)n_hca, (long long)n_hash);
-  std::printf("attention   %lld heads x %lld (rope %lld), q_lora %lld, window %lld, CSA rate %lld "
-              "top-%lld (%lld x %lld indexer), HCA rate %lld\n",
-              (long long)c.num_heads, (long long)c.head_dim, (long long)c.rope_dim,
-              (long long)c.q_lora_rank, (long long)c.sliding_window, (long long)c.csa_rate,
-              (long long)c.index_topk, (long long)c.index_n_heads, (long long)c.index_head_dim,
-              (long long)c.hca_rate);
+  print_shape(c, n_sliding, n_csa, n_hca, n_hash);
   std::printf("moe         %lld routed experts top-%lld (+%lld shared), intermediate %lld\n",
               (long long)c.n_experts, (long long)c.top_k, (long long)c.n_shared_experts,
               (long long)c.moe_inter);
@@ -162,6 +241,7 @@ int inspect_command(const InspectOptions& in) {
               stored_as.c_str(),
               double(mem.window_bytes) / double(1 << 20), gib(mem.entry_bytes),
               gib(mem.index_bytes), gib(mem.engram_bytes), gib(mem.total()));
+  if (c.v41()) print_shared_caches(c, kv, o.kv_cache);
   auto per_ep = [&](const WeightBytes& w) {
     std::string r;
     for (int e : eps) {
@@ -197,6 +277,7 @@ int inspect_command(const InspectOptions& in) {
     std::printf("ranks       %lld tokens do not fit %.1f GiB per rank at any rank count up to "
                 "65536\n", (long long)o.context, o.mem_per_rank_gib);
   }
+  print_budgets(c, o.context, stored, stored_as, release, kv);
   if (o.tensors) {
     std::printf("\n%-58s %-40s %6s  %s\n", "tensor", "role", "count", "shape");
     for (auto& [spec, e] : pat)

@@ -46,6 +46,9 @@ ModelSource resolve_model(const std::string& model, const std::vector<std::strin
          ") nor a checkpoint directory nor a .pbtxt file");
   }
   for (auto& s : sets) apply_override(&p, s);
+  // A cut renumbers layers, and a checkpoint's tensors are named by their own numbers.
+  MO_REQUIRE(p.keep_layers_size() == 0 || ms.synthetic, "--set keep_layers cuts a preset or "
+             ".pbtxt model (synthetic weights); '", model, "' is a checkpoint");
   google::protobuf::TextFormat::PrintToString(p, &ms.config_text);
   ms.cfg = config_from_proto(p, source);
   if (ms.synthetic) {

@@ -100,9 +100,11 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   run->add_option("--generate", o->generate, "Greedy tokens to generate after the prompt")
       ->check(non_negative());
   run->add_option("--logits-out", o->logits_out, "Write prompt logits [T, vocab] float32 .npy");
-  run->add_option("--kv-cache", o->kv_cache, "KV cache storage: fp32, bf16, or fp8 (FlashMLA's MODEL1 "
-                  "layout: e4m3 with a scale per 64, RoPE in bf16; 584 bytes an entry in V4)")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
+  run->add_option("--kv-cache", o->kv_cache, "KV cache storage: auto (fp4 for V4.1 with its fake "
+                  "quantization on, else fp32), fp32, bf16, fp8 (FlashMLA's MODEL1 layout: e4m3 "
+                  "with a scale per 64, RoPE in bf16; 584 bytes an entry in V4) or fp4 (V4.1's "
+                  "trained form: FP8 window, FP4 entries and indexer keys; 288 + 68 bytes)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
   run->add_option("--cp", o->cp, "Context-parallel ranks per sequence (default: the world)")
       ->check(CLI::Range(1, 1 << 20));
   run->add_option("--cp-layout", o->cp_layout, "How a prefill step's positions split over the "
@@ -282,9 +284,9 @@ int run_command(const RunOptions& o) {
   DType kv = DType::F32;
   comm::agree(grid.world, [&] {
     apply_compute(o.compute);
-    kv = o.kv_cache == "bf16" ? DType::BF16 : o.kv_cache == "fp8" ? DType::F8_E4M3 : DType::F32;
     ms = resolve_model(o.m.model, o.m.all_sets());
     for (const std::string& w : ms.warnings) log_line(o.m.quiet, "warning: " + w);
+    kv = kv_cache_dtype(o.kv_cache, ms.cfg);
     auto check_positions = [&](int64_t prompt_len) {
       MO_REQUIRE(prompt_len + o.generate <= ms.cfg.max_position_embeddings, "the prompt (",
                  prompt_len, " tokens) and --generate ", o.generate, " need ",
@@ -413,6 +415,7 @@ int run_command(const RunOptions& o) {
                               " tokens, " + fmt_seconds(last_log - t0));
     }
   };
+  engine.reserve(int64_t(prompt.size()) + o.generate);
   engine.prefill(active ? prompt : std::vector<int32_t>{}, popt);
   const double t_prefill = comm::now() - t0;
   // A failed write or rename (disk full, a device that refuses) is one error on every rank.
@@ -461,7 +464,8 @@ int run_command(const RunOptions& o) {
       j["dp"] = grid.dp;
       j["cp"] = grid.cp;
       j["ep"] = grid.ep;
-      j["kv_cache"] = o.kv_cache;
+      j["kv_cache"] = kv == DType::F4_E2M1 ? "fp4" : kv == DType::F8_E4M3 ? "fp8"
+                      : kv == DType::BF16 ? "bf16" : "fp32";  // what auto chose
       j["compute"] = compute_name(compute_mode());
       j["load_seconds"] = t_loaded - t_start;
       j["prefill_seconds"] = t_prefill;

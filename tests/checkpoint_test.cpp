@@ -15,6 +15,7 @@ namespace modelone {
 namespace {
 
 using test::error_of;
+using test::load_error;
 
 namespace fs = std::filesystem;
 
@@ -99,12 +100,6 @@ std::string fixture_variant(const std::string& name, const TensorToWrite& replac
   return dst.string();
 }
 
-std::string load_error(const std::string& dir) {
-  return error_of([&] {
-    auto ms = resolve_model(dir, {});
-    load_weights(ms.cfg, *ms.weights, [](int64_t, int64_t) { return true; });
-  });
-}
 
 TEST(Checkpoint, MissingWrongShapeWrongDtype) {
   const std::string name = "model.layers.1.attn.wq_b.weight";

@@ -17,13 +17,6 @@ namespace {
 constexpr float kRelTol = 1e-5f;  // fp32 summation order only
 const char* kModel = "tiny-engram";
 
-float rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  if (a.size() != b.size() || b.empty()) return INFINITY;
-  float scale = 0;
-  for (float v : b) scale = std::max(scale, std::fabs(v));
-  return max_diff(a.data(), b.data(), b.size()).max_abs / std::max(scale, 1e-30f);
-}
 
 std::vector<int32_t> prompt(int64_t n, uint64_t salt = 0) {
   std::vector<int32_t> ids(static_cast<size_t>(n));

@@ -16,12 +16,6 @@ namespace {
 
 constexpr float kRelTol = 1e-5f;
 
-float rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  float scale = 0;
-  for (float v : b) scale = std::max(scale, std::fabs(v));
-  return max_diff(a.data(), b.data(), b.size()).max_abs / std::max(scale, 1e-30f);
-}
 
 std::vector<int32_t> prompt(int64_t n, int64_t vocab) {
   std::vector<int32_t> ids(static_cast<size_t>(n));

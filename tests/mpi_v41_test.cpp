@@ -82,13 +82,6 @@ TEST(V41Distributed, FixtureMatchesReference) {
   }
 }
 
-float rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  if (a.size() != b.size() || b.empty()) return INFINITY;
-  float scale = 0;
-  for (float v : b) scale = std::max(scale, std::fabs(v));
-  return max_diff(a.data(), b.data(), b.size()).max_abs / std::max(scale, 1e-30f);
-}
 
 // Positions whose argmax agrees, over logits [T, V].
 double top1_agreement(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {

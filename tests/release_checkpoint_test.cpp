@@ -141,11 +141,6 @@ std::string converted(const std::string& name, int64_t block, bool release, bool
   return path;
 }
 
-float rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  float scale = 0;
-  for (float v : b) scale = std::max(scale, std::fabs(v));
-  return test::max_diff(a.data(), b.data(), b.size()).max_abs / std::max(scale, 1e-30f);
-}
 
 void expect_equal_to_twin(const std::string& dir) {
   SCOPED_TRACE(dir);
@@ -157,7 +152,7 @@ void expect_equal_to_twin(const std::string& dir) {
   const auto a = q->engine->prefill(ids, all), b = t->engine->prefill(ids, all);
   if (q->grid.cp_comm.rank() == 0) {
     ASSERT_EQ(a.size(), b.size());
-    EXPECT_LE(rel_diff(a, b), 1e-5f);
+    EXPECT_LE(test::rel_diff(a, b), 1e-5f);
   }
   EXPECT_EQ(q->engine->generate(8, true), t->engine->generate(8, true));
 }

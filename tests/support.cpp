@@ -1,5 +1,10 @@
 #include "tests/support.h"
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
 #include "dist/engine_setup.h"
 
 #include <cmath>
@@ -80,6 +85,21 @@ Diff max_diff(const float* a, const float* b, size_t n) {
     }
   }
   return d;
+}
+
+float rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  if (a.size() != b.size()) return INFINITY;
+  float scale = 0;
+  for (float v : b) scale = std::max(scale, std::fabs(v));
+  return max_diff(a.data(), b.data(), b.size()).max_abs / std::max(scale, 1e-30f);
+}
+
+std::string load_error(const std::string& dir) {
+  return error_of([&] {
+    auto ms = resolve_model(dir, {});
+    load_weights(ms.cfg, *ms.weights, [](int64_t, int64_t) { return true; });
+  });
 }
 
 }  // namespace modelone::test

@@ -43,8 +43,15 @@ std::unique_ptr<TestModel> make_solo_model(const std::string& model, EngineOptio
 // Every tensor of a checkpoint as values to write back (fixture variants).
 std::vector<TensorToWrite> checkpoint_tensors(const Checkpoint& ck);
 
+// The error loading the model at dir (resolve, then every weight on this rank), or "".
+std::string load_error(const std::string& dir);
+
 // The message of the modelone::Error that f throws, or "" when it throws none.
 std::string error_of(const std::function<void()>& f);
+
+// max |a - b| / max |b|: fp32 results of one computation in another summation order. Sizes that
+// differ are a test failure (and infinity).
+float rel_diff(const std::vector<float>& a, const std::vector<float>& b);
 
 // Largest |a - b| and where it is.
 struct Diff {

@@ -15,6 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::error_of;
+using test::load_error;
 
 // A copy of the V4.1 fixture with its tensors edited.
 std::string v41_variant(const std::string& name, const std::function<void(std::vector<TensorToWrite>&)>& edit) {
@@ -28,12 +29,6 @@ std::string v41_variant(const std::string& name, const std::function<void(std::v
   return dst.string();
 }
 
-std::string load_error(const std::string& dir) {
-  return error_of([&] {
-    auto ms = resolve_model(dir, {});
-    load_weights(ms.cfg, *ms.weights, [](int64_t, int64_t) { return true; });
-  });
-}
 
 TEST(V41Checkpoint, SourcesNeedTheirTensors) {
   for (const std::string name : {"layers.4.attn.indexer.wk.weight", "layers.1.attn.indexer.k_norm.weight",

@@ -101,6 +101,8 @@ const uint16_t* KvStore::view_bf16(int64_t r0, int64_t n, int64_t n_pad,
   std::fill(tmp.begin() + n * w, tmp.end(), uint16_t(0));
   if (codec_.dtype == DType::BF16) {
     std::copy_n(reinterpret_cast<const uint16_t*>(data_.data()) + r0 * w, n * w, tmp.begin());
+  } else if (codec_.dtype == DType::F4_E2M1) {  // V4.1's rows: decoded straight to bf16
+    for (int64_t r = 0; r < n; ++r) v41_row_decode_bf16(v41_kind(codec_), raw(r0 + r), w, tmp.data() + r * w);
   } else if (codec_.dtype == DType::F8_E4M3 && codec_.rope < 0) {  // fp8 keys: a scale per 128
     const int64_t tile = 128;  // kv_fp8's key tile
     for (int64_t r = 0; r < n; ++r) {
@@ -138,6 +140,10 @@ void KvStore::gather_bf16(const int32_t* rows, int64_t n, int64_t n_pad,
     MO_CHECK(rows[i] >= 0 && rows[i] < rows_);
     if (codec_.dtype == DType::BF16) {
       std::memcpy(out.data() + i * w, raw(rows[i]), size_t(w) * 2);
+      continue;
+    }
+    if (codec_.dtype == DType::F4_E2M1) {
+      v41_row_decode_bf16(v41_kind(codec_), raw(rows[i]), w, out.data() + i * w);
       continue;
     }
     codec_.decode(raw(rows[i]), 1, f.data());

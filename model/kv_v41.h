@@ -18,5 +18,8 @@ enum class V41Row : uint8_t { Window, Entry, Key };
 int64_t v41_row_bytes(V41Row kind, int64_t width);
 void v41_row_encode(V41Row kind, const float* x, int64_t width, uint8_t* out);
 void v41_row_decode(V41Row kind, const uint8_t* in, int64_t width, float* x);
+// The same values as bf16 (exact: e2m1 or e4m3 times its scale needs at most 7 significant bits),
+// for the bf16 compute path's indexer and attention tiles.
+void v41_row_decode_bf16(V41Row kind, const uint8_t* in, int64_t width, uint16_t* x);
 
 }  // namespace modelone

@@ -172,9 +172,12 @@ TEST(V41Cache, RowsHoldTheFakeQuantizationExactly) {
       v41_row_decode(kind, row.data(), W, back.data());
       v41_row_encode(kind, fq.data(), W, row.data());
       v41_row_decode(kind, row.data(), W, again.data());
+      std::vector<uint16_t> b16(static_cast<size_t>(W));
+      v41_row_decode_bf16(kind, row.data(), W, b16.data());
       for (int64_t i = 0; i < W; ++i) {
         ASSERT_EQ(back[size_t(i)], fq[size_t(i)]) << "raw row, kind " << int(kind) << ", value " << i;
         ASSERT_EQ(again[size_t(i)], fq[size_t(i)]) << "rounded row, kind " << int(kind) << ", value " << i;
+        ASSERT_EQ(bf16_to_f32(b16[size_t(i)]), fq[size_t(i)]) << "bf16 decode, kind " << int(kind);
       }
     }
   }

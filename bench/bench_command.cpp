@@ -1,10 +1,19 @@
 #include "bench/bench_command.h"
 
 #include "dist/cli/validators.h"
+#include "dist/grid.h"
 
 namespace modelone::bench {
 
 namespace {
+// Ranges of the benchmarks' numbers: a zero count has no median, and a negative one no meaning.
+const CLI::Validator kIters = count_in(1, 1000000);
+const CLI::Validator kContext = count_in(1, int64_t(1) << 20);  // V4's longest context
+const CLI::Validator kRows = count_in(1, int64_t(1) << 24);     // rows of one product or exchange
+
+// --threads: 0 (the default count) up to the cap run and the environment meet.
+CLI::Validator threads_per_rank() { return count_in(0, max_threads_per_rank()); }
+
 // The report's flags, on each subcommand so they read where the benchmark's own flags do.
 void add_report_options(CLI::App* sub, ReportOptions* r) {
   sub->add_option("--repetitions", r->repetitions, "Run the whole benchmark N times and report "
@@ -27,58 +36,58 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
                                            "OpenBLAS sgemm on fp32 weights");
   g->add_option("--weights", o->gemm.weights, "Stored weights: bf16, fp8 (e4m3, 128 x 128 "
                 "scales) or fp4 (e2m1, a scale per 32)")->check(CLI::IsMember({"bf16", "fp8", "fp4"}));
-  g->add_option("--tokens", o->gemm.tokens, "Rows of x (batch sizes)")->delimiter(',');
+  g->add_option("--tokens", o->gemm.tokens, "Rows of x (batch sizes)")->delimiter(',')->check(kRows);
   g->add_option("--shape", o->gemm.shape, "Only this V4-Flash projection (e.g. wq_b)");
-  g->add_option("--threads", o->gemm.threads, "Threads (default: all cores)")->check(non_negative());
+  g->add_option("--threads", o->gemm.threads, "Threads (default: all cores)")->check(threads_per_rank());
   add_report_options(g, &o->report);
 
   CLI::App* a = b->add_subcommand("attention", "Decode cost per layer kind vs context, vs dense");
   a->add_option("--model", o->attention.model, "Preset or config for the layer shape");
   a->add_option("--set", o->attention.sets, "Config overrides key=value");
-  a->add_option("--contexts", o->attention.contexts, "Context lengths")->delimiter(',');
-  a->add_option("--threads", o->attention.threads, "Threads (default: all cores)")->check(non_negative());
+  a->add_option("--contexts", o->attention.contexts, "Context lengths")->delimiter(',')->check(kContext);
+  a->add_option("--threads", o->attention.threads, "Threads (default: all cores)")->check(threads_per_rank());
   add_report_options(a, &o->report);
 
   CLI::App* e = b->add_subcommand("engine", "Prefill tokens/s and decode time per token vs context");
   e->add_option("--model", o->engine.model, "Preset, .pbtxt or checkpoint directory");
   e->add_option("--set", o->engine.sets, "Config overrides key=value");
-  e->add_option("--contexts", o->engine.contexts, "Prompt lengths")->delimiter(',');
-  e->add_option("--decode-steps", o->engine.decode_steps, "Decode steps timed per context");
-  e->add_option("--prefill-chunk", o->engine.prefill_chunk, "Prompt tokens per forward step");
+  e->add_option("--contexts", o->engine.contexts, "Prompt lengths")->delimiter(',')->check(kContext);
+  e->add_option("--decode-steps", o->engine.decode_steps, "Decode steps timed per context")->check(kIters);
+  e->add_option("--prefill-chunk", o->engine.prefill_chunk, "Prompt tokens per forward step")->check(kContext);
   e->add_option("--kv-cache", o->engine.kv_cache, "fp32, bf16, fp8, fp4 (V4.1) or auto")
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
   e->add_option("--seed", o->engine.seed, "Prompt seed");
   e->add_option("--compute", o->engine.compute, "Compute mode timed against fp32 in the same run: "
                 "auto (bf16 where the CPU has it), bf16 or fp32")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
-  e->add_option("--threads", o->engine.threads, "Threads per rank")->check(non_negative());
+  e->add_option("--threads", o->engine.threads, "Threads per rank")->check(threads_per_rank());
   add_report_options(e, &o->report);
 
   CLI::App* x = b->add_subcommand("ep", "Expert dispatch + combine vs a plain MPI_Alltoallv of the same bytes");
   x->add_option("--model", o->ep.model, "Preset or config for hidden size, experts, top-k");
   x->add_option("--set", o->ep.sets, "Config overrides key=value");
-  x->add_option("--tokens", o->ep.tokens, "Tokens per rank")->delimiter(',');
+  x->add_option("--tokens", o->ep.tokens, "Tokens per rank")->delimiter(',')->check(kRows);
   x->add_option("--dispatch", o->ep.dispatch, "fp32, bf16 or fp8")->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
   x->add_option("--combine", o->ep.combine, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
   x->add_option("--ep-transport", o->ep.transport, "auto (shm on one node), mpi or shm")
       ->check(CLI::IsMember({"auto", "mpi", "shm"}));
-  x->add_option("--iters", o->ep.iters, "Timed iterations per case (median reported)");
+  x->add_option("--iters", o->ep.iters, "Timed iterations per case (median reported)")->check(kIters);
   x->add_option("--seed", o->ep.seed, "Routing seed");
-  x->add_option("--threads", o->ep.threads, "Threads per rank")->check(non_negative());
+  x->add_option("--threads", o->ep.threads, "Threads per rank")->check(threads_per_rank());
   add_report_options(x, &o->report);
 
   CLI::App* m = b->add_subcommand("moe", "One MoE layer for a fixed global batch: route / pack / "
                                          "exchange / experts / combine");
   m->add_option("--model", o->moe.model, "Preset or config (layer shape)");
   m->add_option("--set", o->moe.sets, "Config overrides key=value");
-  m->add_option("--global-tokens", o->moe.global_tokens, "Tokens over all ranks");
+  m->add_option("--global-tokens", o->moe.global_tokens, "Tokens over all ranks")->check(kRows);
   m->add_option("--dispatch", o->moe.dispatch, "fp32, bf16 or fp8")->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
   m->add_option("--combine", o->moe.combine, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
   m->add_flag("--overlap", o->moe.overlap, "Two micro-batches (MPI transport)");
   m->add_option("--ep-transport", o->moe.transport, "auto (shm on one node), mpi or shm")
       ->check(CLI::IsMember({"auto", "mpi", "shm"}));
-  m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)");
-  m->add_option("--threads", o->moe.threads, "Threads per rank")->check(non_negative());
+  m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)")->check(kIters);
+  m->add_option("--threads", o->moe.threads, "Threads per rank")->check(threads_per_rank());
   add_report_options(m, &o->report);
 
   CLI::App* c = b->add_subcommand("context", "One long sequence over the cp group (the mpirun "
@@ -89,20 +98,20 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   c->add_option("--layers", o->context.layers, "The layers kept (default: V4-Flash's first CSA "
                 "and HCA layer; V4.1's 0-3, 8, 20, 21, 24)")->delimiter(',');
   c->add_option("--prefill", o->context.prefill, "Prompt lengths to prefill (empty: none)")
-      ->delimiter(',');
+      ->delimiter(',')->check(kContext);
   c->add_option("--decode", o->context.decode, "Contexts to decode at, filled synthetically")
-      ->delimiter(',');
+      ->delimiter(',')->check(kContext);
   c->add_option("--layouts", o->context.layouts, "Prefill layouts: zigzag, contiguous")
       ->delimiter(',')->check(CLI::IsMember({"zigzag", "contiguous"}));
   c->add_option("--phase", o->context.phase, "prefill, decode or both")
       ->check(CLI::IsMember({"prefill", "decode", "both"}));
-  c->add_option("--decode-steps", o->context.decode_steps, "Timed decode steps per context");
-  c->add_option("--prefill-chunk", o->context.prefill_chunk, "Prompt tokens per rank per step");
+  c->add_option("--decode-steps", o->context.decode_steps, "Timed decode steps per context")->check(kIters);
+  c->add_option("--prefill-chunk", o->context.prefill_chunk, "Prompt tokens per rank per step")->check(kContext);
   c->add_option("--kv-cache", o->context.kv_cache, "fp32, bf16, fp8 (MODEL1), fp4 (V4.1) or auto")
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
   c->add_option("--compute", o->context.compute, "auto (bf16 where the CPU has it), bf16 or fp32")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
-  c->add_option("--threads", o->context.threads, "Threads per rank (default 1)")->check(non_negative());
+  c->add_option("--threads", o->context.threads, "Threads per rank (default 1)")->check(threads_per_rank());
   c->add_option("--seed", o->context.seed, "Prompt and cache seed");
   add_report_options(c, &o->report);
 
@@ -111,14 +120,15 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
                                             "with Engram on, prefetch off, and off");
   en->add_option("--model", o->engram.model, "Preset or config with Engram layers");
   en->add_option("--set", o->engram.sets, "Config overrides (tables default to ~24 x 100K rows)");
-  en->add_option("--tokens", o->engram.tokens, "Fetch: tokens per step over the world")->delimiter(',');
+  en->add_option("--tokens", o->engram.tokens, "Fetch: tokens per step over the world")->delimiter(',')
+      ->check(kRows);
   en->add_option("--step-tokens", o->engram.step_tokens, "Step: prompt lengths (decode runs after)")
-      ->delimiter(',');
+      ->delimiter(',')->check(kContext);
   en->add_option("--part", o->engram.part, "fetch, step or both")
       ->check(CLI::IsMember({"fetch", "step", "both"}));
-  en->add_option("--decode-steps", o->engram.decode_steps, "Timed decode steps");
-  en->add_option("--iters", o->engram.iters, "Timed runs per case (median)")->check(positive());
-  en->add_option("--threads", o->engram.threads, "Threads per rank (default 1)")->check(non_negative());
+  en->add_option("--decode-steps", o->engram.decode_steps, "Timed decode steps")->check(kIters);
+  en->add_option("--iters", o->engram.iters, "Timed runs per case (median)")->check(kIters);
+  en->add_option("--threads", o->engram.threads, "Threads per rank (default 1)")->check(threads_per_rank());
   en->add_option("--seed", o->engram.seed, "Text seed");
   add_report_options(en, &o->report);
 }

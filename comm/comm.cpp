@@ -68,6 +68,7 @@ Comm& Comm::operator=(Comm&& o) noexcept {
 
 Comm Comm::split(int color, int key) const {
   Comm c;
+  const Waiting w(Call::CommSplit);
   check(MPI_Comm_split(comm_, color, key, &c.comm_), "MPI_Comm_split");
   c.owned_ = true;
   MPI_Comm_set_errhandler(c.comm_, MPI_ERRORS_RETURN);
@@ -78,6 +79,7 @@ Comm Comm::split(int color, int key) const {
 
 Comm Comm::split_shared() const {
   Comm c;
+  const Waiting w(Call::CommSplit);
   check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &c.comm_),
         "MPI_Comm_split_type");
   c.owned_ = true;
@@ -87,11 +89,15 @@ Comm Comm::split_shared() const {
   return c;
 }
 
-void Comm::barrier() const { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+void Comm::barrier() const {
+  const Waiting w(Call::Barrier);
+  check(MPI_Barrier(comm_), "MPI_Barrier");
+}
 
 void Comm::barrier_idle() const {
   MPI_Request req;
   check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
+  const Waiting w(Call::Barrier);
   for (int done = 0;;) {
     check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "MPI_Test");
     if (done) return;
@@ -108,6 +114,7 @@ void Comm::bcast_string(std::string* s, int root) const {
 
 std::vector<int64_t> Comm::exchange_counts(const std::vector<int64_t>& send_counts) const {
   std::vector<int64_t> recv(static_cast<size_t>(size_));
+  const Waiting w(Call::Alltoall);
   check(MPI_Alltoall(send_counts.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_),
         "MPI_Alltoall");
   return recv;
@@ -147,6 +154,7 @@ void Comm::alltoallv_rows(const void* send, const std::vector<int64_t>& send_row
   const std::vector<int> a = row_arrays(send_rows, recv_rows);
   MPI_Datatype t = row_type(row_bytes);
   const size_t P = send_rows.size();
+  const Waiting w(Call::Alltoallv);
   const int rc = MPI_Alltoallv(send, a.data(), a.data() + P, t, recv, a.data() + 2 * P,
                                a.data() + 3 * P, t, comm_);
   MPI_Type_free(&t);
@@ -207,7 +215,10 @@ bool Request::test() {
 
 void Request::wait() {
   if (!active()) return;
-  check(MPI_Wait(&req_, MPI_STATUS_IGNORE), "MPI_Wait");
+  {
+    const Waiting w(Call::Wait);
+    check(MPI_Wait(&req_, MPI_STATUS_IGNORE), "MPI_Wait");
+  }
   release();
 }
 
@@ -269,8 +280,12 @@ MPI_Op Comm::mpi_op(Op op) {
 
 void agree(const Comm& comm, const std::function<void()>& phase) {
   std::string msg;
+  int64_t origin = comm.rank();  // the rank that met the error (kept from a nested agree)
   try {
     phase();
+  } catch (const AgreedError& e) {
+    msg = e.what();
+    origin = e.failed_rank;
   } catch (const std::exception& e) {
     msg = e.what();
     if (msg.empty()) msg = "unknown error";
@@ -279,7 +294,8 @@ void agree(const Comm& comm, const std::function<void()>& phase) {
   const int first = comm.allreduce(failed, Op::Min);
   if (first == comm.size()) return;
   comm.bcast_string(&msg, first);
-  throw AgreedError(msg, first);
+  comm.bcast(&origin, 1, first);
+  throw AgreedError(msg, int(origin));
 }
 
 namespace {

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "comm/waiting.h"
+
 namespace modelone::comm {
 
 struct CommError : std::runtime_error {
@@ -110,6 +112,7 @@ class Comm {
   // rank times a baseline leave it the cores.
   void barrier_idle() const;
   template <class T> void allreduce(T* data, int64_t n, Op op) const {
+    const Waiting w(Call::Allreduce);
     check(MPI_Allreduce(MPI_IN_PLACE, data, int(n), mpi_type<T>(), mpi_op(op), comm_),
           "MPI_Allreduce");
   }
@@ -118,6 +121,7 @@ class Comm {
     return v;
   }
   template <class T> void bcast(T* data, int64_t n, int root) const {
+    const Waiting w(Call::Bcast);
     check(MPI_Bcast(data, int(n), mpi_type<T>(), root, comm_), "MPI_Bcast");
   }
   void bcast_string(std::string* s, int root) const;
@@ -148,6 +152,7 @@ class Comm {
   }
   // recv[size * n] = every rank's send[n], in rank order.
   template <class T> void allgather(const T* send, int64_t n, T* recv) const {
+    const Waiting w(Call::Allgather);
     check(MPI_Allgather(send, count32(n, "MPI_Allgather"), mpi_type<T>(), recv, int(n),
                         mpi_type<T>(), comm_),
           "MPI_Allgather");
@@ -157,6 +162,7 @@ class Comm {
                                      std::vector<int64_t>* counts = nullptr) const;
   // recv[size * n] at root = every rank's send[n] in rank order (recv unused elsewhere).
   template <class T> void gather(const T* send, int64_t n, T* recv, int root) const {
+    const Waiting w(Call::Gather);
     check(MPI_Gather(send, count32(n, "MPI_Gather"), mpi_type<T>(), recv, int(n), mpi_type<T>(),
                      root, comm_),
           "MPI_Gather");
@@ -175,7 +181,8 @@ class Comm {
 };
 
 // Run `phase` on every rank; if it throws on any rank, throw AgreedError on every rank with the
-// message of the lowest failing rank. Phases must not themselves hang (collectives inside a
+// message of the lowest failing rank (an AgreedError from an agree nested inside, over the same
+// ranks, keeps the rank it names). Phases must not themselves hang (collectives inside a
 // phase must be reached by all ranks or none).
 void agree(const Comm& comm, const std::function<void()>& phase);
 
@@ -216,6 +223,7 @@ void Comm::alltoallv(const T* send, const std::vector<int64_t>& send_counts, T* 
     so += send_counts[size_t(r)];
     ro += recv_counts[size_t(r)];
   }
+  const Waiting w(Call::Alltoallv);
   check(MPI_Alltoallv(send, sc.data(), sd.data(), mpi_type<T>(), recv, rc.data(), rd.data(),
                       mpi_type<T>(), comm_),
         "MPI_Alltoallv");
@@ -229,6 +237,7 @@ void Comm::allgatherv(const T* send, int64_t n, std::vector<T>* recv,
   std::vector<int> c, d;
   v_arrays(cnt, &c, &d);
   recv->resize(size_t(d.back()) + size_t(c.back()));
+  const Waiting w(Call::Allgatherv);
   check(MPI_Allgatherv(send, int(n), mpi_type<T>(), recv->data(), c.data(), d.data(),
                        mpi_type<T>(), comm_),
         "MPI_Allgatherv");
@@ -238,12 +247,16 @@ void Comm::allgatherv(const T* send, int64_t n, std::vector<T>* recv,
 template <class T>
 void Comm::gatherv(const T* send, int64_t n, std::vector<T>* recv, int root) const {
   std::vector<int64_t> cnt(static_cast<size_t>(size_));
-  check(MPI_Gather(&n, 1, MPI_INT64_T, cnt.data(), 1, MPI_INT64_T, root, comm_), "MPI_Gather");
+  {
+    const Waiting w(Call::Gather);
+    check(MPI_Gather(&n, 1, MPI_INT64_T, cnt.data(), 1, MPI_INT64_T, root, comm_), "MPI_Gather");
+  }
   std::vector<int> c, d;
   if (rank_ == root) {
     v_arrays(cnt, &c, &d);
     recv->resize(size_t(d.back()) + size_t(c.back()));
   }
+  const Waiting w(Call::Gatherv);
   check(MPI_Gatherv(send, count32(n, "MPI_Gatherv"), mpi_type<T>(), recv->data(), c.data(),
                     d.data(), mpi_type<T>(), root, comm_),
         "MPI_Gatherv");

@@ -6,6 +6,7 @@ namespace modelone::comm {
 
 RmaWindow::RmaWindow(const Comm& comm, int64_t bytes) {
   // Rows are addressed in bytes (disp_unit 1): a shard may pass 2^31 bytes.
+  const Waiting w(Call::WinAllocate);
   check(MPI_Win_allocate(MPI_Aint(bytes), 1, MPI_INFO_NULL, comm.raw(), &base_, &win_),
         "MPI_Win_allocate");
   // No rank ever takes an exclusive lock, so MPI_MODE_NOCHECK is valid.
@@ -34,6 +35,9 @@ void RmaWindow::get_rows(int target, const int64_t* offs, int64_t n, int64_t row
   MPI_Type_free(&row_t);
 }
 
-void RmaWindow::flush() { check(MPI_Win_flush_all(win_), "MPI_Win_flush_all"); }
+void RmaWindow::flush() {
+  const Waiting w(Call::WinFlush);
+  check(MPI_Win_flush_all(win_), "MPI_Win_flush_all");
+}
 
 }  // namespace modelone::comm

@@ -10,7 +10,11 @@ SharedWindow::SharedWindow(const Comm& comm, size_t bytes_per_rank)
   MPI_Info info;
   MPI_Info_create(&info);
   MPI_Info_set(info, "alloc_shared_noncontig", "true");  // each segment on its owner's NUMA node
-  const int rc = MPI_Win_allocate_shared(MPI_Aint(bytes_per_rank), 1, info, comm_, &base, &win_);
+  int rc;
+  {
+    const Waiting w(Call::WinAllocate);
+    rc = MPI_Win_allocate_shared(MPI_Aint(bytes_per_rank), 1, info, comm_, &base, &win_);
+  }
   MPI_Info_free(&info);
   check(rc, "MPI_Win_allocate_shared");
   bases_.resize(size_t(comm.size()));

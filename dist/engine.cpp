@@ -23,9 +23,12 @@ Engine::Engine(const ModelConfig& cfg, const RankGrid& grid, ModelWeights weight
       cp_(cfg, grid.cp_comm, opt.kv_dtype, &counters_), engram_(std::move(engram)) {
   MO_REQUIRE(opt_.prefill_chunk > 0, "--prefill-chunk must be positive");
   if (engram_) engram_->set_counters(&counters_);
-  if (const char* f = std::getenv("MODELONE_INJECT_FAULT"))
-    MO_REQUIRE(std::sscanf(f, "%d:%ld", &fault_rank_, &fault_layer_) == 2,
-               "MODELONE_INJECT_FAULT must be RANK:LAYER, got '", f, "'");
+  if (const char* f = std::getenv("MODELONE_INJECT_FAULT")) {
+    char mode[8] = "";
+    const int n = std::sscanf(f, "%d:%ld:%7s", &fault_rank_, &fault_layer_, mode);
+    fault_stray_ = n == 3 && std::string(mode) == "stray";
+    MO_REQUIRE(n == 2 || fault_stray_, "MODELONE_INJECT_FAULT must be RANK:LAYER[:stray], got '", f, "'");
+  }
   reset();
 }
 
@@ -113,8 +116,10 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
   const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult;
   const LayerWeights& lw = w_.layers[size_t(l)];
   const float eps = float(cfg_.rms_norm_eps);
-  if (l == fault_layer_ && grid_.world.rank() == fault_rank_)
+  if (l == fault_layer_ && grid_.world.rank() == fault_rank_) {
+    if (fault_stray_) grid_.world.barrier();  // never returns: the others do not join
     fail("injected fault in layer ", l, " (MODELONE_INJECT_FAULT)");
+  }
   h_.resize(size_t(T * D));
   out_.resize(size_t(T * D));
   post_.resize(size_t(T * hc));

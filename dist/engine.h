@@ -131,9 +131,11 @@ class Engine {
   std::vector<float> pre_, pre_next_;  // V4.1: the pre-mix [T, hc] the next site collapses with
   std::vector<int32_t> ids_;                                   // this rank's rows' tokens
   // MODELONE_INJECT_FAULT=RANK:LAYER makes that world rank fail in that layer (tests of the
-  // error path: one rank failing mid-run must stop every rank).
+  // error path: one rank failing mid-run must stop every rank); RANK:LAYER:stray makes it wait
+  // there in a barrier the others never join (the watchdog's case).
   int fault_rank_ = -1;
   int64_t fault_layer_ = -1;
+  bool fault_stray_ = false;
   std::vector<std::vector<float>> hidden_;
 };
 

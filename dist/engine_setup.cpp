@@ -1,5 +1,6 @@
 #include "dist/engine_setup.h"
 
+#include "comm/comm.h"
 #include "model/check.h"
 #include "model/engram.h"
 #include "model/engram_tables.h"
@@ -14,22 +15,26 @@ std::unique_ptr<Engine> make_engine(const ModelSource& ms, const RankGrid& grid,
   const ModelConfig& cfg = ms.cfg;
   if (placement.empty()) placement = ExpertPlacement::uniform(cfg.n_experts, grid.ep, cfg.num_layers);
   const int r = grid.ep_comm.rank();
-  ModelWeights w = load_weights(
-      cfg, *ms.weights, [&](int64_t l, int64_t e) { return placement[size_t(l)].holds(r, e); },
-      progress);
+  // This rank's share (its experts, its part of the files) can fail here alone: the ranks agree
+  // on errors before the collectives below (the MoE and Engram set-up), or they would wait there.
+  ModelWeights w;
+  std::vector<int32_t> cmap;
+  std::unique_ptr<EngramTables> tables;
+  const bool with_engram = cfg.engram.enabled() && opt.engram.enabled;
+  comm::agree(grid.world, [&] {
+    w = load_weights(
+        cfg, *ms.weights, [&](int64_t l, int64_t e) { return placement[size_t(l)].holds(r, e); },
+        progress);
+    if (!with_engram) return;
+    cmap = ms.synthetic ? synthetic_compression_map(cfg.seed, cfg.vocab_size, cfg.engram.compressed_vocab)
+                        : read_compression_map(ms.dir, cfg);
+    tables = std::make_unique<EngramTables>(
+        ms.synthetic ? EngramTables::synthetic(cfg)
+                     : EngramTables::from_checkpoint(cfg, *ms.checkpoint, engram_table_rows(cfg)));
+  });
   std::unique_ptr<EngramStore> engram;
-  if (cfg.engram.enabled() && opt.engram.enabled) {
-    if (ms.synthetic) {
-      engram = std::make_unique<EngramStore>(
-          cfg, grid.world, opt.engram,
-          synthetic_compression_map(cfg.seed, cfg.vocab_size, cfg.engram.compressed_vocab),
-          EngramTables::synthetic(cfg), nullptr);
-    } else {
-      engram = std::make_unique<EngramStore>(
-          cfg, grid.world, opt.engram, read_compression_map(ms.dir, cfg),
-          EngramTables::from_checkpoint(cfg, *ms.checkpoint, engram_table_rows(cfg)), nullptr);
-    }
-  }
+  if (with_engram)
+    engram = std::make_unique<EngramStore>(cfg, grid.world, opt.engram, std::move(cmap), *tables, nullptr);
   return std::make_unique<Engine>(cfg, grid, std::move(w), std::move(placement), opt,
                                   std::move(engram));
 }

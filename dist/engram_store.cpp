@@ -94,8 +94,10 @@ EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, Engram
     budget = mem_available_bytes() / double(node.size());
   }
   double mine[2] = {0, budget};
-  if (me_owner_ >= 0)
-    for (auto& hp : hps) mine[0] += double(RowRanges(hp.rows, P).count(me_owner_) * row_bytes_);
+  for (auto& hp : hps) {
+    if (me_owner_ >= 0) mine[0] += double(RowRanges(hp.rows, P).count(me_owner_) * row_bytes_);
+    mine[0] += double(std::min(opt_.cache_rows, hp.rows)) * double(row_bytes_);  // --engram-cache
+  }
   std::vector<double> all(static_cast<size_t>(2 * world.size()));
   world.allgather(mine, 2, all.data());
   for (int r = 0; r < world.size(); ++r) {
@@ -117,9 +119,17 @@ EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, Engram
       t.own.resize(size_t(t.row_count * row_bytes_));
       t.rows = t.own.data();
     }
-    if (t.row_count > 0) tables.read(int64_t(k), t.ranges.begin(me_owner_), t.row_count, t.rows);
-    if (opt_.cache_rows > 0) t.cache = std::make_unique<RowCache>(opt_.cache_rows, row_bytes_);
+    if (opt_.cache_rows > 0)  // a cache past the table's rows could never fill
+      t.cache = std::make_unique<RowCache>(std::min(opt_.cache_rows, t.hp.rows), row_bytes_);
   }
+  // This rank's rows of the files, after every collective of the set-up: a damaged shard only
+  // this rank reads must not leave the others waiting in the next window's allocation.
+  comm::agree(world, [&] {
+    for (size_t k = 0; k < hps.size(); ++k) {
+      Table& t = tables_[k];
+      if (t.row_count > 0) tables.read(int64_t(k), t.ranges.begin(me_owner_), t.row_count, t.rows);
+    }
+  });
 }
 
 EngramStore::~EngramStore() = default;

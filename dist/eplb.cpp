@@ -50,11 +50,34 @@ void write_expert_stats(const std::string& path, const ExpertStats& s, const std
 ExpertStats read_expert_stats(const std::string& path) {
   const json j = read_json(path, "--stats");
   ExpertStats s;
+  // Counts are whole numbers in [0, 2^53) (a float like 1e30 would convert to garbage).
+  auto counts = [&](const json& a, const char* key, int64_t l) {
+    MO_REQUIRE(a.is_array(), "--stats: '", path, "': layer ", l, ": ", key, " is not a list");
+    std::vector<int64_t> v;
+    for (const json& x : a) {
+      MO_REQUIRE(x.is_number_integer() && x.get<double>() >= 0 && x.get<double>() < 0x1p53,
+                 "--stats: '", path, "': layer ", l, ": ", key, " holds ", x.dump().substr(0, 32),
+                 ", not a count of tokens");
+      v.push_back(x.get<int64_t>());
+    }
+    return v;
+  };
   try {
-    s.ep = j.at("ep").get<int>();
-    for (auto& l : j.at("layers")) {
-      s.tokens_per_expert.push_back(l.at("tokens_per_expert").get<std::vector<int64_t>>());
-      s.tokens_per_rank.push_back(l.value("tokens_per_rank", std::vector<int64_t>{}));
+    const json& ep = j.at("ep");
+    MO_REQUIRE(ep.is_number_integer() && ep.get<int64_t>() >= 1 && ep.get<int64_t>() <= 65536,
+               "--stats: '", path, "': ep is ", ep.dump().substr(0, 32), ", not in [1, 65536]");
+    s.ep = ep.get<int>();
+    for (const json& l : j.at("layers")) {
+      const int64_t i = int64_t(s.tokens_per_expert.size());
+      s.tokens_per_expert.push_back(counts(l.at("tokens_per_expert"), "tokens_per_expert", i));
+      s.tokens_per_rank.push_back(l.contains("tokens_per_rank")
+                                      ? counts(l["tokens_per_rank"], "tokens_per_rank", i)
+                                      : std::vector<int64_t>{});
+      const size_t E = s.tokens_per_expert[0].size();
+      MO_REQUIRE(E >= 1 && E <= (size_t(1) << 20), "--stats: '", path, "': layer 0 has ", E,
+                 " experts, not in [1, 1048576]");
+      MO_REQUIRE(s.tokens_per_expert.back().size() == E, "--stats: '", path, "': layer ", i,
+                 " has ", s.tokens_per_expert.back().size(), " experts, layer 0 has ", E);
     }
   } catch (const json::exception& e) {
     fail("--stats: '", path, "' is not an expert-stats file (", e.what(), ")");

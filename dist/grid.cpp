@@ -10,6 +10,11 @@
 
 namespace modelone {
 
+void check_layout(int cp, int ep) {
+  MO_REQUIRE(ep % cp == 0 || cp % ep == 0, "--ep ", ep, " cannot be laid over --cp ", cp,
+             ": one must be a multiple of the other");
+}
+
 RankGrid RankGrid::make(int cp, int ep) { return make_on(comm::Comm::world(), cp, ep); }
 
 RankGrid RankGrid::make_on(comm::Comm base, int cp, int ep) {
@@ -24,8 +29,7 @@ RankGrid RankGrid::make_on(comm::Comm base, int cp, int ep) {
   // Both kinds of group are runs of consecutive ranks; one must nest in the other, so a cp
   // group's ranks serve its experts together (ep a multiple of cp) or each ep group lies
   // inside one cp group (cp a multiple of ep).
-  MO_REQUIRE(ep % cp == 0 || cp % ep == 0, "--ep ", ep, " cannot be laid over --cp ", cp,
-             ": one must be a multiple of the other");
+  check_layout(cp, ep);
   g.cp = cp;
   g.dp = g.W / cp;
   g.ep = ep;
@@ -37,14 +41,30 @@ RankGrid RankGrid::make_on(comm::Comm base, int cp, int ep) {
   return g;
 }
 
-int RankGrid::threads(int requested) const {
+int max_threads_per_rank() {
   // More threads than this only take turns on the cores (and a huge count crashes the OpenMP
   // runtime while it makes them).
-  const int cap = std::max(256, 4 * int(std::thread::hardware_concurrency()));
+  return std::max(256, 4 * int(std::thread::hardware_concurrency()));
+}
+
+int env_threads() {
+  // The same cap whatever sets the count. OMP_NUM_THREADS may be a list ("8,2": the first level).
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  if (!env || !*env) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(env, &end, 10);
+  MO_REQUIRE(end != env && (*end == '\0' || *end == ',') && n > 0, "OMP_NUM_THREADS='",
+             printable(env), "' is not a positive thread count");
+  const int cap = max_threads_per_rank();
+  MO_REQUIRE(n <= cap, "OMP_NUM_THREADS=", n, ": at most ", cap, " threads per rank");
+  return int(n);
+}
+
+int RankGrid::threads(int requested) const {
+  const int cap = max_threads_per_rank();
   MO_REQUIRE(requested <= cap, "--threads ", requested, ": at most ", cap, " threads per rank");
   if (requested > 0) return requested;
-  if (const char* env = std::getenv("OMP_NUM_THREADS"); env && std::atoi(env) > 0)
-    return std::atoi(env);
+  if (const int env = env_threads(); env > 0) return env;
   const int cores = int(std::thread::hardware_concurrency());
   const int share = std::max(1, cores / std::max(1, local_size));
   // A launcher that binds the rank (mpirun binds to one core by default for few ranks) decides:

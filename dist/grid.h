@@ -25,4 +25,14 @@ struct RankGrid {
   int threads(int requested) const;
 };
 
+// Both kinds of group are runs of consecutive ranks; one must nest in the other, so a cp group's
+// ranks serve its experts together (ep a multiple of cp) or each ep group lies inside one cp
+// group (cp a multiple of ep). Throws Error naming both flags otherwise.
+void check_layout(int cp, int ep);
+
+// The most compute threads a rank may run, whatever sets the count (--threads, OMP_NUM_THREADS).
+int max_threads_per_rank();
+// OMP_NUM_THREADS's first level, checked against that cap; 0 when unset.
+int env_threads();
+
 }  // namespace modelone

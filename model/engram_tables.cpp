@@ -1,5 +1,6 @@
 #include "model/engram_tables.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -80,10 +81,19 @@ void EngramTables::read(int64_t k, int64_t r0, int64_t n, uint8_t* out) const {
   for (int64_t r = 0; r < n; ++r) {
     std::memcpy(out + r * rb, src + r * hd, size_t(hd));
     uint8_t* sc = out + r * rb + hd;
+    // Each rank reads only its rows: a damaged scale is found by its owner alone (the store
+    // agrees on errors after reading).
     if (s.dtype == DType::F8_E8M0) {
       std::memcpy(sc, static_cast<const uint8_t*>(s.data) + (r0 + r) * nb, size_t(nb));
+      for (int64_t b = 0; b < nb; ++b)
+        MO_REQUIRE(sc[b] != 0xff, "'", s.name, "' row ", r0 + r, " holds the E8M0 scale 0xff (NaN)");
     } else {  // F32 powers of two (as base checkpoints store block scales)
-      for (int64_t b = 0; b < nb; ++b) sc[b] = f32_to_ue8m0_ceil(s.at_f32((r0 + r) * nb + b));
+      for (int64_t b = 0; b < nb; ++b) {
+        const float v = s.at_f32((r0 + r) * nb + b);
+        MO_REQUIRE(std::isfinite(v) && v > 0.f, "'", s.name, "' row ", r0 + r, " holds the scale ",
+                   v, ", not a positive number");
+        sc[b] = f32_to_ue8m0_ceil(v);
+      }
     }
   }
 }

@@ -46,6 +46,14 @@ int64_t engram_share_bytes(const ModelConfig& cfg, int owners) {
   return b;
 }
 
+int64_t engram_cache_bytes(const ModelConfig& cfg, int64_t cache_rows) {
+  if (!cfg.engram.enabled() || cache_rows <= 0) return 0;
+  int64_t b = 0;
+  for (int64_t r : engram_table_rows(cfg))
+    b += std::min(r, cache_rows) * engram_row_bytes(cfg.engram.table_dtype, cfg.engram.head_dim);
+  return b;
+}
+
 namespace {
 RankMemory share(const WeightBytes& wb, const CacheBytes& cache, const ModelConfig& cfg, int cp,
                  int ep) {

@@ -35,6 +35,8 @@ struct RankMemory {
 std::vector<int64_t> engram_table_rows(const ModelConfig& cfg);
 // The busiest owner's bytes when the tables are split by row range over `owners` ranks.
 int64_t engram_share_bytes(const ModelConfig& cfg, int owners);
+// Every rank's --engram-cache of cache_rows rows per table (a table's rows at most).
+int64_t engram_cache_bytes(const ModelConfig& cfg, int64_t cache_rows);
 // The Engram tables are spread over max(cp, ep) ranks (the world when cp = ep = world).
 RankMemory rank_memory(const ModelConfig& cfg, int64_t context, const WeightBytes& weights,
                        DType kv_dtype, int cp, int ep);

@@ -155,13 +155,33 @@ std::string read_npy_header(std::ifstream& f, const std::string& path, std::vect
   std::stringstream ss(header.substr(a + 1, b - a - 1));
   std::string tok;
   *n = 1;
-  while (std::getline(ss, tok, ','))
-    if (tok.find_first_not_of(' ') != std::string::npos) {
-      shape->push_back(std::stoll(tok));
-      MO_REQUIRE(shape->back() >= 0 && shape->back() < (int64_t(1) << 40), path, ": bad shape");
-      *n *= shape->back();
-    }
+  while (std::getline(ss, tok, ',')) {
+    const size_t p0 = tok.find_first_not_of(' '), p1 = tok.find_last_not_of(' ');
+    if (p0 == std::string::npos) continue;
+    const std::string num = tok.substr(p0, p1 - p0 + 1);
+    // Digits only, at most 13 of them (< 2^40 each): no stoll exceptions, no overflow below.
+    MO_REQUIRE(!num.empty() && num.size() <= 13 && num.find_first_not_of("0123456789") == std::string::npos,
+               path, ": bad shape entry '", printable(num), "'");
+    shape->push_back(std::stoll(num));
+    MO_REQUIRE(shape->back() < (int64_t(1) << 40), path, ": bad shape");
+    MO_REQUIRE(shape->back() == 0 || *n <= (int64_t(1) << 40) / shape->back(), path,
+               ": the shape holds more than 2^40 entries");
+    *n *= shape->back();
+  }
   return header.substr(q1 + 1, q2 - q1 - 1);
+}
+
+// The bytes left after the header must hold the n entries of item_bytes each: checked before
+// anything is allocated for them.
+void require_data(std::ifstream& f, const std::string& path, int64_t n, int64_t item_bytes) {
+  const std::streamoff at = f.tellg();
+  f.seekg(0, std::ios::end);
+  const std::streamoff end = f.tellg();
+  f.seekg(at);
+  MO_REQUIRE(f.good() && at >= 0 && end >= at, path, ": cannot read its data");
+  const int64_t have = int64_t(end - at);
+  MO_REQUIRE(have / item_bytes >= n, path, ": truncated (the header declares ", n, " entries of ",
+             item_bytes, " bytes; the file holds ", have, " bytes of data)");
 }
 
 }  // namespace
@@ -172,7 +192,8 @@ std::vector<int64_t> read_npy_ints(const std::string& path) {
   int64_t n = 0;
   const std::string descr = read_npy_header(f, path, &shape, &n);
   MO_REQUIRE(shape.size() == 1, path, ": expected a 1-D array, got ", shape.size(), " dims");
-  MO_REQUIRE(descr == "<i4" || descr == "<i8", path, ": expected int32 or int64, got '", descr, "'");
+  MO_REQUIRE(descr == "<i4" || descr == "<i8", path, ": expected int32 or int64, got '", printable(descr), "'");
+  require_data(f, path, n, descr == "<i8" ? 8 : 4);
   std::vector<int64_t> v(static_cast<size_t>(n));
   if (descr == "<i8") {
     f.read(reinterpret_cast<char*>(v.data()), std::streamsize(n * 8));
@@ -189,6 +210,7 @@ std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>* s
   std::ifstream f(path, std::ios::binary);
   int64_t n = 0;
   MO_REQUIRE(read_npy_header(f, path, shape, &n) == "<f4", path, ": not float32");
+  require_data(f, path, n, 4);
   std::vector<float> v(static_cast<size_t>(n));
   f.read(reinterpret_cast<char*>(v.data()), std::streamsize(n * 4));
   MO_REQUIRE(f.good(), path, ": truncated");

@@ -219,8 +219,12 @@ Tokenizer Tokenizer::parse(const std::string& text, const std::string& what) {
           return t.added_[p].content.size() > t.added_[q].content.size();
         });
     t.id_limit_ = limit;
-    t.id_to_token_.assign(size_t(limit), std::string());
-    for (const auto& [tok, id] : t.vocab_) t.id_to_token_[size_t(id)] = tok;
+    t.id_to_token_.reserve(t.vocab_.size());
+    for (const auto& [tok, id] : t.vocab_) {
+      t.id_to_token_[id] = tok;
+      t.longest_ = std::max<int64_t>(t.longest_, int64_t(tok.size()));  // byte-level: >= its bytes
+    }
+    for (const Added& a : t.added_) t.longest_ = std::max<int64_t>(t.longest_, int64_t(a.content.size()));
 
     // Normalizer: none.
     if (!is_absent(j, "normalizer")) {
@@ -448,8 +452,9 @@ std::string Tokenizer::token_bytes(int32_t id, bool skip_special) const {
     const Added& a = added_[it->second];
     return skip_special && a.special ? std::string() : a.content;
   }
-  if (id < 0 || size_t(id) >= id_to_token_.size()) return "";
-  const std::string& tok = id_to_token_[size_t(id)];
+  const auto found = id_to_token_.find(id);
+  if (found == id_to_token_.end()) return "";
+  const std::string& tok = found->second;
   CodePoints cps;
   size_t bad = 0;
   if (!decode_utf8(tok, &cps, &bad)) return tok;

@@ -46,6 +46,9 @@ class Tokenizer {
   std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const;
   // One more than the largest id the file defines.
   int64_t id_limit() const { return id_limit_; }
+  // The most bytes one token can stand for (at least 1): a text of B bytes is at least
+  // B / longest_token_bytes() tokens.
+  int64_t longest_token_bytes() const { return longest_; }
   // The ids the post_processor puts before / after the text.
   const std::vector<int32_t>& prefix_ids() const { return prefix_; }
   const std::vector<int32_t>& suffix_ids() const { return suffix_; }
@@ -69,7 +72,8 @@ class Tokenizer {
 
   std::string what_;  // the file, for errors
   std::unordered_map<std::string, int32_t> vocab_;
-  std::vector<std::string> id_to_token_;  // "" where the vocab has no such id
+  // By id, not a dense array: one id of 1e8 in a small file must not cost gigabytes.
+  std::unordered_map<int32_t, std::string> id_to_token_;
   std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> rank, merged id
   bool ignore_merges_ = false;
   std::vector<Added> added_;
@@ -79,6 +83,7 @@ class Tokenizer {
   std::vector<SplitRule> splits_;
   std::vector<int32_t> prefix_, suffix_;
   int64_t id_limit_ = 0;
+  int64_t longest_ = 1;
 };
 
 // Decoding token by token for streamed output: the bytes of a UTF-8 character split over two

@@ -70,6 +70,10 @@ class CheckpointSource : public WeightSource {
     MO_REQUIRE(!sname.empty(), "quantized tensor '", w.name, "' has no scale (", base,
                ".scale or ", base, ".weight_scale_inv)");
     auto s = std::make_shared<Weight>(ck_->get(sname));
+    // A scale of integers (U8, I8, ...) would be read as numbers silently.
+    MO_REQUIRE(s->dtype == DType::F32 || s->dtype == DType::BF16 || s->dtype == DType::F8_E8M0,
+               "scale '", sname, "' has dtype ", dtype_name(s->dtype),
+               ", expected F32, BF16 or F8_E8M0");
     const std::vector<int64_t> want = {(w.rows() + br - 1) / br, (w.cols() + bc - 1) / bc};
     MO_REQUIRE(w.shape.size() == 2 && s->shape == want, "scale '", sname, "' has shape ",
                shape_str(s->shape), ", but ", what, " [", br, ", ", bc, "] tiles '", w.name, "' ",

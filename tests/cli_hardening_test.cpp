@@ -164,5 +164,17 @@ TEST(Cli, RepeatedRunsAreBitIdentical) {
     }
 }
 
+// A prompt on standard input (--ids-file -): under mpiexec only rank 0 has it; rank 0 reads it
+// and the others get it from there, so 3 ranks generate what --ids gives.
+TEST(Cli, PromptOnStandardInputAtThreeRanks) {
+  const std::string args = " --model tiny --generate 3 --quiet --json --compute fp32";
+  const Result want = run("run --ids 5,6,7" + args, 3);
+  ASSERT_EQ(want.code, 0) << want.err;
+  const Result got = shell("printf '5 6\\n7\\n' | timeout 120 " + std::string(MODELONE_MPIEXEC) +
+                           " -n 3 --oversubscribe " + MODELONE_BIN + " run --ids-file -" + args);
+  ASSERT_EQ(got.code, 0) << got.err;
+  EXPECT_EQ(nlohmann::json::parse(got.out)["generated"], nlohmann::json::parse(want.out)["generated"]);
+}
+
 }  // namespace
 }  // namespace modelone::test

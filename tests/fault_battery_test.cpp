@@ -86,6 +86,7 @@ void expect_fault(const std::string& name, const std::string& args, const std::s
                   const std::vector<int>& ranks = {1, 3}) {
   SCOPED_TRACE(name + ": modelone " + args);
   Row row{name, "", {}};
+  if (ranks == std::vector<int>{3}) row.by_ranks.emplace_back(0, 0.0);  // no 1-rank column
   std::string first;
   for (int np : ranks) {
     SCOPED_TRACE(std::to_string(np) + " rank(s)");
@@ -325,6 +326,104 @@ TEST(FaultBattery, V41) {
                "holds 'hc_head_fn', a DeepSeek-V4 tensor");
   expect_fault("--fake-quant on a V4 model", "run --model tiny --ids 1 --fake-quant on",
                "fake_quant is a DeepSeek-V4.1 key, but model_type is deepseek_v4");
+}
+
+// Issue 18's classes: a fault on one rank's share, sizes from files, size products, the thread
+// count from the environment, the benchmarks' numbers, and the smaller ones.
+TEST(FaultBattery, OneRanksShare) {
+  // Expert 7 of layer 3: at ep 3 only rank 2 loads it (same bytes, another shape).
+  fs::path d = fixture_copy("expertshape");
+  edit_header(d / kShard, [](json& h) { h["model.layers.3.ffn.experts.7.w1.weight"]["shape"] = {128, 64}; });
+  expect_fault("an expert only rank 2 of 3 loads has another shape", "run --model " + d.string() + " --ids 1",
+               "tensor 'model.layers.3.ffn.experts.7.w1.weight' has shape \\[128, 64\\]");
+  // The last row of an Engram table's scales: at 3 ranks only rank 2 holds (and reads) it.
+  d = v41_copy("engramscale", [](std::vector<TensorToWrite>&) {});
+  {
+    uint64_t n = 0;
+    const json h = read_header(d / "model.safetensors", &n);
+    const uint64_t e = h["layers.5.engram.embed.scale"]["data_offsets"][1];
+    std::fstream f(d / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(8 + n + e - 1));
+    f.write("\xff", 1);
+  }
+  expect_fault("an Engram row only rank 2 of 3 holds has a NaN scale", "run --model " + d.string() + " --ids 0,5,6",
+               "'layers.5.engram.embed.scale' row 479 holds the E8M0 scale 0xff");
+  // Rank 1 waits in a barrier the others never join; every rank still answers its heartbeats.
+  setenv("MODELONE_INJECT_FAULT", "1:2:stray", 1);
+  expect_fault("a rank waits in a collective the others never join, --watchdog 2",
+               "run --model tiny --random-prompt 64 --generate 4 --watchdog 2",
+               "every rank has waited for more than 2 s in calls the others do not join \\(ranks 0, 2 "
+               "in MPI_[A-Za-z]+; rank 1 in MPI_Barrier\\)", {3});
+  unsetenv("MODELONE_INJECT_FAULT");
+}
+
+TEST(FaultBattery, SizesFromFiles) {
+  const fs::path big = v41_copy("npybig", [](std::vector<TensorToWrite>&) {});
+  {  // a header declaring 2.5e8 int32 entries over a file of a kilobyte
+    std::string dict = "{'descr': '<i4', 'fortran_order': False, 'shape': (250000000,), }";
+    dict.append((64 - (10 + dict.size() + 1) % 64) % 64, ' ');
+    dict += '\n';
+    const uint16_t hl = uint16_t(dict.size());
+    std::ofstream f(big / "engram_compression_map.npy", std::ios::binary | std::ios::trunc);
+    f << std::string("\x93NUMPY\x01\x00", 8) << std::string(reinterpret_cast<const char*>(&hl), 2)
+      << dict << std::string(1024, '\0');
+  }
+  expect_fault(".npy declaring 2.5e8 entries in 1 KB", "run --model " + big.string() + " --ids 0,5,6",
+               "engram_compression_map.npy: truncated \\(the header declares 250000000 entries");
+  const fs::path shape = v41_copy("npyshape", [](std::vector<TensorToWrite>&) {});
+  {
+    std::string text = slurp(shape / "engram_compression_map.npy");
+    const size_t at = text.find("'shape': (");
+    text.replace(at + 10, text.find(',', at + 10) - (at + 10), "1e9");
+    std::ofstream(shape / "engram_compression_map.npy", std::ios::binary | std::ios::trunc) << text;
+  }
+  expect_fault(".npy shape not a number", "run --model " + shape.string() + " --ids 0,5,6",
+               "engram_compression_map.npy: bad shape entry '1e9'");
+  expect_fault("--ids-file /dev/zero", "run --model tiny --ids-file /dev/zero",
+               "--ids-file: '/dev/zero' holds more than [0-9]+ bytes");
+}
+
+TEST(FaultBattery, SizesAndThreads) {
+  expect_fault("--engram-cache 1e12 counted in the memory check",
+               "run --model tiny-engram --ids 1,2 --set engram_vocab_size=4000000 --engram-cache "
+               "1000000000000 --memory-budget 8",
+               "this run needs [0-9.]+ GiB per rank \\(.*Engram [0-9.]+ GiB");
+  setenv("OMP_NUM_THREADS", "100000", 1);
+  expect_fault("OMP_NUM_THREADS=100000", "run --model tiny --ids 1", "OMP_NUM_THREADS=100000: at most [0-9]+ threads per rank");
+  setenv("OMP_NUM_THREADS", "300", 1);
+  expect_fault("OMP_NUM_THREADS=300", "run --model tiny --ids 1", "OMP_NUM_THREADS=300: at most [0-9]+ threads per rank");
+  setenv("OMP_NUM_THREADS", "1", 1);
+  expect_fault("--watchdog 1e-9", "run --model tiny --ids 1 --watchdog 1e-9", "--watchdog: must be seconds in \\[1, 86400\\], got '1e-9'");
+}
+
+TEST(FaultBattery, BenchNumbers) {
+  expect_fault("bench ep --iters 0", "bench ep --iters 0", "--iters: must be a whole number in \\[1, 1000000\\], got '0'");
+  expect_fault("bench moe --iters 0", "bench moe --iters 0", "--iters: must be a whole number in \\[1, 1000000\\], got '0'");
+  expect_fault("bench engine --contexts 0", "bench engine --contexts 0", "--contexts: must be a whole number in \\[1, 1048576\\], got '0'");
+  expect_fault("bench moe --global-tokens -5", "bench moe --global-tokens -5", "--global-tokens: must be a whole number");
+  expect_fault("bench context --decode-steps 0", "bench context --decode-steps 0", "--decode-steps: must be a whole number");
+  expect_fault("bench gemm --threads 100000", "bench gemm --threads 100000", "--threads: must be a whole number in \\[0, [0-9]+\\]");
+}
+
+TEST(FaultBattery, PlansAndInspect) {
+  const fs::path stats = tmpdir() / "battery_stats.json";
+  auto plan = [&](const std::string& name, const std::string& text, const std::string& flags, const std::string& pattern) {
+    std::ofstream(stats, std::ios::trunc) << text;
+    expect_fault(name, "plan-experts --stats " + stats.string() + " --out " + (tmpdir() / "plan.json").string() + flags, pattern);
+  };
+  const std::string good = R"({"ep": 2, "layers": [{"tokens_per_expert": [5, 1, 0, 9]}]})";
+  plan("plan-experts: a negative count", R"({"ep": 2, "layers": [{"tokens_per_expert": [5, -1]}]})", "",
+       "layer 0: tokens_per_expert holds -1, not a count of tokens");
+  plan("plan-experts: a count of 1e30", R"({"ep": 2, "layers": [{"tokens_per_expert": [5, 1e30]}]})", "",
+       "layer 0: tokens_per_expert holds 1e\\+30, not a count of tokens");
+  plan("plan-experts: ragged layers", R"({"ep": 2, "layers": [{"tokens_per_expert": [5, 1]}, {"tokens_per_expert": [5]}]})", "",
+       "layer 1 has 1 experts, layer 0 has 2");
+  plan("plan-experts: no experts", R"({"ep": 2, "layers": [{"tokens_per_expert": []}]})", "", "layer 0 has 0 experts");
+  plan("plan-experts: --ep -2", good, " --ep -2", "--ep: must be a whole number in \\[1, 65536\\], got '-2'");
+  plan("plan-experts: --redundant -1", good, " --redundant -1", "--redundant: must be a whole number");
+  expect_fault("inspect --cp 3 --ep 2", "inspect --model tiny --cp 3 --ep 2", "--ep 2 cannot be laid over --cp 3");
+  expect_fault("inspect --ep 1000000", "inspect --model tiny --ep 1000000", "--ep: must be a whole number in \\[1, 65536\\]");
+  expect_fault("inspect --ep past the experts", "inspect --model tiny --ep 4096", "--ep 4096 is more than the [0-9]+ routed experts");
 }
 
 TEST(FaultBattery, RanksDisagree) {

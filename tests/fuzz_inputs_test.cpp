@@ -1,31 +1,41 @@
-// Seeded mutation fuzzing of the readers that take user files: the safetensors header, config.json
-// and the token-id reader. Thousands of mutated inputs each, from valid seeds; every one must end in
+// Seeded mutation fuzzing of the readers that take user files: the safetensors header, config.json,
+// the token-id reader, .npy files and tokenizer.json. Thousands of mutated inputs each, from valid seeds; every one must end in
 // success or a modelone::Error (the one-line message), never another exception, a crash or (under
 // scripts/sanitize.sh) a memory or undefined-behaviour report. What succeeds must be usable: tensor
 // data inside the file, sizes that did not overflow. MODELONE_FUZZ_CASES scales the count.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
-#include "dist/cli/commands.h"
+#include "dist/cli/prompt_input.h"
 #include "model/check.h"
 #include "model/config.h"
 #include "model/config_io.h"
 #include "model/model_info.h"
+#include "model/npy.h"
 #include "model/safetensors.h"
+#include "model/tokenizer.h"
 #include "model/weight_bytes.h"
 #include "tests/support.h"
+#include "tests/tokenizer_json.h"
 
 namespace modelone {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using test::added;
+using test::byte_char;
+using test::make_json;
 
 int cases(int base) {
   const char* e = std::getenv("MODELONE_FUZZ_CASES");
@@ -220,6 +230,141 @@ TEST(Fuzz, TokenIds) {
   EXPECT_GT(ok, 0);
   EXPECT_GT(refused, 0);
   std::printf("ids: %d read, %d refused\n", ok, refused);
+}
+
+// The data segment this process holds (VmData of /proc/self/status), in bytes.
+int64_t data_bytes() {
+  std::ifstream f("/proc/self/status");
+  for (std::string key; f >> key;) {
+    int64_t kb = 0;
+    if (key == "VmData:" && f >> kb) return kb * 1024;
+  }
+  return -1;
+}
+
+// Runs body() in a child process whose data segment may grow by at most `growth` bytes
+// (RLIMIT_DATA: heap and private mappings alike), so a reader that allocates more for a small
+// file fails with bad_alloc there. body returns "" or what went wrong; so does this. Under the
+// sanitizers (whose allocator keeps freed memory in quarantine) body runs here, unbounded.
+std::string bounded(const std::function<std::string()>& body, int64_t growth) {
+  if (std::getenv("MODELONE_SANITIZED")) return body();
+  int fds[2];
+  if (::pipe(fds) != 0) return "pipe failed";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    const rlimit lim{rlim_t(data_bytes() + growth), rlim_t(data_bytes() + growth)};
+    std::string out;
+    if (::setrlimit(RLIMIT_DATA, &lim) != 0) out = "setrlimit failed";
+    else {
+      try {
+        out = body();
+      } catch (const std::bad_alloc&) {
+        out = "allocated more than the bound (std::bad_alloc)";
+      } catch (const std::exception& e) {
+        out = std::string("escaped: ") + e.what();
+      }
+    }
+    std::fflush(stdout);
+    if (!out.empty()) (void)!::write(fds[1], out.data(), out.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) got.append(buf, size_t(n));
+  ::close(fds[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  if (!WIFEXITED(st)) return "the child died (signal " + std::to_string(WTERMSIG(st)) + "): " + got;
+  return got;
+}
+
+constexpr int64_t kBound = int64_t(64) << 20;  // what a file under 1 MiB may cost to read
+
+// A small valid .npy: version 1, the given descr and 1-D shape, then n items of `item` bytes.
+std::string npy_file(const std::string& descr, const std::string& shape, int64_t n, int item) {
+  std::string dict = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  dict.append((64 - (10 + dict.size() + 1) % 64) % 64, ' ');
+  dict += '\n';
+  const uint16_t hl = uint16_t(dict.size());
+  std::string f = std::string("\x93NUMPY\x01\x00", 8) + std::string(reinterpret_cast<const char*>(&hl), 2) + dict;
+  for (int64_t i = 0; i < n * item; ++i) f += char(i % 7);
+  return f;
+}
+
+TEST(Fuzz, NpyFiles) {
+  const fs::path p = scratch() / "case.npy";
+  const std::string err = bounded([&] {
+    std::mt19937_64 rng(4);
+    const char* shapes[] = {"(250000000,)", "(1000000000,)", "(1e9,)", "(-1,)", "(abc,)", "()",
+                            "(4294967296, 4294967296)", "(9223372036854775807,)", "(12,)", "(3, 4)",
+                            "(99999999999999999999999,)", "(12", "(,)"};
+    int ok = 0, refused = 0;
+    for (int i = 0, N = cases(4000); i < N; ++i) {
+      const bool ints = i % 2;
+      std::string f = npy_file(ints ? (i % 4 == 1 ? "<i4" : "<i8") : "<f4",
+                               i % 3 ? shapes[rng() % std::size(shapes)] : "(12,)", 12, ints && i % 4 != 1 ? 8 : 4);
+      if (i % 5 == 0) mutate_bytes(f, rng);
+      std::ofstream(p, std::ios::binary | std::ios::trunc) << f;
+      try {
+        std::vector<int64_t> shape;
+        if (ints) {
+          const auto v = read_npy_ints(p.string());
+          if (v.size() * 4 > f.size()) return "case " + std::to_string(i) + ": more entries than bytes";
+        } else {
+          const auto v = read_npy_f32(p.string(), &shape);
+          if (v.size() * 4 > f.size()) return "case " + std::to_string(i) + ": more entries than bytes";
+        }
+        ++ok;
+      } catch (const Error& e) {
+        const std::string m = e.what();
+        if (m.find('\n') != std::string::npos) return "case " + std::to_string(i) + ": " + m;
+        ++refused;
+      }
+    }
+    std::printf("npy: %d read, %d refused\n", ok, refused);
+    return std::string(ok > 0 && refused > 0 ? "" : "no case read, or none refused");
+  }, kBound);
+  EXPECT_EQ(err, "");
+}
+
+TEST(Fuzz, TokenizerJson) {
+  const json base = make_json();
+  const std::string seed = base.dump();
+  ASSERT_LT(seed.size() * 2, size_t(1) << 20);
+  const std::string err = bounded([&] {
+    std::mt19937_64 rng(5);
+    int ok = 0, refused = 0;
+    for (int i = 0, N = cases(3000); i < N; ++i) {
+      std::string text;
+      if (i % 3 == 0) {
+        text = seed;
+        mutate_bytes(text, rng);
+      } else {
+        json j = base;
+        if (i % 7 == 0) j["model"]["vocab"]["<big>"] = 100000000;  // one id of 1e8
+        if (i % 11 == 0) j["added_tokens"].push_back(added(2147483646, "<x>", true));
+        if (i % 3 == 1) j["model"]["vocab"][byte_char(int(rng() % 256))] = interesting(rng);
+        else mutate_json(j, rng);
+        text = j.dump();
+      }
+      try {
+        const Tokenizer t = Tokenizer::parse(text, "fuzz/tokenizer.json");
+        const std::vector<int32_t> ids = t.encode("hello world 123 <|eot|>");
+        (void)t.decode(ids);
+        (void)t.decode({100000000, 2147483646, 0});
+        ++ok;
+      } catch (const Error& e) {
+        const std::string m = e.what();
+        if (m.find('\n') != std::string::npos) return "case " + std::to_string(i) + ": " + m;
+        ++refused;
+      }
+    }
+    std::printf("tokenizer.json: %d read, %d refused\n", ok, refused);
+    return std::string(ok > 0 && refused > 0 ? "" : "no case read, or none refused");
+  }, kBound);
+  EXPECT_EQ(err, "");
 }
 
 }  // namespace

@@ -233,6 +233,13 @@ TEST(ReleaseCheckpoint, BadFilesAreRefusedByName) {
   }));
   EXPECT_NE(e.find("tensor 'layers.0.attn.wkv.weight' is I8: packed FP4 is read only for routed "
                    "expert weights"), std::string::npos) << e;
+  // An FP8 weight's scale of integers (U8 would be read as numbers 0-255 silently).
+  e = load_error(variant(dir, "u8scale", [](auto& t, json&) {
+    for (auto& x : t)
+      if (x.name == "layers.0.attn.wq_a.scale") x.dtype = DType::U8;
+  }));
+  EXPECT_NE(e.find("scale 'layers.0.attn.wq_a.scale' has dtype U8, expected F32, BF16 or F8_E8M0"),
+            std::string::npos) << e;
   // Both naming schemes in one checkpoint.
   e = load_error(variant(dir, "mixed", [](auto& t, json&) {
     for (auto& x : t)

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "comm/comm.h"
 #include "dist/engine_setup.h"
 
 #include <cmath>
@@ -70,6 +71,8 @@ std::string error_of(const std::function<void()>& f) {
   try {
     f();
   } catch (const Error& e) {
+    return e.what();
+  } catch (const comm::AgreedError& e) {  // a collective step's error (make_engine agrees on them)
     return e.what();
   }
   return "";

@@ -82,9 +82,6 @@ int run_command(const RunOptions& o);
 int inspect_command(const InspectOptions& o);
 int plan_command(const PlanOptions& o);
 
-// Token ids separated by commas and/or white space; `what` names the flag or file in errors.
-std::vector<int32_t> parse_ids(const std::string& text, const std::string& what);
-
 // Progress and logs: stderr, rank 0 only, unless quiet.
 void log_line(bool quiet, const std::string& msg);
 

@@ -9,6 +9,7 @@
 #include "dist/cli/commands.h"
 #include "dist/cli/validators.h"
 #include "dist/cli/model_source.h"
+#include "dist/grid.h"
 #include "model/check.h"
 #include "model/layer_cache.h"
 #include "model/model_info.h"
@@ -27,13 +28,14 @@ void add_inspect_command(CLI::App* app, InspectOptions* o) {
                   "fp32, fp8 (FlashMLA's MODEL1 entries), fp4 (V4.1's trained form) or auto (as "
                   "run chooses)")
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
+  // The same bound as the ranks-needed search (2^16 ranks).
   ins->add_option("--cp", o->cp, "Context-parallel ranks sharing the compressed caches")
-      ->check(positive());
+      ->check(count_in(1, 65536));
   ins->add_option("--ep", o->ep, "Expert-parallel ranks sharing the routed experts")
-      ->check(positive());
+      ->check(count_in(1, 65536));
   ins->add_option("--mem-per-rank", o->mem_per_rank_gib,
                   "Per-rank memory budget in GiB for the ranks-needed estimate (default 24)")
-      ->check(positive());
+      ->check(positive())->check(CLI::Range(0.0, 1048576.0));
   ins->add_flag("--tensors", o->tensors, "List every tensor pattern with its role and shape");
   ins->add_flag("--json", o->json, "Print one JSON object");
 }
@@ -123,7 +125,10 @@ int inspect_command(const InspectOptions& in) {
   InspectOptions o = in;
   ModelSource ms;
   comm::agree(comm::Comm::world(), [&] {
+    check_layout(o.cp, o.ep);  // as run lays them out
     ms = resolve_model(o.m.model, o.m.all_sets());
+    MO_REQUIRE(o.ep <= std::max<int64_t>(1, ms.cfg.n_experts), "--ep ", o.ep, " is more than the ",
+               ms.cfg.n_experts, " routed experts of ", ms.cfg.name, ": ranks past them hold none");
     // Default: 4096 tokens, or the model's whole context when that is shorter.
     if (o.context == 0) o.context = std::min<int64_t>(4096, ms.cfg.max_position_embeddings);
     MO_REQUIRE(o.context >= 1 && o.context <= ms.cfg.max_position_embeddings, "--context ",

@@ -10,6 +10,7 @@
 #include "bench/bench_command.h"
 #include "comm/comm.h"
 #include "dist/cli/commands.h"
+#include "dist/grid.h"
 #include "model/check.h"
 
 using namespace modelone;
@@ -75,6 +76,7 @@ int main(int argc, char** argv) {
       } catch (const CLI::ParseError& e) {
         throw Error(e.what());
       }
+      env_threads();  // the environment's thread count meets the same cap as the flags'
     });
     if (help) {
       if (world.rank() == 0) std::fputs(app.help().c_str(), stdout);

@@ -7,6 +7,7 @@
 
 #include "comm/comm.h"
 #include "dist/cli/commands.h"
+#include "dist/cli/validators.h"
 #include "dist/eplb.h"
 #include "model/check.h"
 
@@ -19,8 +20,10 @@ void add_plan_command(CLI::App* app, PlanOptions* o) {
       ->required();
   p->add_option("--out", o->out, "Placement file to write (for `run --expert-placement`)")
       ->required();
-  p->add_option("--ep", o->ep, "Expert-parallel ranks (default: the stats' ep)");
-  p->add_option("--redundant", o->redundant, "Extra expert copies per layer (default: ep)");
+  p->add_option("--ep", o->ep, "Expert-parallel ranks (default: the stats' ep)")
+      ->check(count_in(1, 65536));
+  p->add_option("--redundant", o->redundant, "Extra expert copies per layer (default: ep)")
+      ->check(count_in(0, 1 << 20));
   p->add_flag("--json", o->json, "One JSON object per layer");
 }
 

@@ -13,6 +13,7 @@
 #include "dist/cli/commands.h"
 #include "dist/cli/validators.h"
 #include "dist/cli/model_source.h"
+#include "dist/cli/prompt_input.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
 #include "dist/eplb.h"
@@ -31,31 +32,6 @@ void log_line(bool quiet, const std::string& msg) {
   if (quiet || comm::Comm::world().rank() != 0) return;
   std::fprintf(stderr, "modelone: %s\n", msg.c_str());
   std::fflush(stderr);
-}
-
-std::vector<int32_t> parse_ids(const std::string& text, const std::string& what) {
-  std::vector<int32_t> ids;
-  std::string tok;
-  auto flush = [&] {
-    if (tok.empty()) return;
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(tok, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    MO_REQUIRE(used == tok.size() && v >= 0 && v <= INT32_MAX, what, ": '", printable(tok),
-               "' is not a token id");
-    ids.push_back(int32_t(v));
-    tok.clear();
-  };
-  for (char c : text) {
-    if (c == ',' || std::isspace(static_cast<unsigned char>(c))) flush();
-    else tok += c;
-  }
-  flush();
-  return ids;
 }
 
 void add_model_options(CLI::App* app, ModelOptions* o) {
@@ -83,13 +59,15 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   CLI::App* run = app->add_subcommand("run", "Prefill a prompt and generate greedily");
   add_model_options(run, &o->m);
   auto* ids = run->add_option("--ids", o->ids, "Prompt token ids: 1,2,3 or '1 2 3'");
-  auto* ids_file = run->add_option("--ids-file", o->ids_file, "File of prompt token ids");
+  auto* ids_file = run->add_option("--ids-file", o->ids_file, "File of prompt token ids ('-': standard "
+                                   "input, read on rank 0)");
   auto* rnd = run->add_option("--random-prompt", o->random_prompt, "Random prompt of N tokens")
                   ->check(positive());
   auto* text = run->add_option("--prompt", o->prompt, "Prompt text, encoded with the "
                                "tokenizer.json beside the checkpoint's config.json");
   auto* text_file = run->add_option("--prompt-file", o->prompt_file,
-                                    "File of prompt text (used as is, a final newline included)");
+                                    "File of prompt text (used as is, a final newline included; '-': "
+                                    "standard input, read on rank 0)");
   ids->excludes(ids_file)->excludes(rnd);
   ids_file->excludes(rnd);
   for (CLI::Option* a : {ids, ids_file, rnd, text}) {
@@ -135,9 +113,12 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   run->add_option("--memory-budget", o->memory_budget_gib, "GiB one rank may use; a run that needs "
                   "more is refused before loading (default: the node's available memory, or its "
                   "cgroup limit, over its ranks)")->check(positive());
+  // At least a second: heartbeats go every quarter of it (at most every second), and a shorter
+  // timeout would blame healthy ranks for a scheduler's pause.
   run->add_option("--watchdog", o->watchdog_s, "Seconds a rank may go without answering (stopped "
-                  "by SIGSTOP, a frozen or unreachable node) before the job stops with a line "
-                  "naming it (default: off)")->check(positive());
+                  "by SIGSTOP, a frozen or unreachable node), or every rank may wait in calls "
+                  "that do not match, before the job stops with a line naming them (default: off)")
+      ->check(seconds_in(1, 86400));
 }
 
 void add_compute_option(CLI::App* app, std::string* compute) {
@@ -187,11 +168,13 @@ namespace {
 // Refuses a run whose busiest rank cannot fit (weights as stored, caches for the whole context,
 // its Engram share: the sizing `inspect` prints) before anything is allocated.
 void check_memory(const ModelSource& ms, int64_t context, DType kv, const RankGrid& grid,
-                  double budget_gib) {
+                  const RunOptions& o) {
   const ModelConfig& c = ms.cfg;
+  const double budget_gib = o.memory_budget_gib;
   const WeightBytes stored = ms.checkpoint ? checkpoint_weight_bytes(c, *ms.checkpoint)
                                            : uniform_weight_bytes(c, c.weight_dtype);
-  const RankMemory need = rank_memory(c, context, stored, kv, grid.cp, grid.ep);
+  RankMemory need = rank_memory(c, context, stored, kv, grid.cp, grid.ep);
+  if (o.engram.engram == "on") need.engram_bytes += engram_cache_bytes(c, o.engram.cache_rows);
   MemoryLimit lim = rank_memory_limit(grid.local_size);
   if (budget_gib > 0) lim = {int64_t(budget_gib * double(int64_t(1) << 30)), "--memory-budget"};
   if (lim.bytes <= 0 || need.total() <= lim.bytes) return;
@@ -230,6 +213,74 @@ std::unique_ptr<Tokenizer> find_tokenizer(const ModelSource& ms, const RunOption
     log_line(o.m.quiet, std::string("no text output: ") + e.what());
     return nullptr;
   }
+}
+
+// The replicas of every expert of every layer, as text (to compare the plan across ranks).
+std::string placement_text(const std::vector<ExpertPlacement>& placement) {
+  std::string t;
+  for (const ExpertPlacement& p : placement) {
+    for (const auto& ranks : p.replicas) {
+      for (int r : ranks) t += std::to_string(r) + ",";
+      t += ";";
+    }
+    t += "|";
+  }
+  return t;
+}
+
+// --ids-file's or --prompt-file's bytes, read once (see prompt_input.h); "" without either. The
+// bound: every position of the model, each as the longest token the tokenizer has (text) or as
+// a 10-digit id with a separator (ids), plus room for white space.
+std::string read_prompt_file(const RunOptions& o, const ModelConfig& cfg, const Tokenizer* tok,
+                             const comm::Comm& world) {
+  const bool text = !o.prompt_file.empty();
+  if (!text && o.ids_file.empty()) return "";
+  const int64_t per_token = text ? tok->longest_token_bytes() : 11;
+  const int64_t bound = std::min<int64_t>(cfg.max_position_embeddings * per_token + 4096, int64_t(1) << 30);
+  return read_input_once(world, text ? o.prompt_file : o.ids_file,
+                         text ? "--prompt-file" : "--ids-file", bound);
+}
+
+// The prompt's token ids from whichever flag gave it, checked against the vocabulary and the
+// positions. Local: the file was read and broadcast before.
+std::vector<int32_t> make_prompt(const RunOptions& o, const ModelConfig& cfg, const Tokenizer* tok,
+                                 const std::string& file_text) {
+  auto check_positions = [&](int64_t prompt_len) {
+    MO_REQUIRE(prompt_len + o.generate <= cfg.max_position_embeddings, "the prompt (", prompt_len,
+               " tokens) and --generate ", o.generate, " need ", prompt_len + o.generate,
+               " positions; ", cfg.name, " has max_position_embeddings ", cfg.max_position_embeddings);
+  };
+  std::vector<int32_t> prompt;
+  if (!o.prompt.empty() || !o.prompt_file.empty()) {
+    const char* flag = o.prompt_file.empty() ? "--prompt" : "--prompt-file";
+    try {
+      prompt = tok->encode(o.prompt_file.empty() ? o.prompt : file_text);
+    } catch (const Error& e) {
+      fail(flag, ": ", e.what());
+    }
+    MO_REQUIRE(!prompt.empty(), flag, ": the text gives no tokens");
+    for (auto id : prompt)
+      MO_REQUIRE(id < cfg.vocab_size, flag, ": tokenizer.json gave token id ", id,
+                 ", outside the vocabulary [0, ", cfg.vocab_size, ") of ", cfg.name,
+                 ": the tokenizer does not belong to this model");
+  } else if (!o.ids.empty()) {
+    prompt = parse_ids(o.ids, "--ids");
+  } else if (!o.ids_file.empty()) {
+    prompt = parse_ids(file_text, "--ids-file " + o.ids_file);
+  } else if (o.random_prompt > 0) {
+    // Before drawing: 2e9 tokens would take a minute and 8 GB per rank only to be refused.
+    check_positions(o.random_prompt);
+    std::mt19937_64 rng(o.seed);
+    std::uniform_int_distribution<int32_t> d(0, int32_t(cfg.vocab_size - 1));
+    for (int64_t i = 0; i < o.random_prompt; ++i) prompt.push_back(d(rng));
+  }
+  MO_REQUIRE(!prompt.empty(), "no prompt: give --ids, --ids-file, --random-prompt, --prompt or "
+             "--prompt-file");
+  for (auto id : prompt)
+    MO_REQUIRE(id < cfg.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
+               cfg.vocab_size, ") of ", cfg.name);
+  check_positions(int64_t(prompt.size()));
+  return prompt;
 }
 
 std::string fmt_seconds(double s) {
@@ -279,7 +330,6 @@ int run_command(const RunOptions& o) {
   set_compute_threads(threads);
 
   ModelSource ms;
-  std::vector<int32_t> prompt;
   std::unique_ptr<Tokenizer> tokenizer;
   DType kv = DType::F32;
   comm::agree(grid.world, [&] {
@@ -287,59 +337,14 @@ int run_command(const RunOptions& o) {
     ms = resolve_model(o.m.model, o.m.all_sets());
     for (const std::string& w : ms.warnings) log_line(o.m.quiet, "warning: " + w);
     kv = kv_cache_dtype(o.kv_cache, ms.cfg);
-    auto check_positions = [&](int64_t prompt_len) {
-      MO_REQUIRE(prompt_len + o.generate <= ms.cfg.max_position_embeddings, "the prompt (",
-                 prompt_len, " tokens) and --generate ", o.generate, " need ",
-                 prompt_len + o.generate, " positions; ", ms.cfg.name,
-                 " has max_position_embeddings ", ms.cfg.max_position_embeddings);
-    };
-    const char* text_flag = o.prompt_file.empty() ? "--prompt" : "--prompt-file";
-    tokenizer = find_tokenizer(ms, o, text_flag, grid.is_root());
-    if (!o.prompt.empty() || !o.prompt_file.empty()) {
-      std::string text = o.prompt;
-      if (!o.prompt_file.empty()) {
-        MO_REQUIRE(!std::filesystem::is_directory(o.prompt_file), "--prompt-file: '",
-                   o.prompt_file, "' is a directory");
-        std::ifstream f(o.prompt_file, std::ios::binary);
-        MO_REQUIRE(f.good(), "--prompt-file: cannot open '", o.prompt_file, "'");
-        std::stringstream ss;
-        ss << f.rdbuf();
-        text = ss.str();
-      }
-      try {
-        prompt = tokenizer->encode(text);
-      } catch (const Error& e) {
-        fail(text_flag, ": ", e.what());
-      }
-      MO_REQUIRE(!prompt.empty(), text_flag, ": the text gives no tokens");
-      for (auto id : prompt)
-        MO_REQUIRE(id < ms.cfg.vocab_size, text_flag, ": tokenizer.json gave token id ", id,
-                   ", outside the vocabulary [0, ", ms.cfg.vocab_size, ") of ", ms.cfg.name,
-                   ": the tokenizer does not belong to this model");
-    } else if (!o.ids.empty()) {
-      prompt = parse_ids(o.ids, "--ids");
-    } else if (!o.ids_file.empty()) {
-      MO_REQUIRE(!std::filesystem::is_directory(o.ids_file), "--ids-file: '", o.ids_file,
-                 "' is a directory");
-      std::ifstream f(o.ids_file);
-      MO_REQUIRE(f.good(), "--ids-file: cannot open '", o.ids_file, "'");
-      std::stringstream ss;
-      ss << f.rdbuf();
-      prompt = parse_ids(ss.str(), "--ids-file " + o.ids_file);
-    } else if (o.random_prompt > 0) {
-      // Before drawing: 2e9 tokens would take a minute and 8 GB per rank only to be refused.
-      check_positions(o.random_prompt);
-      std::mt19937_64 rng(o.seed);
-      std::uniform_int_distribution<int32_t> d(0, int32_t(ms.cfg.vocab_size - 1));
-      for (int64_t i = 0; i < o.random_prompt; ++i) prompt.push_back(d(rng));
-    }
-    MO_REQUIRE(!prompt.empty(), "no prompt: give --ids, --ids-file, --random-prompt, --prompt or "
-               "--prompt-file");
-    for (auto id : prompt)
-      MO_REQUIRE(id < ms.cfg.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
-                 ms.cfg.vocab_size, ") of ", ms.cfg.name);
-    check_positions(int64_t(prompt.size()));
-    check_memory(ms, int64_t(prompt.size()) + o.generate, kv, grid, o.memory_budget_gib);
+    tokenizer = find_tokenizer(ms, o, o.prompt_file.empty() ? "--prompt" : "--prompt-file",
+                               grid.is_root());
+  });
+  const std::string file_text = read_prompt_file(o, ms.cfg, tokenizer.get(), grid.world);
+  std::vector<int32_t> prompt;
+  comm::agree(grid.world, [&] {
+    prompt = make_prompt(o, ms.cfg, tokenizer.get(), file_text);
+    check_memory(ms, int64_t(prompt.size()) + o.generate, kv, grid, o);
   });
   // The same command line can still resolve differently per node: another config.json or
   // --ids-file behind the same path, or a CPU that takes another compute path.
@@ -364,6 +369,10 @@ int run_command(const RunOptions& o) {
                     : read_placement(o.expert_placement, ms.cfg.num_layers, ms.cfg.n_experts,
                                      grid.ep);
   });
+  // Each node reads its own copy of the plan: another file behind the same path would make the
+  // ranks route to experts that are not where the others think.
+  if (!o.expert_placement.empty())
+    comm::agree_fields(grid.world, "--expert-placement", {{"the plan read", placement_text(placement)}});
   EngineOptions eopt;
   eopt.kv_dtype = kv;
   eopt.moe.dispatch = payload_from_name(o.dispatch, "--dispatch");

@@ -27,4 +27,34 @@ inline CLI::Validator number_from(double lo, bool strict) {
 inline CLI::Validator positive() { return number_from(0, true); }
 inline CLI::Validator non_negative() { return number_from(0, false); }
 
+// Seconds in [lo, hi]: "--watchdog: must be seconds in [1, 86400], got '1e-9'".
+inline CLI::Validator seconds_in(double lo, double hi) {
+  const std::string rule = "[" + CLI::detail::to_string(lo) + ", " + CLI::detail::to_string(hi) + "]";
+  return CLI::Validator(
+      [=](std::string& s) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const double v = std::strtod(s.c_str(), &end);
+        if (s.empty() || *end != '\0' || errno == ERANGE || !(v >= lo && v <= hi))
+          return "must be seconds in " + rule + ", got '" + s + "'";
+        return std::string();
+      },
+      "SECONDS in " + rule, "seconds_in");
+}
+
+// A whole number in [lo, hi]: "--iters: must be a whole number in [1, 1000000], got 0".
+inline CLI::Validator count_in(long long lo, long long hi) {
+  const std::string rule = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  return CLI::Validator(
+      [=](std::string& s) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const long long v = std::strtoll(s.c_str(), &end, 10);
+        if (s.empty() || *end != '\0' || errno == ERANGE || v < lo || v > hi)
+          return "must be a whole number in " + rule + ", got '" + s + "'";
+        return std::string();
+      },
+      "INT in " + rule, "count_in");
+}
+
 }  // namespace modelone

@@ -241,10 +241,31 @@ std::string read_prompt_file(const RunOptions& o, const ModelConfig& cfg, const 
                          text ? "--prompt-file" : "--ids-file", bound);
 }
 
+// The text prompt's ids (--prompt or --prompt-file), tokenized once, on rank 0, and broadcast: a
+// long text costs the other ranks nothing. Empty without a text prompt.
+std::vector<int32_t> encode_once(const RunOptions& o, const Tokenizer* tok,
+                                 const std::string& file_text, const comm::Comm& world) {
+  if (o.prompt.empty() && o.prompt_file.empty()) return {};
+  std::vector<int32_t> ids;
+  comm::agree(world, [&] {
+    if (world.rank() != 0) return;
+    try {
+      ids = tok->encode(o.prompt_file.empty() ? o.prompt : file_text);
+    } catch (const Error& e) {
+      fail(o.prompt_file.empty() ? "--prompt" : "--prompt-file", ": ", e.what());
+    }
+  });
+  int64_t n = int64_t(ids.size());
+  world.bcast(&n, 1, 0);
+  ids.resize(size_t(n));
+  if (n > 0) world.bcast(ids.data(), n, 0);
+  return ids;
+}
+
 // The prompt's token ids from whichever flag gave it, checked against the vocabulary and the
-// positions. Local: the file was read and broadcast before.
-std::vector<int32_t> make_prompt(const RunOptions& o, const ModelConfig& cfg, const Tokenizer* tok,
-                                 const std::string& file_text) {
+// positions. Local: files were read and text tokenized before.
+std::vector<int32_t> make_prompt(const RunOptions& o, const ModelConfig& cfg,
+                                 const std::vector<int32_t>& text_ids, const std::string& file_text) {
   auto check_positions = [&](int64_t prompt_len) {
     MO_REQUIRE(prompt_len + o.generate <= cfg.max_position_embeddings, "the prompt (", prompt_len,
                " tokens) and --generate ", o.generate, " need ", prompt_len + o.generate,
@@ -253,11 +274,7 @@ std::vector<int32_t> make_prompt(const RunOptions& o, const ModelConfig& cfg, co
   std::vector<int32_t> prompt;
   if (!o.prompt.empty() || !o.prompt_file.empty()) {
     const char* flag = o.prompt_file.empty() ? "--prompt" : "--prompt-file";
-    try {
-      prompt = tok->encode(o.prompt_file.empty() ? o.prompt : file_text);
-    } catch (const Error& e) {
-      fail(flag, ": ", e.what());
-    }
+    prompt = text_ids;
     MO_REQUIRE(!prompt.empty(), flag, ": the text gives no tokens");
     for (auto id : prompt)
       MO_REQUIRE(id < cfg.vocab_size, flag, ": tokenizer.json gave token id ", id,
@@ -341,9 +358,10 @@ int run_command(const RunOptions& o) {
                                grid.is_root());
   });
   const std::string file_text = read_prompt_file(o, ms.cfg, tokenizer.get(), grid.world);
+  const std::vector<int32_t> text_ids = encode_once(o, tokenizer.get(), file_text, grid.world);
   std::vector<int32_t> prompt;
   comm::agree(grid.world, [&] {
-    prompt = make_prompt(o, ms.cfg, tokenizer.get(), file_text);
+    prompt = make_prompt(o, ms.cfg, text_ids, file_text);
     check_memory(ms, int64_t(prompt.size()) + o.generate, kv, grid, o);
   });
   // The same command line can still resolve differently per node: another config.json or

@@ -8,9 +8,9 @@
 #include <cmath>
 #include <random>
 
-#include "bench/bench_command.h"
+#include "bench/bench_options.h"
 #include "bench/bench_util.h"
-#include "dist/cli/model_source.h"
+#include "model/model_source.h"
 #include "dist/cp_attention.h"
 #include "dist/grid.h"
 #include "model/attention.h"

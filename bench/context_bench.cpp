@@ -15,10 +15,10 @@
 #include <random>
 #include <string>
 
-#include "bench/bench_command.h"
+#include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
-#include "dist/cli/model_source.h"
+#include "model/model_source.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
 #include "model/gemm.h"
@@ -43,7 +43,10 @@ struct Decode {
 std::vector<std::string> context_sets(const ContextBenchOptions& o) {
   std::vector<std::string> sets = {"n_routed_experts=8"};
   std::string layers;
-  for (int64_t l : o.layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
+  for (int64_t l : o.layers) {
+    if (!layers.empty()) layers += ',';
+    layers += std::to_string(l);  // (not "," + to_string: GCC 12 warns -Wrestrict on it)
+  }
   if (layers.empty() && resolve_model(o.model, {}).cfg.v41()) layers = "0,1,2,3,8,20,21,24";
   if (!layers.empty()) {
     sets.push_back("keep_layers=" + layers);
@@ -91,8 +94,10 @@ Prefill run_prefill(Engine& e, int64_t n, uint64_t seed) {
   p.attn_cpu_mean = g.world.allreduce(cpu, comm::Op::Sum) / g.W;
   std::vector<double> by_rank(static_cast<size_t>(g.W));
   g.world.allgather(&cpu, 1, by_rank.data());
-  for (double c : by_rank)
-    p.attn_cpu_by_rank += (p.attn_cpu_by_rank.empty() ? "" : "/") + std::to_string(c).substr(0, 6);
+  for (double c : by_rank) {
+    if (!p.attn_cpu_by_rank.empty()) p.attn_cpu_by_rank += '/';
+    p.attn_cpu_by_rank += std::to_string(c).substr(0, 6);
+  }
   for (const comm::OpSummary& s : e.counters().reduce(g.world)) {
     p.exch_s += s.seconds_max;
     p.exch_bytes += double(s.bytes_sum);

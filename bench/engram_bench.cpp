@@ -12,10 +12,10 @@
 #include <memory>
 #include <random>
 
-#include "bench/bench_command.h"
+#include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
-#include "dist/cli/model_source.h"
+#include "model/model_source.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
 #include "model/check.h"

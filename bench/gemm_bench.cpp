@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <random>
 
-#include "bench/bench_command.h"
+#include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "model/cpu_features.h"
 #include "model/gemm.h"

@@ -5,10 +5,10 @@
 #include <cstring>
 #include <random>
 
-#include "bench/bench_command.h"
+#include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
-#include "dist/cli/model_source.h"
+#include "model/model_source.h"
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
 #include "model/gemm.h"

@@ -1,6 +1,7 @@
 #include "model/tensor_table.h"
 
 #include "model/check.h"
+#include "model/weights.h"
 
 namespace modelone {
 

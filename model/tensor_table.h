@@ -7,18 +7,13 @@
 #include <vector>
 
 #include "model/config.h"
-#include "model/weights.h"
+#include "model/weight.h"
 
 namespace modelone {
 
-enum class Scope : uint8_t { Global, Layer, Expert };
+struct ModelWeights;  // model/weights.h (which loads through this table)
 
-// How synthetic values are drawn: uniform with this mean and standard deviation, or a tid2eid
-// table of distinct expert ids.
-struct Init {
-  float mean = 0.f, std = 0.02f;
-  bool tid2eid = false;
-};
+enum class Scope : uint8_t { Global, Layer, Expert };
 
 struct TensorSpec {
   const char* pattern;  // "{L}" = layer index, "{E}" = expert index
@@ -39,15 +34,6 @@ std::string expand_name(const char* pattern, int64_t layer, int64_t expert);
 // and renames three: model.embed_tokens.weight -> embed.weight, model.hc_head.hc_X -> hc_head_X,
 // attn.norm -> attn.kv_norm. release_name maps a table name (or its ".scale") to the release's.
 std::string release_name(const std::string& table_name);
-
-struct WeightRequest {
-  std::string name;
-  std::vector<int64_t> shape;
-  Init init;
-  bool integer = false;
-  int64_t int_range = 0;  // integer tables hold values in [0, int_range) (tid2eid: n_experts)
-  bool expert = false;    // a routed expert's weight (the only place FP4 is read)
-};
 
 // Every tensor of the model with its name and shape, in table order (for inspect and counts).
 struct TensorInstance {

@@ -46,4 +46,21 @@ Weight make_weight(std::string name, DType dtype, std::vector<int64_t> shape,
 
 std::string shape_str(const std::vector<int64_t>& s);
 
+// How synthetic values are drawn: uniform with this mean and standard deviation, or a tid2eid
+// table of distinct expert ids.
+struct Init {
+  float mean = 0.f, std = 0.02f;
+  bool tid2eid = false;
+};
+
+// One tensor a weight source is asked for (the tensor table makes these).
+struct WeightRequest {
+  std::string name;
+  std::vector<int64_t> shape;
+  Init init;
+  bool integer = false;
+  int64_t int_range = 0;  // integer tables hold values in [0, int_range) (tid2eid: n_experts)
+  bool expert = false;    // a routed expert's weight (the only place FP4 is read)
+};
+
 }  // namespace modelone

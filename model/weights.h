@@ -62,7 +62,6 @@ struct ModelWeights {
 };
 
 // Where tensors come from: a checkpoint (checked against the expected shape) or synthetic values.
-struct WeightRequest;
 class WeightSource {
  public:
   virtual ~WeightSource() = default;

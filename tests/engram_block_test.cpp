@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "dist/cli/model_source.h"
+#include "model/model_source.h"
 #include "dist/engram_store.h"
 #include "model/check.h"
 #include "model/engram.h"

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/cli/model_source.h"
+#include "model/model_source.h"
 #include "dist/engine.h"
 #include "dist/grid.h"
 #include "model/safetensors.h"

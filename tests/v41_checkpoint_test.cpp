@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <functional>
 
-#include "dist/cli/model_source.h"
+#include "model/model_source.h"
 #include "model/safetensors.h"
 #include "tests/support.h"
 

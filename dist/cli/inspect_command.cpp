@@ -8,7 +8,7 @@
 #include "comm/comm.h"
 #include "dist/cli/commands.h"
 #include "dist/cli/validators.h"
-#include "dist/cli/model_source.h"
+#include "model/model_source.h"
 #include "dist/grid.h"
 #include "model/check.h"
 #include "model/layer_cache.h"

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "bench/bench_command.h"
+#include "dist/cli/bench_command.h"
 #include "comm/comm.h"
 #include "dist/cli/commands.h"
 #include "dist/grid.h"

@@ -12,7 +12,7 @@
 #include "comm/watchdog.h"
 #include "dist/cli/commands.h"
 #include "dist/cli/validators.h"
-#include "dist/cli/model_source.h"
+#include "model/model_source.h"
 #include "dist/cli/prompt_input.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"

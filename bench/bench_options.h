@@ -1,6 +1,6 @@
-// `modelone bench ...`: the benchmarks, each timing its baseline in the same run.
+// The benchmarks behind `modelone bench ...` (each times its baseline in the same run): their
+// options and entry points. The command line that fills these lives in dist/cli/bench_command.
 #pragma once
-#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -93,11 +93,6 @@ struct BenchOptions {
   ContextBenchOptions context;
   EngramBenchOptions engram;
 };
-
-void add_bench_command(CLI::App* app, BenchOptions* o);
-// Runs the selected benchmark (--repetitions times) and prints its report; returns the exit
-// code, or -1 when `app` selected none.
-int bench_command(CLI::App* app, const BenchOptions& o);
 
 int gemm_bench(const GemmBenchOptions& o);
 int attention_bench(const AttentionBenchOptions& o);

@@ -1,4 +1,4 @@
-#include "bench/bench_command.h"
+#include "dist/cli/bench_command.h"
 
 #include "dist/cli/validators.h"
 #include "dist/grid.h"

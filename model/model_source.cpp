@@ -1,4 +1,4 @@
-#include "dist/cli/model_source.h"
+#include "model/model_source.h"
 
 #include <google/protobuf/text_format.h>
 

@@ -10,12 +10,12 @@
 
 #include "bench/bench_options.h"
 #include "bench/bench_util.h"
-#include "model/model_source.h"
+#include "model/io/model_source.h"
 #include "dist/cp_attention.h"
 #include "dist/grid.h"
-#include "model/attention.h"
-#include "model/gemm.h"
-#include "model/kernels.h"
+#include "model/blocks/attention.h"
+#include "model/kernels/linear.h"
+#include "model/kernels/elementwise.h"
 
 namespace modelone::bench {
 

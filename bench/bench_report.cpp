@@ -15,9 +15,9 @@
 
 #include "bench/bench_util.h"
 #include "comm/comm.h"
-#include "model/check.h"
-#include "model/cpu_features.h"
-#include "model/gemm.h"
+#include "model/base/check.h"
+#include "model/base/cpu_features.h"
+#include "model/kernels/linear.h"
 
 namespace modelone::bench {
 

@@ -38,7 +38,7 @@ struct Machine {
   std::string blas_config;
   std::string onednn;    // "oneDNN 2.6.3"
   std::string compute;   // the compute path `auto` takes here: bf16 or fp32
-  std::string features;  // what model/cpu_features.h reports: "avx512 avx512_bf16" or "none"
+  std::string features;  // what model/base/cpu_features.h reports: "avx512 avx512_bf16" or "none"
   std::string date;      // local time, ISO 8601
 
   std::string line() const;  // one line for the text and md headers

@@ -18,10 +18,10 @@
 #include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
-#include "model/model_source.h"
+#include "model/io/model_source.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
-#include "model/gemm.h"
+#include "model/kernels/linear.h"
 
 namespace modelone::bench {
 

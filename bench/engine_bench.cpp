@@ -11,12 +11,12 @@
 #include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
-#include "model/model_source.h"
+#include "model/io/model_source.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
-#include "model/cpu_features.h"
-#include "model/gemm.h"
-#include "model/model_info.h"
+#include "model/base/cpu_features.h"
+#include "model/kernels/linear.h"
+#include "model/config/model_info.h"
 
 namespace modelone::bench {
 

@@ -15,13 +15,13 @@
 #include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
-#include "model/model_source.h"
+#include "model/io/model_source.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
-#include "model/check.h"
-#include "model/engram.h"
-#include "model/engram_hash.h"
-#include "model/gemm.h"
+#include "model/base/check.h"
+#include "model/blocks/engram.h"
+#include "model/blocks/engram_hash.h"
+#include "model/kernels/linear.h"
 
 namespace modelone::bench {
 

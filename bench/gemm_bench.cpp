@@ -11,9 +11,9 @@
 
 #include "bench/bench_options.h"
 #include "bench/bench_util.h"
-#include "model/cpu_features.h"
-#include "model/gemm.h"
-#include "model/weight_quant.h"
+#include "model/base/cpu_features.h"
+#include "model/kernels/linear.h"
+#include "model/io/release_quant.h"
 
 namespace modelone::bench {
 

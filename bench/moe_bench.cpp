@@ -8,11 +8,11 @@
 #include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
-#include "model/model_source.h"
+#include "model/io/model_source.h"
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
-#include "model/gemm.h"
-#include "model/tensor_table.h"
+#include "model/kernels/linear.h"
+#include "model/io/tensor_table.h"
 
 namespace modelone::bench {
 

@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "dist/cpu_time.h"
-#include "model/check.h"
+#include "model/base/check.h"
 
 namespace modelone {
 

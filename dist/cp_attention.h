@@ -23,10 +23,10 @@
 #include "comm/counters.h"
 #include "dist/cp_halo.h"
 #include "dist/cp_layout.h"
-#include "model/attention.h"
-#include "model/indexer_v41.h"
-#include "model/config.h"
-#include "model/layer_cache.h"
+#include "model/blocks/attention.h"
+#include "model/blocks/indexer_v41.h"
+#include "model/config/config.h"
+#include "model/cache/layer_cache.h"
 
 namespace modelone {
 

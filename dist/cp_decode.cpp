@@ -11,7 +11,7 @@
 
 #include "dist/cp_attention.h"
 #include "dist/cpu_time.h"
-#include "model/check.h"
+#include "model/base/check.h"
 
 namespace modelone {
 

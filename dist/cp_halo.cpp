@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "model/check.h"
+#include "model/base/check.h"
 
 namespace modelone {
 

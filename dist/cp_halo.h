@@ -16,9 +16,9 @@
 #include "comm/comm.h"
 #include "comm/counters.h"
 #include "dist/cp_layout.h"
-#include "model/attention.h"
-#include "model/config.h"
-#include "model/layer_cache.h"
+#include "model/blocks/attention.h"
+#include "model/config/config.h"
+#include "model/cache/layer_cache.h"
 
 namespace modelone {
 

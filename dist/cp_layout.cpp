@@ -1,6 +1,6 @@
 #include "dist/cp_layout.h"
 
-#include "model/check.h"
+#include "model/base/check.h"
 
 namespace modelone {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "model/attention.h"
+#include "model/blocks/attention.h"
 
 namespace modelone {
 

@@ -6,12 +6,12 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "model/check.h"
-#include "model/engram.h"
-#include "model/engram_hash.h"
-#include "model/gemm.h"
-#include "model/kernels.h"
-#include "model/mhc.h"
+#include "model/base/check.h"
+#include "model/blocks/engram.h"
+#include "model/blocks/engram_hash.h"
+#include "model/kernels/linear.h"
+#include "model/kernels/elementwise.h"
+#include "model/blocks/mhc.h"
 
 namespace modelone {
 

@@ -17,10 +17,10 @@
 #include "dist/engram_store.h"
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
-#include "model/config.h"
-#include "model/layer_cache.h"
-#include "model/rope.h"
-#include "model/weights.h"
+#include "model/config/config.h"
+#include "model/cache/layer_cache.h"
+#include "model/kernels/rope.h"
+#include "model/io/model_weights.h"
 
 namespace modelone {
 

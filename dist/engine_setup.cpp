@@ -1,10 +1,10 @@
 #include "dist/engine_setup.h"
 
 #include "comm/comm.h"
-#include "model/check.h"
-#include "model/engram.h"
-#include "model/engram_tables.h"
-#include "model/model_info.h"
+#include "model/base/check.h"
+#include "model/blocks/engram.h"
+#include "model/io/engram_tables.h"
+#include "model/config/model_info.h"
 
 namespace modelone {
 

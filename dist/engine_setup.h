@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "model/model_source.h"
+#include "model/io/model_source.h"
 #include "dist/engine.h"
 #include "dist/expert_placement.h"
 #include "dist/grid.h"

@@ -5,8 +5,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "model/check.h"
-#include "model/engram.h"
+#include "model/base/check.h"
+#include "model/blocks/engram.h"
 
 namespace modelone {
 

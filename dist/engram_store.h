@@ -27,9 +27,9 @@
 #include "comm/comm.h"
 #include "comm/counters.h"
 #include "comm/rma_window.h"
-#include "model/config.h"
-#include "model/engram_hash.h"
-#include "model/engram_tables.h"
+#include "model/config/config.h"
+#include "model/blocks/engram_hash.h"
+#include "model/io/engram_tables.h"
 
 namespace modelone {
 

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
-#include "model/check.h"
+#include "model/base/check.h"
 
 namespace modelone {
 

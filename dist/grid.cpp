@@ -6,7 +6,7 @@
 
 #include <thread>
 
-#include "model/check.h"
+#include "model/base/check.h"
 
 namespace modelone {
 

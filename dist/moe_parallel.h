@@ -1,5 +1,5 @@
 // The MoE block over an expert-parallel group (DeepEP's dispatch / combine, on CPUs):
-//   route      top-k or hash routing of the local tokens (model/moe.h)
+//   route      top-k or hash routing of the local tokens (model/blocks/moe.h)
 //   layout     rows per destination by prefix sums: a token goes once to each rank holding any of
 //              its experts, carrying the expert ids and weights for that rank
 //   dispatch   MPI: counts exchange, then one MPI_Ialltoallv of the packed rows.
@@ -21,9 +21,9 @@
 #include "comm/shared_window.h"
 #include "dist/expert_placement.h"
 #include "dist/moe_payload.h"
-#include "model/config.h"
-#include "model/moe.h"
-#include "model/weights.h"
+#include "model/config/config.h"
+#include "model/blocks/moe.h"
+#include "model/io/model_weights.h"
 
 namespace modelone {
 

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "model/check.h"
-#include "model/dtype.h"
+#include "model/base/check.h"
+#include "model/base/dtype.h"
 
 namespace modelone {
 

@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "dist/moe_parallel.h"
-#include "model/check.h"
+#include "model/base/check.h"
 
 namespace modelone {
 

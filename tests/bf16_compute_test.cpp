@@ -11,15 +11,15 @@
 #include <tuple>
 #include <vector>
 
-#include "model/attention.h"
-#include "model/bf16_kernels.h"
-#include "model/check.h"
-#include "model/cpu_features.h"
-#include "model/gemm.h"
-#include "model/indexer.h"
-#include "model/layer_cache.h"
-#include "model/matmul_bf16.h"
-#include "model/weight_quant.h"
+#include "model/blocks/attention.h"
+#include "model/kernels/bf16_decode.h"
+#include "model/base/check.h"
+#include "model/base/cpu_features.h"
+#include "model/kernels/linear.h"
+#include "model/blocks/indexer.h"
+#include "model/cache/layer_cache.h"
+#include "model/kernels/onednn_matmul.h"
+#include "model/io/release_quant.h"
 
 namespace modelone {
 namespace {

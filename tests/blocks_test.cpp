@@ -7,15 +7,15 @@
 #include <random>
 #include <set>
 
-#include "model/compressor.h"
-#include "model/gemm.h"
-#include "model/indexer.h"
-#include "model/kernels.h"
-#include "model/mhc.h"
-#include "model/moe.h"
-#include "model/rope.h"
-#include "model/synthetic.h"
-#include "model/weight.h"
+#include "model/blocks/compressor.h"
+#include "model/kernels/linear.h"
+#include "model/blocks/indexer.h"
+#include "model/kernels/elementwise.h"
+#include "model/blocks/mhc.h"
+#include "model/blocks/moe.h"
+#include "model/kernels/rope.h"
+#include "model/io/synthetic.h"
+#include "model/io/weight_tensor.h"
 
 namespace modelone {
 namespace {

@@ -5,10 +5,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "model/check.h"
-#include "model/safetensors.h"
-#include "model/tensor_table.h"
-#include "model/weights.h"
+#include "model/base/check.h"
+#include "model/io/safetensors.h"
+#include "model/io/tensor_table.h"
+#include "model/io/model_weights.h"
 #include "tests/support.h"
 
 namespace modelone {

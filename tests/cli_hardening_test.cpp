@@ -13,7 +13,7 @@
 #include <regex>
 #include <thread>
 
-#include "model/npy.h"
+#include "model/io/npy.h"
 #include "tests/cli_support.h"
 
 namespace modelone::test {

@@ -10,7 +10,7 @@
 #include <regex>
 #include <sstream>
 
-#include "model/npy.h"
+#include "model/io/npy.h"
 #include "tests/cli_support.h"
 #include "tests/support.h"
 

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "model/check.h"
-#include "model/config_io.h"
+#include "model/base/check.h"
+#include "model/config/config_io.h"
 #include "tests/support.h"
 
 namespace modelone {

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "model/check.h"
-#include "model/config_io.h"
+#include "model/base/check.h"
+#include "model/config/config_io.h"
 #include "tests/support.h"
 
 namespace modelone {

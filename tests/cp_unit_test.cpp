@@ -8,11 +8,11 @@
 #include <random>
 
 #include "dist/cp_layout.h"
-#include "model/attention.h"
-#include "model/compressor.h"
-#include "model/indexer.h"
-#include "model/synthetic.h"
-#include "model/weight.h"
+#include "model/blocks/attention.h"
+#include "model/blocks/compressor.h"
+#include "model/blocks/indexer.h"
+#include "model/io/synthetic.h"
+#include "model/io/weight_tensor.h"
 
 namespace modelone {
 namespace {

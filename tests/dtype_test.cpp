@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "model/dtype.h"
+#include "model/base/dtype.h"
 
 namespace modelone {
 namespace {

@@ -5,10 +5,10 @@
 
 #include <cmath>
 
-#include "model/model_source.h"
+#include "model/io/model_source.h"
 #include "dist/engram_store.h"
-#include "model/check.h"
-#include "model/engram.h"
+#include "model/base/check.h"
+#include "model/blocks/engram.h"
 #include "tests/support.h"
 
 namespace modelone {

@@ -10,10 +10,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "model/engram.h"
-#include "model/engram_hash.h"
-#include "model/safetensors.h"
-#include "model/tensor_table.h"
+#include "model/blocks/engram.h"
+#include "model/blocks/engram_hash.h"
+#include "model/io/safetensors.h"
+#include "model/io/tensor_table.h"
 #include "tests/support.h"
 
 namespace modelone {

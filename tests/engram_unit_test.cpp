@@ -7,8 +7,8 @@
 #include <set>
 #include <vector>
 
-#include "model/check.h"
-#include "model/engram_hash.h"
+#include "model/base/check.h"
+#include "model/blocks/engram_hash.h"
 
 namespace modelone {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "dist/eplb.h"
 #include "dist/moe_payload.h"
-#include "model/check.h"
+#include "model/base/check.h"
 #include "tests/support.h"
 
 namespace modelone {

@@ -19,7 +19,7 @@
 #include <sstream>
 #include <thread>
 
-#include "model/safetensors.h"
+#include "model/io/safetensors.h"
 #include "tests/cli_support.h"
 #include "tests/support.h"
 

@@ -17,14 +17,14 @@
 #include <sstream>
 
 #include "dist/cli/prompt_input.h"
-#include "model/check.h"
-#include "model/config.h"
-#include "model/config_io.h"
-#include "model/model_info.h"
-#include "model/npy.h"
-#include "model/safetensors.h"
-#include "model/tokenizer.h"
-#include "model/weight_bytes.h"
+#include "model/base/check.h"
+#include "model/config/config.h"
+#include "model/config/config_io.h"
+#include "model/config/model_info.h"
+#include "model/io/npy.h"
+#include "model/io/safetensors.h"
+#include "model/text/tokenizer.h"
+#include "model/io/weight_sizes.h"
 #include "tests/support.h"
 #include "tests/tokenizer_json.h"
 

@@ -7,8 +7,8 @@
 #include <random>
 #include <vector>
 
-#include "model/dtype.h"
-#include "model/kv_fp8.h"
+#include "model/base/dtype.h"
+#include "model/cache/kv_fp8.h"
 
 namespace modelone {
 namespace {

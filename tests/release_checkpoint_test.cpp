@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "comm/comm.h"
-#include "model/safetensors.h"
-#include "model/tensor_table.h"
-#include "model/weight_bytes.h"
+#include "model/io/safetensors.h"
+#include "model/io/tensor_table.h"
+#include "model/io/weight_sizes.h"
 #include "tests/support.h"
 
 namespace modelone {

@@ -10,7 +10,7 @@
 
 #include <cmath>
 
-#include "model/check.h"
+#include "model/base/check.h"
 
 namespace modelone::test {
 

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "model/model_source.h"
+#include "model/io/model_source.h"
 #include "dist/engine.h"
 #include "dist/grid.h"
-#include "model/safetensors.h"
+#include "model/io/safetensors.h"
 
 namespace modelone::test {
 

@@ -1,4 +1,4 @@
-// model/tokenizer.h on a small byte-level BPE tokenizer.json written here: the 256 byte tokens
+// model/text/tokenizer.h on a small byte-level BPE tokenizer.json written here: the 256 byte tokens
 // (id = byte value) and a few merges, with expected ids worked out by hand from the merge ranks.
 // The pre-tokenizer cases were checked once against Hugging Face tokenizers 0.22 (the Rust
 // library), on the same file.
@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/tokenizer.h"
+#include "model/text/tokenizer.h"
 #include "tests/support.h"
 #include "tests/tokenizer_json.h"
 

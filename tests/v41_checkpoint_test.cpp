@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <functional>
 
-#include "model/model_source.h"
-#include "model/safetensors.h"
+#include "model/io/model_source.h"
+#include "model/io/safetensors.h"
 #include "tests/support.h"
 
 namespace modelone {

@@ -7,12 +7,12 @@
 #include <cmath>
 #include <random>
 
-#include "model/compressor.h"
-#include "model/fake_quant.h"
-#include "model/indexer_v41.h"
-#include "model/kv_v41.h"
-#include "model/mhc.h"
-#include "model/weight.h"
+#include "model/blocks/compressor.h"
+#include "model/kernels/fake_quant.h"
+#include "model/blocks/indexer_v41.h"
+#include "model/cache/kv_v41.h"
+#include "model/blocks/mhc.h"
+#include "model/io/weight_tensor.h"
 
 namespace modelone {
 namespace {

@@ -8,13 +8,13 @@
 #include "comm/comm.h"
 #include "dist/cli/commands.h"
 #include "dist/cli/validators.h"
-#include "model/model_source.h"
+#include "model/io/model_source.h"
 #include "dist/grid.h"
-#include "model/check.h"
-#include "model/layer_cache.h"
-#include "model/model_info.h"
-#include "model/weight_bytes.h"
-#include "model/tensor_table.h"
+#include "model/base/check.h"
+#include "model/cache/layer_cache.h"
+#include "model/config/model_info.h"
+#include "model/io/weight_sizes.h"
+#include "model/io/tensor_table.h"
 
 namespace modelone {
 

@@ -11,7 +11,7 @@
 #include "comm/comm.h"
 #include "dist/cli/commands.h"
 #include "dist/grid.h"
-#include "model/check.h"
+#include "model/base/check.h"
 
 using namespace modelone;
 

@@ -9,7 +9,7 @@
 #include "dist/cli/commands.h"
 #include "dist/cli/validators.h"
 #include "dist/eplb.h"
-#include "model/check.h"
+#include "model/base/check.h"
 
 namespace modelone {
 

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <iostream>
 
-#include "model/check.h"
+#include "model/base/check.h"
 
 namespace modelone {
 

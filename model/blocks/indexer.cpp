@@ -1,0 +1,140 @@
+#include "model/blocks/indexer.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/kernels/bf16_decode.h"
+#include "model/kernels/fake_quant.h"
+#include "model/kernels/linear.h"
+#include "model/kernels/elementwise.h"
+#include "model/kernels/onednn_matmul.h"
+
+namespace modelone {
+
+void indexer_queries(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope,
+                     const float* q_lat, const float* h, int64_t T, const int64_t* pos,
+                     IndexerQueries* out) {
+  const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim;
+  out->q.resize(size_t(T * nI * Di));
+  out->w.resize(size_t(T * nI));
+  linear(q_lat, T, cfg.q_lora_rank, w.idx_wq_b, 0, nI * Di, out->q.data(), nI * Di);
+  for (int64_t t = 0; t < T; ++t) {
+    rope.apply(out->q.data() + t * nI * Di, nI, Di, pos[t]);
+    // V4.1: the queries in FP4 (ue8m0 scales, blocks of 32 within each head).
+    if (cfg.fake_quant) fake_quant_fp4_ue8m0(out->q.data() + t * nI * Di, nI * Di, kIndexQuantBlock);
+  }
+  linear(h, T, cfg.hidden_size, w.idx_weights_proj, 0, nI, out->w.data(), nI);
+  const float ws = 1.f / std::sqrt(float(nI));
+  for (auto& v : out->w) v *= ws;
+}
+
+namespace {
+// score[s] += sum_h max(l[h, s], 0) * scale * w[h] for logits l[nI, n] (row stride ld).
+void accumulate_scores(const float* l, int64_t ld, int64_t nI, int64_t n, const float* w,
+                       float scale, float* score) {
+  for (int64_t hh = 0; hh < nI; ++hh) {
+    const float* lr = l + hh * ld;
+    for (int64_t s = 0; s < n; ++s) score[s] += std::max(lr[s], 0.f) * scale * w[hh];
+  }
+}
+}  // namespace
+
+void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
+                    const int64_t* pos, const float* keys, int64_t n_keys, int32_t* top,
+                    int32_t* count) {
+  const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim, K = cfg.index_topk;
+  const float scale = 1.f / std::sqrt(float(Di));
+  // bf16 path: queries and keys rounded once; each token's key count is rounded up to 64 (zero
+  // rows past the end), so the matmul sees n_keys / 64 shapes, not one per token.
+  const bool bf16 = compute_mode() == Compute::BF16;
+  auto pad = [](int64_t n) { return (n + 63) / 64 * 64; };
+  std::vector<uint16_t> kb, qb;
+  if (bf16) {
+    kb.assign(size_t(pad(n_keys) * Di), 0);
+    rows_to_bf16(keys, n_keys, Di, Di, kb.data());
+    qb.resize(size_t(T * nI * Di));
+    rows_to_bf16(iq.q.data(), T, nI * Di, nI * Di, qb.data());
+  }
+#pragma omp parallel
+  {
+    std::vector<float> logits, score;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = std::min(n_keys, (pos[t] + 1) / cfg.csa_rate);  // closed windows
+      const int64_t k = std::min(K, n);
+      count[t] = int32_t(k);
+      if (k == 0) continue;
+      const int64_t ld = bf16 ? pad(n) : n;
+      logits.resize(size_t(nI * ld));
+      score.assign(size_t(n), 0.f);
+      if (bf16)
+        matmul_bf16_nt(nI, ld, Di, qb.data() + t * nI * Di, Di, kb.data(), Di, logits.data(), ld, false);
+      else
+        sgemm_nt(nI, n, Di, iq.q.data() + t * nI * Di, Di, keys, Di, logits.data(), n);
+      accumulate_scores(logits.data(), ld, nI, n, iq.w.data() + t * nI, scale, score.data());
+      top_k(score.data(), n, k, top + t * K);
+    }
+  }
+}
+
+void indexer_candidates(const ModelConfig& cfg, const float* q, const float* w, int64_t pos,
+                        const EntryStore& keys, std::vector<Candidate>* out) {
+  const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim;
+  const float scale = 1.f / std::sqrt(float(Di));
+  // Visible keys: a prefix of the store, whose global indices increase.
+  const int64_t limit = (pos + 1) / cfg.csa_rate;
+  const int64_t n = std::lower_bound(keys.index.begin(), keys.index.end(), limit) - keys.index.begin();
+  if (n == 0) return;
+  static thread_local std::vector<float> score;  // kept: no page faults per call
+  score.assign(size_t(n), 0.f);
+  // Tiles of keys widened into per-thread scratch: the widened copy stays in cache and no
+  // buffer grows with the context. On the bf16 path the keys are fed as bf16 (stored bf16 as is,
+  // fp8 decoded exactly) and the tile rounded up to 64 rows, so the matmul sees few shapes.
+  constexpr int64_t kTile = 1024;
+  const int64_t n_tiles = (n + kTile - 1) / kTile;
+  float* sc = score.data();
+  const bool bf16 = compute_mode() == Compute::BF16;
+  static thread_local std::vector<uint16_t> qbuf;
+  qbuf.resize(size_t(nI * Di));
+  if (bf16) rows_to_bf16(q, 1, nI * Di, nI * Di, qbuf.data());
+  const uint16_t* qb = qbuf.data();
+#pragma omp parallel if (n_tiles > 1)
+  {
+    static thread_local std::vector<float> kt, logits;
+    static thread_local std::vector<uint16_t> kb;
+    logits.resize(size_t(nI * kTile));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < n_tiles; ++b) {
+      const int64_t s0 = b * kTile, ns = std::min(kTile, n - s0);
+      if (bf16) {
+        const int64_t np = (ns + 63) / 64 * 64;
+        const uint16_t* k = keys.rows.view_bf16(s0, ns, np, kb);
+        matmul_bf16_nt(nI, np, Di, qb, Di, k, Di, logits.data(), np, false);
+        accumulate_scores(logits.data(), np, nI, ns, w, scale, sc + s0);
+      } else {
+        const float* kf = keys.rows.view(s0, ns, kt);
+        sgemm_nt(nI, ns, Di, q, Di, kf, Di, logits.data(), ns);
+        accumulate_scores(logits.data(), ns, nI, ns, w, scale, sc + s0);
+      }
+    }
+  }
+  const int64_t k = std::min(cfg.index_topk, n);
+  static thread_local std::vector<int32_t> top;
+  top.resize(size_t(k));
+  top_k(sc, n, k, top.data());  // local order = global order, so ties go to the lower index
+  for (int64_t i = 0; i < k; ++i) out->push_back({sc[top[size_t(i)]], keys.index[size_t(top[size_t(i)])]});
+}
+
+int64_t merge_candidates(std::vector<Candidate> c, int64_t k, int32_t* top) {
+  auto better = [](const Candidate& a, const Candidate& b) {
+    return a.score > b.score || (a.score == b.score && a.index < b.index);
+  };
+  k = std::min<int64_t>(k, int64_t(c.size()));
+  std::partial_sort(c.begin(), c.begin() + k, c.end(), better);
+  for (int64_t i = 0; i < k; ++i) top[i] = c[size_t(i)].index;
+  return k;
+}
+
+}  // namespace modelone

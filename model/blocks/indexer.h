@@ -1,0 +1,52 @@
+// The lightning indexer of CSA layers: for query t at global position p it scores every
+// compressed entry s whose window has closed (s < (p + 1) / rate) as
+//   score = sum_h w[t, h] * ReLU(q[t, h] . k[s]) / sqrt(index_head_dim)
+// and keeps the top min(index_topk, entries visible) of them, ties to the lower global index.
+// Two forms of the same selection:
+//   indexer_select      prefill: the keys of every window in one dense table, picks per query;
+//   indexer_candidates  decode: one query against the keys one rank holds, giving (score, global
+//                       index) candidates; merge_candidates() takes the global top-k of the
+//                       candidates of every rank, the same set as on one rank.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/config/config.h"
+#include "model/cache/layer_cache.h"
+#include "model/kernels/rope.h"
+#include "model/io/model_weights.h"
+
+namespace modelone {
+
+struct IndexerQueries {
+  std::vector<float> q;  // [T, nI * Di], roped
+  std::vector<float> w;  // [T, nI], already scaled by nI^-0.5
+};
+
+// q_lat[T, q_lora] is the attention's normed q-LoRA latent, h[T, D] the block input, pos[T]
+// the global positions of the rows.
+void indexer_queries(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope,
+                     const float* q_lat, const float* h, int64_t T, const int64_t* pos,
+                     IndexerQueries* out);
+
+// keys[n_keys, Di]: the keys of windows 0 .. n_keys - 1 in global order. top[T, index_topk]
+// receives global entry indices (best first), count[T] how many are valid.
+void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
+                    const int64_t* pos, const float* keys, int64_t n_keys, int32_t* top,
+                    int32_t* count);
+
+struct Candidate {
+  float score;
+  int32_t index;  // global window index
+};
+
+// Query q[nI * Di], weights w[nI] at position pos against the keys in `keys` (one rank's share,
+// any dtype): appends up to index_topk best visible candidates to out, best first.
+void indexer_candidates(const ModelConfig& cfg, const float* q, const float* w, int64_t pos,
+                        const EntryStore& keys, std::vector<Candidate>* out);
+
+// The k best of n candidates (score descending, ties to the lower index) into top[<= k];
+// returns how many.
+int64_t merge_candidates(std::vector<Candidate> c, int64_t k, int32_t* top);
+
+}  // namespace modelone

@@ -1,0 +1,138 @@
+// C[M, N] (+)= A[M, K] @ B^T (B stored [N, K]) or A @ B (B stored [K, N]) in bf16 with fp32
+// sums, on the calling thread alone: for the products that run inside our own parallel loops
+// (the indexer's scores, the attention cores), where oneDNN's matmul must not be called (its
+// OpenMP kernels assume they own the team).
+//
+// B is repacked 64 output columns at a time into VDPBF16PS's pair layout, Bp[k/2][64][2], so a
+// zmm holds the (k, k+1) pairs of 16 columns; each A row's pair is broadcast against 4 such zmm.
+// Register block: 6 rows of A x 64 columns = 24 accumulators.
+#include "model/kernels/bf16_decode.h"
+
+// gcc 12 warns inside its own intrinsics headers (_mm512_undefined_*) under target attributes.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "model/base/cpu_features.h"
+
+namespace modelone {
+
+namespace {
+
+#define MO_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+constexpr int64_t kNb = 64, kMb = 6;
+
+// Bp[kp][j][2] = column n0 + j of the product's B at k = 2 kp, 2 kp + 1 (zeros past nb and K).
+// nt: B stored [N, K] (row n0 + j); nn: B stored [K, N] (column n0 + j).
+void pack_b(bool nt, const uint16_t* B, int64_t ldb, int64_t n0, int64_t nb, int64_t K, uint32_t* Bp) {
+  const int64_t kp = (K + 1) / 2;
+  std::memset(Bp, 0, size_t(kp * kNb) * 4);
+  if (nt) {
+    for (int64_t j = 0; j < nb; ++j) {
+      const uint16_t* row = B + (n0 + j) * ldb;
+      for (int64_t p = 0; p < K / 2; ++p) {
+        uint32_t v;
+        std::memcpy(&v, row + 2 * p, 4);
+        Bp[p * kNb + j] = v;
+      }
+      if (K % 2) Bp[(K / 2) * kNb + j] = row[K - 1];
+    }
+    return;
+  }
+  for (int64_t p = 0; p < kp; ++p) {
+    const uint16_t* r0 = B + (2 * p) * ldb + n0;
+    const uint16_t* r1 = 2 * p + 1 < K ? r0 + ldb : nullptr;
+    for (int64_t j = 0; j < nb; ++j) Bp[p * kNb + j] = uint32_t(r0[j]) | (r1 ? uint32_t(r1[j]) << 16 : 0u);
+  }
+}
+
+template <int MB>
+MO_AVX512_BF16 void block(const uint16_t* A, int64_t lda, int64_t K, const uint32_t* Bp, float* C,
+                          int64_t ldc, int64_t nb, bool accumulate) {
+  __m512 acc[MB][4];
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_setzero_ps();
+  const int64_t kp = (K + 1) / 2;
+  for (int64_t p = 0; p < kp; ++p) {
+    __m512i b[4];
+    for (int j = 0; j < 4; ++j) b[j] = _mm512_loadu_si512(Bp + p * kNb + 16 * j);
+    for (int i = 0; i < MB; ++i) {
+      uint32_t pair;
+      if (2 * p + 1 < K) std::memcpy(&pair, A + i * lda + 2 * p, 4);
+      else pair = A[i * lda + 2 * p];  // odd K: the last value pairs with zero
+      const __m512i a = _mm512_set1_epi32(int(pair));
+      for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)a, (__m512bh)b[j]);
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < 4; ++j) {
+      const int64_t left = nb - 16 * j;
+      if (left <= 0) break;
+      const __mmask16 m = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+      float* c = C + i * ldc + 16 * j;
+      __m512 v = acc[i][j];
+      if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, c));
+      _mm512_mask_storeu_ps(c, m, v);
+    }
+}
+
+MO_AVX512_BF16 void gemm_avx512(bool nt, int64_t M, int64_t N, int64_t K, const uint16_t* A,
+                                int64_t lda, const uint16_t* B, int64_t ldb, float* C, int64_t ldc,
+                                bool accumulate) {
+  static thread_local std::vector<uint32_t> bp;
+  bp.resize(size_t((K + 1) / 2 * kNb));
+  for (int64_t n0 = 0; n0 < N; n0 += kNb) {
+    const int64_t nb = std::min(kNb, N - n0);
+    pack_b(nt, B, ldb, n0, nb, K, bp.data());
+    int64_t m = 0;
+    for (; m + kMb <= M; m += kMb) block<kMb>(A + m * lda, lda, K, bp.data(), C + m * ldc + n0, ldc, nb, accumulate);
+    const uint16_t* a = A + m * lda;
+    float* c = C + m * ldc + n0;
+    switch (M - m) {
+      case 5: block<5>(a, lda, K, bp.data(), c, ldc, nb, accumulate); break;
+      case 4: block<4>(a, lda, K, bp.data(), c, ldc, nb, accumulate); break;
+      case 3: block<3>(a, lda, K, bp.data(), c, ldc, nb, accumulate); break;
+      case 2: block<2>(a, lda, K, bp.data(), c, ldc, nb, accumulate); break;
+      case 1: block<1>(a, lda, K, bp.data(), c, ldc, nb, accumulate); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace
+
+namespace {
+void gemm_here(bool nt, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+               const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  if (M == 0 || N == 0) return;
+  if (cpu_features().avx512_bf16) {
+    gemm_avx512(nt, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    return;
+  }
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      float s = 0.f;
+      for (int64_t k = 0; k < K; ++k)
+        s += bf16_to_f32(A[i * lda + k]) * bf16_to_f32(nt ? B[j * ldb + k] : B[k * ldb + j]);
+      float& c = C[i * ldc + j];
+      c = accumulate ? c + s : s;
+    }
+}
+}  // namespace
+
+void gemm_bf16_nt_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                       const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  gemm_here(true, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+void gemm_bf16_nn_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                       const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  gemm_here(false, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+}  // namespace modelone

@@ -370,12 +370,6 @@ void agree_fields(const Comm& comm, const std::string& what,
   std::exit(code);
 }
 
-std::vector<int64_t> displacements(const std::vector<int64_t>& counts) {
-  std::vector<int64_t> d(counts.size() + 1, 0);
-  for (size_t i = 0; i < counts.size(); ++i) d[i + 1] = d[i] + counts[i];
-  return d;
-}
-
 double now() { return MPI_Wtime(); }
 
 std::string library_version() {

@@ -198,9 +198,6 @@ void agree_fields(const Comm& comm, const std::string& what,
 // cause on stderr, then MPI_Abort so no rank is left waiting.
 [[noreturn]] void abort_all(const std::string& msg, int code);
 
-// Exclusive prefix sum of counts (displacements).
-std::vector<int64_t> displacements(const std::vector<int64_t>& counts);
-
 // Wall-clock seconds (MPI_Wtime).
 double now();
 

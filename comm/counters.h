@@ -26,7 +26,6 @@ struct OpSummary {
 class Counters {
  public:
   OpStats& operator[](const std::string& op) { return ops_[op]; }
-  const std::map<std::string, OpStats>& ops() const { return ops_; }
   void clear() { ops_.clear(); }
   // Collective over comm: every operation any rank has, with min / max / sum over the ranks
   // (a rank that never ran it counts as zero).

@@ -38,6 +38,8 @@ struct CpTimers {
   CpTimers operator-(const CpTimers& o) const;
 };
 
+struct DecodeStep;  // dist/cp_decode.cpp
+
 class CpAttention {
  public:
   CpAttention(const ModelConfig& cfg, const comm::Comm& cp, DType kv_dtype,
@@ -84,6 +86,15 @@ class CpAttention {
   // Partial attention of the one decode query q[H, Dh] over window rows kw[nw] and compressed
   // rows kc[nc], into part_.
   void decode_partial(const float* q, const float* kw, int64_t nw, const float* kc, int64_t nc);
+  // decode's phases, in order (dist/cp_decode.cpp; DecodeStep holds the step's facts).
+  void decode_tail(const DecodeStep& s, const AttnWeights& w, const Rope& rope, const float* h,
+                   LayerCache& cache, const float** kw, int64_t* nw);
+  void decode_share_query(const DecodeStep& s, LayerCache& cache);
+  void decode_query_heads(const DecodeStep& s, const AttnWeights& w, const Rope& rope);
+  const float* decode_compressed_keys(const DecodeStep& s, LayerCache& cache, LayerCache* kv_src,
+                                      int64_t* nc);
+  void decode_merge_partials(const DecodeStep& s, const float* sink);
+  void decode_output(const DecodeStep& s, const AttnWeights& w, const Rope& rope, float* out);
 
   const ModelConfig& cfg_;
   const comm::Comm& cp_;

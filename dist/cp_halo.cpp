@@ -83,7 +83,6 @@ void CpHalo::plan(const ModelConfig& cfg, const StepLayout& L,
   recvbuf_.resize(size_t(cp));
 }
 
-bool CpHalo::needs_restart(int64_t i) const { return kp().mine[size_t(i)].restart; }
 
 void CpHalo::start(const comm::Comm& cp, int64_t layer, const AttnProj& p, const LayerCache& cache,
                    comm::Counters* counters) {

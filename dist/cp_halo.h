@@ -49,7 +49,6 @@ class CpHalo {
   // Before own segment i runs: when it does not continue the cache, restart the cache at the
   // segment's start from the halo rows.
   void restart(int64_t i, LayerCache& cache) const;
-  bool needs_restart(int64_t i) const;
 
  private:
   enum : uint8_t { kKv = 0, kComp = 1, kIdx = 2 };

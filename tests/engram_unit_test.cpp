@@ -215,7 +215,7 @@ TEST(EngramHash, BadParametersThrow) {
 
 // One position of V4.1's first Engram layer (layer 1), every column, with the real multipliers
 // and primes: expected rows computed outside this code base (Python's unbounded integers over the
-// formula of ../shared/engram-notes.md, primes by trial division from 16,000,000).
+// formula of DeepSeek's Engram reference, primes by trial division from 16,000,000).
 TEST(EngramHash, V41RowsOfOnePositionEveryColumn) {
   const EngramHashParams hp = v41()[0];
   const std::vector<int32_t> hist = {5, 99091, 12345, 777};

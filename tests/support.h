@@ -13,7 +13,7 @@
 
 namespace modelone::test {
 
-// tests/data/<name> (the copy of ../shared/fixtures kept in the repo).
+// tests/data/<name> (reference fixtures made outside this project, kept in the repo).
 std::string data_dir(const std::string& name);
 
 // reference.safetensors of a fixture directory, or the .safetensors file named.

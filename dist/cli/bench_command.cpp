@@ -28,10 +28,9 @@ void add_report_options(CLI::App* sub, ReportOptions* r) {
 }
 }  // namespace
 
-void add_bench_command(CLI::App* app, BenchOptions* o) {
-  CLI::App* b = app->add_subcommand("bench", "Benchmarks (each with its baseline and ratio)");
-  b->require_subcommand(1);
+namespace {
 
+void add_gemm_bench(CLI::App* b, BenchOptions* o) {
   CLI::App* g = b->add_subcommand("gemm", "Weight products of the fp32 and bf16 compute paths vs "
                                            "OpenBLAS sgemm on fp32 weights");
   g->add_option("--weights", o->gemm.weights, "Stored weights: bf16, fp8 (e4m3, 128 x 128 "
@@ -40,14 +39,18 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   g->add_option("--shape", o->gemm.shape, "Only this V4-Flash projection (e.g. wq_b)");
   g->add_option("--threads", o->gemm.threads, "Threads (default: all cores)")->check(threads_per_rank());
   add_report_options(g, &o->report);
+}
 
+void add_attention_bench(CLI::App* b, BenchOptions* o) {
   CLI::App* a = b->add_subcommand("attention", "Decode cost per layer kind vs context, vs dense");
   a->add_option("--model", o->attention.model, "Preset or config for the layer shape");
   a->add_option("--set", o->attention.sets, "Config overrides key=value");
   a->add_option("--contexts", o->attention.contexts, "Context lengths")->delimiter(',')->check(kContext);
   a->add_option("--threads", o->attention.threads, "Threads (default: all cores)")->check(threads_per_rank());
   add_report_options(a, &o->report);
+}
 
+void add_engine_bench(CLI::App* b, BenchOptions* o) {
   CLI::App* e = b->add_subcommand("engine", "Prefill tokens/s and decode time per token vs context");
   e->add_option("--model", o->engine.model, "Preset, .pbtxt or checkpoint directory");
   e->add_option("--set", o->engine.sets, "Config overrides key=value");
@@ -62,7 +65,9 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   e->add_option("--threads", o->engine.threads, "Threads per rank")->check(threads_per_rank());
   add_report_options(e, &o->report);
+}
 
+void add_ep_bench(CLI::App* b, BenchOptions* o) {
   CLI::App* x = b->add_subcommand("ep", "Expert dispatch + combine vs a plain MPI_Alltoallv of the same bytes");
   x->add_option("--model", o->ep.model, "Preset or config for hidden size, experts, top-k");
   x->add_option("--set", o->ep.sets, "Config overrides key=value");
@@ -75,7 +80,9 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   x->add_option("--seed", o->ep.seed, "Routing seed");
   x->add_option("--threads", o->ep.threads, "Threads per rank")->check(threads_per_rank());
   add_report_options(x, &o->report);
+}
 
+void add_moe_bench(CLI::App* b, BenchOptions* o) {
   CLI::App* m = b->add_subcommand("moe", "One MoE layer for a fixed global batch: route / pack / "
                                          "exchange / experts / combine");
   m->add_option("--model", o->moe.model, "Preset or config (layer shape)");
@@ -89,7 +96,9 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)")->check(kIters);
   m->add_option("--threads", o->moe.threads, "Threads per rank")->check(threads_per_rank());
   add_report_options(m, &o->report);
+}
 
+void add_context_bench(CLI::App* b, BenchOptions* o) {
   CLI::App* c = b->add_subcommand("context", "One long sequence over the cp group (the mpirun "
                                             "world) vs one rank: prefill and decode");
   c->add_option("--model", o->context.model, "Preset or config (V4-Flash attention shapes)");
@@ -114,7 +123,9 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   c->add_option("--threads", o->context.threads, "Threads per rank (default 1)")->check(threads_per_rank());
   c->add_option("--seed", o->context.seed, "Prompt and cache seed");
   add_report_options(c, &o->report);
+}
 
+void add_engram_bench(CLI::App* b, BenchOptions* o) {
   CLI::App* en = b->add_subcommand("engram", "Engram's sharded tables: remote fetch paths vs a "
                                             "local gather and the all-reduce design; step time "
                                             "with Engram on, prefetch off, and off");
@@ -131,6 +142,20 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   en->add_option("--threads", o->engram.threads, "Threads per rank (default 1)")->check(threads_per_rank());
   en->add_option("--seed", o->engram.seed, "Text seed");
   add_report_options(en, &o->report);
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App* app, BenchOptions* o) {
+  CLI::App* b = app->add_subcommand("bench", "Benchmarks (each with its baseline and ratio)");
+  b->require_subcommand(1);
+  add_gemm_bench(b, o);
+  add_attention_bench(b, o);
+  add_engine_bench(b, o);
+  add_ep_bench(b, o);
+  add_moe_bench(b, o);
+  add_context_bench(b, o);
+  add_engram_bench(b, o);
 }
 
 int bench_command(CLI::App* app, const BenchOptions& o) {

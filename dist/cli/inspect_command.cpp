@@ -121,6 +121,184 @@ void print_budgets(const ModelConfig& c, int64_t context, const WeightBytes& sto
 
 }  // namespace
 
+namespace {
+
+// Everything inspect prints, computed once.
+struct Sizing {
+  ParamCounts pc;
+  DType kv = DType::BF16;
+  // Weights as this model holds them: a checkpoint's stored dtypes (FP8, FP4 packed, ...), a
+  // preset's synthetic dtype. For planning, also DeepSeek's release format and plain bf16.
+  WeightBytes stored, release, bf16;
+  std::string stored_as;
+  RankMemory mem;
+  int64_t budget = 0;
+  int need = 0;
+  int64_t n_sliding = 0, n_csa = 0, n_hca = 0, n_hash = 0;
+  // Tensor patterns with how many instances each has, and the last one's shape.
+  std::map<const TensorSpec*, std::pair<int64_t, std::vector<int64_t>>> patterns;
+};
+constexpr int kEps[] = {1, 8, 16, 64};
+
+Sizing size_up(const InspectOptions& o, const ModelSource& ms) {
+  const ModelConfig& c = ms.cfg;
+  Sizing z;
+  z.pc = count_params(c);
+  z.kv = kv_cache_dtype(o.kv_cache, c);
+  z.stored = ms.checkpoint ? checkpoint_weight_bytes(c, *ms.checkpoint)
+                           : uniform_weight_bytes(c, c.weight_dtype);
+  z.stored_as = ms.checkpoint ? "as stored" : std::string(dtype_name(c.weight_dtype));
+  z.release = release_weight_bytes(c);
+  z.bf16 = uniform_weight_bytes(c, DType::BF16);
+  z.mem = rank_memory(c, o.context, z.stored, z.kv, o.cp, o.ep);
+  z.budget = int64_t(o.mem_per_rank_gib * double(1ll << 30));
+  z.need = ranks_needed(c, o.context, z.stored, z.kv, z.budget);
+  for (auto k : c.attn) {
+    z.n_sliding += k == AttnKind::Sliding;
+    z.n_csa += k == AttnKind::CSA;
+    z.n_hca += k == AttnKind::HCA;
+  }
+  for (auto k : c.mlp) z.n_hash += k == MlpKind::HashMoE;
+  for (auto& t : enumerate_tensors(c)) {
+    auto& e = z.patterns[t.spec];
+    ++e.first;
+    e.second = t.shape;
+  }
+  return z;
+}
+
+nlohmann::json inspect_json(const InspectOptions& o, const ModelSource& ms, const Sizing& z) {
+  const ModelConfig& c = ms.cfg;
+  nlohmann::json j;
+  j["model"] = c.name;
+  j["source"] = ms.description;
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["num_layers"] = c.num_layers;
+  j["layers"] = {{"sliding", z.n_sliding}, {"csa", z.n_csa}, {"hca", z.n_hca}, {"hash_moe", z.n_hash}};
+  for (auto k : c.attn) j["layer_types"].push_back(attn_kind_name(k));
+  j["num_heads"] = c.num_heads;
+  j["head_dim"] = c.head_dim;
+  j["rope_dim"] = c.rope_dim;
+  j["n_routed_experts"] = c.n_experts;
+  j["num_experts_per_tok"] = c.top_k;
+  j["params_total"] = z.pc.total;
+  j["params_active"] = z.pc.active;
+  j["params_active_no_embedding"] = z.pc.active_no_embedding;
+  j["params_routed_experts"] = z.pc.routed_experts;
+  j["context"] = o.context;
+  j["cp"] = o.cp;
+  j["ep"] = o.ep;
+  j["rank_weight_bytes"] = z.mem.weight_bytes;
+  j["rank_window_bytes"] = z.mem.window_bytes;
+  j["rank_entry_bytes"] = z.mem.entry_bytes;
+  j["rank_index_key_bytes"] = z.mem.index_bytes;
+  j["rank_kv_cache_bytes"] = z.mem.cache_bytes();
+  j["rank_engram_table_bytes"] = z.mem.engram_bytes;
+  j["rank_total_bytes"] = z.mem.total();
+  j["mem_per_rank_bytes"] = z.budget;
+  j["weights_as"] = z.stored_as;
+  for (int e : kEps) {
+    j["rank_weight_bytes_by_ep"]["ep"].push_back(e);
+    j["rank_weight_bytes_by_ep"]["stored"].push_back(z.stored.per_rank(c, e));
+    j["rank_weight_bytes_by_ep"]["release"].push_back(z.release.per_rank(c, e));
+    j["rank_weight_bytes_by_ep"]["bf16"].push_back(z.bf16.per_rank(c, e));
+  }
+  j["ranks_needed"] = z.need;
+  for (int g : {24, 48, 96}) {
+    j["ranks_needed_by_budget"]["gib"].push_back(g);
+    j["ranks_needed_by_budget"]["stored"].push_back(ranks_needed(c, o.context, z.stored, z.kv, int64_t(g) << 30));
+    j["ranks_needed_by_budget"]["release"].push_back(ranks_needed(c, o.context, z.release, z.kv, int64_t(g) << 30));
+  }
+  if (c.v41()) {
+    const CacheBytes cb = cache_bytes_for(c, z.kv, o.context);
+    j["v41"] = {{"compress_ratios", c.shared.ratio}, {"kv_sources", c.shared.kv_sources},
+                {"index_sources", c.shared.index_sources},
+                {"candidate_source", c.shared.candidate_source},
+                {"fake_quant", c.fake_quant},
+                {"cache_bytes_per_token", double(cb.entries + cb.index_keys) / double(o.context)},
+                {"trained_cache_bytes_per_token", trained_cache_bytes_per_token(c)}};
+  }
+  if (o.tensors)
+    for (auto& [spec, e] : z.patterns)
+      j["tensors"].push_back({{"pattern", spec->pattern}, {"role", spec->role},
+                              {"count", e.first}, {"shape", e.second}});
+  return j;
+}
+
+// The memory and weights lines: the busiest rank at the given layout, then weights per rank by ep.
+void print_memory(const InspectOptions& o, const ModelConfig& c, const Sizing& z) {
+  const RankMemory& mem = z.mem;
+  std::printf("memory      busiest rank at cp %d, ep %d for %lld tokens (%s cache): weights %.2f GiB "
+              "(%s), raw window %.1f MiB, compressed entries %.3f GiB, indexer keys %.3f GiB, "
+              "Engram tables %.2f GiB, total %.2f GiB\n",
+              o.cp, o.ep, (long long)o.context, o.kv_cache.c_str(), gib(mem.weight_bytes),
+              z.stored_as.c_str(),
+              double(mem.window_bytes) / double(1 << 20), gib(mem.entry_bytes),
+              gib(mem.index_bytes), gib(mem.engram_bytes), gib(mem.total()));
+  if (c.v41()) print_shared_caches(c, z.kv, o.kv_cache);
+  auto per_ep = [&](const WeightBytes& w) {
+    std::string r;
+    for (int e : kEps) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%s%.1f", r.empty() ? "" : " / ", gib(w.per_rank(c, e)));
+      r += b;
+    }
+    return r;
+  };
+  std::printf("weights     GiB per rank at ep 1 / 8 / 16 / 64: %s %s; release format (FP8 "
+              "projections, FP4 experts) %s; bf16 %s\n",
+              z.stored_as.c_str(), per_ep(z.stored).c_str(), per_ep(z.release).c_str(),
+              per_ep(z.bf16).c_str());
+}
+
+// The Engram tables and the ranks a context needs at the budget.
+void print_engram_and_ranks(const InspectOptions& o, const ModelConfig& c, const Sizing& z) {
+  if (c.engram.enabled()) {
+    std::string r, layers;
+    for (int64_t n : engram_table_rows(c)) r += (r.empty() ? "" : " + ") + human(n);
+    for (int64_t l : c.engram.layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
+    std::printf("engram      layers %s, %s rows of %lld x %s, %.2f GiB in all; %.2f GiB on the "
+                "busiest of %d ranks\n",
+                layers.c_str(), r.c_str(), (long long)c.engram.head_dim,
+                std::string(dtype_name(c.engram.table_dtype)).c_str(),
+                gib(engram_share_bytes(c, 1)), gib(z.mem.engram_bytes), std::max(o.cp, o.ep));
+  }
+  if (z.need > 0) {
+    const RankMemory at = rank_memory(c, o.context, z.stored, z.kv, z.need, z.need);
+    std::printf("ranks       %lld tokens fit %.1f GiB per rank from %d ranks (cp = ep = %d: weights "
+                "%.2f GiB + caches %.3f GiB + Engram %.2f GiB on the busiest rank)\n",
+                (long long)o.context, o.mem_per_rank_gib, z.need, z.need, gib(at.weight_bytes),
+                gib(at.cache_bytes()), gib(at.engram_bytes));
+  } else {
+    std::printf("ranks       %lld tokens do not fit %.1f GiB per rank at any rank count up to "
+                "65536\n", (long long)o.context, o.mem_per_rank_gib);
+  }
+  print_budgets(c, o.context, z.stored, z.stored_as, z.release, z.kv);
+}
+
+void print_inspect(const InspectOptions& o, const ModelSource& ms, const Sizing& z) {
+  const ModelConfig& c = ms.cfg;
+  std::printf("model       %s (%s)\n", c.name.c_str(), ms.description.c_str());
+  print_shape(c, z.n_sliding, z.n_csa, z.n_hca, z.n_hash);
+  std::printf("moe         %lld routed experts top-%lld (+%lld shared), intermediate %lld\n",
+              (long long)c.n_experts, (long long)c.top_k, (long long)c.n_shared_experts,
+              (long long)c.moe_inter);
+  std::printf("params      total %s, active per token %s (%s without embedding and head)\n",
+              human(z.pc.total).c_str(), human(z.pc.active).c_str(),
+              human(z.pc.active_no_embedding).c_str());
+  print_memory(o, c, z);
+  print_engram_and_ranks(o, c, z);
+  if (o.tensors) {
+    std::printf("\n%-58s %-40s %6s  %s\n", "tensor", "role", "count", "shape");
+    for (auto& [spec, e] : z.patterns)
+      std::printf("%-58s %-40s %6lld  %s\n", spec->pattern, spec->role, (long long)e.first,
+                  shape_str(e.second).c_str());
+  }
+}
+
+}  // namespace
+
 int inspect_command(const InspectOptions& in) {
   InspectOptions o = in;
   ModelSource ms;
@@ -143,152 +321,9 @@ int inspect_command(const InspectOptions& in) {
                " ranks, more than --mem-per-rank ", budget_gib, " GiB; spread them over more ranks");
   });
   if (comm::Comm::world().rank() != 0) return 0;
-  const ModelConfig& c = ms.cfg;
-  const ParamCounts pc = count_params(c);
-  const DType kv = kv_cache_dtype(o.kv_cache, c);
-  // Weights as this model holds them: a checkpoint's stored dtypes (FP8, FP4 packed, ...), a
-  // preset's synthetic dtype. For planning, also DeepSeek's release format and plain bf16.
-  const WeightBytes stored = ms.checkpoint ? checkpoint_weight_bytes(c, *ms.checkpoint)
-                                           : uniform_weight_bytes(c, c.weight_dtype);
-  const std::string stored_as =
-      ms.checkpoint ? "as stored" : std::string(dtype_name(c.weight_dtype));
-  const WeightBytes release = release_weight_bytes(c), bf16 = uniform_weight_bytes(c, DType::BF16);
-  const int eps[] = {1, 8, 16, 64};
-  const RankMemory mem = rank_memory(c, o.context, stored, kv, o.cp, o.ep);
-  const int64_t budget = int64_t(o.mem_per_rank_gib * double(1ll << 30));
-  const int need = ranks_needed(c, o.context, stored, kv, budget);
-  int64_t n_sliding = 0, n_csa = 0, n_hca = 0, n_hash = 0;
-  for (auto k : c.attn) {
-    n_sliding += k == AttnKind::Sliding;
-    n_csa += k == AttnKind::CSA;
-    n_hca += k == AttnKind::HCA;
-  }
-  for (auto k : c.mlp) n_hash += k == MlpKind::HashMoE;
-
-  // Tensor patterns with how many instances each has.
-  std::map<const TensorSpec*, std::pair<int64_t, std::vector<int64_t>>> pat;
-  for (auto& t : enumerate_tensors(c)) {
-    auto& e = pat[t.spec];
-    ++e.first;
-    e.second = t.shape;
-  }
-  if (o.json) {
-    nlohmann::json j;
-    j["model"] = c.name;
-    j["source"] = ms.description;
-    j["vocab_size"] = c.vocab_size;
-    j["hidden_size"] = c.hidden_size;
-    j["num_layers"] = c.num_layers;
-    j["layers"] = {{"sliding", n_sliding}, {"csa", n_csa}, {"hca", n_hca}, {"hash_moe", n_hash}};
-    for (auto k : c.attn) j["layer_types"].push_back(attn_kind_name(k));
-    j["num_heads"] = c.num_heads;
-    j["head_dim"] = c.head_dim;
-    j["rope_dim"] = c.rope_dim;
-    j["n_routed_experts"] = c.n_experts;
-    j["num_experts_per_tok"] = c.top_k;
-    j["params_total"] = pc.total;
-    j["params_active"] = pc.active;
-    j["params_active_no_embedding"] = pc.active_no_embedding;
-    j["params_routed_experts"] = pc.routed_experts;
-    j["context"] = o.context;
-    j["cp"] = o.cp;
-    j["ep"] = o.ep;
-    j["rank_weight_bytes"] = mem.weight_bytes;
-    j["rank_window_bytes"] = mem.window_bytes;
-    j["rank_entry_bytes"] = mem.entry_bytes;
-    j["rank_index_key_bytes"] = mem.index_bytes;
-    j["rank_kv_cache_bytes"] = mem.cache_bytes();
-    j["rank_engram_table_bytes"] = mem.engram_bytes;
-    j["rank_total_bytes"] = mem.total();
-    j["mem_per_rank_bytes"] = budget;
-    j["weights_as"] = stored_as;
-    for (int e : eps) {
-      j["rank_weight_bytes_by_ep"]["ep"].push_back(e);
-      j["rank_weight_bytes_by_ep"]["stored"].push_back(stored.per_rank(c, e));
-      j["rank_weight_bytes_by_ep"]["release"].push_back(release.per_rank(c, e));
-      j["rank_weight_bytes_by_ep"]["bf16"].push_back(bf16.per_rank(c, e));
-    }
-    j["ranks_needed"] = need;
-    for (int g : {24, 48, 96}) {
-      j["ranks_needed_by_budget"]["gib"].push_back(g);
-      j["ranks_needed_by_budget"]["stored"].push_back(ranks_needed(c, o.context, stored, kv, int64_t(g) << 30));
-      j["ranks_needed_by_budget"]["release"].push_back(ranks_needed(c, o.context, release, kv, int64_t(g) << 30));
-    }
-    if (c.v41()) {
-      const CacheBytes cb = cache_bytes_for(c, kv, o.context);
-      j["v41"] = {{"compress_ratios", c.shared.ratio}, {"kv_sources", c.shared.kv_sources},
-                  {"index_sources", c.shared.index_sources},
-                  {"candidate_source", c.shared.candidate_source},
-                  {"fake_quant", c.fake_quant},
-                  {"cache_bytes_per_token", double(cb.entries + cb.index_keys) / double(o.context)},
-                  {"trained_cache_bytes_per_token", trained_cache_bytes_per_token(c)}};
-    }
-    if (o.tensors) {
-      for (auto& [spec, e] : pat)
-        j["tensors"].push_back({{"pattern", spec->pattern}, {"role", spec->role},
-                                {"count", e.first}, {"shape", e.second}});
-    }
-    std::printf("%s\n", j.dump().c_str());
-    return 0;
-  }
-  std::printf("model       %s (%s)\n", c.name.c_str(), ms.description.c_str());
-  print_shape(c, n_sliding, n_csa, n_hca, n_hash);
-  std::printf("moe         %lld routed experts top-%lld (+%lld shared), intermediate %lld\n",
-              (long long)c.n_experts, (long long)c.top_k, (long long)c.n_shared_experts,
-              (long long)c.moe_inter);
-  std::printf("params      total %s, active per token %s (%s without embedding and head)\n",
-              human(pc.total).c_str(), human(pc.active).c_str(),
-              human(pc.active_no_embedding).c_str());
-  std::printf("memory      busiest rank at cp %d, ep %d for %lld tokens (%s cache): weights %.2f GiB "
-              "(%s), raw window %.1f MiB, compressed entries %.3f GiB, indexer keys %.3f GiB, "
-              "Engram tables %.2f GiB, total %.2f GiB\n",
-              o.cp, o.ep, (long long)o.context, o.kv_cache.c_str(), gib(mem.weight_bytes),
-              stored_as.c_str(),
-              double(mem.window_bytes) / double(1 << 20), gib(mem.entry_bytes),
-              gib(mem.index_bytes), gib(mem.engram_bytes), gib(mem.total()));
-  if (c.v41()) print_shared_caches(c, kv, o.kv_cache);
-  auto per_ep = [&](const WeightBytes& w) {
-    std::string r;
-    for (int e : eps) {
-      char b[32];
-      std::snprintf(b, sizeof b, "%s%.1f", r.empty() ? "" : " / ", gib(w.per_rank(c, e)));
-      r += b;
-    }
-    return r;
-  };
-  std::printf("weights     GiB per rank at ep 1 / 8 / 16 / 64: %s %s; release format (FP8 "
-              "projections, FP4 experts) %s; bf16 %s\n",
-              stored_as.c_str(), per_ep(stored).c_str(), per_ep(release).c_str(),
-              per_ep(bf16).c_str());
-  if (c.engram.enabled()) {
-    const std::vector<int64_t> rows = engram_table_rows(c);
-    std::string r;
-    for (int64_t n : rows) r += (r.empty() ? "" : " + ") + human(n);
-    std::string layers;
-    for (int64_t l : c.engram.layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
-    std::printf("engram      layers %s, %s rows of %lld x %s, %.2f GiB in all; %.2f GiB on the "
-                "busiest of %d ranks\n",
-                layers.c_str(), r.c_str(), (long long)c.engram.head_dim,
-                std::string(dtype_name(c.engram.table_dtype)).c_str(),
-                gib(engram_share_bytes(c, 1)), gib(mem.engram_bytes), std::max(o.cp, o.ep));
-  }
-  if (need > 0) {
-    const RankMemory at = rank_memory(c, o.context, stored, kv, need, need);
-    std::printf("ranks       %lld tokens fit %.1f GiB per rank from %d ranks (cp = ep = %d: weights "
-                "%.2f GiB + caches %.3f GiB + Engram %.2f GiB on the busiest rank)\n",
-                (long long)o.context, o.mem_per_rank_gib, need, need, gib(at.weight_bytes),
-                gib(at.cache_bytes()), gib(at.engram_bytes));
-  } else {
-    std::printf("ranks       %lld tokens do not fit %.1f GiB per rank at any rank count up to "
-                "65536\n", (long long)o.context, o.mem_per_rank_gib);
-  }
-  print_budgets(c, o.context, stored, stored_as, release, kv);
-  if (o.tensors) {
-    std::printf("\n%-58s %-40s %6s  %s\n", "tensor", "role", "count", "shape");
-    for (auto& [spec, e] : pat)
-      std::printf("%-58s %-40s %6lld  %s\n", spec->pattern, spec->role, (long long)e.first,
-                  shape_str(e.second).c_str());
-  }
+  const Sizing z = size_up(o, ms);
+  if (o.json) std::printf("%s\n", inspect_json(o, ms, z).dump().c_str());
+  else print_inspect(o, ms, z);
   return 0;
 }
 

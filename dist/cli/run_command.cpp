@@ -329,70 +329,71 @@ void write_stats(const std::string& path, const RankGrid& grid, const MoeParalle
 
 }  // namespace
 
-int run_command(const RunOptions& o) {
-  const double t_start = comm::now();
-  RankGrid grid;
-  comm::Comm world = comm::Comm::world();
-  std::unique_ptr<comm::Watchdog> watchdog;
-  if (o.watchdog_s > 0) {
-    comm::agree(world, [&] {
-      MO_REQUIRE(comm::thread_multiple(), "--watchdog needs MPI_THREAD_MULTIPLE, which this MPI "
-                 "library does not provide");
-    });
-    watchdog = std::make_unique<comm::Watchdog>(world, o.watchdog_s);
-  }
-  comm::agree(world, [&] { grid = RankGrid::make(o.cp, o.ep); });
-  int threads = 1;
-  comm::agree(world, [&] { threads = grid.threads(o.m.threads); });
-  set_compute_threads(threads);
+namespace {
 
+// What a run is set up with before any weight is loaded: the grid, the model, the prompt.
+struct RunSetup {
+  RankGrid grid;
+  int threads = 1;
   ModelSource ms;
   std::unique_ptr<Tokenizer> tokenizer;
   DType kv = DType::F32;
+  std::vector<int32_t> prompt;
+};
+
+// The grid, threads, model, tokenizer and prompt, each step agreed on over the ranks, then the
+// resolved run compared across them.
+void set_up_run(const RunOptions& o, RunSetup* r) {
+  comm::Comm world = comm::Comm::world();
+  comm::agree(world, [&] { r->grid = RankGrid::make(o.cp, o.ep); });
+  const RankGrid& grid = r->grid;
+  comm::agree(world, [&] { r->threads = grid.threads(o.m.threads); });
+  set_compute_threads(r->threads);
   comm::agree(grid.world, [&] {
     apply_compute(o.compute);
-    ms = resolve_model(o.m.model, o.m.all_sets());
-    for (const std::string& w : ms.warnings) log_line(o.m.quiet, "warning: " + w);
-    kv = kv_cache_dtype(o.kv_cache, ms.cfg);
-    tokenizer = find_tokenizer(ms, o, o.prompt_file.empty() ? "--prompt" : "--prompt-file",
-                               grid.is_root());
+    r->ms = resolve_model(o.m.model, o.m.all_sets());
+    for (const std::string& w : r->ms.warnings) log_line(o.m.quiet, "warning: " + w);
+    r->kv = kv_cache_dtype(o.kv_cache, r->ms.cfg);
+    r->tokenizer = find_tokenizer(r->ms, o, o.prompt_file.empty() ? "--prompt" : "--prompt-file",
+                                  grid.is_root());
   });
-  const std::string file_text = read_prompt_file(o, ms.cfg, tokenizer.get(), grid.world);
-  const std::vector<int32_t> text_ids = encode_once(o, tokenizer.get(), file_text, grid.world);
-  std::vector<int32_t> prompt;
+  const std::string file_text = read_prompt_file(o, r->ms.cfg, r->tokenizer.get(), grid.world);
+  const std::vector<int32_t> text_ids = encode_once(o, r->tokenizer.get(), file_text, grid.world);
   comm::agree(grid.world, [&] {
-    prompt = make_prompt(o, ms.cfg, text_ids, file_text);
-    check_memory(ms, int64_t(prompt.size()) + o.generate, kv, grid, o);
+    r->prompt = make_prompt(o, r->ms.cfg, text_ids, file_text);
+    check_memory(r->ms, int64_t(r->prompt.size()) + o.generate, r->kv, grid, o);
   });
   // The same command line can still resolve differently per node: another config.json or
   // --ids-file behind the same path, or a CPU that takes another compute path.
-  {
-    std::string ids;
-    for (auto id : prompt) ids += std::to_string(id) + ",";
-    comm::agree_fields(grid.world, "the resolved run", {{"model config", ms.config_text},
-                                                        {"prompt token ids", ids},
-                                                        {"compute", compute_name(compute_mode())}});
-  }
-  log_line(o.m.quiet, "model: " + ms.description + ", " + std::to_string(ms.cfg.num_layers) +
+  std::string ids;
+  for (auto id : r->prompt) ids += std::to_string(id) + ",";
+  comm::agree_fields(grid.world, "the resolved run", {{"model config", r->ms.config_text},
+                                                      {"prompt token ids", ids},
+                                                      {"compute", compute_name(compute_mode())}});
+  log_line(o.m.quiet, "model: " + r->ms.description + ", " + std::to_string(r->ms.cfg.num_layers) +
                           " layers, world " + std::to_string(grid.W) + " (dp " +
                           std::to_string(grid.dp) + ", cp " + std::to_string(grid.cp) + ", ep " +
-                          std::to_string(grid.ep) + "), " + std::to_string(threads) +
+                          std::to_string(grid.ep) + "), " + std::to_string(r->threads) +
                           " threads per rank, " + compute_name(compute_mode()) + " compute");
+}
 
-  // Each rank loads the shared weights and only the routed experts its ep rank holds.
+// The engine: the expert placement (compared across ranks), the options from the flags, and this
+// rank's weights (the shared ones and the routed experts its ep rank holds).
+std::unique_ptr<Engine> load_engine(const RunOptions& o, const RunSetup& r, double t_start) {
+  const RankGrid& grid = r.grid;
+  const ModelConfig& cfg = r.ms.cfg;
   std::vector<ExpertPlacement> placement;
   comm::agree(grid.world, [&] {
     placement = o.expert_placement.empty()
-                    ? ExpertPlacement::uniform(ms.cfg.n_experts, grid.ep, ms.cfg.num_layers)
-                    : read_placement(o.expert_placement, ms.cfg.num_layers, ms.cfg.n_experts,
-                                     grid.ep);
+                    ? ExpertPlacement::uniform(cfg.n_experts, grid.ep, cfg.num_layers)
+                    : read_placement(o.expert_placement, cfg.num_layers, cfg.n_experts, grid.ep);
   });
   // Each node reads its own copy of the plan: another file behind the same path would make the
   // ranks route to experts that are not where the others think.
   if (!o.expert_placement.empty())
     comm::agree_fields(grid.world, "--expert-placement", {{"the plan read", placement_text(placement)}});
   EngineOptions eopt;
-  eopt.kv_dtype = kv;
+  eopt.kv_dtype = r.kv;
   eopt.moe.dispatch = payload_from_name(o.dispatch, "--dispatch");
   eopt.moe.combine = payload_from_name(o.combine, "--combine");
   eopt.moe.overlap = o.overlap;
@@ -400,33 +401,36 @@ int run_command(const RunOptions& o) {
   eopt.cp_layout = cp_layout_from_name(o.cp_layout);
   eopt.prefill_chunk = o.prefill_chunk;
   eopt.engram = engram_options(o.engram);
-  // Each rank loads the shared weights and only the routed experts its ep rank holds.
-  std::unique_ptr<Engine> engine_ptr;
+  std::unique_ptr<Engine> engine;
   comm::agree(grid.world, [&] {
     double last = comm::now();
-    engine_ptr = make_engine(ms, grid, eopt, placement, [&](int64_t done, int64_t total) {
+    engine = make_engine(r.ms, grid, eopt, placement, [&](int64_t done, int64_t total) {
       if (comm::now() - last < 5 || done == total) return;  // a line every few seconds
       last = comm::now();
       log_line(o.m.quiet, "loading weights: layer " + std::to_string(done) + " / " +
                               std::to_string(total) + ", " + fmt_seconds(comm::now() - t_start));
     });
   });
-  const double t_loaded = comm::now();
-  log_line(o.m.quiet, "weights: " + std::to_string(engine_ptr->weights().bytes >> 20) +
-                          " MiB on rank 0, loaded in " + fmt_seconds(t_loaded - t_start));
-  Engine& engine = *engine_ptr;
-  // One sequence: the first dp group runs it (over its cp ranks); the other ranks still serve
-  // their experts.
-  const bool active = grid.dp_index == 0;
-  const int64_t T = int64_t(prompt.size()), V = ms.cfg.vocab_size;
-  const bool want_logits = !o.logits_out.empty();
-  // Rows go to disk step by step: a long prompt's [T, vocab] never sits in memory at once.
-  std::unique_ptr<NpyWriter> npy;
-  if (want_logits && grid.is_root())
-    comm::agree(comm::Comm::world(), [&] { npy = std::make_unique<NpyWriter>(o.logits_out, T, V); });
-  else if (want_logits)
-    comm::agree(comm::Comm::world(), [] {});
+  log_line(o.m.quiet, "weights: " + std::to_string(engine->weights().bytes >> 20) +
+                          " MiB on rank 0, loaded in " + fmt_seconds(comm::now() - t_start));
+  return engine;
+}
 
+struct RunTimes {
+  double load = 0, prefill = 0, decode = 0;
+};
+
+// The prompt through the engine; with --logits-out every position's logits go to disk step by
+// step (a long prompt's [T, vocab] never sits in memory at once). Returns the seconds.
+double run_prefill(const RunOptions& o, const RunSetup& r, Engine& engine) {
+  const RankGrid& grid = r.grid;
+  const int64_t T = int64_t(r.prompt.size()), V = r.ms.cfg.vocab_size;
+  const bool want_logits = !o.logits_out.empty();
+  std::unique_ptr<NpyWriter> npy;
+  if (want_logits)
+    comm::agree(comm::Comm::world(), [&] {
+      if (grid.is_root()) npy = std::make_unique<NpyWriter>(o.logits_out, T, V);
+    });
   grid.world.barrier();
   const double t0 = comm::now();
   PrefillOptions popt;
@@ -442,20 +446,25 @@ int run_command(const RunOptions& o) {
                               " tokens, " + fmt_seconds(last_log - t0));
     }
   };
-  engine.reserve(int64_t(prompt.size()) + o.generate);
-  engine.prefill(active ? prompt : std::vector<int32_t>{}, popt);
-  const double t_prefill = comm::now() - t0;
+  engine.reserve(T + o.generate);
+  // One sequence: the first dp group runs it (over its cp ranks); the other ranks still serve
+  // their experts.
+  engine.prefill(grid.dp_index == 0 ? r.prompt : std::vector<int32_t>{}, popt);
+  const double seconds = comm::now() - t0;
   // A failed write or rename (disk full, a device that refuses) is one error on every rank.
   if (want_logits) comm::agree(comm::Comm::world(), [&] { if (npy) npy->finish(); });
+  return seconds;
+}
 
-  // Greedy decode: every rank of the group holds the last logits, so all pick the same token.
+// Greedy decode: every rank of the group holds the last logits, so all pick the same token. With
+// a tokenizer, rank 0 streams the text as tokens arrive (a character split over two tokens waits
+// for the second), on a line of its own before the ids line.
+std::vector<int32_t> run_decode(const RunOptions& o, const RunSetup& r, Engine& engine) {
   const double t1 = comm::now();
-  last_log = t1;
-  // With a tokenizer, rank 0 streams the text as tokens arrive (a character split over two
-  // tokens waits for the second), on a line of its own before the ids line.
+  double last_log = t1;
   std::unique_ptr<TextStream> stream;
-  if (tokenizer && grid.is_root() && !o.json) {
-    stream = std::make_unique<TextStream>(*tokenizer);
+  if (r.tokenizer && r.grid.is_root() && !o.json) {
+    stream = std::make_unique<TextStream>(*r.tokenizer);
     std::fputs("text: ", stdout);
     std::fflush(stdout);
   }
@@ -473,71 +482,102 @@ int run_command(const RunOptions& o) {
     if (stream) show(stream->push(tok));
   });
   if (stream) show(stream->finish() + "\n");
-  const double t_decode = comm::now() - t1;
-  // Time to the first token: the prefill, whose last logits give it.
-  const double ttft = t_prefill;
-  const int64_t n_decode_steps = std::max<int64_t>(0, int64_t(generated.size()) - 1);
-  if (!o.expert_stats.empty()) write_stats(o.expert_stats, grid, engine.moe(), ms.cfg.name);
-  const std::vector<comm::OpSummary> traffic = engine.counters().reduce(grid.world);
+  return generated;
+}
 
-  if (grid.is_root()) {
-    if (o.json) {
-      nlohmann::json j;
-      j["generated"] = generated;
-      if (tokenizer) j["text"] = tokenizer->decode(generated, /*skip_special=*/true);
-      j["model"] = ms.cfg.name;
-      j["prompt_tokens"] = T;
-      j["world_size"] = grid.W;
-      j["dp"] = grid.dp;
-      j["cp"] = grid.cp;
-      j["ep"] = grid.ep;
-      j["kv_cache"] = kv == DType::F4_E2M1 ? "fp4" : kv == DType::F8_E4M3 ? "fp8"
-                      : kv == DType::BF16 ? "bf16" : "fp32";  // what auto chose
-      j["compute"] = compute_name(compute_mode());
-      j["load_seconds"] = t_loaded - t_start;
-      j["prefill_seconds"] = t_prefill;
-      j["prefill_tokens_per_second"] = t_prefill > 0 ? double(T) / t_prefill : 0.0;
-      j["ttft_seconds"] = ttft;
-      j["decode_steps"] = n_decode_steps;
-      j["decode_seconds"] = t_decode;
-      j["decode_tokens_per_second"] = n_decode_steps > 0 ? double(n_decode_steps) / t_decode : 0.0;
-      j["kv_cache_bytes"] = engine.cache_bytes();
-      const MoeTimers& mt = engine.moe().timers;
-      j["moe_seconds"] = {{"route", mt.route}, {"pack", mt.pack}, {"exchange", mt.exchange},
-                          {"experts", mt.experts}, {"combine", mt.combine}};
-      j["moe_rows_sent"] = mt.rows_sent;
-      j["moe_bytes_sent"] = mt.bytes_sent;
-      j["dispatch"] = o.dispatch;
-      j["combine"] = o.combine;
-      j["overlap"] = o.overlap;
-      j["ep_transport"] = engine.moe().uses_shared_memory() ? "shm" : "mpi";
-      j["cp_layout"] = o.cp_layout;
-      // Context-parallel traffic per operation, min / max over the ranks.
-      for (const comm::OpSummary& t : traffic)
-        j["cp_traffic"][t.op] = {{"calls", t.calls_max},        {"bytes_min", t.bytes_min},
-                                 {"bytes_max", t.bytes_max},    {"seconds_min", t.seconds_min},
-                                 {"seconds_max", t.seconds_max}};
-      if (EngramStore* es = engine.engram()) {
-        const EngramStats& st = es->stats;
-        j["engram"] = {{"fetch", o.engram.fetch},   {"prefetch", o.engram.prefetch == "on"},
-                       {"lookups", st.lookups},     {"unique", st.unique},
-                       {"remote", st.remote},       {"bytes_received", st.bytes},
-                       {"wait_seconds", st.wait_s}, {"table_bytes_rank0", es->local_bytes()},
-                       {"seconds", engine.timers().engram},
-                       {"cache_rows", o.engram.cache_rows},
-                       {"cache_lookups", st.cache_lookups}, {"cache_hits", st.cache_hits}};
-      }
-      std::printf("%s\n", j.dump().c_str());
-    } else {
-      std::string g;
-      for (auto t : generated) g += (g.empty() ? "" : " ") + std::to_string(t);
-      std::printf("generated: %s\n", g.c_str());
-      std::printf("prefill: %lld tokens in %.3f s (%.1f tokens/s)\n", (long long)T, t_prefill,
-                  t_prefill > 0 ? double(T) / t_prefill : 0.0);
-      if (n_decode_steps > 0)
-        std::printf("decode: %lld steps in %.3f s (%.1f tokens/s)\n", (long long)n_decode_steps,
-                    t_decode, double(n_decode_steps) / t_decode);
-    }
+// The --json object: what ran, its times, and the MoE, context-parallel and Engram traffic.
+nlohmann::json run_json(const RunOptions& o, const RunSetup& r, Engine& engine,
+                        const std::vector<int32_t>& generated, const RunTimes& t,
+                        const std::vector<comm::OpSummary>& traffic) {
+  const int64_t T = int64_t(r.prompt.size());
+  const int64_t steps = std::max<int64_t>(0, int64_t(generated.size()) - 1);
+  nlohmann::json j;
+  j["generated"] = generated;
+  if (r.tokenizer) j["text"] = r.tokenizer->decode(generated, /*skip_special=*/true);
+  j["model"] = r.ms.cfg.name;
+  j["prompt_tokens"] = T;
+  j["world_size"] = r.grid.W;
+  j["dp"] = r.grid.dp;
+  j["cp"] = r.grid.cp;
+  j["ep"] = r.grid.ep;
+  j["kv_cache"] = r.kv == DType::F4_E2M1 ? "fp4" : r.kv == DType::F8_E4M3 ? "fp8"
+                  : r.kv == DType::BF16 ? "bf16" : "fp32";  // what auto chose
+  j["compute"] = compute_name(compute_mode());
+  j["load_seconds"] = t.load;
+  j["prefill_seconds"] = t.prefill;
+  j["prefill_tokens_per_second"] = t.prefill > 0 ? double(T) / t.prefill : 0.0;
+  j["ttft_seconds"] = t.prefill;  // the first token comes from the prefill's last logits
+  j["decode_steps"] = steps;
+  j["decode_seconds"] = t.decode;
+  j["decode_tokens_per_second"] = steps > 0 ? double(steps) / t.decode : 0.0;
+  j["kv_cache_bytes"] = engine.cache_bytes();
+  const MoeTimers& mt = engine.moe().timers;
+  j["moe_seconds"] = {{"route", mt.route}, {"pack", mt.pack}, {"exchange", mt.exchange},
+                      {"experts", mt.experts}, {"combine", mt.combine}};
+  j["moe_rows_sent"] = mt.rows_sent;
+  j["moe_bytes_sent"] = mt.bytes_sent;
+  j["dispatch"] = o.dispatch;
+  j["combine"] = o.combine;
+  j["overlap"] = o.overlap;
+  j["ep_transport"] = engine.moe().uses_shared_memory() ? "shm" : "mpi";
+  j["cp_layout"] = o.cp_layout;
+  // Context-parallel traffic per operation, min / max over the ranks.
+  for (const comm::OpSummary& s : traffic)
+    j["cp_traffic"][s.op] = {{"calls", s.calls_max},     {"bytes_min", s.bytes_min},
+                             {"bytes_max", s.bytes_max}, {"seconds_min", s.seconds_min},
+                             {"seconds_max", s.seconds_max}};
+  if (EngramStore* es = engine.engram()) {
+    const EngramStats& st = es->stats;
+    j["engram"] = {{"fetch", o.engram.fetch},   {"prefetch", o.engram.prefetch == "on"},
+                   {"lookups", st.lookups},     {"unique", st.unique},
+                   {"remote", st.remote},       {"bytes_received", st.bytes},
+                   {"wait_seconds", st.wait_s}, {"table_bytes_rank0", es->local_bytes()},
+                   {"seconds", engine.timers().engram},
+                   {"cache_rows", o.engram.cache_rows},
+                   {"cache_lookups", st.cache_lookups}, {"cache_hits", st.cache_hits}};
+  }
+  return j;
+}
+
+void print_text(int64_t T, const std::vector<int32_t>& generated, const RunTimes& t) {
+  const int64_t steps = std::max<int64_t>(0, int64_t(generated.size()) - 1);
+  std::string g;
+  for (auto id : generated) g += (g.empty() ? "" : " ") + std::to_string(id);
+  std::printf("generated: %s\n", g.c_str());
+  std::printf("prefill: %lld tokens in %.3f s (%.1f tokens/s)\n", (long long)T, t.prefill,
+              t.prefill > 0 ? double(T) / t.prefill : 0.0);
+  if (steps > 0)
+    std::printf("decode: %lld steps in %.3f s (%.1f tokens/s)\n", (long long)steps, t.decode,
+                double(steps) / t.decode);
+}
+
+}  // namespace
+
+int run_command(const RunOptions& o) {
+  const double t_start = comm::now();
+  comm::Comm world = comm::Comm::world();
+  std::unique_ptr<comm::Watchdog> watchdog;  // for the whole run
+  if (o.watchdog_s > 0) {
+    comm::agree(world, [&] {
+      MO_REQUIRE(comm::thread_multiple(), "--watchdog needs MPI_THREAD_MULTIPLE, which this MPI "
+                 "library does not provide");
+    });
+    watchdog = std::make_unique<comm::Watchdog>(world, o.watchdog_s);
+  }
+  RunSetup r;
+  set_up_run(o, &r);
+  std::unique_ptr<Engine> engine = load_engine(o, r, t_start);
+  RunTimes t;
+  t.load = comm::now() - t_start;
+  t.prefill = run_prefill(o, r, *engine);
+  const double t1 = comm::now();
+  const std::vector<int32_t> generated = run_decode(o, r, *engine);
+  t.decode = comm::now() - t1;
+  if (!o.expert_stats.empty()) write_stats(o.expert_stats, r.grid, engine->moe(), r.ms.cfg.name);
+  const std::vector<comm::OpSummary> traffic = engine->counters().reduce(r.grid.world);
+  if (r.grid.is_root()) {
+    if (o.json) std::printf("%s\n", run_json(o, r, *engine, generated, t, traffic).dump().c_str());
+    else print_text(int64_t(r.prompt.size()), generated, t);
     std::fflush(stdout);
   }
   return 0;

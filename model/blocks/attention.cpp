@@ -81,14 +81,6 @@ void attn_project_heads(const ModelConfig& cfg, const AttnWeights& w, const Rope
   }
 }
 
-void attn_project_queries(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
-                          const Rope& rope, const float* h, int64_t T, AttnProj* p) {
-  attn_project_latent(cfg, layer, w, rope, h, T, p);
-  p->q.resize(size_t(T * cfg.num_heads * cfg.head_dim));
-  attn_project_heads(cfg, w, rope, p->q_lat.data(), T, p->pos.data(), 0, cfg.num_heads,
-                     p->q.data());
-}
-
 void attn_advance(const ModelConfig& cfg, int64_t layer, const AttnWeights& w, const Rope& rope,
                   const AttnProj& p, const Segment& seg, LayerCache& cache, SegmentWindow* win,
                   EntryStore* entries_out, EntryStore* keys_out) {

@@ -2,7 +2,8 @@
 // parallel runtime interleaves with communication (dist/cp_attention.h):
 //   attn_project_keys     the shared KV row (K = V) and the compressors' raw projections: what
 //                         a neighbouring block's window and compressors read
-//   attn_project_queries  q-LoRA queries (per-head RMS norm, RoPE) and the indexer's queries
+//   attn_project_latent   the q-LoRA latent and the indexer's queries, then
+//   attn_project_heads    a range of query heads from the latent (per-head RMS norm, RoPE)
 //   attn_advance          one segment of consecutive positions through the cache: its window
 //                         keys, the ring, the compressors (new entries under global indices)
 //   attn_attend           per-head partials (unnormalised output, running max, running sum) of
@@ -41,9 +42,7 @@ struct AttnProj {
 void attn_project_keys(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
                        const Rope& rope, const float* h, int64_t T, const int64_t* pos,
                        DType cache_dtype, AttnProj* p);
-void attn_project_queries(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,
-                          const Rope& rope, const float* h, int64_t T, AttnProj* p);
-// attn_project_queries in two parts, so the heads can be split over ranks: the q-LoRA latent
+// The queries in two parts, so the heads can be split over ranks: the q-LoRA latent
 // (and the indexer's queries), then heads [h0, h0 + nh) of q from a latent q_lat[T, q_lora]
 // into q[T, nh * Dh].
 void attn_project_latent(const ModelConfig& cfg, int64_t layer, const AttnWeights& w,

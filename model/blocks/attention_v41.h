@@ -1,4 +1,4 @@
-// DeepSeek-V4.1's kv sources (../shared/v41-notes.md, "Attention schedule"): the only layers
+// DeepSeek-V4.1's kv sources (docs/architecture.md, "Shared caches"): the only layers
 // that compress. A source pools groups of `ratio` tokens (ratio 2: a softmax gate per channel;
 // ratio 1: one row, no gate; no position bias, no overlap) into a latent [Dh], normed, and from
 // each latent of group j makes

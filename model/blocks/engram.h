@@ -1,4 +1,4 @@
-// Engram's single-process parts (V4.1, ../shared/engram-notes.md): the stored row format, the
+// Engram's single-process parts (V4.1, docs/architecture.md, "Engram"): the stored row format, the
 // compressed-id map, synthetic tables, and the block that gates the fetched memory into the mHC
 // streams. Where rows live and how they travel is dist/engram_store.h; the row indices come from
 // model/blocks/engram_hash.h.

@@ -1,7 +1,7 @@
 // Engram's hashed n-gram row indices as DeepSeek-V4.1 computes them: per Engram layer, odd
 // multipliers drawn from numpy's default_rng and one prime-sized table slice per (order, head)
 // column. Row indices depend on compressed token ids alone, so a step's lookups can be issued
-// before the first layer runs (see shared/engram-notes.md, "The math", steps 1-2).
+// before the first layer runs (docs/architecture.md, "Engram").
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -1,5 +1,5 @@
-// DeepSeek-V4.1's top-k for an index source of compress ratio r (../shared/v41-notes.md,
-// "Attention schedule"). Entry s's score for the query at position p is V4's,
+// DeepSeek-V4.1's top-k for an index source of compress ratio r (docs/architecture.md, "Shared
+// top-k"). Entry s's score for the query at position p is V4's,
 //   score = sum_h w[h] * ReLU(q[h] . k[s]) / sqrt(index_head_dim),
 // over the keys of the layer's kv source; entries s >= (p + 1) / r are invisible. With a
 // candidate source the top-k has two levels:

@@ -151,11 +151,6 @@ void KvStore::gather_bf16(const int32_t* rows, int64_t n, int64_t n_pad,
   }
 }
 
-void KvStore::append_raw(const uint8_t* src, int64_t n) {
-  data_.insert(data_.end(), src, src + size_t(n * codec_.row_bytes()));
-  rows_ += n;
-}
-
 RingStore::RingStore(DType dtype, int64_t width, int64_t capacity, int64_t rope)
     : codec_{dtype, width, rope, /*window=*/true}, capacity_(capacity),
       data_(size_t(capacity * codec_.row_bytes())) {}

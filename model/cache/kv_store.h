@@ -51,7 +51,6 @@ class KvStore {
   // The same as bf16 [n_pad, width], rows n.. zero (bf16 stores copy their bytes).
   void gather_bf16(const int32_t* rows, int64_t n, int64_t n_pad, std::vector<uint16_t>& out) const;
   const uint8_t* raw(int64_t r) const { return data_.data() + size_t(r * codec_.row_bytes()); }
-  void append_raw(const uint8_t* src, int64_t n);
   void clear() { data_.clear(); rows_ = 0; }
 
  private:

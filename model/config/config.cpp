@@ -72,12 +72,9 @@ AttnKind attn_kind_from(const std::string& s, const std::string& source) {
   fail(source, ": layer_types: unknown layer type '", s, "'");
 }
 
-}  // namespace
-
-ModelConfig config_from_proto(const pb::ModelConfig& cut, const std::string& source) {
-  if (cut.keep_layers_size() > 0) return config_from_proto(select_layers(cut, source), source);
-  const pb::ModelConfig& p = cut;
-  ModelConfig c;
+// The sizes and scalars, with V4-Flash's values where the file has none.
+void read_sizes(const pb::ModelConfig& p, const std::string& source, ModelConfig* out) {
+  ModelConfig& c = *out;
   c.name = p.has_name() ? p.name() : source;
   c.vocab_size = p.has_vocab_size() ? p.vocab_size() : 129280;
   c.hidden_size = p.has_hidden_size() ? p.hidden_size() : 4096;
@@ -119,8 +116,12 @@ ModelConfig config_from_proto(const pb::ModelConfig& cut, const std::string& sou
              ": hidden_act must be silu, got '", p.hidden_act(), "'");
   MO_REQUIRE(c.num_layers > 0, source, ": num_hidden_layers must be positive");
   MO_REQUIRE(c.head_dim > 0, source, ": head_dim must be positive");
-  const size_t n = size_t(c.num_layers);
+}
 
+// The attention kind of every layer.
+void read_attention_schedule(const pb::ModelConfig& p, const std::string& source, ModelConfig* out) {
+  ModelConfig& c = *out;
+  const size_t n = size_t(c.num_layers);
   c.arch = arch_from(p, source);
   // layer_types: explicit > legacy compress_ratios > V4-Pro default (2 HCA, then HCA/CSA).
   // V4.1: compress_ratios only (0: window only, r > 0: a Shared layer of ratio r).
@@ -144,7 +145,12 @@ ModelConfig config_from_proto(const pb::ModelConfig& cut, const std::string& sou
   MO_REQUIRE(c.attn.size() >= n, source, ": layer_types has ", c.attn.size(),
              " entries for num_hidden_layers = ", n);
   c.attn.resize(n);
+}
 
+// Hash-routed or learned-routed MoE for every layer.
+void read_mlp_schedule(const pb::ModelConfig& p, const std::string& source, ModelConfig* out) {
+  ModelConfig& c = *out;
+  const size_t n = size_t(c.num_layers);
   MO_REQUIRE(!p.has_num_hash_layers() || p.num_hash_layers() >= 0, source,
              ": num_hash_layers must be at least 0, got ", p.num_hash_layers());
   if (p.mlp_layer_types_size() > 0) {
@@ -162,7 +168,11 @@ ModelConfig config_from_proto(const pb::ModelConfig& cut, const std::string& sou
     for (size_t i = 0; i < n; ++i)
       c.mlp.push_back(int64_t(i) < n_hash ? MlpKind::HashMoE : MlpKind::MoE);
   }
+}
 
+// Both RoPEs and the FP8 block size.
+void read_rope(const pb::ModelConfig& p, const std::string& source, ModelConfig* out) {
+  ModelConfig& c = *out;
   // partial_rotary_factor > legacy qk_rope_head_dim / head_dim > 64 / 512.
   double partial = 64.0 / 512.0;
   if (p.has_partial_rotary_factor()) partial = p.partial_rotary_factor();
@@ -184,6 +194,11 @@ ModelConfig config_from_proto(const pb::ModelConfig& cut, const std::string& sou
     c.fp8_block_rows = p.weight_block_size(0);
     c.fp8_block_cols = p.weight_block_size(1);
   }
+}
+
+// Engram's layers, hashing and tables (disabled when no layer is listed).
+void read_engram(const pb::ModelConfig& p, const std::string& source, ModelConfig* out) {
+  ModelConfig& c = *out;
   EngramConfig& e = c.engram;
   e.layers.assign(p.engram_layer_ids().begin(), p.engram_layer_ids().end());
   if (p.has_engram_max_ngram_size()) e.max_ngram = p.engram_max_ngram_size();
@@ -199,6 +214,19 @@ ModelConfig config_from_proto(const pb::ModelConfig& cut, const std::string& sou
                     e.table_dtype == DType::F8_E4M3),
                source, ": engram_table_dtype must be F32, BF16 or F8_E4M3, got '",
                p.engram_table_dtype(), "'");
+}
+
+}  // namespace
+
+ModelConfig config_from_proto(const pb::ModelConfig& cut, const std::string& source) {
+  if (cut.keep_layers_size() > 0) return config_from_proto(select_layers(cut, source), source);
+  const pb::ModelConfig& p = cut;
+  ModelConfig c;
+  read_sizes(p, source, &c);
+  read_attention_schedule(p, source, &c);
+  read_mlp_schedule(p, source, &c);
+  read_rope(p, source, &c);
+  read_engram(p, source, &c);
   // V4.1's fake quantization is part of its forward: on unless switched off (--fake-quant off).
   c.fake_quant = c.v41() && (!p.has_fake_quant() || p.fake_quant());
   c.validate(source);

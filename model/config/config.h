@@ -20,7 +20,7 @@ enum class Arch : uint8_t { V4, V41 };
 enum class MlpKind : uint8_t { HashMoE, MoE };
 const char* attn_kind_name(AttnKind k);  // config.json spelling
 
-// Engram (V4.1's conditional memory), see ../shared/engram-notes.md. Disabled when `layers` is empty.
+// Engram (V4.1's conditional memory), see docs/architecture.md, "Engram". Disabled when `layers` is empty.
 struct EngramConfig {
   std::vector<int64_t> layers;                    // 0-based layer ids, increasing
   int64_t max_ngram = 4, n_heads = 8, head_dim = 256;
@@ -34,7 +34,7 @@ struct EngramConfig {
   int64_t index_of(int64_t layer) const;          // position in `layers`, -1 if not an Engram layer
 };
 
-// DeepSeek-V4.1's sharing across layers (../shared/v41-notes.md, "Attention schedule"): only kv
+// DeepSeek-V4.1's sharing across layers (docs/architecture.md, "Shared caches"): only kv
 // sources own a compressor and an entry cache (and, derived from its latent, the indexer keys);
 // only index sources run an indexer. Every other ratio > 0 layer reads the latest source at or
 // below it. The candidate source's block picks mask the index sources after it.

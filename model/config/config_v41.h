@@ -1,6 +1,6 @@
 // DeepSeek-V4.1's attention schedule in the config: compress_ratios (0, 1, 2, ...), the kv and
-// index source layers and the candidate source (../shared/v41-notes.md, "Config" and
-// "Attention schedule"), resolved into ModelConfig::shared and checked once.
+// index source layers and the candidate source (docs/architecture.md, "DeepSeek-V4.1 in this
+// picture"), resolved into ModelConfig::shared and checked once.
 #pragma once
 #include <string>
 

@@ -124,25 +124,20 @@ Tokenizer Tokenizer::load(const std::string& path) {
   return parse(ss.str(), path);
 }
 
-Tokenizer Tokenizer::parse(const std::string& text, const std::string& what) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(what, " is not valid JSON: ", e.what());
-  }
-  Tokenizer t;
-  t.what_ = what;
-  // A field of an unexpected JSON type (an id that is a string, ...) is one error naming the file.
-  try {
-    MO_REQUIRE(j.is_object(), what, ": not a tokenizer.json (the top level is not an object)");
-    auto flag = [&](const json& o, const char* key, bool def) {
-      if (is_absent(o, key)) return def;
-      MO_REQUIRE(o.at(key).is_boolean(), what, ": '", key, "' must be true or false");
-      return o.at(key).get<bool>();
-    };
+// parse's parts, one per section of tokenizer.json. A field of an unexpected JSON type (an id
+// that is a string, ...) throws json::exception, which parse turns into one error naming the file.
+struct TokenizerParser {
+  Tokenizer& t;
+  const std::string& what;
 
-    // The model: byte-level BPE.
+  bool flag(const json& o, const char* key, bool def) const {
+    if (is_absent(o, key)) return def;
+    MO_REQUIRE(o.at(key).is_boolean(), what, ": '", key, "' must be true or false");
+    return o.at(key).get<bool>();
+  }
+
+  // The model: byte-level BPE. Returns one more than its largest id.
+  int64_t model(const json& j) {
     MO_REQUIRE(j.contains("model") && j["model"].is_object(), what, ": no \"model\" object");
     const json& m = j["model"];
     const std::string mtype = type_of(m);
@@ -162,17 +157,22 @@ Tokenizer Tokenizer::parse(const std::string& text, const std::string& what) {
       t.vocab_[tok] = id.get<int32_t>();
       limit = std::max(limit, id.get<int64_t>() + 1);
     }
+    merges(m);
+    return limit;
+  }
+
+  void merges(const json& m) {
     auto vocab_id = [&](const std::string& tok, size_t rank) {
       auto it = t.vocab_.find(tok);
       MO_REQUIRE(it != t.vocab_.end(), what, ": merge ", rank, ": '", printable(tok),
                  "' is not in model.vocab");
       return it->second;
     };
-    const json merges = is_absent(m, "merges") ? json::array() : m["merges"];
-    MO_REQUIRE(merges.is_array(), what, ": model.merges is not a list");
-    for (size_t r = 0; r < merges.size(); ++r) {
+    const json list = is_absent(m, "merges") ? json::array() : m["merges"];
+    MO_REQUIRE(list.is_array(), what, ": model.merges is not a list");
+    for (size_t r = 0; r < list.size(); ++r) {
       std::string a, b;
-      const json& e = merges[r];
+      const json& e = list[r];
       if (e.is_string()) {  // "a b"
         const std::string s = e.get<std::string>();
         const size_t sp = s.find(' ');
@@ -189,8 +189,10 @@ Tokenizer Tokenizer::parse(const std::string& text, const std::string& what) {
       // A later duplicate replaces an earlier one, as in transformers' tokenizers.
       t.merges_[pair_key(vocab_id(a, r), vocab_id(b, r))] = {int32_t(r), vocab_id(a + b, r)};
     }
+  }
 
-    // Added tokens.
+  // Added tokens; raises *limit past their ids.
+  void added_tokens(const json& j, int64_t* limit) {
     const json added = is_absent(j, "added_tokens") ? json::array() : j["added_tokens"];
     MO_REQUIRE(added.is_array(), what, ": added_tokens is not a list");
     for (const json& a : added) {
@@ -198,11 +200,11 @@ Tokenizer Tokenizer::parse(const std::string& text, const std::string& what) {
                      a["id"].get<int64_t>() >= 0 && a["id"].get<int64_t>() < INT32_MAX &&
                      a.contains("content") && a["content"].is_string(),
                  what, ": an added token without an id and content");
-      Added x{a["content"].get<std::string>(), a["id"].get<int32_t>(), flag(a, "special", false),
+      Tokenizer::Added x{a["content"].get<std::string>(), a["id"].get<int32_t>(), flag(a, "special", false),
               flag(a, "lstrip", false), flag(a, "rstrip", false)};
       MO_REQUIRE(!flag(a, "single_word", false), what, ": added token '", printable(x.content),
                  "': single_word is not supported");
-      limit = std::max<int64_t>(limit, int64_t(x.id) + 1);
+      *limit = std::max<int64_t>(*limit, int64_t(x.id) + 1);
       t.added_by_id_[x.id] = t.added_.size();
       if (!x.content.empty()) {
         // Two passes as transformers makes them: tokens matched on the raw text (normalized
@@ -218,24 +220,31 @@ Tokenizer Tokenizer::parse(const std::string& text, const std::string& what) {
         std::stable_sort(v.begin(), v.end(), [&](size_t p, size_t q) {
           return t.added_[p].content.size() > t.added_[q].content.size();
         });
-    t.id_limit_ = limit;
+  }
+
+  // The id -> token map and the longest token, once the vocabulary and added tokens are read.
+  void index_ids() {
     t.id_to_token_.reserve(t.vocab_.size());
     for (const auto& [tok, id] : t.vocab_) {
       t.id_to_token_[id] = tok;
       t.longest_ = std::max<int64_t>(t.longest_, int64_t(tok.size()));  // byte-level: >= its bytes
     }
-    for (const Added& a : t.added_) t.longest_ = std::max<int64_t>(t.longest_, int64_t(a.content.size()));
+    for (const Tokenizer::Added& a : t.added_)
+      t.longest_ = std::max<int64_t>(t.longest_, int64_t(a.content.size()));
+  }
 
-    // Normalizer: none.
-    if (!is_absent(j, "normalizer")) {
-      const json& n = j["normalizer"];
-      const bool empty_seq = type_of(n) == "Sequence" && n.contains("normalizers") &&
-                             n["normalizers"].is_array() && n["normalizers"].empty();
-      MO_REQUIRE(empty_seq, what, ": normalizer '", type_of(n),
-                 "' is not supported (modelone applies none)");
-    }
+  // Normalizer: none.
+  void normalizer(const json& j) {
+    if (is_absent(j, "normalizer")) return;
+    const json& n = j["normalizer"];
+    const bool empty_seq = type_of(n) == "Sequence" && n.contains("normalizers") &&
+                           n["normalizers"].is_array() && n["normalizers"].empty();
+    MO_REQUIRE(empty_seq, what, ": normalizer '", type_of(n),
+               "' is not supported (modelone applies none)");
+  }
 
-    // Pre-tokenizer: [Sequence of] Split (DeepSeek's regexes) ... then ByteLevel.
+  // Pre-tokenizer: [Sequence of] Split (DeepSeek's regexes) ... then ByteLevel.
+  void pre_tokenizer(const json& j) {
     MO_REQUIRE(!is_absent(j, "pre_tokenizer"), what,
                ": no pre_tokenizer (modelone reads byte-level BPE, whose pre_tokenizer ends with "
                "ByteLevel)");
@@ -275,8 +284,10 @@ Tokenizer Tokenizer::parse(const std::string& text, const std::string& what) {
                  printable(re), "' is not supported (modelone knows DeepSeek V3/V4's)");
       t.splits_.push_back(rule);
     }
+  }
 
-    // Post-processor: the special tokens of the `single` template (BOS), if any.
+  // Post-processor: the special tokens of the `single` template (BOS), if any.
+  void post_processor(const json& j) {
     std::vector<json> procs;
     if (!is_absent(j, "post_processor")) procs.push_back(j["post_processor"]);
     for (size_t i = 0; i < procs.size(); ++i) {  // grows as Sequences open
@@ -304,7 +315,28 @@ Tokenizer Tokenizer::parse(const std::string& text, const std::string& what) {
         }
       }
     }
+  }
+};
 
+Tokenizer Tokenizer::parse(const std::string& text, const std::string& what) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    fail(what, " is not valid JSON: ", e.what());
+  }
+  Tokenizer t;
+  t.what_ = what;
+  try {
+    MO_REQUIRE(j.is_object(), what, ": not a tokenizer.json (the top level is not an object)");
+    TokenizerParser p{t, what};
+    int64_t limit = p.model(j);
+    p.added_tokens(j, &limit);
+    t.id_limit_ = limit;
+    p.index_ids();
+    p.normalizer(j);
+    p.pre_tokenizer(j);
+    p.post_processor(j);
     // Decoder: byte-level.
     if (!is_absent(j, "decoder"))
       MO_REQUIRE(type_of(j["decoder"]) == "ByteLevel", what, ": decoder '", type_of(j["decoder"]),

@@ -49,11 +49,11 @@ class Tokenizer {
   // The most bytes one token can stand for (at least 1): a text of B bytes is at least
   // B / longest_token_bytes() tokens.
   int64_t longest_token_bytes() const { return longest_; }
-  // The ids the post_processor puts before / after the text.
+  // The ids the post_processor puts before the text.
   const std::vector<int32_t>& prefix_ids() const { return prefix_; }
-  const std::vector<int32_t>& suffix_ids() const { return suffix_; }
 
  private:
+  friend struct TokenizerParser;  // tokenizer.cpp: parse's parts, one per section of the file
   struct Added {
     std::string content;
     int32_t id;

@@ -112,6 +112,19 @@ size_t Engine::cache_bytes() const {
   return b;
 }
 
+void Engine::collapse_site(const HcSite& site, const float* x, int64_t T, float* h, float* post,
+                           float* comb) {
+  if (!cfg_.v41()) {
+    hc_pre(cfg_, site, x, T, h, post, comb);
+    return;
+  }
+  // V4.1 collapses each site with the pre-mix the site before it made (mhc.h).
+  pre_next_.resize(size_t(T * cfg_.hc_mult));
+  hc_mix(cfg_, site, x, T, pre_next_.data(), post, comb);
+  hc_collapse(x, T, cfg_.hc_mult, cfg_.hidden_size, pre_.data(), h);
+  pre_.swap(pre_next_);
+}
+
 void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool attend, float* x) {
   const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult;
   const LayerWeights& lw = w_.layers[size_t(l)];
@@ -133,16 +146,7 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
   // Attention site: every rank of an active cp group takes part, with or without rows.
   const HcSite attn_site{lw.hc_attn_fn, lw.hc_attn_base, lw.hc_attn_scale};
   const HcSite ffn_site{lw.hc_ffn_fn, lw.hc_ffn_base, lw.hc_ffn_scale};
-  // V4.1 collapses each site with the pre-mix the site before it made (mhc.h).
-  const bool lagged = cfg_.v41();
-  if (lagged) {
-    pre_next_.resize(size_t(T * hc));
-    hc_mix(cfg_, attn_site, x, T, pre_next_.data(), post, comb);
-    hc_collapse(x, T, hc, D, pre_.data(), h);
-    pre_.swap(pre_next_);
-  } else {
-    hc_pre(cfg_, attn_site, x, T, h, post, comb);
-  }
+  collapse_site(attn_site, x, T, h, post, comb);
   const std::vector<float> an = lw.attn_norm.to_f32();
   rms_norm_rows(h, T, D, D, eps, an.data());
   if (attend) {
@@ -155,13 +159,7 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
   hc_post(T, hc, D, out, post, comb, x);
 
   // FFN site: the MoE runs over the ep group even when this rank has no tokens.
-  if (lagged) {
-    hc_mix(cfg_, ffn_site, x, T, pre_next_.data(), post, comb);
-    hc_collapse(x, T, hc, D, pre_.data(), h);
-    pre_.swap(pre_next_);
-  } else {
-    hc_pre(cfg_, ffn_site, x, T, h, post, comb);
-  }
+  collapse_site(ffn_site, x, T, h, post, comb);
   const std::vector<float> fn = lw.ffn_norm.to_f32();
   rms_norm_rows(h, T, D, D, eps, fn.data());
   const double t0 = comm::now();

@@ -18,6 +18,7 @@
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
 #include "model/config/config.h"
+#include "model/blocks/mhc.h"
 #include "model/cache/layer_cache.h"
 #include "model/kernels/rope.h"
 #include "model/io/model_weights.h"
@@ -105,6 +106,9 @@ class Engine {
   void engram_begin(const StepLayout& L);
   void engram_apply(int64_t k, int64_t T, float* x);
   void layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool attend, float* x);
+  // The streams x[T, hc, D] collapsed into h[T, D] at an mHC site, with its post and comb.
+  void collapse_site(const HcSite& site, const float* x, int64_t T, float* h, float* post,
+                     float* comb);
   void head(const StepLayout& L, const float* x, int64_t T, bool all_logits,
             std::vector<float>* rows);
 

@@ -13,6 +13,13 @@
 
 namespace modelone {
 
+void indexer_inputs_bf16(const float* keys, int64_t n_keys, const float* q, int64_t T, int64_t nI,
+                         int64_t Di, std::vector<uint16_t>* kb, std::vector<uint16_t>* qb) {
+  kb->assign(size_t((n_keys + 63) / 64 * 64 * Di), 0);
+  rows_to_bf16(keys, n_keys, Di, Di, kb->data());
+  qb->resize(size_t(T * nI * Di));
+  rows_to_bf16(q, T, nI * Di, nI * Di, qb->data());
+}
 void indexer_queries(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope,
                      const float* q_lat, const float* h, int64_t T, const int64_t* pos,
                      IndexerQueries* out) {
@@ -51,12 +58,7 @@ void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
   const bool bf16 = compute_mode() == Compute::BF16;
   auto pad = [](int64_t n) { return (n + 63) / 64 * 64; };
   std::vector<uint16_t> kb, qb;
-  if (bf16) {
-    kb.assign(size_t(pad(n_keys) * Di), 0);
-    rows_to_bf16(keys, n_keys, Di, Di, kb.data());
-    qb.resize(size_t(T * nI * Di));
-    rows_to_bf16(iq.q.data(), T, nI * Di, nI * Di, qb.data());
-  }
+  if (bf16) indexer_inputs_bf16(keys, n_keys, iq.q.data(), T, nI, Di, &kb, &qb);
 #pragma omp parallel
   {
     std::vector<float> logits, score;

@@ -49,4 +49,10 @@ void indexer_candidates(const ModelConfig& cfg, const float* q, const float* w, 
 // returns how many.
 int64_t merge_candidates(std::vector<Candidate> c, int64_t k, int32_t* top);
 
+// The bf16 path's indexer inputs, rounded once: keys[n_keys, Di] into kb [n_keys rounded up to
+// 64, Di] (zero rows past the end, so products see n_keys / 64 shapes, not one per token) and
+// the queries q[T, nI * Di] into qb.
+void indexer_inputs_bf16(const float* keys, int64_t n_keys, const float* q, int64_t T, int64_t nI,
+                         int64_t Di, std::vector<uint16_t>* kb, std::vector<uint16_t>* qb);
+
 }  // namespace modelone

@@ -86,12 +86,7 @@ void shared_select(const ModelConfig& cfg, int64_t layer, const IndexerQueries& 
   // bf16 path: queries and keys rounded once (keys zero-padded to 64 rows).
   const bool bf16 = compute_mode() == Compute::BF16;
   std::vector<uint16_t> kb, qb;
-  if (bf16) {
-    kb.assign(size_t(pad64(n_keys) * Di), 0);
-    rows_to_bf16(keys, n_keys, Di, Di, kb.data());
-    qb.resize(size_t(T * nI * Di));
-    rows_to_bf16(iq.q.data(), T, nI * Di, nI * Di, qb.data());
-  }
+  if (bf16) indexer_inputs_bf16(keys, n_keys, iq.q.data(), T, nI, Di, &kb, &qb);
 #pragma omp parallel
   {
     std::vector<float> score, tile;

@@ -12,15 +12,16 @@
 #include "dist/cp_attention.h"
 #include "dist/cpu_time.h"
 #include "model/base/check.h"
+#include "model/base/even_split.h"
 
 namespace modelone {
 
 namespace {
 
-// [a, b) of n items split evenly over P ranks (the first n % P one longer).
+// [a, b) of n items split evenly over P ranks.
 std::pair<int64_t, int64_t> split(int64_t n, int P, int r) {
-  const int64_t a = r * (n / P) + std::min<int64_t>(r, n % P);
-  return {a, a + n / P + (r < n % P ? 1 : 0)};
+  const EvenSplit s(n, P);
+  return {s.begin(r), s.end(r)};
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "dist/cp_layout.h"
 
 #include "model/base/check.h"
+#include "model/base/even_split.h"
 
 namespace modelone {
 
@@ -47,8 +48,8 @@ StepLayout prefill_layout(int64_t p0, int64_t n, int cp, CpLayout kind) {
   L.rows.assign(size_t(cp), 0);
   const int pieces = kind == CpLayout::Zigzag ? 2 * cp : cp;
   std::vector<int64_t> start(size_t(pieces) + 1, p0);
-  for (int i = 0; i < pieces; ++i)
-    start[size_t(i) + 1] = start[size_t(i)] + n / pieces + (i < n % pieces ? 1 : 0);
+  const EvenSplit split(n, pieces);
+  for (int i = 0; i < pieces; ++i) start[size_t(i) + 1] = p0 + split.end(i);
   // Rank r's pieces in position order, so its rows follow the sequence.
   for (int r = 0; r < cp; ++r) {
     if (kind == CpLayout::Contiguous) {

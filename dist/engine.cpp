@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "model/base/check.h"
+#include "model/base/even_split.h"
 #include "model/blocks/engram.h"
 #include "model/blocks/engram_hash.h"
 #include "model/kernels/linear.h"
@@ -95,8 +96,8 @@ void Engine::engram_apply(int64_t k, int64_t T, float* x) {
     // Decode: the new token's wkv product is the largest read of the block, and the other cp
     // ranks would wait anyway; each computes a slice of its rows and the tail gates.
     const int P = cp.size(), me = cp.rank();
-    const int64_t N = w.wkv.rows(), n = N / P + (me < N % P ? 1 : 0);
-    const int64_t r0 = me * (N / P) + std::min<int64_t>(me, N % P);
+    const EvenSplit rows(w.wkv.rows(), P);
+    const int64_t n = rows.count(me), r0 = rows.begin(me);
     cp.bcast(eng_e_.data(), dim, eng_tail_);
     eng_part_.resize(size_t(n));
     linear(eng_e_.data(), 1, dim, w.wkv, r0, n, eng_part_.data(), n);
@@ -226,8 +227,9 @@ void Engine::head(const StepLayout& L, const float* x, int64_t T, bool all_logit
   // The newest position's logits, the head split over the group by vocabulary rows: on a
   // decode step the head is the largest weight read, and the other ranks would wait anyway.
   std::vector<int64_t> cnt(static_cast<size_t>(P));
-  for (int r = 0; r < P; ++r) cnt[size_t(r)] = V / P + (r < V % P ? 1 : 0);
-  const int64_t v0 = me * (V / P) + std::min<int64_t>(me, V % P);
+  const EvenSplit vocab(V, P);
+  for (int r = 0; r < P; ++r) cnt[size_t(r)] = vocab.count(r);
+  const int64_t v0 = vocab.begin(me);
   logits_.resize(size_t(cnt[size_t(me)]));
   linear(y_.data(), 1, D, w_.head, v0, cnt[size_t(me)], logits_.data(), cnt[size_t(me)]);
   if (P > 1) {

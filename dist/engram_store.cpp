@@ -60,11 +60,6 @@ void RowCache::insert(int64_t row, const uint8_t* bytes) {
   std::memcpy(data_.data() + slot * rb_, bytes, size_t(rb_));
 }
 
-int RowRanges::owner(int64_t row) const {
-  const int64_t cut = extra * (base + 1);
-  return row < cut ? int(row / (base + 1)) : int(extra + (row - cut) / base);
-}
-
 EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, EngramOptions opt,
                          std::vector<int32_t> cmap, const EngramTables& tables,
                          comm::Counters* counters)

@@ -27,6 +27,7 @@
 #include "comm/comm.h"
 #include "comm/counters.h"
 #include "comm/rma_window.h"
+#include "model/base/even_split.h"
 #include "model/config/config.h"
 #include "model/blocks/engram_hash.h"
 #include "model/io/engram_tables.h"
@@ -75,12 +76,9 @@ class RowCache {
 };
 
 // Which rows each owner holds, for R rows over P owners.
-struct RowRanges {
-  int64_t rows = 0, base = 0, extra = 0;
-  RowRanges(int64_t R, int P) : rows(R), base(R / P), extra(R % P) {}
-  int64_t begin(int i) const { return i * base + std::min<int64_t>(i, extra); }
-  int64_t count(int i) const { return base + (i < extra ? 1 : 0); }
-  int owner(int64_t row) const;  // owner index in [0, P)
+struct RowRanges : EvenSplit {
+  RowRanges(int64_t R, int P) : EvenSplit(R, P) {}
+  int owner(int64_t row) const { return int(part_of(row)); }  // owner index in [0, P)
 };
 
 class EngramStore {

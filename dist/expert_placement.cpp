@@ -2,18 +2,17 @@
 
 #include <algorithm>
 
+#include "model/base/even_split.h"
+
 namespace modelone {
 
 ExpertPlacement ExpertPlacement::contiguous(int64_t n_experts, int ep) {
   ExpertPlacement p;
   p.ep = ep;
   p.replicas.resize(size_t(n_experts));
-  const int64_t base = n_experts / ep, extra = n_experts % ep;
-  int64_t e = 0;
-  for (int r = 0; r < ep; ++r) {
-    const int64_t n = base + (r < extra ? 1 : 0);
-    for (int64_t i = 0; i < n; ++i) p.replicas[size_t(e++)] = {r};
-  }
+  const EvenSplit split(n_experts, ep);
+  for (int r = 0; r < ep; ++r)
+    for (int64_t e = split.begin(r); e < split.end(r); ++e) p.replicas[size_t(e)] = {r};
   return p;
 }
 

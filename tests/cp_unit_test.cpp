@@ -8,6 +8,7 @@
 #include <random>
 
 #include "dist/cp_layout.h"
+#include "model/base/even_split.h"
 #include "model/blocks/attention.h"
 #include "model/blocks/compressor.h"
 #include "model/blocks/indexer.h"
@@ -222,6 +223,31 @@ TEST(StepLayout, PiecesCoverTheStepOnce) {
   const StepLayout d = decode_layout(99, 3, 2);
   EXPECT_EQ(d.owner(99), 2);
   EXPECT_EQ(d.rows, (std::vector<int64_t>{0, 0, 1}));
+}
+
+// The one even split: parts tile [0, n) in order, the first n % P one longer, and part_of
+// inverts begin / end (10 over 4: 3 3 2 2; 2 over 5: 1 1 0 0 0).
+TEST(EvenSplit, PartsTileTheItems) {
+  const EvenSplit a(10, 4);
+  EXPECT_EQ(a.count(0), 3);
+  EXPECT_EQ(a.begin(2), 6);
+  EXPECT_EQ(a.end(3), 10);
+  const EvenSplit b(2, 5);
+  EXPECT_EQ(b.count(1), 1);
+  EXPECT_EQ(b.count(2), 0);
+  for (int64_t n : {0, 1, 7, 64, 1001})
+    for (int64_t P : {1, 2, 3, 8, 13}) {
+      const EvenSplit s(n, P);
+      int64_t at = 0;
+      for (int64_t i = 0; i < P; ++i) {
+        ASSERT_EQ(s.begin(i), at);
+        ASSERT_GE(s.count(i), n / P);
+        ASSERT_LE(s.count(i), n / P + 1);
+        for (int64_t k = s.begin(i); k < s.end(i); ++k) ASSERT_EQ(s.part_of(k), i) << n << " " << P;
+        at = s.end(i);
+      }
+      ASSERT_EQ(at, n);
+    }
 }
 
 }  // namespace

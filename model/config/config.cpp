@@ -239,112 +239,140 @@ int64_t EngramConfig::index_of(int64_t layer) const {
   return -1;
 }
 
-void ModelConfig::validate(const std::string& source) const {
-  auto pos = [&](int64_t v, const char* field) {
-    MO_REQUIRE(v > 0, source, ": ", field, " must be positive, got ", v);
+namespace {
+
+void require_positive(int64_t v, const char* field, const std::string& source) {
+  MO_REQUIRE(v > 0, source, ": ", field, " must be positive, got ", v);
+}
+void require_at_most(int64_t v, int64_t hi, const char* field, const std::string& source) {
+  MO_REQUIRE(v <= hi, source, ": ", field, " ", v, " is above the supported ", hi);
+}
+
+// Every size positive and under its bound.
+void validate_sizes(const ModelConfig& c, const std::string& source) {
+  auto pos = [&](int64_t v, const char* field) { require_positive(v, field, source); };
+  auto at_most = [&](int64_t v, int64_t hi, const char* field) {
+    require_at_most(v, hi, field, source);
   };
-  pos(vocab_size, "vocab_size");
-  pos(hidden_size, "hidden_size");
-  pos(num_heads, "num_attention_heads");
-  pos(q_lora_rank, "q_lora_rank");
-  pos(o_groups, "o_groups");
-  pos(o_lora_rank, "o_lora_rank");
-  pos(sliding_window, "sliding_window");
-  pos(n_experts, "n_routed_experts");
-  pos(top_k, "num_experts_per_tok");
-  pos(moe_inter, "moe_intermediate_size");
-  pos(hc_mult, "hc_mult");
-  pos(hc_sinkhorn_iters, "hc_sinkhorn_iters");
+  pos(c.vocab_size, "vocab_size");
+  pos(c.hidden_size, "hidden_size");
+  pos(c.num_heads, "num_attention_heads");
+  pos(c.q_lora_rank, "q_lora_rank");
+  pos(c.o_groups, "o_groups");
+  pos(c.o_lora_rank, "o_lora_rank");
+  pos(c.sliding_window, "sliding_window");
+  pos(c.n_experts, "n_routed_experts");
+  pos(c.top_k, "num_experts_per_tok");
+  pos(c.moe_inter, "moe_intermediate_size");
+  pos(c.hc_mult, "hc_mult");
+  pos(c.hc_sinkhorn_iters, "hc_sinkhorn_iters");
   // Upper bounds, so that every size computed from the config fits int64 with room to spare
   // (a tensor's elements at most 2^36, all weights' bytes under 2^62, a cache under 2^60) and the
   // per-layer and per-expert tables every rank keeps stay small. Far above any DeepSeek model.
-  auto at_most = [&](int64_t v, int64_t hi, const char* field) {
-    MO_REQUIRE(v <= hi, source, ": ", field, " ", v, " is above the supported ", hi);
-  };
-  pos(fp8_block_rows, "weight_block_size[0]");
-  pos(fp8_block_cols, "weight_block_size[1]");
+  pos(c.fp8_block_rows, "weight_block_size[0]");
+  pos(c.fp8_block_cols, "weight_block_size[1]");
   const int64_t kDim = int64_t(1) << 18;
-  at_most(vocab_size, (int64_t(1) << 31) - 1, "vocab_size");  // token ids are int32
-  at_most(num_layers, 512, "num_hidden_layers");
-  at_most(n_experts, 1024, "n_routed_experts");
-  at_most(hc_mult, 1024, "hc_mult");
-  at_most(hc_sinkhorn_iters, 1 << 16, "hc_sinkhorn_iters");
-  at_most(max_position_embeddings, (int64_t(1) << 31) - 1, "max_position_embeddings");
-  for (auto [v, f] : {std::pair{hidden_size, "hidden_size"}, {num_heads, "num_attention_heads"},
-                      {head_dim, "head_dim"}, {q_lora_rank, "q_lora_rank"}, {o_groups, "o_groups"},
-                      {o_lora_rank, "o_lora_rank"}, {sliding_window, "sliding_window"},
-                      {moe_inter, "moe_intermediate_size"}, {index_n_heads, "index_n_heads"},
-                      {index_head_dim, "index_head_dim"}, {csa_rate, "compress_rate_csa"},
-                      {hca_rate, "compress_rate_hca"}, {fp8_block_rows, "weight_block_size[0]"},
-                      {fp8_block_cols, "weight_block_size[1]"}, {engram.head_dim, "engram_head_dim"}})
+  at_most(c.vocab_size, (int64_t(1) << 31) - 1, "vocab_size");  // token ids are int32
+  at_most(c.num_layers, 512, "num_hidden_layers");
+  at_most(c.n_experts, 1024, "n_routed_experts");
+  at_most(c.hc_mult, 1024, "hc_mult");
+  at_most(c.hc_sinkhorn_iters, 1 << 16, "hc_sinkhorn_iters");
+  at_most(c.max_position_embeddings, (int64_t(1) << 31) - 1, "max_position_embeddings");
+  for (auto [v, f] : {std::pair{c.hidden_size, "hidden_size"}, {c.num_heads, "num_attention_heads"},
+                      {c.head_dim, "head_dim"}, {c.q_lora_rank, "q_lora_rank"}, {c.o_groups, "o_groups"},
+                      {c.o_lora_rank, "o_lora_rank"}, {c.sliding_window, "sliding_window"},
+                      {c.moe_inter, "moe_intermediate_size"}, {c.index_n_heads, "index_n_heads"},
+                      {c.index_head_dim, "index_head_dim"}, {c.csa_rate, "compress_rate_csa"},
+                      {c.hca_rate, "compress_rate_hca"}, {c.fp8_block_rows, "weight_block_size[0]"},
+                      {c.fp8_block_cols, "weight_block_size[1]"}, {c.engram.head_dim, "engram_head_dim"}})
     at_most(v, kDim, f);
-  MO_REQUIRE(top_k <= n_experts, source, ": num_experts_per_tok (", top_k,
-             ") exceeds n_routed_experts (", n_experts, ")");
-  MO_REQUIRE(n_shared_experts == 0 || n_shared_experts == 1, source,
-             ": n_shared_experts must be 0 or 1, got ", n_shared_experts);
-  MO_REQUIRE(num_heads % o_groups == 0, source, ": num_attention_heads (", num_heads,
-             ") must be a multiple of o_groups (", o_groups, ")");
-  MO_REQUIRE(rope_dim > 0 && rope_dim % 2 == 0 && rope_dim <= head_dim, source,
-             ": rope dims (head_dim * partial_rotary_factor = ", rope_dim,
+}
+
+// The heads, RoPE, routing and the compressed layers' rates and indexer.
+void validate_attention(const ModelConfig& c, const std::string& source) {
+  auto pos = [&](int64_t v, const char* field) { require_positive(v, field, source); };
+  MO_REQUIRE(c.top_k <= c.n_experts, source, ": num_experts_per_tok (", c.top_k,
+             ") exceeds n_routed_experts (", c.n_experts, ")");
+  MO_REQUIRE(c.n_shared_experts == 0 || c.n_shared_experts == 1, source,
+             ": n_shared_experts must be 0 or 1, got ", c.n_shared_experts);
+  MO_REQUIRE(c.num_heads % c.o_groups == 0, source, ": num_attention_heads (", c.num_heads,
+             ") must be a multiple of o_groups (", c.o_groups, ")");
+  MO_REQUIRE(c.rope_dim > 0 && c.rope_dim % 2 == 0 && c.rope_dim <= c.head_dim, source,
+             ": rope dims (head_dim * partial_rotary_factor = ", c.rope_dim,
              ") must be even and within head_dim");
-  MO_REQUIRE(rope_compress.dim == rope_dim, source,
+  MO_REQUIRE(c.rope_compress.dim == c.rope_dim, source,
              ": rope main and compress must rotate the same number of dims");
-  MO_REQUIRE(scoring_func == "sqrtsoftplus" || scoring_func == "sigmoid", source,
-             ": scoring_func '", scoring_func, "' is not supported (sqrtsoftplus, sigmoid)");
+  MO_REQUIRE(c.scoring_func == "sqrtsoftplus" || c.scoring_func == "sigmoid", source,
+             ": scoring_func '", c.scoring_func, "' is not supported (sqrtsoftplus, sigmoid)");
   bool any_csa = false, any_comp = false;
-  for (auto k : attn) {
+  for (auto k : c.attn) {
     any_csa |= k == AttnKind::CSA || k == AttnKind::Shared;  // both run an indexer
     any_comp |= k != AttnKind::Sliding;
   }
   if (any_comp) {
-    pos(csa_rate, "compress_rate_csa");
-    pos(hca_rate, "compress_rate_hca");
+    pos(c.csa_rate, "compress_rate_csa");
+    pos(c.hca_rate, "compress_rate_hca");
   }
   if (any_csa) {
-    pos(index_n_heads, "index_n_heads");
-    pos(index_head_dim, "index_head_dim");
-    pos(index_topk, "index_topk");
-    MO_REQUIRE(rope_dim <= index_head_dim, source, ": index_head_dim (", index_head_dim,
-               ") is smaller than the rope dims (", rope_dim, ")");
+    pos(c.index_n_heads, "index_n_heads");
+    pos(c.index_head_dim, "index_head_dim");
+    pos(c.index_topk, "index_topk");
+    MO_REQUIRE(c.rope_dim <= c.index_head_dim, source, ": index_head_dim (", c.index_head_dim,
+               ") is smaller than the rope dims (", c.rope_dim, ")");
   }
+}
+
+void validate_engram(const ModelConfig& c, const std::string& source) {
+  auto pos = [&](int64_t v, const char* field) { require_positive(v, field, source); };
+  auto at_most = [&](int64_t v, int64_t hi, const char* field) {
+    require_at_most(v, hi, field, source);
+  };
+  const EngramConfig& engram = c.engram;
+  if (!engram.enabled()) return;
+  for (size_t i = 0; i < engram.layers.size(); ++i) {
+    const int64_t l = engram.layers[i];
+    MO_REQUIRE(l >= 0 && l < c.num_layers, source, ": engram_layer_ids: layer ", l,
+               " is outside [0, ", c.num_layers, ")");
+    MO_REQUIRE(i == 0 || l > engram.layers[i - 1], source,
+               ": engram_layer_ids must be increasing and distinct");
+  }
+  MO_REQUIRE(engram.max_ngram >= 2 && engram.max_ngram <= 8, source,
+             ": engram_max_ngram_size must be in [2, 8], got ", engram.max_ngram);
+  pos(engram.n_heads, "engram_n_heads");
+  pos(engram.head_dim, "engram_head_dim");
+  pos(engram.compressed_vocab, "engram_compressed_vocab_size");
+  MO_REQUIRE(engram.prime_start >= 2, source, ": engram_vocab_size must be at least 2");
+  // Each (order, head) column searches a prime from engram_vocab_size: bounded work and rows.
+  at_most(engram.n_heads, 256, "engram_n_heads");
+  at_most(engram.prime_start, int64_t(1) << 36, "engram_vocab_size");
+  at_most(engram.compressed_vocab, (int64_t(1) << 31) - 1, "engram_compressed_vocab_size");
+  MO_REQUIRE(engram.pad_token_id >= 0 && engram.pad_token_id < c.vocab_size, source,
+             ": engram_pad_token_id ", engram.pad_token_id, " is outside the vocabulary");
+  MO_REQUIRE(engram.num_embeddings.empty() || engram.num_embeddings.size() == engram.layers.size(),
+             source, ": engram_num_embeddings has ", engram.num_embeddings.size(),
+             " entries for ", engram.layers.size(), " Engram layers");
+  if (!engram.num_embeddings.empty()) {
+    const auto hp = engram_hash_params(engram.layers, engram.max_ngram, engram.n_heads,
+                                       engram.prime_start, engram.compressed_vocab);
+    for (size_t k = 0; k < hp.size(); ++k)
+      MO_REQUIRE(engram.num_embeddings[k] == hp[k].rows, source, ": engram_num_embeddings[", k,
+                 "] is ", engram.num_embeddings[k], " but the primes searched from "
+                 "engram_vocab_size give ", hp[k].rows, " rows");
+  }
+}
+
+}  // namespace
+
+void ModelConfig::validate(const std::string& source) const {
+  validate_sizes(*this, source);
+  validate_attention(*this, source);
   if (v41()) validate_shared_attn(*this, source);
-  if (engram.enabled()) {
-    for (size_t i = 0; i < engram.layers.size(); ++i) {
-      const int64_t l = engram.layers[i];
-      MO_REQUIRE(l >= 0 && l < num_layers, source, ": engram_layer_ids: layer ", l,
-                 " is outside [0, ", num_layers, ")");
-      MO_REQUIRE(i == 0 || l > engram.layers[i - 1], source,
-                 ": engram_layer_ids must be increasing and distinct");
-    }
-    MO_REQUIRE(engram.max_ngram >= 2 && engram.max_ngram <= 8, source,
-               ": engram_max_ngram_size must be in [2, 8], got ", engram.max_ngram);
-    pos(engram.n_heads, "engram_n_heads");
-    pos(engram.head_dim, "engram_head_dim");
-    pos(engram.compressed_vocab, "engram_compressed_vocab_size");
-    MO_REQUIRE(engram.prime_start >= 2, source, ": engram_vocab_size must be at least 2");
-    // Each (order, head) column searches a prime from engram_vocab_size: bounded work and rows.
-    at_most(engram.n_heads, 256, "engram_n_heads");
-    at_most(engram.prime_start, int64_t(1) << 36, "engram_vocab_size");
-    at_most(engram.compressed_vocab, (int64_t(1) << 31) - 1, "engram_compressed_vocab_size");
-    MO_REQUIRE(engram.pad_token_id >= 0 && engram.pad_token_id < vocab_size, source,
-               ": engram_pad_token_id ", engram.pad_token_id, " is outside the vocabulary");
-    MO_REQUIRE(engram.num_embeddings.empty() || engram.num_embeddings.size() == engram.layers.size(),
-               source, ": engram_num_embeddings has ", engram.num_embeddings.size(),
-               " entries for ", engram.layers.size(), " Engram layers");
-    if (!engram.num_embeddings.empty()) {
-      const auto hp = engram_hash_params(engram.layers, engram.max_ngram, engram.n_heads,
-                                         engram.prime_start, engram.compressed_vocab);
-      for (size_t k = 0; k < hp.size(); ++k)
-        MO_REQUIRE(engram.num_embeddings[k] == hp[k].rows, source, ": engram_num_embeddings[", k,
-                   "] is ", engram.num_embeddings[k], " but the primes searched from "
-                   "engram_vocab_size give ", hp[k].rows, " rows");
-    }
-  }
+  validate_engram(*this, source);
   MO_REQUIRE(eos_token_id >= 0 && eos_token_id < vocab_size, source, ": eos_token_id ",
              eos_token_id, " is outside the vocabulary [0, ", vocab_size, ")");
   MO_REQUIRE(rms_norm_eps > 0, source, ": rms_norm_eps must be positive, got ", rms_norm_eps);
   MO_REQUIRE(hc_eps >= 0, source, ": hc_eps must be at least 0, got ", hc_eps);
-  pos(max_position_embeddings, "max_position_embeddings");
+  require_positive(max_position_embeddings, "max_position_embeddings", source);
 }
 
 }  // namespace modelone

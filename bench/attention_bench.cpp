@@ -109,8 +109,7 @@ int attention_bench(const AttentionBenchOptions& o) {
           att.end_step();
           core.push_back(att.timers().attend - a0);
         });
-        std::sort(core.begin(), core.end());
-        *core_s = core[core.size() / 2];
+        *core_s = median(core);
         return layer;
       };
       double core_s = 0, core8 = 0;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bench/bench_report.h"
+#include "dist/options.h"
 
 namespace modelone::bench {
 
@@ -29,8 +30,8 @@ struct EngineBenchOptions {
   std::vector<int64_t> contexts = {1024, 2048, 4096, 8192, 16384, 32768};
   int64_t decode_steps = 8;
   int64_t prefill_chunk = 2048;
-  std::string kv_cache = "bf16";
-  std::string compute = "auto";  // timed against fp32 in the same run
+  std::string kv_cache = kv_cache_choices().default_text();
+  std::string compute = compute_choices().default_text();  // timed against fp32 in the same run
   uint64_t seed = 0;
   int threads = 0;
 };
@@ -39,7 +40,9 @@ struct EpBenchOptions {
   std::string model = "v4-flash";
   std::vector<std::string> sets;
   std::vector<int64_t> tokens = {1, 2, 4, 8, 16, 32, 64, 128, 4096, 8192, 16384};
-  std::string dispatch = "fp32", combine = "fp32", transport = "auto";
+  std::string dispatch = dispatch_choices().default_text();
+  std::string combine = combine_choices().default_text();
+  std::string transport = transport_choices().default_text();
   int iters = 9;
   uint64_t seed = 0;
   int threads = 0;
@@ -49,7 +52,9 @@ struct MoeBenchOptions {
   std::string model = "v4-flash";
   std::vector<std::string> sets;
   int64_t global_tokens = 512;
-  std::string dispatch = "fp32", combine = "fp32", transport = "auto";
+  std::string dispatch = dispatch_choices().default_text();
+  std::string combine = combine_choices().default_text();
+  std::string transport = transport_choices().default_text();
   bool overlap = false;
   int iters = 5;
   int threads = 0;
@@ -61,12 +66,12 @@ struct ContextBenchOptions {
   std::vector<int64_t> layers;    // the cut (keep_layers); default: see context_bench.cpp
   std::vector<int64_t> prefill = {8192, 16384, 32768, 65536};
   std::vector<int64_t> decode = {8192, 65536, 262144, 1048576};
-  std::vector<std::string> layouts = {"zigzag"};
+  std::vector<std::string> layouts = {layout_choices().default_text()};
   std::string phase = "both";  // prefill, decode or both
   int64_t decode_steps = 4;
   int64_t prefill_chunk = 2048;
-  std::string kv_cache = "bf16";
-  std::string compute = "auto";  // both sides of every comparison
+  std::string kv_cache = kv_cache_choices().default_text();
+  std::string compute = compute_choices().default_text();  // both sides of every comparison
   int threads = 1;  // one thread per rank on both sides of every comparison
   uint64_t seed = 0;
 };

@@ -352,9 +352,7 @@ Stat summarize(std::vector<double> v) {
   Stat s;
   s.n = int(v.size());
   if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  const size_t h = v.size() / 2;
-  s.median = v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+  s.median = median(v);
   for (double x : v) s.mean += x;
   s.mean /= double(v.size());
   if (v.size() > 1) {

@@ -27,29 +27,35 @@ double read_bandwidth_gbps(int threads) {
   uint64_t sink = 0;
   double best = 1e30;
   for (int pass = 0; pass < 6; ++pass) {
-    const double t0 = wall();
+    const double t0 = comm::now();
     uint64_t total = 0;
 #pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : total)
     for (size_t i = 0; i < n; ++i) total += buf[i];
     sink += total;
-    if (pass > 0) best = std::min(best, wall() - t0);  // pass 0 warms up
+    if (pass > 0) best = std::min(best, comm::now() - t0);  // pass 0 warms up
   }
   std::free(buf);
   return sink == 1 ? 0.0 : double(bytes) / best / 1e9;
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+}
+
 double median_seconds(const std::function<void()>& fn, int min_reps, double min_seconds) {
   fn();  // warm-up: page in weights, grow buffers
   std::vector<double> t;
-  const double start = wall();
-  while (int(t.size()) < min_reps || wall() - start < min_seconds) {
-    const double t0 = wall();
+  const double start = comm::now();
+  while (int(t.size()) < min_reps || comm::now() - start < min_seconds) {
+    const double t0 = comm::now();
     fn();
-    t.push_back(wall() - t0);
+    t.push_back(comm::now() - t0);
     if (t.size() >= 1000) break;
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return median(t);
 }
 
 Line& Line::add(const std::string& k, double v, int precision) {
@@ -89,8 +95,7 @@ double median_max(const comm::Comm& c, int iters, const std::function<void()>& f
     fn();
     t.push_back(c.allreduce(comm::now() - t0, comm::Op::Max));
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return median(t);
 }
 
 }  // namespace modelone::bench

@@ -2,21 +2,21 @@
 // in the format the report chose (bench_report.h). Every benchmark times its baseline in the same
 // run and prints the ratio.
 #pragma once
-#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "comm/clock.h"
+
 namespace modelone::comm { class Comm; }
 
 namespace modelone::bench {
 
-inline double wall() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
+// The median of v (the mean of the middle two for an even count; 0 when empty): every median the
+// benchmarks print comes from here.
+double median(std::vector<double> v);
 // Median seconds of fn(): at least min_reps runs and about min_seconds in all (one warm-up first).
 double median_seconds(const std::function<void()>& fn, int min_reps = 5, double min_seconds = 0.3);
 // Collective: median over iters of the slowest rank's seconds for fn, all ranks starting

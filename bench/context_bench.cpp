@@ -18,6 +18,7 @@
 #include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
+#include "comm/rank_stats.h"
 #include "model/io/model_source.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
@@ -62,7 +63,7 @@ std::unique_ptr<Engine> bench_engine(const ModelSource& ms, const RankGrid& grid
                                      const ContextBenchOptions& o, CpLayout layout) {
   EngineOptions eo;
   eo.engram.enabled = false;  // attention and caches only: bench engram measures Engram
-  eo.kv_dtype = kv_cache_dtype(o.kv_cache, ms.cfg);
+  eo.kv_dtype = kv_cache_dtype(kv_cache_choices().parse(o.kv_cache), ms.cfg, compute_mode());
   eo.cp_layout = layout;
   eo.prefill_chunk = o.prefill_chunk;
   auto e = make_engine(ms, grid, eo);
@@ -90,8 +91,9 @@ Prefill run_prefill(Engine& e, int64_t n, uint64_t seed) {
   Prefill p;
   p.wall = comm::now() - t0;
   const double cpu = (e.attention().timers() - a0).compute_cpu;
-  p.attn_cpu_max = g.world.allreduce(cpu, comm::Op::Max);
-  p.attn_cpu_mean = g.world.allreduce(cpu, comm::Op::Sum) / g.W;
+  const comm::Reduced attn = comm::reduce_fields(g.world, e.attention().timers() - a0);
+  p.attn_cpu_max = attn["compute_cpu"].max;
+  p.attn_cpu_mean = attn["compute_cpu"].mean;
   std::vector<double> by_rank(static_cast<size_t>(g.W));
   g.world.allgather(&cpu, 1, by_rank.data());
   for (double c : by_rank) {
@@ -102,7 +104,7 @@ Prefill run_prefill(Engine& e, int64_t n, uint64_t seed) {
     p.exch_s += s.seconds_max;
     p.exch_bytes += double(s.bytes_sum);
   }
-  p.moe_exch_s = g.world.allreduce(e.moe().timers.exchange, comm::Op::Max);
+  p.moe_exch_s = comm::reduce_fields(g.world, e.moe().timers)["exchange"].max;
   return p;
 }
 
@@ -160,18 +162,15 @@ Decode run_decode(Engine& e, int64_t n, const ContextBenchOptions& o, bool dense
     moe.push_back(parts[1]);
     head.push_back(parts[2]);
     step.push_back(dt);
-    idx.push_back(g.world.allreduce(d.indexer, comm::Op::Max));
-    topk.push_back(g.world.allreduce(d.topk, comm::Op::Max));
-    att.push_back(g.world.allreduce(d.attend, comm::Op::Max));
-    merge.push_back(g.world.allreduce(d.merge, comm::Op::Max));
+    const comm::Reduced rd = comm::reduce_fields(g.world, d);  // the slowest rank's, per phase
+    idx.push_back(rd["indexer"].max);
+    topk.push_back(rd["topk"].max);
+    att.push_back(rd["attend"].max);
+    merge.push_back(rd["merge"].max);
     sparse.push_back(g.world.allreduce(dc.indexer + dc.topk + dc.attend + dc.merge, comm::Op::Max));
   }
-  auto med = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0.0 : v[v.size() / 2];
-  };
-  Decode r{med(step), med(idx), med(topk), med(att), med(merge), med(sparse), 0,
-           med(attn), med(moe), med(head)};
+  Decode r{median(step), median(idx), median(topk), median(att), median(merge), median(sparse),
+           0, median(attn), median(moe), median(head)};
   r.cache_bytes_per_token = g.cp_comm.allreduce(double(e.cache_bytes()), comm::Op::Sum) / double(n);
   if (dense && csa >= 0) r.dense = dense_over_entries(e, csa);
   return r;
@@ -201,8 +200,7 @@ int context_bench(const ContextBenchOptions& opt) {
   const comm::Comm world = comm::Comm::world();
   const int W = world.size(), me = world.rank();
   set_compute_threads(o.threads);
-  set_compute(o.compute == "auto" ? default_compute()
-              : o.compute == "bf16" ? Compute::BF16 : Compute::F32);
+  set_compute(resolve_compute(compute_choices().parse(o.compute)));
   ModelSource ms = resolve_model(o.model, context_sets(o));
   const ModelConfig& cfg = ms.cfg;
 
@@ -250,7 +248,7 @@ int context_bench(const ContextBenchOptions& opt) {
   RankGrid grid = RankGrid::make(W, W);
   std::vector<double> decC;
   for (size_t li = 0; li < o.layouts.size(); ++li) {
-    const CpLayout layout = cp_layout_from_name(o.layouts[li]);
+    const CpLayout layout = layout_choices().parse(o.layouts[li]);
     auto e = bench_engine(ms, grid, o, layout);
     for (size_t i = 0; i < o.prefill.size(); ++i) {
       const Prefill p = run_prefill(*e, o.prefill[i], o.seed);

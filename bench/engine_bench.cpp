@@ -41,10 +41,12 @@ int engine_bench(const EngineBenchOptions& o) {
   set_compute_threads(threads);
   ModelSource ms = resolve_model(o.model, o.sets);
   const ModelConfig& cfg = ms.cfg;
-  set_compute(Compute::F32);  // checks --compute before any work; the modes are set per pass
-  if (o.compute == "bf16") set_compute(Compute::BF16);
+  // Checks --compute before any work; the modes are set per pass. The cache is the one the mode
+  // timed against fp32 takes (auto: its dtype), on both sides.
+  const Compute mode = resolve_compute(compute_choices().parse(o.compute));
+  set_compute(mode);
   EngineOptions eo;
-  eo.kv_dtype = kv_cache_dtype(o.kv_cache, ms.cfg);
+  eo.kv_dtype = kv_cache_dtype(kv_cache_choices().parse(o.kv_cache), ms.cfg, mode);
   eo.prefill_chunk = o.prefill_chunk;
   auto engine_ptr = make_engine(ms, grid, eo);
   Engine& engine = *engine_ptr;
@@ -61,8 +63,6 @@ int engine_bench(const EngineBenchOptions& o) {
   // the weights' average stored bytes per parameter.
   const double stream_bytes = double(engine.weights().bytes) / double(pc.total) *
                               (double(pc.active_no_embedding) + head_params);
-  const Compute mode = o.compute == "auto" ? default_compute()
-                       : o.compute == "bf16" ? Compute::BF16 : Compute::F32;
   std::vector<Compute> modes = {Compute::F32};
   if (mode != Compute::F32) modes.push_back(mode);
   std::mt19937 rng(o.seed);
@@ -93,8 +93,7 @@ int engine_bench(const EngineBenchOptions& o) {
         engine.decode(active ? &next : nullptr);
         steps.push_back(comm::now() - s0);
       }
-      std::sort(steps.begin(), steps.end());
-      const double dec = steps.empty() ? 0 : steps[steps.size() / 2];
+      const double dec = median(steps);
       if (c == Compute::F32) base_prefill = prefill, base_decode = dec;
       if (!grid.is_root()) continue;
       const double gflops = (flop_tok * double(n) + head_flop) / prefill / 1e9;

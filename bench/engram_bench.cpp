@@ -15,6 +15,7 @@
 #include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
+#include "comm/rank_stats.h"
 #include "model/io/model_source.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
@@ -103,9 +104,9 @@ void fetch_bench(const EngramBenchOptions& o, const ModelConfig& cfg) {
     });
     // Per step (one iteration): rows wanted, unique rows, and remote bytes, summed over ranks.
     const double runs = double(o.iters + 1);
-    const double lookups = double(world.allreduce(get->stats.lookups - g0.lookups, comm::Op::Sum)) / runs;
-    const double uniq = double(world.allreduce(get->stats.unique - g0.unique, comm::Op::Sum)) / runs;
-    const double remote_b = double(world.allreduce(get->stats.bytes - g0.bytes, comm::Op::Sum)) / runs;
+    const comm::Reduced got = comm::reduce_fields(world, comm::fields_minus(get->stats, g0));
+    const double lookups = got["lookups"].sum / runs, uniq = got["unique"].sum / runs;
+    const double remote_b = got["bytes"].sum / runs;
     if (me != 0) continue;
     auto line = [&](const char* path, double t, double bytes) {
       Line("engram_fetch").add("tokens", T).add("ranks", int64_t(W)).add("path", path)
@@ -147,24 +148,22 @@ StepTimes step_times(const ModelSource& ms, const EngramBenchOptions& o, int64_t
     const double w0 = comm::now();
     e->prefill(ids);
     pf.push_back(grid.world.allreduce(comm::now() - w0, comm::Op::Max));
-    s.engram_prefill = grid.world.allreduce(e->timers().engram - t0.engram, comm::Op::Max);
+    s.engram_prefill = comm::reduce_fields(grid.world, comm::fields_minus(e->timers(), t0))["engram"].max;
   }
-  std::sort(pf.begin(), pf.end());
-  s.prefill = pf[pf.size() / 2];
+  s.prefill = median(pf);
   std::vector<double> dt;
   int32_t tok = 1;
-  const double e0 = e->timers().engram;
+  const EngineTimers e0 = e->timers();
   for (int i = 0; i < o.decode_steps; ++i) {
     grid.world.barrier();
     const double w0 = comm::now();
     e->decode(&tok);
     dt.push_back(grid.world.allreduce(comm::now() - w0, comm::Op::Max));
   }
-  std::sort(dt.begin(), dt.end());
-  s.decode = dt.empty() ? 0 : dt[dt.size() / 2];
-  s.engram_decode = grid.world.allreduce(e->timers().engram - e0, comm::Op::Max) /
+  s.decode = median(dt);
+  s.engram_decode = comm::reduce_fields(grid.world, comm::fields_minus(e->timers(), e0))["engram"].max /
                     double(std::max<int64_t>(o.decode_steps, 1));
-  if (on) s.wait = grid.world.allreduce(e->engram()->stats.wait_s, comm::Op::Max);
+  if (on) s.wait = comm::reduce_fields(grid.world, e->engram()->stats)["wait_s"].max;
   return s;
 }
 

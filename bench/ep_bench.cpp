@@ -44,9 +44,9 @@ int ep_bench(const EpBenchOptions& o) {
   cfg.num_layers = 1;
   const comm::Comm& ep = grid.ep_comm;
   MoeOptions mo;
-  mo.dispatch = payload_from_name(o.dispatch, "--dispatch");
-  mo.combine = payload_from_name(o.combine, "--combine");
-  mo.transport = transport_from_name(o.transport);
+  mo.dispatch = dispatch_choices().parse(o.dispatch);
+  mo.combine = combine_choices().parse(o.combine);
+  mo.transport = transport_choices().parse(o.transport);
   MoeParallel moe(cfg, ep, ExpertPlacement::uniform(cfg.n_experts, ep.size(), 1), mo);
   const int64_t D = cfg.hidden_size;
   std::mt19937_64 g(o.seed + uint64_t(grid.world.rank()));
@@ -90,9 +90,7 @@ int ep_bench(const EpBenchOptions& o) {
       td.push_back(d);
       tc.push_back(c);
     }
-    std::sort(td.begin(), td.end());
-    std::sort(tc.begin(), tc.end());
-    const double ours = td[td.size() / 2] + tc[tc.size() / 2];
+    const double ours = median(td) + median(tc);
     // Baseline: the same bytes per destination through MPI_Alltoallv, no packing.
     const int64_t rb = moe.codec().dispatch_bytes(), cbytes = moe.codec().combine_bytes();
     std::vector<int64_t> send_d(sent.size()), recv_d(sent.size()), send_c(sent.size()),
@@ -127,8 +125,8 @@ int ep_bench(const EpBenchOptions& o) {
         .add("gbps", bytes / ours / 1e9)
         .add("raw_seconds", raw, 5)
         .add("ratio_vs_alltoallv", raw / ours, 3)
-        .add("dispatch_seconds", td[td.size() / 2], 3)
-        .add("combine_seconds", tc[tc.size() / 2], 3)
+        .add("dispatch_seconds", median(td), 3)
+        .add("combine_seconds", median(tc), 3)
         // Where the time goes on rank 0, per iteration: packing rows (layout), the exchanges
         // (counts, and waiting for both all-to-alls) and adding the results home.
         .add("pack_seconds", moe.timers.pack / o.iters, 3)

@@ -8,6 +8,7 @@
 #include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
+#include "comm/rank_stats.h"
 #include "model/io/model_source.h"
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
@@ -32,10 +33,10 @@ int moe_bench(const MoeBenchOptions& o) {
       cfg, *ms.weights, [&](int64_t, int64_t e) { return placement[0].holds(ep.rank(), e); },
       nullptr, [](const TensorSpec& s) { return std::strstr(s.pattern, ".ffn.") != nullptr; });
   MoeOptions mo;
-  mo.dispatch = payload_from_name(o.dispatch, "--dispatch");
-  mo.combine = payload_from_name(o.combine, "--combine");
+  mo.dispatch = dispatch_choices().parse(o.dispatch);
+  mo.combine = combine_choices().parse(o.combine);
   mo.overlap = o.overlap;
-  mo.transport = transport_from_name(o.transport);
+  mo.transport = transport_choices().parse(o.transport);
   MoeParallel moe(cfg, ep, placement, mo);
   const int P = ep.size(), me = ep.rank();
   const int64_t T = o.global_tokens / P + (me < o.global_tokens % P ? 1 : 0), D = cfg.hidden_size;
@@ -53,16 +54,9 @@ int moe_bench(const MoeBenchOptions& o) {
     const double t0 = comm::now();
     moe.forward(0, w.layers[0], h.data(), T, ids.data(), y.data());
     total.push_back(ep.allreduce(comm::now() - t0, comm::Op::Max));
-    double ph[5] = {moe.timers.route, moe.timers.pack, moe.timers.exchange, moe.timers.experts,
-                    moe.timers.combine};
-    ep.allreduce(ph, 5, comm::Op::Max);
-    sum.route += ph[0];
-    sum.pack += ph[1];
-    sum.exchange += ph[2];
-    sum.experts += ph[3];
-    sum.combine += ph[4];
+    const comm::Reduced ph = comm::reduce_fields(ep, moe.timers);  // the slowest rank's phases
+    MoeTimers::fields(sum, [&](const char* name, auto& x) { x += decltype(x + 0)(ph[name].max); });
   }
-  std::sort(total.begin(), total.end());
   if (!grid.is_root()) return 0;
   const double n = double(o.iters);
   Line("moe_layer")
@@ -73,7 +67,7 @@ int moe_bench(const MoeBenchOptions& o) {
       .add("transport", std::string(moe.uses_shared_memory() ? "shm" : "mpi"))
       .add("dispatch", o.dispatch)
       .add("overlap", int64_t(o.overlap))
-      .add("total_ms", total[total.size() / 2] * 1e3)
+      .add("total_ms", median(total) * 1e3)
       .add("route_ms", sum.route / n * 1e3)
       .add("pack_ms", sum.pack / n * 1e3)
       .add("exchange_ms", sum.exchange / n * 1e3)

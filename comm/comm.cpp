@@ -370,8 +370,6 @@ void agree_fields(const Comm& comm, const std::string& what,
   std::exit(code);
 }
 
-double now() { return MPI_Wtime(); }
-
 std::string library_version() {
   char buf[MPI_MAX_LIBRARY_VERSION_STRING];
   int len = 0;

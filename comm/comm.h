@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/clock.h"
 #include "comm/waiting.h"
 
 namespace modelone::comm {
@@ -198,8 +199,6 @@ void agree_fields(const Comm& comm, const std::string& what,
 // cause on stderr, then MPI_Abort so no rank is left waiting.
 [[noreturn]] void abort_all(const std::string& msg, int code);
 
-// Wall-clock seconds (MPI_Wtime).
-double now();
 
 // The MPI library's version string (MPI_Get_library_version), e.g. "Open MPI v4.1.4, package:
 // ...": benchmarks print it with their results so a number can be traced to the stack it ran on.

@@ -21,7 +21,7 @@ std::vector<OpSummary> Counters::reduce(const Comm& comm) const {
     }
   }
   const size_t n = names.size();
-  std::vector<double> v(3 * n), lo, hi, sum;  // calls, bytes, seconds per op
+  std::vector<double> v(3 * n);  // calls, bytes, seconds per op
   size_t i = 0;
   for (auto& op : names) {
     auto it = ops_.find(op);
@@ -31,22 +31,19 @@ std::vector<OpSummary> Counters::reduce(const Comm& comm) const {
     v[3 * i + 2] = s.seconds;
     ++i;
   }
-  lo = hi = sum = v;
-  comm.allreduce(lo.data(), int64_t(lo.size()), Op::Min);
-  comm.allreduce(hi.data(), int64_t(hi.size()), Op::Max);
-  comm.allreduce(sum.data(), int64_t(sum.size()), Op::Sum);
+  const std::vector<Spread> r = spread(comm, v);
   std::vector<OpSummary> out;
   i = 0;
   for (auto& op : names) {
     OpSummary s;
     s.op = op;
-    s.calls_max = int64_t(hi[3 * i]);
-    s.bytes_min = int64_t(lo[3 * i + 1]);
-    s.bytes_max = int64_t(hi[3 * i + 1]);
-    s.bytes_sum = int64_t(sum[3 * i + 1]);
-    s.seconds_min = lo[3 * i + 2];
-    s.seconds_max = hi[3 * i + 2];
-    s.seconds_sum = sum[3 * i + 2];
+    s.calls_max = int64_t(r[3 * i].max);
+    s.bytes_min = int64_t(r[3 * i + 1].min);
+    s.bytes_max = int64_t(r[3 * i + 1].max);
+    s.bytes_sum = int64_t(r[3 * i + 1].sum);
+    s.seconds_min = r[3 * i + 2].min;
+    s.seconds_max = r[3 * i + 2].max;
+    s.seconds_sum = r[3 * i + 2].sum;
     out.push_back(s);
     ++i;
   }

@@ -1,6 +1,6 @@
 // Per-operation traffic counters (calls, bytes sent, wall seconds spent in the operation,
-// waits included) kept per rank and reduced over a communicator to min / max / sum, the way
-// KaMPIng's timers are: one row per operation any rank performed.
+// waits included) kept per rank and reduced over a communicator to min / max / sum (spread(),
+// rank_stats.h): one row per operation any rank performed.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "comm/comm.h"
+#include "comm/rank_stats.h"
 
 namespace modelone::comm {
 

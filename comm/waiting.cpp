@@ -1,7 +1,8 @@
 #include "comm/waiting.h"
 
 #include <atomic>
-#include <chrono>
+
+#include "comm/clock.h"
 
 namespace modelone::comm {
 
@@ -9,12 +10,7 @@ namespace {
 std::atomic<int64_t> g_seq{0};      // blocking calls begun
 std::atomic<int64_t> g_in{-1};      // the seq of the call waited in now, -1: none
 std::atomic<int> g_call{-1};
-std::atomic<int64_t> g_since_ns{0};
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+std::atomic<double> g_since{0};  // now() when it began
 }  // namespace
 
 const char* call_name(int call) {
@@ -28,7 +24,7 @@ const char* call_name(int call) {
 
 Waiting::Waiting(Call call) {
   g_call = int(call);
-  g_since_ns = now_ns();
+  g_since = now();
   g_in = g_seq.fetch_add(1);
 }
 
@@ -39,7 +35,7 @@ WaitMark waiting_now() {
   m.seq = g_in.load();
   if (m.seq < 0) return m;
   m.call = g_call.load();
-  m.seconds = double(now_ns() - g_since_ns.load()) * 1e-9;
+  m.seconds = now() - g_since.load();
   return m;
 }
 

@@ -1,5 +1,7 @@
 #include "comm/watchdog.h"
 
+#include "comm/clock.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,8 +17,7 @@ constexpr int kTag = 7001;
 // the token. One tag, so a rank takes its previous rank's messages in the order they were sent.
 constexpr int64_t kBeat = 0, kBye = 1, kToken = 2;
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(double t) { return now() - t; }
 
 // "rank 0 in MPI_Barrier; ranks 1, 2 in MPI_Alltoallv" from a completed token.
 std::string who_waits_where(const std::vector<int64_t>& token, int size) {
@@ -123,13 +124,13 @@ void Watchdog::loop() {
   std::vector<int64_t> in(size_t(1 + 2 * size_));
   MPI_Request recv;
   MPI_Irecv(in.data(), int(in.size()), MPI_INT64_T, prev_, kTag, comm_, &recv);
-  Clock::time_point heard = Clock::now(), beat = Clock::now() - std::chrono::hours(1);
-  Clock::time_point token_at = Clock::now();
+  double heard = now(), beat = now() - 3600;
+  double token_at = now();
   bool prev_gone = false;
   while (!(said_bye_ && prev_gone)) {
     if (!said_bye_ && since(beat) >= period) {
       send({kBeat});
-      beat = Clock::now();
+      beat = now();
     }
     if (rank_ == 0 && !said_bye_ && !token_out_ && since(token_at) >= period) {
       std::vector<int64_t> token(in.size(), -1);
@@ -137,7 +138,7 @@ void Watchdog::loop() {
       stamp(&token);
       send(std::move(token));
       token_out_ = true;
-      token_at = Clock::now();
+      token_at = now();
     }
     if (stop_ && !said_bye_) {
       send({kBye});
@@ -147,7 +148,7 @@ void Watchdog::loop() {
     int got = 0;
     if (!prev_gone) MPI_Test(&recv, &got, MPI_STATUS_IGNORE);
     if (got) {
-      heard = Clock::now();
+      heard = now();
       if (in[0] == kBye) {
         prev_gone = true;
       } else {

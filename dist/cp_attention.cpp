@@ -6,33 +6,10 @@
 #include <cmath>
 #include <cstring>
 
-#include "dist/cpu_time.h"
+#include "comm/clock.h"
 #include "model/base/check.h"
 
 namespace modelone {
-
-CpTimers& CpTimers::operator+=(const CpTimers& o) {
-  project += o.project;
-  indexer += o.indexer;
-  topk += o.topk;
-  attend += o.attend;
-  merge += o.merge;
-  output += o.output;
-  compute_cpu += o.compute_cpu;
-  return *this;
-}
-
-CpTimers CpTimers::operator-(const CpTimers& o) const {
-  CpTimers d = *this;
-  d.project -= o.project;
-  d.indexer -= o.indexer;
-  d.topk -= o.topk;
-  d.attend -= o.attend;
-  d.merge -= o.merge;
-  d.output -= o.output;
-  d.compute_cpu -= o.compute_cpu;
-  return d;
-}
 
 CpTimers CpAttention::timers() const {
   CpTimers t;
@@ -112,7 +89,7 @@ EntryTable CpAttention::shared_prefill(int64_t l, const LayerCache& src,
     picks_.resize(size_t(T * cfg_.index_topk));
     n_picks_.resize(size_t(T));
     CpTimers& timers = timers_[size_t(AttnKind::Shared)];
-    timed(timers.indexer, timers.compute_cpu, [&] {
+    comm::timed(timers.indexer, timers.compute_cpu, [&] {
       shared_select(cfg_, l, p_.iq, T, pos.data(), shared_keys_.rows, shared_keys_.n, &blocks_,
                     picks_.data(), n_picks_.data());
     });
@@ -131,20 +108,20 @@ void CpAttention::prefill(int64_t l, const AttnWeights& w, const Rope& rope, con
     for (int64_t i = 0; i < s.n; ++i) pos.push_back(s.pos + i);
   CpTimers& timers = timers_[size_t(kind)];
   double& cpu = timers.compute_cpu;
-  timed(timers.project, cpu, [&] {
+  comm::timed(timers.project, cpu, [&] {
     attn_project_keys(cfg_, l, w, rope, h, T, pos.data(), kv_dtype_, &p_);
   });
   halo_.start(cp_, l, p_, cache, counters_);
   // The query projections overlap the halo transfers.
-  timed(timers.project, cpu, [&] { attn_project_latent(cfg_, l, w, rope, h, T, &p_); });
+  comm::timed(timers.project, cpu, [&] { attn_project_latent(cfg_, l, w, rope, h, T, &p_); });
   halo_.progress();
-  timed(timers.project, cpu, [&] {
+  comm::timed(timers.project, cpu, [&] {
     p_.q.resize(size_t(T * cfg_.num_heads * cfg_.head_dim));
     attn_project_heads(cfg_, w, rope, p_.q_lat.data(), T, pos.data(), 0, cfg_.num_heads, p_.q.data());
   });
   halo_.finish(counters_);
   wins_.resize(segs.size());
-  timed(timers.project, cpu, [&] {
+  comm::timed(timers.project, cpu, [&] {
     for (size_t i = 0; i < segs.size(); ++i) {
       halo_.restart(int64_t(i), cache);
       attn_advance(cfg_, l, w, rope, p_, segs[i], cache, &wins_[i]);
@@ -157,16 +134,16 @@ void CpAttention::prefill(int64_t l, const AttnWeights& w, const Rope& rope, con
     const EntryTable keys = table(cache.idx_keys, key_dense_, "cp.index_keys");
     picks_.resize(size_t(T * cfg_.index_topk));
     n_picks_.resize(size_t(T));
-    timed(timers.indexer, cpu, [&] {
+    comm::timed(timers.indexer, cpu, [&] {
       indexer_select(cfg_, p_.iq, T, pos.data(), keys.rows, keys.n, picks_.data(), n_picks_.data());
     });
   }
   const std::vector<float> sink = w.attn_sink.to_f32();
-  timed(timers.attend, cpu, [&] {
+  comm::timed(timers.attend, cpu, [&] {
     attn_attend(cfg_, l, p_, segs, wins_, ent, picks_.data(), n_picks_.data(), &part_);
     attn_merge(T, cfg_.num_heads, cfg_.head_dim, sink.data(), {&part_}, part_.o.data());
   });
-  timed(timers.output, cpu, [&] { attn_output(cfg_, w, rope, part_.o.data(), T, pos.data(), out); });
+  comm::timed(timers.output, cpu, [&] { attn_output(cfg_, w, rope, part_.o.data(), T, pos.data(), out); });
 }
 
 }  // namespace modelone

@@ -34,8 +34,13 @@ namespace modelone {
 struct CpTimers {
   double project = 0, indexer = 0, topk = 0, attend = 0, merge = 0, output = 0;
   double compute_cpu = 0;  // CPU seconds of the compute sections (no waits)
-  CpTimers& operator+=(const CpTimers& o);
-  CpTimers operator-(const CpTimers& o) const;
+  template <class S, class F>
+  static void fields(S& s, F&& f) {  // comm/rank_stats.h
+    f("project", s.project), f("indexer", s.indexer), f("topk", s.topk), f("attend", s.attend);
+    f("merge", s.merge), f("output", s.output), f("compute_cpu", s.compute_cpu);
+  }
+  CpTimers& operator+=(const CpTimers& o) { return comm::fields_add(*this, o), *this; }
+  CpTimers operator-(const CpTimers& o) const { return comm::fields_minus(*this, o); }
 };
 
 struct DecodeStep;  // dist/cp_decode.cpp

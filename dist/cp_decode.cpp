@@ -10,7 +10,7 @@
 #include <cstring>
 
 #include "dist/cp_attention.h"
-#include "dist/cpu_time.h"
+#include "comm/clock.h"
 #include "model/base/check.h"
 #include "model/base/even_split.h"
 
@@ -117,7 +117,7 @@ int64_t CpAttention::merge_ranks_topk(std::vector<Candidate>& mine, int32_t* top
   const int P = cp_.size();
   const int64_t K = cfg_.index_topk;
   comm::Timed t(comm::stats(counters_, "cp.topk"), P > 1 ? int64_t(K * sizeof(Candidate)) * (P - 1) : 0);
-  const double w0 = wall_seconds();
+  const double w0 = comm::now();
   mine.resize(size_t(K), Candidate{-INFINITY, -1});  // padding: not a candidate
   std::vector<Candidate> all(size_t(K * P));
   if (P > 1) {
@@ -129,7 +129,7 @@ int64_t CpAttention::merge_ranks_topk(std::vector<Candidate>& mine, int32_t* top
   all.erase(std::remove_if(all.begin(), all.end(), [](const Candidate& c) { return c.index < 0; }),
             all.end());
   const int64_t k = merge_candidates(std::move(all), K, top);
-  timers.topk += wall_seconds() - w0;
+  timers.topk += comm::now() - w0;
   return k;
 }
 
@@ -143,7 +143,7 @@ const std::vector<int32_t>& CpAttention::shared_decode_topk(int64_t l, int64_t p
   const bool source = l == sa.candidate_source;
   std::vector<Candidate> blocks;
   cands_.clear();
-  timed(timers.indexer, timers.compute_cpu, [&] {
+  comm::timed(timers.indexer, timers.compute_cpu, [&] {
     shared_candidates(cfg_, l, iq, iq + nI * Di, pos, src.idx_keys,
                       sa.uses_candidates(l) ? &cand_blocks_ : nullptr, &cands_, source ? &blocks : nullptr);
   });
@@ -178,20 +178,20 @@ void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, cons
   if (s.kind == AttnKind::Sliding) {  // the window lives on the tail: nothing to share
     if (!s.am_owner) return;
     o_.resize(size_t(H * Dh));
-    timed(timers.attend, timers.compute_cpu, [&] {
+    comm::timed(timers.attend, timers.compute_cpu, [&] {
       q_.resize(size_t(H * Dh));
       attn_project_heads(cfg_, w, rope, p_.q_lat.data(), 1, &s.pos, 0, H, q_.data());
       decode_partial(q_.data(), kw, nw, nullptr, 0);
     });
-    timed(timers.merge, timers.compute_cpu, [&] { attn_merge(1, H, Dh, sink.data(), {&part_}, o_.data()); });
-    timed(timers.output, timers.compute_cpu, [&] { attn_output(cfg_, w, rope, o_.data(), 1, &s.pos, out); });
+    comm::timed(timers.merge, timers.compute_cpu, [&] { attn_merge(1, H, Dh, sink.data(), {&part_}, o_.data()); });
+    comm::timed(timers.output, timers.compute_cpu, [&] { attn_output(cfg_, w, rope, o_.data(), 1, &s.pos, out); });
     return;
   }
   decode_share_query(s, cache);
   decode_query_heads(s, w, rope);
   int64_t nc = 0;
   const float* kc = decode_compressed_keys(s, cache, kv_src, &nc);
-  timed(timers.attend, timers.compute_cpu, [&] { decode_partial(q_.data(), kw, nw, kc, nc); });
+  comm::timed(timers.attend, timers.compute_cpu, [&] { decode_partial(q_.data(), kw, nw, kc, nc); });
   decode_merge_partials(s, sink.data());
   decode_output(s, w, rope, out);
 }
@@ -201,7 +201,7 @@ void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, cons
 void CpAttention::decode_tail(const DecodeStep& s, const AttnWeights& w, const Rope& rope,
                               const float* h, LayerCache& cache, const float** kw, int64_t* nw) {
   const int64_t Dh = cfg_.head_dim, Di = cfg_.index_head_dim, pos = s.pos;
-  timed(s.timers->project, s.timers->compute_cpu, [&] {
+  comm::timed(s.timers->project, s.timers->compute_cpu, [&] {
     attn_project_keys(cfg_, s.l, w, rope, h, 1, &pos, kv_dtype_, &p_);
     attn_project_latent(cfg_, s.l, w, rope, h, 1, &p_);
     new_ent_.rows = KvStore(DType::F32, Dh);
@@ -249,7 +249,7 @@ void CpAttention::decode_share_query(const DecodeStep& s, LayerCache& cache) {
 void CpAttention::decode_query_heads(const DecodeStep& s, const AttnWeights& w, const Rope& rope) {
   const DecodeShare& sh = s.share;
   qs_.resize(size_t(sh.nh * cfg_.head_dim));
-  timed(s.timers->project, s.timers->compute_cpu, [&] {
+  comm::timed(s.timers->project, s.timers->compute_cpu, [&] {
     attn_project_heads(cfg_, w, rope, msg_.data() + s.q.lat, 1, &s.pos, sh.h0, sh.nh, qs_.data());
   });
   if (s.P > 1) {
@@ -273,7 +273,7 @@ const float* CpAttention::decode_compressed_keys(const DecodeStep& s, LayerCache
   int64_t k = 0;
   if (s.csa) {
     cands_.clear();
-    timed(s.timers->indexer, s.timers->compute_cpu, [&] {
+    comm::timed(s.timers->indexer, s.timers->compute_cpu, [&] {
       indexer_candidates(cfg_, msg_.data() + s.q.iq, msg_.data() + s.q.iw, s.pos, cache.idx_keys, &cands_);
     });
     k = merge_ranks_topk(cands_, top.data(), *s.timers);
@@ -302,7 +302,7 @@ void CpAttention::decode_merge_partials(const DecodeStep& s, const float* sink) 
   const int64_t H = cfg_.num_heads, Dh = cfg_.head_dim, P = s.P;
   const DecodePartialsMsg& m = s.parts;
   const DecodeShare& sh = s.share;
-  const double w0 = wall_seconds();
+  const double w0 = comm::now();
   if (P > 1) {
     std::vector<float> mine(static_cast<size_t>(m.size));
     std::memcpy(mine.data() + m.o, part_.o.data(), size_t(H * Dh) * 4);
@@ -327,7 +327,7 @@ void CpAttention::decode_merge_partials(const DecodeStep& s, const float* sink) 
   }
   o_.resize(size_t(sh.nh * Dh));
   attn_merge(1, sh.nh, Dh, sink + sh.h0, parts, o_.data());
-  s.timers->merge += wall_seconds() - w0;
+  s.timers->merge += comm::now() - w0;
 }
 
 // Each rank projects its heads through its wo_a blocks; every rank gets every group's latent,
@@ -336,9 +336,9 @@ void CpAttention::decode_output(const DecodeStep& s, const AttnWeights& w, const
                                 float* out) {
   const DecodeShare& sh = s.share;
   const int64_t GR = cfg_.o_groups * cfg_.o_lora_rank;
-  const double w0 = wall_seconds();
+  const double w0 = comm::now();
   zs_.resize(size_t((sh.g1 - sh.g0) * cfg_.o_lora_rank));
-  timed(s.timers->output, s.timers->compute_cpu, [&] {
+  comm::timed(s.timers->output, s.timers->compute_cpu, [&] {
     attn_output_groups(cfg_, w, rope, o_.data(), 1, &s.pos, sh.g0, sh.g1, zs_.data());
   });
   if (s.P > 1) {
@@ -353,7 +353,7 @@ void CpAttention::decode_output(const DecodeStep& s, const AttnWeights& w, const
   } else {
     attn_output_rows(cfg_, w, zs_.data(), 1, 0, cfg_.hidden_size, out, cfg_.hidden_size);
   }
-  s.timers->output += wall_seconds() - w0;
+  s.timers->output += comm::now() - w0;
 }
 
 }  // namespace modelone

@@ -5,14 +5,6 @@
 
 namespace modelone {
 
-CpLayout cp_layout_from_name(const std::string& s) {
-  if (s == "contiguous") return CpLayout::Contiguous;
-  if (s == "zigzag") return CpLayout::Zigzag;
-  fail("--cp-layout: unknown layout '", s, "' (contiguous, zigzag)");
-}
-
-const char* cp_layout_name(CpLayout l) { return l == CpLayout::Zigzag ? "zigzag" : "contiguous"; }
-
 int StepLayout::owner(int64_t q) const {
   for (size_t r = 0; r < segs.size(); ++r)
     for (const Segment& s : segs[r])

@@ -17,7 +17,6 @@
 namespace modelone {
 
 enum class CpLayout : uint8_t { Contiguous, Zigzag };
-CpLayout cp_layout_from_name(const std::string& s);  // "contiguous" | "zigzag"
 const char* cp_layout_name(CpLayout l);
 
 enum class Phase : uint8_t { Idle, Prefill, Decode };

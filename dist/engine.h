@@ -37,6 +37,10 @@ struct EngineOptions {
 // Wall seconds per part of the forward steps on this rank.
 struct EngineTimers {
   double attention = 0, moe = 0, head = 0, engram = 0;  // engram: hashing, waits and the block
+  template <class S, class F>
+  static void fields(S& s, F&& f) {  // comm/rank_stats.h
+    f("attention", s.attention), f("moe", s.moe), f("head", s.head), f("engram", s.engram);
+  }
 };
 
 struct PrefillOptions {

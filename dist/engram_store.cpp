@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
+#include "dist/memory_limit.h"
 #include "model/base/check.h"
 #include "model/blocks/engram.h"
 
@@ -17,24 +16,6 @@ EngramFetch engram_fetch_from_name(const std::string& s) {
 }
 
 const char* engram_fetch_name(EngramFetch f) { return f == EngramFetch::Get ? "get" : "alltoall"; }
-
-namespace {
-
-// MemAvailable from /proc/meminfo in bytes (0 when unreadable).
-double mem_available_bytes() {
-  std::ifstream f("/proc/meminfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("MemAvailable:", 0) == 0) {
-      std::istringstream ss(line.substr(13));
-      double kb = 0;
-      ss >> kb;
-      return kb * 1024;
-    }
-  return 0;
-}
-
-}  // namespace
 
 RowCache::RowCache(int64_t capacity, int64_t row_bytes)
     : cap_(capacity), rb_(row_bytes), data_(static_cast<size_t>(capacity * row_bytes)) {}
@@ -84,10 +65,8 @@ EngramStore::EngramStore(const ModelConfig& cfg, const comm::Comm& world, Engram
   // Refuse a share that cannot fit before allocating any of it. Budgets differ between nodes,
   // so the ranks compare notes first and all stop with the first offender's numbers.
   double budget = opt_.budget_gib * double(1ll << 30);
-  if (budget <= 0) {
-    const comm::Comm node = world.split_shared();
-    budget = mem_available_bytes() / double(node.size());
-  }
+  if (budget <= 0)  // what run's memory check allows a rank (cgroup and ulimit -v included)
+    budget = double(rank_memory_limit(world.split_shared().size()).bytes);
   double mine[2] = {0, budget};
   for (auto& hp : hps) {
     if (me_owner_ >= 0) mine[0] += double(RowRanges(hp.rows, P).count(me_owner_) * row_bytes_);

@@ -59,6 +59,11 @@ struct EngramStats {
   int64_t bytes = 0;    // row bytes received from other ranks
   double wait_s = 0;    // wall seconds waiting for rows at the layers
   int64_t cache_lookups = 0, cache_hits = 0;  // remote rows looked up in the hot-row cache
+  template <class S, class F>
+  static void fields(S& s, F&& f) {  // comm/rank_stats.h
+    f("lookups", s.lookups), f("unique", s.unique), f("remote", s.remote), f("bytes", s.bytes);
+    f("wait_s", s.wait_s), f("cache_lookups", s.cache_lookups), f("cache_hits", s.cache_hits);
+  }
 };
 
 // The hot-row cache: at most `capacity` rows, least recently used out first.

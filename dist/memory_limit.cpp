@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 namespace modelone {
 
@@ -27,8 +28,30 @@ int64_t meminfo_available() {
   return -1;
 }
 
-int64_t cgroup_limit() {  // v2, then v1; -1 when unlimited or absent
-  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+// This process's cgroup path in /proc/self/cgroup for a v2 line ("0::/path") or the v1 memory
+// controller's ("N:memory:/path"); "" when there is none.
+std::string own_cgroup(bool v2) {
+  std::ifstream f("/proc/self/cgroup");
+  std::string line;
+  const std::string tag = v2 ? "0::" : ":memory:";
+  while (std::getline(f, line)) {
+    const size_t at = line.find(tag);
+    if (at != std::string::npos && (!v2 || at == 0)) return line.substr(at + tag.size());
+  }
+  return "";
+}
+
+// The limit of this process's own cgroup (a job's slice under a batch system), then the mount
+// root's (a container sees its own group there), v2 then v1; -1 when unlimited or absent.
+int64_t cgroup_limit() {
+  std::vector<std::string> paths;
+  const std::string v2 = own_cgroup(true), v1 = own_cgroup(false);
+  if (!v2.empty() && v2 != "/") paths.push_back("/sys/fs/cgroup" + v2 + "/memory.max");
+  paths.push_back("/sys/fs/cgroup/memory.max");
+  if (!v1.empty() && v1 != "/")
+    paths.push_back("/sys/fs/cgroup/memory" + v1 + "/memory.limit_in_bytes");
+  paths.push_back("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+  for (const std::string& path : paths) {
     std::ifstream f(path);
     std::string v;
     if (!(f >> v) || v == "max") continue;

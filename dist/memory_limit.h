@@ -12,7 +12,8 @@ struct MemoryLimit {
 };
 
 // The node's available memory (MemAvailable, and the cgroup's memory.max where one is set)
-// shared by the ranks on this node, and at most this process's RLIMIT_AS.
+// shared by the ranks on this node, and at most this process's RLIMIT_AS. The one reader of the
+// node's memory: run's check before loading and the Engram store's default budget use it.
 MemoryLimit rank_memory_limit(int local_ranks);
 
 }  // namespace modelone

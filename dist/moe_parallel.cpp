@@ -9,13 +9,6 @@
 
 namespace modelone {
 
-Transport transport_from_name(const std::string& s) {
-  if (s == "auto") return Transport::Auto;
-  if (s == "mpi") return Transport::Mpi;
-  if (s == "shm") return Transport::Shm;
-  fail("--ep-transport: unknown transport '", s, "' (auto, mpi, shm)");
-}
-
 int64_t MoeBatch::n_send() const {
   int64_t n = 0;
   for (auto c : send_rows) n += c;

@@ -28,7 +28,6 @@
 namespace modelone {
 
 enum class Transport : uint8_t { Auto, Mpi, Shm };
-Transport transport_from_name(const std::string& s);  // "auto" | "mpi" | "shm"
 
 struct MoeOptions {
   Payload dispatch = Payload::F32;
@@ -42,6 +41,11 @@ struct MoeTimers {
   double route = 0, pack = 0, exchange = 0, experts = 0, combine = 0;  // seconds
   int64_t rows_sent = 0, bytes_sent = 0;
   void clear() { *this = MoeTimers{}; }
+  template <class S, class F>
+  static void fields(S& s, F&& f) {  // comm/rank_stats.h
+    f("route", s.route), f("pack", s.pack), f("exchange", s.exchange), f("experts", s.experts);
+    f("combine", s.combine), f("rows_sent", s.rows_sent), f("bytes_sent", s.bytes_sent);
+  }
 };
 
 // One micro-batch on its way through dispatch, experts and combine. The layout (send_rows,

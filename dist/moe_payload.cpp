@@ -9,17 +9,6 @@
 
 namespace modelone {
 
-Payload payload_from_name(const std::string& s, const char* flag) {
-  if (s == "fp32") return Payload::F32;
-  if (s == "bf16") return Payload::BF16;
-  if (s == "fp8") return Payload::FP8;
-  fail(flag, ": unknown payload '", s, "' (fp32, bf16, fp8)");
-}
-
-const char* payload_name(Payload p) {
-  return p == Payload::F32 ? "fp32" : p == Payload::BF16 ? "bf16" : "fp8";
-}
-
 namespace {
 int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
 int64_t elem_bytes(Payload p) { return p == Payload::F32 ? 4 : p == Payload::BF16 ? 2 : 1; }

@@ -9,7 +9,6 @@
 namespace modelone {
 
 enum class Payload : uint8_t { F32, BF16, FP8 };
-Payload payload_from_name(const std::string& s, const char* flag);  // "fp32" | "bf16" | "fp8"
 const char* payload_name(Payload p);
 
 class RowCodec {

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "comm/comm.h"
+#include "comm/rank_stats.h"
 #include "dist/eplb.h"
 #include "tests/support.h"
 
@@ -27,6 +28,29 @@ std::vector<float> prefill_all(Engine& e, const std::vector<int32_t>& ids) {
   PrefillOptions all;
   all.all_logits = true;
   return e.prefill(ids, all);
+}
+
+// The timers' reduction over ranks (comm/rank_stats.h): rank r contributes r + 1 seconds of
+// exchange and 10 (r + 1) rows, so min 1, max W, mean (W + 1) / 2 and sum W (W + 1) / 2.
+TEST(RankStats, EveryFieldReducedOverTheRanks) {
+  const comm::Comm world = comm::Comm::world();
+  const int W = world.size(), r = world.rank();
+  MoeTimers before, now;
+  before.exchange = 0.5;
+  now.exchange = 0.5 + double(r + 1);
+  now.rows_sent = 10 * (r + 1);
+  const comm::Reduced red = comm::reduce_fields(world, comm::fields_minus(now, before));
+  EXPECT_DOUBLE_EQ(red["exchange"].min, 1.0);
+  EXPECT_DOUBLE_EQ(red["exchange"].max, double(W));
+  EXPECT_DOUBLE_EQ(red["exchange"].mean, 0.5 * double(W + 1));
+  EXPECT_DOUBLE_EQ(red["rows_sent"].sum, 5.0 * double(W) * double(W + 1));
+  EXPECT_DOUBLE_EQ(red["route"].max, 0.0);
+  EXPECT_EQ(red.names().size(), size_t(7));
+  EXPECT_THROW(red["no_such_field"], std::logic_error);
+  MoeTimers sum = before;
+  comm::fields_add(sum, now);
+  EXPECT_DOUBLE_EQ(sum.exchange, 1.0 + double(r + 1));
+  EXPECT_EQ(sum.rows_sent, 10 * (r + 1));
 }
 
 // (model, transport): every case runs over MPI all-to-all and over node-shared memory.

@@ -1,5 +1,6 @@
 #include "dist/cli/bench_command.h"
 
+#include "dist/cli/commands.h"
 #include "dist/cli/validators.h"
 #include "dist/grid.h"
 
@@ -57,12 +58,10 @@ void add_engine_bench(CLI::App* b, BenchOptions* o) {
   e->add_option("--contexts", o->engine.contexts, "Prompt lengths")->delimiter(',')->check(kContext);
   e->add_option("--decode-steps", o->engine.decode_steps, "Decode steps timed per context")->check(kIters);
   e->add_option("--prefill-chunk", o->engine.prefill_chunk, "Prompt tokens per forward step")->check(kContext);
-  e->add_option("--kv-cache", o->engine.kv_cache, "fp32, bf16, fp8, fp4 (V4.1) or auto")
-      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
+  add_kv_cache_option(e, &o->engine.kv_cache, "KV cache storage");
   e->add_option("--seed", o->engine.seed, "Prompt seed");
-  e->add_option("--compute", o->engine.compute, "Compute mode timed against fp32 in the same run: "
-                "auto (bf16 where the CPU has it), bf16 or fp32")
-      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  add_choice(e, &o->engine.compute, compute_choices(), "Compute mode timed against fp32 in the "
+             "same run: auto (bf16 where the CPU has it), bf16 or fp32");
   e->add_option("--threads", o->engine.threads, "Threads per rank")->check(threads_per_rank());
   add_report_options(e, &o->report);
 }
@@ -72,10 +71,9 @@ void add_ep_bench(CLI::App* b, BenchOptions* o) {
   x->add_option("--model", o->ep.model, "Preset or config for hidden size, experts, top-k");
   x->add_option("--set", o->ep.sets, "Config overrides key=value");
   x->add_option("--tokens", o->ep.tokens, "Tokens per rank")->delimiter(',')->check(kRows);
-  x->add_option("--dispatch", o->ep.dispatch, "fp32, bf16 or fp8")->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
-  x->add_option("--combine", o->ep.combine, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
-  x->add_option("--ep-transport", o->ep.transport, "auto (shm on one node), mpi or shm")
-      ->check(CLI::IsMember({"auto", "mpi", "shm"}));
+  add_choice(x, &o->ep.dispatch, dispatch_choices(), "fp32, bf16 or fp8");
+  add_choice(x, &o->ep.combine, combine_choices(), "fp32 or bf16");
+  add_choice(x, &o->ep.transport, transport_choices(), "auto (shm on one node), mpi or shm");
   x->add_option("--iters", o->ep.iters, "Timed iterations per case (median reported)")->check(kIters);
   x->add_option("--seed", o->ep.seed, "Routing seed");
   x->add_option("--threads", o->ep.threads, "Threads per rank")->check(threads_per_rank());
@@ -88,11 +86,10 @@ void add_moe_bench(CLI::App* b, BenchOptions* o) {
   m->add_option("--model", o->moe.model, "Preset or config (layer shape)");
   m->add_option("--set", o->moe.sets, "Config overrides key=value");
   m->add_option("--global-tokens", o->moe.global_tokens, "Tokens over all ranks")->check(kRows);
-  m->add_option("--dispatch", o->moe.dispatch, "fp32, bf16 or fp8")->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
-  m->add_option("--combine", o->moe.combine, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  add_choice(m, &o->moe.dispatch, dispatch_choices(), "fp32, bf16 or fp8");
+  add_choice(m, &o->moe.combine, combine_choices(), "fp32 or bf16");
   m->add_flag("--overlap", o->moe.overlap, "Two micro-batches (MPI transport)");
-  m->add_option("--ep-transport", o->moe.transport, "auto (shm on one node), mpi or shm")
-      ->check(CLI::IsMember({"auto", "mpi", "shm"}));
+  add_choice(m, &o->moe.transport, transport_choices(), "auto (shm on one node), mpi or shm");
   m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)")->check(kIters);
   m->add_option("--threads", o->moe.threads, "Threads per rank")->check(threads_per_rank());
   add_report_options(m, &o->report);
@@ -111,15 +108,14 @@ void add_context_bench(CLI::App* b, BenchOptions* o) {
   c->add_option("--decode", o->context.decode, "Contexts to decode at, filled synthetically")
       ->delimiter(',')->check(kContext);
   c->add_option("--layouts", o->context.layouts, "Prefill layouts: zigzag, contiguous")
-      ->delimiter(',')->check(CLI::IsMember({"zigzag", "contiguous"}));
+      ->delimiter(',')->check(CLI::IsMember(layout_choices().texts()));
   c->add_option("--phase", o->context.phase, "prefill, decode or both")
       ->check(CLI::IsMember({"prefill", "decode", "both"}));
   c->add_option("--decode-steps", o->context.decode_steps, "Timed decode steps per context")->check(kIters);
   c->add_option("--prefill-chunk", o->context.prefill_chunk, "Prompt tokens per rank per step")->check(kContext);
-  c->add_option("--kv-cache", o->context.kv_cache, "fp32, bf16, fp8 (MODEL1), fp4 (V4.1) or auto")
-      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
-  c->add_option("--compute", o->context.compute, "auto (bf16 where the CPU has it), bf16 or fp32")
-      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  add_kv_cache_option(c, &o->context.kv_cache, "KV cache storage");
+  add_choice(c, &o->context.compute, compute_choices(), "auto (bf16 where the CPU has it), bf16 "
+             "or fp32");
   c->add_option("--threads", o->context.threads, "Threads per rank (default 1)")->check(threads_per_rank());
   c->add_option("--seed", o->context.seed, "Prompt and cache seed");
   add_report_options(c, &o->report);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "dist/engram_store.h"
+#include "dist/options.h"
 
 namespace modelone {
 
@@ -28,9 +29,17 @@ struct EngramCli {
   int64_t cache_rows = 0;
 };
 void add_engram_options(CLI::App* app, EngramCli* o);
-// --compute auto|fp32|bf16 (run and bench), and the mode it resolves to on this CPU.
+// A choice flag from its table in dist/options.h: the texts it allows, its default in --help.
+template <class T>
+CLI::Option* add_choice(CLI::App* app, std::string* text, const Choices<T>& c,
+                        const std::string& help) {
+  return app->add_option(c.flag, *text, help)->check(CLI::IsMember(c.texts()))
+      ->capture_default_str();
+}
+// --compute auto|fp32|bf16 (run and bench).
 void add_compute_option(CLI::App* app, std::string* compute);
-void apply_compute(const std::string& compute);
+// --kv-cache auto|fp32|bf16|fp8|fp4 (run, inspect and the benches); `what` starts the help.
+void add_kv_cache_option(CLI::App* app, std::string* kv_cache, const std::string& what);
 EngramOptions engram_options(const EngramCli& o);
 
 struct RunOptions {
@@ -42,16 +51,18 @@ struct RunOptions {
   uint64_t seed = 0;
   int64_t generate = 0;
   std::string logits_out;
-  std::string kv_cache = "auto";
-  std::string compute = "auto";
+  std::string kv_cache = kv_cache_choices().default_text();
+  std::string compute = compute_choices().default_text();
   double memory_budget_gib = 0;  // 0: what the node makes available to a rank
   double watchdog_s = 0;         // 0: off
   int cp = 0, ep = 0;
-  std::string cp_layout = "zigzag";
+  std::string cp_layout = layout_choices().default_text();
   bool json = false;
   int64_t prefill_chunk = 2048;
   bool ignore_eos = false;
-  std::string dispatch = "fp32", combine = "fp32", transport = "auto";
+  std::string dispatch = dispatch_choices().default_text();
+  std::string combine = combine_choices().default_text();
+  std::string transport = transport_choices().default_text();
   bool overlap = false;
   std::string expert_stats, expert_placement;
 };
@@ -66,7 +77,7 @@ struct PlanOptions {
 struct InspectOptions {
   ModelOptions m;
   int64_t context = 0;  // 0: 4096, or the model's whole context when shorter
-  std::string kv_cache = "bf16";
+  std::string kv_cache = kv_cache_choices().default_text();
   int cp = 1, ep = 1;
   double mem_per_rank_gib = 24;
   bool json = false;

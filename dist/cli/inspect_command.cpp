@@ -24,10 +24,8 @@ void add_inspect_command(CLI::App* app, InspectOptions* o) {
   ins->add_option("--context", o->context, "Context length for the memory estimate (default 4096, "
                   "or the model's max_position_embeddings if shorter)")
       ->check(positive());
-  ins->add_option("--kv-cache", o->kv_cache, "KV cache storage for the estimate: bf16 (default), "
-                  "fp32, fp8 (FlashMLA's MODEL1 entries), fp4 (V4.1's trained form) or auto (as "
-                  "run chooses)")
-      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
+  add_kv_cache_option(ins, &o->kv_cache, "KV cache storage for the estimate (auto as run chooses "
+                      "it on this CPU)");
   // The same bound as the ranks-needed search (2^16 ranks).
   ins->add_option("--cp", o->cp, "Context-parallel ranks sharing the compressed caches")
       ->check(count_in(1, 65536));
@@ -92,12 +90,12 @@ void print_shape(const ModelConfig& c, int64_t n_sliding, int64_t n_csa, int64_t
 }
 
 // V4.1's compressed caches per token of context: one store per kv source, whatever reads it.
-void print_shared_caches(const ModelConfig& c, DType kv, const std::string& kv_name) {
+void print_shared_caches(const ModelConfig& c, DType kv) {
   const int64_t n = int64_t(1) << 20;
   const CacheBytes b = cache_bytes_for(c, kv, n);
   std::printf("shared      compressed cache per token (%s): entries %.0f B + indexer keys %.0f B = "
               "%.0f B (V4.1's FP4 entries and keys as trained: %.0f B)\n",
-              kv_name.c_str(), double(b.entries) / double(n), double(b.index_keys) / double(n),
+              kv_cache_name(kv), double(b.entries) / double(n), double(b.index_keys) / double(n),
               double(b.entries + b.index_keys) / double(n), trained_cache_bytes_per_token(c));
 }
 
@@ -144,7 +142,7 @@ Sizing size_up(const InspectOptions& o, const ModelSource& ms) {
   const ModelConfig& c = ms.cfg;
   Sizing z;
   z.pc = count_params(c);
-  z.kv = kv_cache_dtype(o.kv_cache, c);
+  z.kv = kv_cache_dtype(kv_cache_choices().parse(o.kv_cache), c, default_compute());
   z.stored = ms.checkpoint ? checkpoint_weight_bytes(c, *ms.checkpoint)
                            : uniform_weight_bytes(c, c.weight_dtype);
   z.stored_as = ms.checkpoint ? "as stored" : std::string(dtype_name(c.weight_dtype));
@@ -232,11 +230,11 @@ void print_memory(const InspectOptions& o, const ModelConfig& c, const Sizing& z
   std::printf("memory      busiest rank at cp %d, ep %d for %lld tokens (%s cache): weights %.2f GiB "
               "(%s), raw window %.1f MiB, compressed entries %.3f GiB, indexer keys %.3f GiB, "
               "Engram tables %.2f GiB, total %.2f GiB\n",
-              o.cp, o.ep, (long long)o.context, o.kv_cache.c_str(), gib(mem.weight_bytes),
+              o.cp, o.ep, (long long)o.context, kv_cache_name(z.kv), gib(mem.weight_bytes),
               z.stored_as.c_str(),
               double(mem.window_bytes) / double(1 << 20), gib(mem.entry_bytes),
               gib(mem.index_bytes), gib(mem.engram_bytes), gib(mem.total()));
-  if (c.v41()) print_shared_caches(c, z.kv, o.kv_cache);
+  if (c.v41()) print_shared_caches(c, z.kv);
   auto per_ep = [&](const WeightBytes& w) {
     std::string r;
     for (int e : kEps) {

@@ -78,33 +78,24 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   run->add_option("--generate", o->generate, "Greedy tokens to generate after the prompt")
       ->check(non_negative());
   run->add_option("--logits-out", o->logits_out, "Write prompt logits [T, vocab] float32 .npy");
-  run->add_option("--kv-cache", o->kv_cache, "KV cache storage: auto (fp4 for V4.1 with its fake "
-                  "quantization on, else fp32), fp32, bf16, fp8 (FlashMLA's MODEL1 layout: e4m3 "
-                  "with a scale per 64, RoPE in bf16; 584 bytes an entry in V4) or fp4 (V4.1's "
-                  "trained form: FP8 window, FP4 entries and indexer keys; 288 + 68 bytes)")
-      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8", "fp4"}));
+  add_kv_cache_option(run, &o->kv_cache, "KV cache storage");
   run->add_option("--cp", o->cp, "Context-parallel ranks per sequence (default: the world)")
       ->check(CLI::Range(1, 1 << 20));
-  run->add_option("--cp-layout", o->cp_layout, "How a prefill step's positions split over the "
-                                                "cp ranks: zigzag (balanced) or contiguous")
-      ->check(CLI::IsMember({"zigzag", "contiguous"}));
+  add_choice(run, &o->cp_layout, layout_choices(), "How a prefill step's positions split over "
+             "the cp ranks: zigzag (balanced) or contiguous");
   run->add_option("--ep", o->ep, "Expert-parallel group size (default: world size)")
       ->check(CLI::Range(1, 1 << 20));
   run->add_flag("--json", o->json, "Print one JSON object with generated tokens and timings");
   run->add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per rank per forward step")
       ->check(positive());
   run->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past the end-of-sequence token");
-  run->add_option("--dispatch", o->dispatch, "Expert dispatch payload: fp32, bf16 or fp8 (e4m3, "
-                                             "a scale per 128 values)")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp8"}));
-  run->add_option("--combine", o->combine, "Expert combine payload: fp32 or bf16")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  add_choice(run, &o->dispatch, dispatch_choices(), "Expert dispatch payload: fp32, bf16 or fp8 "
+             "(e4m3, a scale per 128 values)");
+  add_choice(run, &o->combine, combine_choices(), "Expert combine payload: fp32 or bf16");
   run->add_flag("--overlap", o->overlap,
                 "Two micro-batches: one exchanges while the other computes (MPI transport)");
-  run->add_option("--ep-transport", o->transport,
-                  "Expert exchange: auto (node-shared memory when the ep group is on one node, "
-                  "else MPI all-to-all), mpi or shm")
-      ->check(CLI::IsMember({"auto", "mpi", "shm"}));
+  add_choice(run, &o->transport, transport_choices(), "Expert exchange: auto (node-shared "
+             "memory when the ep group is on one node, else MPI all-to-all), mpi or shm");
   run->add_option("--expert-stats", o->expert_stats, "Write tokens per expert per layer (JSON)");
   run->add_option("--expert-placement", o->expert_placement,
                   "Expert placement plan (JSON, from `modelone plan-experts`)");
@@ -122,15 +113,16 @@ void add_run_command(CLI::App* app, RunOptions* o) {
 }
 
 void add_compute_option(CLI::App* app, std::string* compute) {
-  app->add_option("--compute", *compute, "Arithmetic of the weight products: fp32 (the exact "
-                  "reference), bf16 (bf16 inputs, fp32 sums; needs AVX512-BF16 or AMX), or auto "
-                  "(bf16 where the CPU has it)")
-      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  add_choice(app, compute, compute_choices(), "Arithmetic of the weight products: fp32 (the "
+             "exact reference), bf16 (bf16 inputs, fp32 sums; needs AVX512-BF16 or AMX), or auto "
+             "(bf16 where the CPU has it)");
 }
 
-void apply_compute(const std::string& compute) {
-  set_compute(compute == "auto" ? default_compute()
-              : compute == "bf16" ? Compute::BF16 : Compute::F32);
+void add_kv_cache_option(CLI::App* app, std::string* kv_cache, const std::string& what) {
+  add_choice(app, kv_cache, kv_cache_choices(), what + ": auto (fp4 for V4.1 with its fake "
+             "quantization on, else the compute's dtype), fp32, bf16, fp8 (FlashMLA's MODEL1 "
+             "layout: e4m3 with a scale per 64, RoPE in bf16; 584 bytes an entry in V4) or fp4 "
+             "(V4.1's trained form: FP8 window, FP4 entries and indexer keys; 288 + 68 bytes)");
 }
 
 void add_engram_options(CLI::App* app, EngramCli* o) {
@@ -350,10 +342,10 @@ void set_up_run(const RunOptions& o, RunSetup* r) {
   comm::agree(world, [&] { r->threads = grid.threads(o.m.threads); });
   set_compute_threads(r->threads);
   comm::agree(grid.world, [&] {
-    apply_compute(o.compute);
+    set_compute(resolve_compute(compute_choices().parse(o.compute)));
     r->ms = resolve_model(o.m.model, o.m.all_sets());
     for (const std::string& w : r->ms.warnings) log_line(o.m.quiet, "warning: " + w);
-    r->kv = kv_cache_dtype(o.kv_cache, r->ms.cfg);
+    r->kv = kv_cache_dtype(kv_cache_choices().parse(o.kv_cache), r->ms.cfg, compute_mode());
     r->tokenizer = find_tokenizer(r->ms, o, o.prompt_file.empty() ? "--prompt" : "--prompt-file",
                                   grid.is_root());
   });
@@ -394,11 +386,11 @@ std::unique_ptr<Engine> load_engine(const RunOptions& o, const RunSetup& r, doub
     comm::agree_fields(grid.world, "--expert-placement", {{"the plan read", placement_text(placement)}});
   EngineOptions eopt;
   eopt.kv_dtype = r.kv;
-  eopt.moe.dispatch = payload_from_name(o.dispatch, "--dispatch");
-  eopt.moe.combine = payload_from_name(o.combine, "--combine");
+  eopt.moe.dispatch = dispatch_choices().parse(o.dispatch);
+  eopt.moe.combine = combine_choices().parse(o.combine);
   eopt.moe.overlap = o.overlap;
-  eopt.moe.transport = transport_from_name(o.transport);
-  eopt.cp_layout = cp_layout_from_name(o.cp_layout);
+  eopt.moe.transport = transport_choices().parse(o.transport);
+  eopt.cp_layout = layout_choices().parse(o.cp_layout);
   eopt.prefill_chunk = o.prefill_chunk;
   eopt.engram = engram_options(o.engram);
   std::unique_ptr<Engine> engine;
@@ -485,10 +477,25 @@ std::vector<int32_t> run_decode(const RunOptions& o, const RunSetup& r, Engine& 
   return generated;
 }
 
-// The --json object: what ran, its times, and the MoE, context-parallel and Engram traffic.
+// Collective: the engine's, MoE's and Engram's timers and counters, min / mean / max over the
+// world's ranks ({"moe": {"route": {"min": .., "mean": .., "max": ..}, ..}, ..}).
+nlohmann::json over_ranks(Engine& engine, const comm::Comm& world) {
+  nlohmann::json j;
+  auto put = [&](const char* part, const comm::Reduced& red) {
+    for (const std::string& f : red.names())
+      j[part][f] = {{"min", red[f].min}, {"mean", red[f].mean}, {"max", red[f].max}};
+  };
+  put("engine", comm::reduce_fields(world, engine.timers()));
+  put("moe", comm::reduce_fields(world, engine.moe().timers));
+  if (EngramStore* es = engine.engram()) put("engram", comm::reduce_fields(world, es->stats));
+  return j;
+}
+
+// The --json object: what ran, its times, and the MoE, context-parallel and Engram traffic (rank
+// 0's, and in over_ranks the spread of every timer and counter).
 nlohmann::json run_json(const RunOptions& o, const RunSetup& r, Engine& engine,
                         const std::vector<int32_t>& generated, const RunTimes& t,
-                        const std::vector<comm::OpSummary>& traffic) {
+                        const std::vector<comm::OpSummary>& traffic, nlohmann::json spread) {
   const int64_t T = int64_t(r.prompt.size());
   const int64_t steps = std::max<int64_t>(0, int64_t(generated.size()) - 1);
   nlohmann::json j;
@@ -500,8 +507,7 @@ nlohmann::json run_json(const RunOptions& o, const RunSetup& r, Engine& engine,
   j["dp"] = r.grid.dp;
   j["cp"] = r.grid.cp;
   j["ep"] = r.grid.ep;
-  j["kv_cache"] = r.kv == DType::F4_E2M1 ? "fp4" : r.kv == DType::F8_E4M3 ? "fp8"
-                  : r.kv == DType::BF16 ? "bf16" : "fp32";  // what auto chose
+  j["kv_cache"] = kv_cache_name(r.kv);  // what auto chose
   j["compute"] = compute_name(compute_mode());
   j["load_seconds"] = t.load;
   j["prefill_seconds"] = t.prefill;
@@ -536,6 +542,7 @@ nlohmann::json run_json(const RunOptions& o, const RunSetup& r, Engine& engine,
                    {"cache_rows", o.engram.cache_rows},
                    {"cache_lookups", st.cache_lookups}, {"cache_hits", st.cache_hits}};
   }
+  j["over_ranks"] = std::move(spread);
   return j;
 }
 
@@ -575,8 +582,10 @@ int run_command(const RunOptions& o) {
   t.decode = comm::now() - t1;
   if (!o.expert_stats.empty()) write_stats(o.expert_stats, r.grid, engine->moe(), r.ms.cfg.name);
   const std::vector<comm::OpSummary> traffic = engine->counters().reduce(r.grid.world);
+  nlohmann::json spread = over_ranks(*engine, r.grid.world);
   if (r.grid.is_root()) {
-    if (o.json) std::printf("%s\n", run_json(o, r, *engine, generated, t, traffic).dump().c_str());
+    if (o.json)
+      std::printf("%s\n", run_json(o, r, *engine, generated, t, traffic, std::move(spread)).dump().c_str());
     else print_text(int64_t(r.prompt.size()), generated, t);
     std::fflush(stdout);
   }

@@ -34,15 +34,21 @@ void LayerCache::restart_at(int64_t p) {
   comp.n = idx_comp.n = 0;
 }
 
-DType kv_cache_dtype(const std::string& name, const ModelConfig& cfg) {
-  if (name == "fp32") return DType::F32;
-  if (name == "bf16") return DType::BF16;
-  if (name == "fp8") return DType::F8_E4M3;
-  if (name == "auto") return cfg.v41() && cfg.fake_quant ? DType::F4_E2M1 : DType::F32;
-  MO_REQUIRE(name == "fp4", "--kv-cache: '", name, "' is not one of auto, fp32, bf16, fp8, fp4");
+DType kv_cache_dtype(KvCacheChoice choice, const ModelConfig& cfg, Compute compute) {
+  if (choice == KvCacheChoice::F32) return DType::F32;
+  if (choice == KvCacheChoice::BF16) return DType::BF16;
+  if (choice == KvCacheChoice::FP8) return DType::F8_E4M3;
+  if (choice == KvCacheChoice::Auto)
+    return cfg.v41() && cfg.fake_quant ? DType::F4_E2M1
+           : compute == Compute::BF16  ? DType::BF16 : DType::F32;
   MO_REQUIRE(cfg.v41(), "--kv-cache fp4 is DeepSeek-V4.1's trained cache form (FP8 window, FP4 "
              "entries and keys); ", cfg.name, " is a V4 model");
   return DType::F4_E2M1;
+}
+
+const char* kv_cache_name(DType kv) {
+  return kv == DType::F4_E2M1 ? "fp4" : kv == DType::F8_E4M3 ? "fp8" : kv == DType::BF16 ? "bf16"
+                                                                                        : "fp32";
 }
 
 std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype) {

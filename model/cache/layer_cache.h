@@ -11,6 +11,7 @@
 
 #include "model/config/config.h"
 #include "model/cache/kv_store.h"
+#include "model/kernels/linear.h"
 
 namespace modelone {
 
@@ -67,10 +68,14 @@ struct LayerCache {
   void restart_at(int64_t p);
 };
 
-// The cache storage a --kv-cache name gives for a model: fp32, bf16, fp8 (MODEL1), fp4 (V4.1's
-// trained form, V4.1 only), or auto (fp4 for V4.1 with its fake quantization on, where it holds
-// the model's own numbers exactly; otherwise fp32). An unknown name or fp4 for V4 is an error.
-DType kv_cache_dtype(const std::string& name, const ModelConfig& cfg);
+// The cache storage a --kv-cache choice gives for a model: fp32, bf16, fp8 (MODEL1), fp4 (V4.1's
+// trained form, V4.1 only), or auto: fp4 for V4.1 with its fake quantization on, where it holds
+// the model's own numbers exactly; otherwise the compute's dtype (bf16 compute rounds every key
+// and value to bf16 before its products, so a bf16 cache gives the same numbers in half the
+// bytes). fp4 for V4 is an error.
+enum class KvCacheChoice : uint8_t { Auto, F32, BF16, FP8, FP4 };
+DType kv_cache_dtype(KvCacheChoice choice, const ModelConfig& cfg, Compute compute);
+const char* kv_cache_name(DType kv);  // "fp32", "bf16", "fp8" or "fp4": what auto chose
 
 // Fresh caches for every layer; kv_dtype is the cache storage type (F32 or BF16).
 std::vector<LayerCache> make_layer_caches(const ModelConfig& cfg, DType kv_dtype);

@@ -1,0 +1,203 @@
+// Every matrix-product kernel, in the spirit of llama.cpp's test-backend-ops: one registry of
+// (kernel, path, stored dtype, shape class), each case checked against a double-precision
+// reference over the weight's own values (stored value times block scale, element by element),
+// with the tolerance of its arithmetic, in one test that prints the table of what it ran.
+//   paths: openblas (sgemm), avx512 / avx512_bf16 (our kernels, as the CPU is), scalar (the
+//          portable fallbacks, forced with override_cpu_features), onednn (its matmul);
+//   dtypes: f32, bf16, fp8 (e4m3, 128 x 128 block scales), fp4 (e2m1, a scale per 32);
+//   shapes: decode (T = 1), batch (T = 5: the GEMV kernels' rows), prefill (T = 40: the GEMMs';
+//           row offset and accumulate).
+// A path the CPU lacks is listed as skipped, never passed silently.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/base/cpu_features.h"
+#include "model/base/dtype.h"
+#include "model/io/release_quant.h"
+#include "model/kernels/bf16_decode.h"
+#include "model/kernels/linear.h"
+#include "model/kernels/onednn_matmul.h"
+
+namespace modelone {
+namespace {
+
+constexpr int64_t kN = 72, kK = 192;  // K: six FP4 scale blocks, one and a half FP8 blocks
+// Every kernel sums fp32 products (exact for bf16 operands) in some order: the worst case of K
+// additions and a product's rounding is (K + 2) u of sum |x * W|, u = 2^-24.
+constexpr double kFp32Sums = double(kK + 2) * 0x1p-24;
+
+struct Shape {
+  const char* name;
+  int64_t T, r0;
+  bool accumulate;
+};
+const Shape kShapes[] = {{"decode", 1, 0, false}, {"batch", 5, 3, false}, {"prefill", 40, 8, true}};
+
+Weight make(DType dt, std::mt19937& rng) {
+  std::normal_distribution<float> d(0.f, 0.05f);
+  const int64_t rows = kN + 8;  // room for the row offset
+  std::vector<float> v(size_t(rows * kK));
+  for (auto& x : v) x = d(rng);
+  if (dt == DType::F8_E4M3 || dt == DType::F4_E2M1)
+    return quantize_weight("w", dt, rows, kK, v, 128);
+  return make_weight("w", dt, {rows, kK}, v);
+}
+
+float bf16_round(float v) { return bf16_to_f32(f32_to_bf16(v)); }
+
+// W[r, c] element by element: the stored value times its block's scale (FP8: a scale per
+// block_rows x block_cols block; FP4: block 1 x 32).
+float weight_at(const Weight& w, int64_t r, int64_t c) {
+  const float v = w.at_f32(r * w.cols() + c);
+  if (!w.scale) return v;
+  const int64_t per_row = (w.cols() + w.block_cols - 1) / w.block_cols;
+  return v * w.scale->at_f32((r / w.block_rows) * per_row + c / w.block_cols);
+}
+
+// ref[t, n] = sum_k x[t, k] * W[r0 + n, k] in double, inputs rounded to bf16 first when `bf16`.
+// mag[t, n] = sum_k |x * W|: the scale the tolerance is relative to.
+void reference(const std::vector<float>& x, const Weight& w, const Shape& s, bool bf16,
+               std::vector<double>* ref, std::vector<double>* mag) {
+  ref->assign(size_t(s.T * kN), s.accumulate ? 1.0 : 0.0);
+  mag->assign(size_t(s.T * kN), 0.0);
+  for (int64_t t = 0; t < s.T; ++t)
+    for (int64_t n = 0; n < kN; ++n)
+      for (int64_t k = 0; k < kK; ++k) {
+        float a = x[size_t(t * kK + k)], b = weight_at(w, s.r0 + n, k);
+        if (bf16) a = bf16_round(a), b = bf16_round(b);
+        (*ref)[size_t(t * kN + n)] += double(a) * double(b);
+        (*mag)[size_t(t * kN + n)] += std::fabs(double(a) * double(b));
+      }
+}
+
+// One registry row: how to run the kernel on (x, w, shape) into y, on which path, and its bound.
+struct Kernel {
+  std::string name, path;
+  std::vector<DType> dtypes;
+  bool bf16_inputs;  // its arithmetic rounds x and W to bf16
+  double rel_tol;    // of sum |x * W|
+  std::function<bool()> available;
+  std::function<void(const std::vector<float>& x, const Weight& w, const Shape& s, float* y)> run;
+};
+
+// Runs f with the CPU reported as having no AVX-512 at all: the portable fallbacks.
+template <class F>
+void scalar(F&& f) {
+  const CpuFeatures saved = override_cpu_features(CpuFeatures{});
+  f();
+  override_cpu_features(saved);
+}
+
+void run_linear(Compute c, const std::vector<float>& x, const Weight& w, const Shape& s, float* y) {
+  set_compute(c);
+  linear(x.data(), s.T, kK, w, s.r0, kN, y, kN, s.accumulate);
+  set_compute(Compute::F32);
+}
+
+// The bf16 micro-kernels and oneDNN take bf16 operands: x and the weight rows decoded first.
+using Bf16Gemm = void (*)(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*,
+                          int64_t, float*, int64_t, bool);
+void run_bf16_gemm(Bf16Gemm g, const std::vector<float>& x, const Weight& w, const Shape& s,
+                   float* y) {
+  std::vector<uint16_t> xb(size_t(s.T * kK)), wb(size_t(kN * kK));
+  rows_to_bf16(x.data(), s.T, kK, kK, xb.data());
+  weight_rows_bf16(w, s.r0, kN, wb.data());
+  g(s.T, kN, kK, xb.data(), kK, wb.data(), kK, y, kN, s.accumulate);
+}
+
+// C = A @ B with B [K, N]: the weight rows transposed first (attention's P @ V form).
+void run_bf16_nn(const std::vector<float>& x, const Weight& w, const Shape& s, float* y) {
+  std::vector<uint16_t> xb(size_t(s.T * kK)), wb(size_t(kN * kK)), wt(size_t(kK * kN));
+  rows_to_bf16(x.data(), s.T, kK, kK, xb.data());
+  weight_rows_bf16(w, s.r0, kN, wb.data());
+  for (int64_t n = 0; n < kN; ++n)
+    for (int64_t k = 0; k < kK; ++k) wt[size_t(k * kN + n)] = wb[size_t(n * kK + k)];
+  gemm_bf16_nn_here(s.T, kN, kK, xb.data(), kK, wt.data(), kN, y, kN, s.accumulate);
+}
+
+void run_dot_rows(const std::vector<float>& x, const Weight& w, const Shape& s, float* y) {
+  std::vector<uint16_t> xb(size_t(s.T * kK));
+  rows_to_bf16(x.data(), s.T, kK, kK, xb.data());
+  dot_weight_rows_bf16(xb.data(), s.T, kK, w, s.r0, kN, y, kN, s.accumulate);
+}
+
+std::vector<Kernel> registry() {
+  const std::vector<DType> all = {DType::F32, DType::BF16, DType::F8_E4M3, DType::F4_E2M1};
+  const std::vector<DType> narrow = {DType::BF16, DType::F8_E4M3, DType::F4_E2M1};
+  auto always = [] { return true; };
+  auto avx512 = [] { return cpu_features().avx512; };
+  auto bf16 = [] { return cpu_features().bf16(); };
+  auto f32 = [](const std::vector<float>& x, const Weight& w, const Shape& s, float* y) {
+    run_linear(Compute::F32, x, w, s, y);
+  };
+  auto b16 = [](const std::vector<float>& x, const Weight& w, const Shape& s, float* y) {
+    run_linear(Compute::BF16, x, w, s, y);
+  };
+  return {
+      {"linear fp32: sgemm", "openblas", {DType::F32}, false, kFp32Sums, always, f32},
+      {"linear fp32: widen + dot / tile", "avx512", narrow, false, kFp32Sums, avx512, f32},
+      {"linear fp32: widen + dot / tile", "scalar", narrow, false, kFp32Sums, always,
+       [f32](const auto& x, const Weight& w, const Shape& s, float* y) { scalar([&] { f32(x, w, s, y); }); }},
+      {"linear bf16: VDPBF16PS rows / oneDNN", "avx512_bf16+onednn", all, true, kFp32Sums, bf16, b16},
+      {"dot_weight_rows_bf16", "avx512_bf16", all, true, kFp32Sums, bf16, run_dot_rows},
+      {"dot_weight_rows_bf16", "scalar", all, true, kFp32Sums, always,
+       [](const auto& x, const Weight& w, const Shape& s, float* y) { scalar([&] { run_dot_rows(x, w, s, y); }); }},
+      {"matmul_bf16_nt", "onednn", all, true, kFp32Sums, bf16,
+       [](const auto& x, const Weight& w, const Shape& s, float* y) { run_bf16_gemm(matmul_bf16_nt, x, w, s, y); }},
+      {"gemm_bf16_nt_here (micro-kernel)", "avx512_bf16", all, true, kFp32Sums, bf16,
+       [](const auto& x, const Weight& w, const Shape& s, float* y) { run_bf16_gemm(gemm_bf16_nt_here, x, w, s, y); }},
+      {"gemm_bf16_nt_here (micro-kernel)", "scalar", all, true, kFp32Sums, always,
+       [](const auto& x, const Weight& w, const Shape& s, float* y) {
+         scalar([&] { run_bf16_gemm(gemm_bf16_nt_here, x, w, s, y); });
+       }},
+      {"gemm_bf16_nn_here (micro-kernel)", "avx512_bf16", all, true, kFp32Sums, bf16, run_bf16_nn},
+      {"gemm_bf16_nn_here (micro-kernel)", "scalar", all, true, kFp32Sums, always,
+       [](const auto& x, const Weight& w, const Shape& s, float* y) { scalar([&] { run_bf16_nn(x, w, s, y); }); }},
+  };
+}
+
+TEST(KernelRegistry, EveryKernelPathDtypeAndShapeAgainstDoublePrecision) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d(0.f, 1.f);
+  int ran = 0, skipped = 0;
+  std::printf("%-36s %-20s %-6s %-8s %11s %9s\n", "kernel", "path", "dtype", "shape",
+              "max err/mag", "bound");
+  for (const Kernel& k : registry()) {
+    for (DType dt : k.dtypes) {
+      const Weight w = make(dt, rng);
+      for (const Shape& s : kShapes) {
+        if (!k.available()) {
+          std::printf("%-36s %-20s %-6s %-8s %21s\n", k.name.c_str(), k.path.c_str(),
+                      std::string(dtype_name(dt)).c_str(), s.name, "skipped: not on this CPU");
+          ++skipped;
+          continue;
+        }
+        std::vector<float> x(size_t(s.T * kK));
+        for (auto& v : x) v = d(rng);
+        std::vector<double> ref, mag;
+        reference(x, w, s, k.bf16_inputs, &ref, &mag);
+        std::vector<float> y(size_t(s.T * kN), s.accumulate ? 1.f : 0.f);
+        k.run(x, w, s, y.data());
+        double worst = 0;
+        for (size_t i = 0; i < y.size(); ++i)
+          worst = std::max(worst, std::fabs(double(y[i]) - ref[i]) / std::max(mag[i], 1e-30));
+        std::printf("%-36s %-20s %-6s %-8s %11.2e %9.0e\n", k.name.c_str(), k.path.c_str(),
+                    std::string(dtype_name(dt)).c_str(), s.name, worst, k.rel_tol);
+        EXPECT_LE(worst, k.rel_tol) << k.name << " / " << k.path << " / " << dtype_name(dt)
+                                    << " / " << s.name;
+        ++ran;
+      }
+    }
+  }
+  std::printf("%d cases ran, %d skipped (paths this CPU lacks)\n", ran, skipped);
+  EXPECT_GT(ran, 0);
+}
+
+}  // namespace
+}  // namespace modelone

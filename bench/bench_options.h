@@ -58,6 +58,8 @@ struct MoeBenchOptions {
   bool overlap = false;
   int iters = 5;
   int threads = 0;
+  std::string compute = compute_choices().default_text();  // the experts' and the baseline's
+  std::string experts = "grouped";  // grouped (one product over all experts) or each
 };
 
 struct ContextBenchOptions {

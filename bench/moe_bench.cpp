@@ -1,6 +1,8 @@
 // One MoE layer (V4-Flash shape by default: hidden 4096, top-6 of 256 experts, 2048-wide) for a
 // fixed global batch spread over the ranks, split into route / pack / exchange / expert GEMM /
 // combine. Run it under mpirun at 1, 2, 4, 8 ranks to see how the layer scales with ep.
+// Baseline in the same run: one product of an expert's gate shape [I, D] at the layer's average
+// rows per expert (linear(), the compute mode's GEMM), whose FLOP rate the experts should reach.
 #include <algorithm>
 #include <cstring>
 #include <random>
@@ -17,10 +19,35 @@
 
 namespace modelone::bench {
 
+namespace {
+
+// The baseline: linear() on a local expert's gate weight [I, D] at the average rows per local
+// expert (at least 1), in the same compute mode; GFLOP/s on rank 0 (the others wait).
+double gemm_baseline(const ModelConfig& cfg, const ModelWeights& w, const ExpertPlacement& pl,
+                     const comm::Comm& ep, int64_t pairs) {
+  int64_t local = 0, first = -1;
+  for (int64_t e = 0; e < cfg.n_experts; ++e)
+    if (pl.holds(ep.rank(), e)) local += 1, first = first < 0 ? e : first;
+  double rate = 0;
+  if (ep.rank() == 0 && first >= 0) {
+    const Weight& w1 = w.layers[0].experts[size_t(first)].w1;
+    const int64_t T = std::max<int64_t>(1, pairs / std::max<int64_t>(local, 1));
+    const int64_t I = w1.rows(), D = w1.cols();
+    std::vector<float> x(size_t(T * D), 0.5f), y(size_t(T * I));
+    const double s = median_seconds([&] { linear(x.data(), T, D, w1, 0, I, y.data(), I); }, 3, 0.3);
+    rate = 2.0 * double(T) * double(I) * double(D) / s / 1e9;
+  }
+  ep.bcast(&rate, 1, 0);
+  return rate;
+}
+
+}  // namespace
+
 int moe_bench(const MoeBenchOptions& o) {
   RankGrid grid = RankGrid::make(0, 0);
   const int threads = grid.threads(o.threads);
   set_compute_threads(threads);
+  set_compute(resolve_compute(compute_choices().parse(o.compute)));
   std::vector<std::string> sets = o.sets;
   sets.push_back("num_hidden_layers=1");
   sets.push_back("mlp_layer_types=moe");
@@ -37,6 +64,7 @@ int moe_bench(const MoeBenchOptions& o) {
   mo.combine = combine_choices().parse(o.combine);
   mo.overlap = o.overlap;
   mo.transport = transport_choices().parse(o.transport);
+  mo.grouped_experts = o.experts == "grouped";
   MoeParallel moe(cfg, ep, placement, mo);
   const int P = ep.size(), me = ep.rank();
   const int64_t T = o.global_tokens / P + (me < o.global_tokens % P ? 1 : 0), D = cfg.hidden_size;
@@ -46,7 +74,8 @@ int moe_bench(const MoeBenchOptions& o) {
   for (auto& v : h) v = nd(g);
   std::vector<int32_t> ids(static_cast<size_t>(T), 0);
   moe.forward(0, w.layers[0], h.data(), T, ids.data(), y.data());  // warm-up
-  std::vector<double> total;
+  const int64_t pairs0 = moe.computed_pairs[0];
+  std::vector<double> total, rate;
   MoeTimers sum;
   for (int i = 0; i < o.iters; ++i) {
     moe.timers.clear();
@@ -57,6 +86,12 @@ int moe_bench(const MoeBenchOptions& o) {
     const comm::Reduced ph = comm::reduce_fields(ep, moe.timers);  // the slowest rank's phases
     MoeTimers::fields(sum, [&](const char* name, auto& x) { x += decltype(x + 0)(ph[name].max); });
   }
+  // The experts' FLOP rate on each rank: (token, expert) pairs x 3 products of D x I.
+  const double I = double(cfg.moe_inter), pair_flop = 6.0 * double(D) * I;
+  const int64_t pairs = (moe.computed_pairs[0] - pairs0) / std::max(o.iters, 1);
+  const double mine = double(pairs) * pair_flop / std::max(moe.timers.experts, 1e-9) / 1e9;
+  const comm::Spread experts_rate = comm::spread(ep, {mine})[0];
+  const double gemm_rate = gemm_baseline(cfg, w, placement[0], ep, pairs);
   if (!grid.is_root()) return 0;
   const double n = double(o.iters);
   Line("moe_layer")
@@ -73,6 +108,13 @@ int moe_bench(const MoeBenchOptions& o) {
       .add("exchange_ms", sum.exchange / n * 1e3)
       .add("experts_ms", sum.experts / n * 1e3)
       .add("combine_ms", sum.combine / n * 1e3)
+      .add("compute", std::string(compute_name(compute_mode())))
+      .add("experts", o.experts)
+      .add("pairs_per_rank", pairs)
+      .add("experts_gflops_min", experts_rate.min)
+      .add("experts_gflops_mean", experts_rate.mean)
+      .add("gemm_gflops", gemm_rate)
+      .add("experts_vs_gemm", experts_rate.mean / gemm_rate, 3)
       .print();
   return 0;
 }

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "model/base/check.h"
+#include "model/kernels/linear.h"
 
 namespace modelone {
 
@@ -133,12 +134,68 @@ void MoeParallel::layout(int64_t layer, const Routing& r, const float* h, int64_
   timers.bytes_sent += n * rb;
 }
 
+// The (row, weight) pairs of each local expert, grouped by a counting sort on the expert id.
+ExpertPairs MoeParallel::group_pairs(int64_t layer, const MoeBatch& b) const {
+  const int64_t k = cfg_.top_k, n = int64_t(b.in_rows.size());
+  const int me = ep_.rank();
+  const auto& in = b.in_rows;
+  ExpertPairs P;
+  P.offset.assign(size_t(cfg_.n_experts + 1), 0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t e = codec_.experts(in[size_t(i)])[j];
+      if (e < 0) continue;
+      MO_CHECK(e < cfg_.n_experts && placement_[size_t(layer)].holds(me, e), "row for expert ",
+               e, " reached rank ", me);
+      ++P.offset[size_t(e) + 1];
+    }
+  for (int64_t e = 0; e < cfg_.n_experts; ++e) P.offset[size_t(e + 1)] += P.offset[size_t(e)];
+  const int64_t pairs = P.offset[size_t(cfg_.n_experts)];
+  P.row.resize(size_t(pairs));
+  P.weight.resize(size_t(pairs));
+  std::vector<int64_t> pos(P.offset.begin(), P.offset.end() - 1);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t e = codec_.experts(in[size_t(i)])[j];
+      if (e < 0) continue;
+      const int64_t p = pos[size_t(e)]++;
+      P.row[size_t(p)] = int32_t(i);
+      P.weight[size_t(p)] = codec_.weights(in[size_t(i)])[j];
+    }
+  return P;
+}
+
+// Decode-sized (or fp32): one expert at a time, each product on all threads.
+void MoeParallel::run_each_expert(const LayerWeights* w, const MoeBatch& b, const ExpertPairs& P,
+                                  const std::function<void()>& progress) {
+  const int64_t D = cfg_.hidden_size;
+  const auto& in = b.in_rows;
+  for (int64_t e = 0; e < cfg_.n_experts; ++e) {
+    const int64_t p0 = P.offset[size_t(e)], m = P.offset[size_t(e + 1)] - p0;
+    if (m == 0) continue;
+    xin_.resize(size_t(m * D));
+    yout_.resize(size_t(m * D));
+#pragma omp parallel for schedule(static) if (m * D > 65536)
+    for (int64_t i = 0; i < m; ++i)
+      codec_.decode_dispatch(in[size_t(P.row[size_t(p0 + i)])], xin_.data() + i * D);
+    expert_ffn(cfg_, w->experts[size_t(e)], xin_.data(), m, yout_.data());
+    // An expert sees each row at most once, so its rows can be accumulated in parallel.
+#pragma omp parallel for schedule(static) if (m * D > 65536)
+    for (int64_t i = 0; i < m; ++i) {
+      float* o = acc_.data() + int64_t(P.row[size_t(p0 + i)]) * D;
+      const float s = P.weight[size_t(p0 + i)];
+      const float* src = yout_.data() + i * D;
+      for (int64_t d = 0; d < D; ++d) o[d] += s * src[d];
+    }
+    if (progress) progress();
+  }
+}
+
 void MoeParallel::run_experts(int64_t layer, const LayerWeights* w, MoeBatch* b,
                               const std::function<void()>& progress) {
   if (!window_.valid()) finish_dispatch_mpi(b);
   const double c0 = comm::now();
   const int64_t D = cfg_.hidden_size, k = cfg_.top_k, n = int64_t(b->in_rows.size());
-  const int me = ep_.rank();
   const auto& in = b->in_rows;
   acc_.assign(size_t(n * D), 0.f);
   if (!w) {  // exchange-only stand-in: every expert is the identity, so a row returns as x * sum(w)
@@ -151,48 +208,16 @@ void MoeParallel::run_experts(int64_t layer, const LayerWeights* w, MoeBatch* b,
       for (int64_t d = 0; d < D; ++d) o[d] *= s;
     }
   } else {
-    // Rows of each local expert: (row, weight), grouped by a counting sort on the expert id.
-    std::vector<int64_t> count(size_t(cfg_.n_experts + 1), 0);
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < k; ++j) {
-        const int32_t e = codec_.experts(in[size_t(i)])[j];
-        if (e < 0) continue;
-        MO_CHECK(e < cfg_.n_experts && placement_[size_t(layer)].holds(me, e), "row for expert ",
-                 e, " reached rank ", me);
-        ++count[size_t(e) + 1];
-      }
-    for (int64_t e = 0; e < cfg_.n_experts; ++e) count[size_t(e + 1)] += count[size_t(e)];
-    const int64_t pairs = count[size_t(cfg_.n_experts)];
-    computed_pairs[size_t(layer)] += pairs;
-    std::vector<int32_t> pair_row(static_cast<size_t>(pairs));
-    std::vector<float> pair_w(static_cast<size_t>(pairs));
-    std::vector<int64_t> pos(count.begin(), count.end() - 1);
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < k; ++j) {
-        const int32_t e = codec_.experts(in[size_t(i)])[j];
-        if (e < 0) continue;
-        const int64_t p = pos[size_t(e)]++;
-        pair_row[size_t(p)] = int32_t(i);
-        pair_w[size_t(p)] = codec_.weights(in[size_t(i)])[j];
-      }
-    for (int64_t e = 0; e < cfg_.n_experts; ++e) {
-      const int64_t p0 = count[size_t(e)], m = count[size_t(e + 1)] - p0;
-      if (m == 0) continue;
-      xin_.resize(size_t(m * D));
-      yout_.resize(size_t(m * D));
-#pragma omp parallel for schedule(static) if (m * D > 65536)
-      for (int64_t i = 0; i < m; ++i)
-        codec_.decode_dispatch(in[size_t(pair_row[size_t(p0 + i)])], xin_.data() + i * D);
-      expert_ffn(cfg_, w->experts[size_t(e)], xin_.data(), m, yout_.data());
-      // An expert sees each row at most once, so its rows can be accumulated in parallel.
-#pragma omp parallel for schedule(static) if (m * D > 65536)
-      for (int64_t i = 0; i < m; ++i) {
-        float* o = acc_.data() + int64_t(pair_row[size_t(p0 + i)]) * D;
-        const float s = pair_w[size_t(p0 + i)];
-        const float* src = yout_.data() + i * D;
-        for (int64_t d = 0; d < D; ++d) o[d] += s * src[d];
-      }
-      if (progress) progress();
+    const ExpertPairs P = group_pairs(layer, *b);
+    computed_pairs[size_t(layer)] += P.offset.back();
+    if (opt_.grouped_experts && compute_mode() == Compute::BF16 && P.max_rows() > kGemvMaxRows) {
+      // Prefill-sized: every expert's rows in one grouped product (model/blocks/moe_grouped.h).
+      xin_.resize(size_t(n * D));
+#pragma omp parallel for schedule(static) if (n * D > 65536)
+      for (int64_t i = 0; i < n; ++i) codec_.decode_dispatch(in[size_t(i)], xin_.data() + i * D);
+      grouped_experts_bf16(cfg_, w->experts, P, xin_.data(), acc_.data(), progress);
+    } else {
+      run_each_expert(w, *b, P, progress);
     }
   }
 #pragma omp parallel for schedule(static) if (n * D > 65536)

@@ -23,6 +23,7 @@
 #include "dist/moe_payload.h"
 #include "model/config/config.h"
 #include "model/blocks/moe.h"
+#include "model/blocks/moe_grouped.h"
 #include "model/io/model_weights.h"
 
 namespace modelone {
@@ -35,6 +36,9 @@ struct MoeOptions {
   bool overlap = false;         // two micro-batches (MPI transport)
   Transport transport = Transport::Auto;  // auto: shm when the ep group is on one node
   int64_t shm_round_tokens = 1024;        // tokens per rank per shared-memory round
+  // bf16 compute with more than kGemvMaxRows rows for some expert: all experts in one grouped
+  // product (model/blocks/moe_grouped.h); false: one expert at a time (bench moe's A / B).
+  bool grouped_experts = true;
 };
 
 struct MoeTimers {
@@ -112,6 +116,9 @@ class MoeParallel {
   void combine_shm(MoeBatch* b, float* y);
   void add_rows(const MoeBatch& b, const uint8_t* rows, float* y);
   void wait(comm::Request& r);
+  ExpertPairs group_pairs(int64_t layer, const MoeBatch& b) const;
+  void run_each_expert(const LayerWeights* w, const MoeBatch& b, const ExpertPairs& P,
+                       const std::function<void()>& progress);
 
   const ModelConfig& cfg_;
   const comm::Comm& ep_;

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "model/blocks/moe.h"
+#include "model/blocks/moe_grouped.h"
 #include "model/base/cpu_features.h"
 #include "model/base/dtype.h"
 #include "model/io/release_quant.h"
@@ -121,6 +123,19 @@ void run_bf16_nn(const std::vector<float>& x, const Weight& w, const Shape& s, f
   gemm_bf16_nn_here(s.T, kN, kK, xb.data(), kK, wt.data(), kN, y, kN, s.accumulate);
 }
 
+// The grouped expert product's kernel: the weight rows packed 64 at a time into panels.
+void run_panels(const std::vector<float>& x, const Weight& w, const Shape& s, float* y) {
+  std::vector<uint16_t> xb(size_t(s.T * kK)), wb(size_t(kPanelCols * kK));
+  std::vector<uint32_t> panel(size_t((kK + 1) / 2 * kPanelCols));
+  rows_to_bf16(x.data(), s.T, kK, kK, xb.data());
+  for (int64_t n0 = 0; n0 < kN; n0 += kPanelCols) {
+    const int64_t nb = std::min(kPanelCols, kN - n0);
+    weight_rows_bf16(w, s.r0 + n0, nb, wb.data());
+    pack_panel_bf16(wb.data(), kK, nb, kK, panel.data());
+    gemm_bf16_panel(s.T, kK, xb.data(), kK, panel.data(), nb, y + n0, kN, s.accumulate);
+  }
+}
+
 void run_dot_rows(const std::vector<float>& x, const Weight& w, const Shape& s, float* y) {
   std::vector<uint16_t> xb(size_t(s.T * kK));
   rows_to_bf16(x.data(), s.T, kK, kK, xb.data());
@@ -156,6 +171,9 @@ std::vector<Kernel> registry() {
        [](const auto& x, const Weight& w, const Shape& s, float* y) {
          scalar([&] { run_bf16_gemm(gemm_bf16_nt_here, x, w, s, y); });
        }},
+      {"gemm_bf16_panel (packed panels)", "avx512_bf16", all, true, kFp32Sums, bf16, run_panels},
+      {"gemm_bf16_panel (packed panels)", "scalar", all, true, kFp32Sums, always,
+       [](const auto& x, const Weight& w, const Shape& s, float* y) { scalar([&] { run_panels(x, w, s, y); }); }},
       {"gemm_bf16_nn_here (micro-kernel)", "avx512_bf16", all, true, kFp32Sums, bf16, run_bf16_nn},
       {"gemm_bf16_nn_here (micro-kernel)", "scalar", all, true, kFp32Sums, always,
        [](const auto& x, const Weight& w, const Shape& s, float* y) { scalar([&] { run_bf16_nn(x, w, s, y); }); }},
@@ -197,6 +215,118 @@ TEST(KernelRegistry, EveryKernelPathDtypeAndShapeAgainstDoublePrecision) {
   }
   std::printf("%d cases ran, %d skipped (paths this CPU lacks)\n", ran, skipped);
   EXPECT_GT(ran, 0);
+}
+
+// The grouped expert product (model/blocks/moe_grouped.h) and the per-expert products
+// (expert_ffn, bf16 path: the VDPBF16PS rows for <= 8 rows, oneDNN above) against one
+// double-precision FFN with x and h rounded to bf16 as both paths round them: each within the
+// bf16 path's bound, 2^-8 of sum |h w2| (h may land one bf16 step apart where g and u sum in
+// another order). Experts with 0, 1, 7, 13 and 40 rows, a row in several experts, D and I with
+// panel tails (I = 96: a 64-column panel and a 32-column one), every stored dtype.
+struct MoeCase {
+  ModelConfig cfg;
+  std::vector<ExpertWeights> experts;
+  ExpertPairs pairs;
+  std::vector<float> x;  // [n, D]
+  int64_t n = 0;
+};
+
+MoeCase moe_case(DType dt, std::mt19937& rng) {
+  MoeCase c;
+  c.cfg.hidden_size = 128;
+  c.cfg.moe_inter = 96;
+  c.cfg.swiglu_limit = 3.0;
+  const int64_t D = 128, I = 96;
+  const std::vector<int64_t> rows = {0, 1, 13, 40, 7};
+  c.n = 40;
+  std::normal_distribution<float> d(0.f, 1.f), wd(0.f, 0.1f);
+  c.x.resize(size_t(c.n * D));
+  for (auto& v : c.x) v = d(rng);
+  auto weight = [&](int64_t r, int64_t k) {
+    std::vector<float> v(size_t(r * k));
+    for (auto& a : v) a = wd(rng);
+    if (dt == DType::F8_E4M3 || dt == DType::F4_E2M1) return quantize_weight("w", dt, r, k, v, 128);
+    return make_weight("w", dt, {r, k}, v);
+  };
+  c.pairs.offset = {0};
+  for (int64_t e = 0; e < int64_t(rows.size()); ++e) {
+    c.experts.push_back({weight(I, D), weight(D, I), weight(I, D)});
+    for (int64_t i = 0; i < rows[size_t(e)]; ++i) {  // rows spread over x; several experts share
+      c.pairs.row.push_back(int32_t((i * 7 + e) % c.n));
+      c.pairs.weight.push_back(0.25f + 0.1f * float(e));
+    }
+    c.pairs.offset.push_back(int64_t(c.pairs.row.size()));
+  }
+  return c;
+}
+
+// acc[n, D] and mag[n, D] (sum of |w * h * w2| terms) of the double-precision reference.
+void moe_reference(const MoeCase& c, std::vector<double>* acc, std::vector<double>* mag) {
+  const int64_t D = c.cfg.hidden_size, I = c.cfg.moe_inter;
+  const double lim = c.cfg.swiglu_limit;
+  acc->assign(size_t(c.n * D), 0.0);
+  mag->assign(size_t(c.n * D), 0.0);
+  std::vector<double> h(static_cast<size_t>(I));
+  for (size_t e = 0; e < c.experts.size(); ++e)
+    for (int64_t p = c.pairs.offset[e]; p < c.pairs.offset[e + 1]; ++p) {
+      const ExpertWeights& w = c.experts[e];
+      const float* x = c.x.data() + int64_t(c.pairs.row[size_t(p)]) * D;
+      for (int64_t i = 0; i < I; ++i) {
+        double g = 0, u = 0;
+        for (int64_t k = 0; k < D; ++k) {
+          const double xb = bf16_round(x[k]);
+          g += xb * bf16_round(weight_at(w.w1, i, k));
+          u += xb * bf16_round(weight_at(w.w3, i, k));
+        }
+        g = std::min(g, lim), u = std::clamp(u, -lim, lim);
+        h[size_t(i)] = bf16_round(float(g / (1 + std::exp(-g)) * u));
+      }
+      const double wt = c.pairs.weight[size_t(p)];
+      for (int64_t o = 0; o < D; ++o)
+        for (int64_t i = 0; i < I; ++i) {
+          const double t = wt * h[size_t(i)] * bf16_round(weight_at(w.w2, o, i));
+          (*acc)[size_t(c.pairs.row[size_t(p)] * D + o)] += t;
+          (*mag)[size_t(c.pairs.row[size_t(p)] * D + o)] += std::fabs(t);
+        }
+    }
+}
+
+TEST(KernelRegistry, GroupedExpertsEqualThePerExpertProducts) {
+  if (!cpu_features().bf16()) GTEST_SKIP() << "the bf16 path needs AVX512-BF16 or AMX";
+  std::mt19937 rng(23);
+  for (DType dt : {DType::F32, DType::BF16, DType::F8_E4M3, DType::F4_E2M1}) {
+    const MoeCase c = moe_case(dt, rng);
+    const int64_t D = c.cfg.hidden_size;
+    std::vector<double> ref, mag;
+    moe_reference(c, &ref, &mag);
+    set_compute(Compute::BF16);
+    std::vector<float> grouped(size_t(c.n * D), 0.f), each(size_t(c.n * D), 0.f);
+    grouped_experts_bf16(c.cfg, c.experts, c.pairs, c.x.data(), grouped.data());
+    std::vector<float> xe, ye;
+    for (size_t e = 0; e < c.experts.size(); ++e) {
+      const int64_t p0 = c.pairs.offset[e], m = c.pairs.offset[e + 1] - p0;
+      xe.resize(size_t(m * D));
+      ye.resize(size_t(m * D));
+      for (int64_t i = 0; i < m; ++i)
+        std::copy_n(c.x.data() + int64_t(c.pairs.row[size_t(p0 + i)]) * D, D, xe.data() + i * D);
+      if (m > 0) expert_ffn(c.cfg, c.experts[e], xe.data(), m, ye.data());
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t o = 0; o < D; ++o)
+          each[size_t(c.pairs.row[size_t(p0 + i)] * D + o)] +=
+              c.pairs.weight[size_t(p0 + i)] * ye[size_t(i * D + o)];
+    }
+    set_compute(Compute::F32);
+    double worst_g = 0, worst_e = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      worst_g = std::max(worst_g, std::fabs(grouped[i] - ref[i]) / (mag[i] + 1e-30));
+      worst_e = std::max(worst_e, std::fabs(each[i] - ref[i]) / (mag[i] + 1e-30));
+    }
+    const std::string name(dtype_name(dt));
+    std::printf("grouped experts %-8s max err/mag %.2e (per-expert products %.2e), bound %.2e\n",
+                name.c_str(), worst_g, worst_e, 1.0 / 256);
+    EXPECT_LE(worst_g, 1.0 / 256) << name;
+    EXPECT_LE(worst_e, 1.0 / 256) << name;
+  }
 }
 
 }  // namespace

@@ -89,6 +89,11 @@ void add_moe_bench(CLI::App* b, BenchOptions* o) {
   add_choice(m, &o->moe.dispatch, dispatch_choices(), "fp32, bf16 or fp8");
   add_choice(m, &o->moe.combine, combine_choices(), "fp32 or bf16");
   m->add_flag("--overlap", o->moe.overlap, "Two micro-batches (MPI transport)");
+  add_choice(m, &o->moe.compute, compute_choices(), "The experts' arithmetic and the baseline "
+             "product's: auto (bf16 where the CPU has it), bf16 or fp32");
+  m->add_option("--experts", o->moe.experts, "bf16 prefill: grouped (every expert's rows in one "
+                "product, the default) or each (one expert at a time, as before)")
+      ->check(CLI::IsMember({"grouped", "each"}));
   add_choice(m, &o->moe.transport, transport_choices(), "auto (shm on one node), mpi or shm");
   m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)")->check(kIters);
   m->add_option("--threads", o->moe.threads, "Threads per rank")->check(threads_per_rank());

@@ -30,6 +30,14 @@ void dot_weight_rows_bf16(const uint16_t* xb, int64_t T, int64_t ldxb, const Wei
 // parallel loops, unlike oneDNN's matmul): model/kernels/bf16_thread_gemm.cpp.
 void gemm_bf16_nt_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
                        const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);
+// The same kernel over a panel packed ahead: B's rows [nb <= kPanelCols, K] (ldb) in VDPBF16PS's
+// pair layout, panel[ceil(K / 2)][kPanelCols] uint32 (zeros past nb and K). Then
+// C[M, nb] (+)= A[M, K] @ panel, on the calling thread: the grouped expert product packs each
+// weight panel once and runs every row of its expert against it.
+constexpr int64_t kPanelCols = 64;
+void pack_panel_bf16(const uint16_t* B, int64_t ldb, int64_t nb, int64_t K, uint32_t* panel);
+void gemm_bf16_panel(int64_t M, int64_t K, const uint16_t* A, int64_t lda, const uint32_t* panel,
+                     int64_t nb, float* C, int64_t ldc, bool accumulate);
 // C[M, N] (+)= A[M, K] @ B[K, N], the same way.
 void gemm_bf16_nn_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
                        const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);

@@ -17,7 +17,9 @@
 #include <cstring>
 #include <vector>
 
+#include "model/base/check.h"
 #include "model/base/cpu_features.h"
+#include "model/base/dtype.h"
 
 namespace modelone {
 
@@ -25,7 +27,7 @@ namespace {
 
 #define MO_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
-constexpr int64_t kNb = 64, kMb = 6;
+constexpr int64_t kNb = kPanelCols, kMb = 6;
 
 // Bp[kp][j][2] = column n0 + j of the product's B at k = 2 kp, 2 kp + 1 (zeros past nb and K).
 // nt: B stored [N, K] (row n0 + j); nn: B stored [K, N] (column n0 + j).
@@ -133,6 +135,97 @@ void gemm_bf16_nt_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64
 void gemm_bf16_nn_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
                        const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   gemm_here(false, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+namespace {
+// The pair layout is a transpose of B's rows read as uint32 pairs: panel[p][j] = pair p of row j.
+// In registers, 16 rows x 16 pairs at a time (unpack 32 / 64 bit, then two rounds of 128-bit
+// lane shuffles), about ten times the scalar strided stores (a 64 x 4096 panel: 173 us scalar on
+// a Zen 5), which the grouped expert product pays once per panel per call.
+MO_AVX512_BF16 void transpose16(__m512i r[16], __m512i out[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // u[i + c]: rows i..i+3 at column 4 L + c of lane L
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i a = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);
+    const __m512i b = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd);
+    const __m512i x = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
+    const __m512i y = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
+    out[c] = _mm512_shuffle_i32x4(a, x, 0x88);
+    out[4 + c] = _mm512_shuffle_i32x4(b, y, 0x88);
+    out[8 + c] = _mm512_shuffle_i32x4(a, x, 0xdd);
+    out[12 + c] = _mm512_shuffle_i32x4(b, y, 0xdd);
+  }
+}
+
+// B's rows [nb, K] (K even, ldb even) into the panel, 16 x 16 pairs a block; zeros past nb.
+MO_AVX512_BF16 void pack_transpose(const uint16_t* B, int64_t ldb, int64_t nb, int64_t K,
+                                   uint32_t* panel) {
+  const int64_t kp = K / 2;
+  __m512i r[16], o[16];
+  for (int64_t j0 = 0; j0 < kPanelCols; j0 += 16)
+    for (int64_t p0 = 0; p0 < kp; p0 += 16) {
+      const int64_t np = std::min<int64_t>(16, kp - p0);
+      const __mmask16 m = np == 16 ? __mmask16(0xffff) : __mmask16((1u << np) - 1);
+      for (int i = 0; i < 16; ++i)
+        r[i] = j0 + i < nb ? _mm512_maskz_loadu_epi32(m, B + (j0 + i) * ldb + 2 * p0)
+                           : _mm512_setzero_si512();
+      transpose16(r, o);
+      for (int64_t c = 0; c < np; ++c) _mm512_storeu_si512(panel + (p0 + c) * kPanelCols + j0, o[c]);
+    }
+}
+}  // namespace
+
+void pack_panel_bf16(const uint16_t* B, int64_t ldb, int64_t nb, int64_t K, uint32_t* panel) {
+  MO_CHECK(nb > 0 && nb <= kPanelCols, "pack_panel_bf16: ", nb, " columns");
+  if (cpu_features().avx512 && K % 2 == 0 && ldb % 2 == 0) return pack_transpose(B, ldb, nb, K, panel);
+  pack_b(true, B, ldb, 0, nb, K, panel);
+}
+
+namespace {
+MO_AVX512_BF16 void panel_avx512(int64_t M, int64_t K, const uint16_t* A, int64_t lda,
+                                 const uint32_t* panel, int64_t nb, float* C, int64_t ldc,
+                                 bool accumulate) {
+  int64_t m = 0;
+  for (; m + kMb <= M; m += kMb) block<kMb>(A + m * lda, lda, K, panel, C + m * ldc, ldc, nb, accumulate);
+  const uint16_t* a = A + m * lda;
+  float* c = C + m * ldc;
+  switch (M - m) {
+    case 5: block<5>(a, lda, K, panel, c, ldc, nb, accumulate); break;
+    case 4: block<4>(a, lda, K, panel, c, ldc, nb, accumulate); break;
+    case 3: block<3>(a, lda, K, panel, c, ldc, nb, accumulate); break;
+    case 2: block<2>(a, lda, K, panel, c, ldc, nb, accumulate); break;
+    case 1: block<1>(a, lda, K, panel, c, ldc, nb, accumulate); break;
+    default: break;
+  }
+}
+}  // namespace
+
+void gemm_bf16_panel(int64_t M, int64_t K, const uint16_t* A, int64_t lda, const uint32_t* panel,
+                     int64_t nb, float* C, int64_t ldc, bool accumulate) {
+  if (M == 0) return;
+  if (cpu_features().avx512_bf16) return panel_avx512(M, K, A, lda, panel, nb, C, ldc, accumulate);
+  // Portable: the same pairs in the same order, summed in fp32 per column.
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < nb; ++j) {
+      float s = 0.f;
+      for (int64_t p = 0; p < (K + 1) / 2; ++p) {
+        const uint32_t b = panel[p * kPanelCols + j];
+        const uint16_t a0 = A[i * lda + 2 * p], a1 = 2 * p + 1 < K ? A[i * lda + 2 * p + 1] : 0;
+        s += bf16_to_f32(a0) * bf16_to_f32(uint16_t(b & 0xffff)) +
+             bf16_to_f32(a1) * bf16_to_f32(uint16_t(b >> 16));
+      }
+      float& c = C[i * ldc + j];
+      c = accumulate ? c + s : s;
+    }
 }
 
 }  // namespace modelone

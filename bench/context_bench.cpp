@@ -191,6 +191,74 @@ double growth_exponent(const std::vector<int64_t>& x, const std::vector<double>&
   return den > 0 ? (n * sxy - sx * sy) / den : 0.0;
 }
 
+// Lines of a run on one rank (the baseline is then the whole story).
+void print_solo(const ContextBenchOptions& o, const std::vector<Prefill>& p1,
+                const std::vector<Decode>& d1) {
+  for (size_t i = 0; i < o.prefill.size(); ++i)
+    Line("context_prefill").add("tokens", o.prefill[i]).add("cp", int64_t(1))
+        .add("wall_s", p1[i].wall).add("attn_cpu_s", p1[i].attn_cpu_max)
+        .add("tok_s", double(o.prefill[i]) / p1[i].wall).print();
+  for (size_t i = 0; i < o.decode.size(); ++i)
+    Line("context_decode").add("context", o.decode[i]).add("cp", int64_t(1))
+        .add("ms", d1[i].step * 1e3).add("indexer_ms", d1[i].indexer * 1e3)
+        .add("topk_ms", d1[i].topk * 1e3).add("attend_ms", d1[i].attend * 1e3)
+        .add("merge_ms", d1[i].merge * 1e3).add("csa_sparse_ms", d1[i].csa_sparse * 1e3)
+        .add("csa_dense_ms", d1[i].dense * 1e3)
+        .add("sparse_vs_dense", d1[i].dense / std::max(d1[i].csa_sparse, 1e-12), 3)
+        .add("cache_bytes_per_token", d1[i].cache_bytes_per_token, 5).print();
+}
+
+// One prefill case at cp = W against the same prompt on one rank.
+void print_prefill(const ContextBenchOptions& o, size_t i, size_t li, int W, const ModelConfig& cfg,
+                   const Prefill& p, const Prefill& p1) {
+  Line("context_prefill")
+      .add("tokens", o.prefill[i])
+      .add("cp", int64_t(W))
+      .add("layout", o.layouts[li])
+      .add("wall_s", p.wall)
+      .add("cp1_wall_s", p1.wall)
+      .add("efficiency", p1.wall / (W * p.wall), 3)
+      .add("attn_cpu_max_s", p.attn_cpu_max)
+      .add("attn_cpu_mean_s", p.attn_cpu_mean)
+      .add("cp1_attn_cpu_s", p1.attn_cpu_max)
+      .add("cpu_efficiency", p1.attn_cpu_max / (W * p.attn_cpu_max), 3)
+      .add("imbalance", p.attn_cpu_max / p.attn_cpu_mean, 3)
+      .note("attn_cpu_by_rank", p.attn_cpu_by_rank)
+      .add("exchange_s", p.exch_s)
+      .add("exchange_mib_per_layer", p.exch_bytes / cfg.num_layers / double(1 << 20))
+      .add("moe_exchange_s", p.moe_exch_s)
+      .print();
+}
+
+// One decode case at cp = W against the same context on one rank (b).
+void print_decode(int64_t context, int W, const Decode& d, const Decode& b) {
+  Line("context_decode")
+      .add("context", context)
+      .add("compute", std::string(compute_name(compute_mode())))
+      .add("cp", int64_t(W))
+      .add("ms", d.step * 1e3)
+      .add("cp1_ms", b.step * 1e3)
+      .add("ratio_vs_cp1", d.step / b.step, 3)
+      .add("indexer_ms", d.indexer * 1e3)
+      .add("topk_ms", d.topk * 1e3)
+      .add("attend_ms", d.attend * 1e3)
+      .add("merge_ms", d.merge * 1e3)
+      .add("tail_attention_ms", d.attention * 1e3)
+      .add("tail_moe_ms", d.moe * 1e3)
+      .add("tail_head_ms", d.head * 1e3)
+      .add("cp1_indexer_ms", b.indexer * 1e3)
+      .add("cp1_attend_ms", b.attend * 1e3)
+      .add("cp1_attention_ms", b.attention * 1e3)
+      .add("cp1_moe_ms", b.moe * 1e3)
+      .add("cp1_head_ms", b.head * 1e3)
+      .add("csa_sparse_ms", d.csa_sparse * 1e3)
+      .add("cp1_csa_sparse_ms", b.csa_sparse * 1e3)
+      .add("csa_dense_ms", b.dense * 1e3)
+      .add("sparse_vs_dense", b.dense / std::max(d.csa_sparse, 1e-12), 3)
+      .add("cache_bytes_per_token", d.cache_bytes_per_token, 5)
+      .print();
+}
+
 }  // namespace
 
 int context_bench(const ContextBenchOptions& opt) {
@@ -229,18 +297,7 @@ int context_bench(const ContextBenchOptions& opt) {
         .print();
   };
   if (W == 1) {  // the baseline is the whole story
-    for (size_t i = 0; i < o.prefill.size(); ++i)
-      Line("context_prefill").add("tokens", o.prefill[i]).add("cp", int64_t(1))
-          .add("wall_s", p1[i].wall).add("attn_cpu_s", p1[i].attn_cpu_max)
-          .add("tok_s", double(o.prefill[i]) / p1[i].wall).print();
-    for (size_t i = 0; i < o.decode.size(); ++i)
-      Line("context_decode").add("context", o.decode[i]).add("cp", int64_t(1))
-          .add("ms", d1[i].step * 1e3).add("indexer_ms", d1[i].indexer * 1e3)
-          .add("topk_ms", d1[i].topk * 1e3).add("attend_ms", d1[i].attend * 1e3)
-          .add("merge_ms", d1[i].merge * 1e3).add("csa_sparse_ms", d1[i].csa_sparse * 1e3)
-          .add("csa_dense_ms", d1[i].dense * 1e3)
-          .add("sparse_vs_dense", d1[i].dense / std::max(d1[i].csa_sparse, 1e-12), 3)
-          .add("cache_bytes_per_token", d1[i].cache_bytes_per_token, 5).print();
+    print_solo(o, p1, d1);
     print_decode_fit("1", dec1);
     return 0;
   }
@@ -253,55 +310,14 @@ int context_bench(const ContextBenchOptions& opt) {
     for (size_t i = 0; i < o.prefill.size(); ++i) {
       const Prefill p = run_prefill(*e, o.prefill[i], o.seed);
       if (me != 0) continue;
-      Line("context_prefill")
-          .add("tokens", o.prefill[i])
-          .add("cp", int64_t(W))
-          .add("layout", o.layouts[li])
-          .add("wall_s", p.wall)
-          .add("cp1_wall_s", p1[i].wall)
-          .add("efficiency", p1[i].wall / (W * p.wall), 3)
-          .add("attn_cpu_max_s", p.attn_cpu_max)
-          .add("attn_cpu_mean_s", p.attn_cpu_mean)
-          .add("cp1_attn_cpu_s", p1[i].attn_cpu_max)
-          .add("cpu_efficiency", p1[i].attn_cpu_max / (W * p.attn_cpu_max), 3)
-          .add("imbalance", p.attn_cpu_max / p.attn_cpu_mean, 3)
-          .note("attn_cpu_by_rank", p.attn_cpu_by_rank)
-          .add("exchange_s", p.exch_s)
-          .add("exchange_mib_per_layer", p.exch_bytes / cfg.num_layers / double(1 << 20))
-          .add("moe_exchange_s", p.moe_exch_s)
-          .print();
+      print_prefill(o, i, li, W, cfg, p, p1[i]);
     }
     if (li != 0) continue;  // decode does not depend on the prefill layout
     for (size_t i = 0; i < o.decode.size(); ++i) {
       const Decode d = run_decode(*e, o.decode[i], o, false);
       decC.push_back(d.step);
       if (me != 0) continue;
-      const Decode& b = d1[i];
-      Line("context_decode")
-          .add("context", o.decode[i])
-          .add("compute", std::string(compute_name(compute_mode())))
-          .add("cp", int64_t(W))
-          .add("ms", d.step * 1e3)
-          .add("cp1_ms", b.step * 1e3)
-          .add("ratio_vs_cp1", d.step / b.step, 3)
-          .add("indexer_ms", d.indexer * 1e3)
-          .add("topk_ms", d.topk * 1e3)
-          .add("attend_ms", d.attend * 1e3)
-          .add("merge_ms", d.merge * 1e3)
-          .add("tail_attention_ms", d.attention * 1e3)
-          .add("tail_moe_ms", d.moe * 1e3)
-          .add("tail_head_ms", d.head * 1e3)
-          .add("cp1_indexer_ms", b.indexer * 1e3)
-          .add("cp1_attend_ms", b.attend * 1e3)
-          .add("cp1_attention_ms", b.attention * 1e3)
-          .add("cp1_moe_ms", b.moe * 1e3)
-          .add("cp1_head_ms", b.head * 1e3)
-          .add("csa_sparse_ms", d.csa_sparse * 1e3)
-          .add("cp1_csa_sparse_ms", b.csa_sparse * 1e3)
-          .add("csa_dense_ms", b.dense * 1e3)
-          .add("sparse_vs_dense", b.dense / std::max(d.csa_sparse, 1e-12), 3)
-          .add("cache_bytes_per_token", d.cache_bytes_per_token, 5)
-          .print();
+      print_decode(o.decode[i], W, d, d1[i]);
     }
   }
   print_decode_fit("1", dec1);

@@ -36,6 +36,38 @@ Routing random_routing(int64_t T, int64_t k, int64_t E, std::mt19937_64& g) {
 
 }  // namespace
 
+namespace {
+
+// The baseline: the same bytes per destination (rows sent / received per rank) through two
+// MPI_Alltoallv, no packing; *bytes: what a rank sends (dispatch + combine), averaged over ranks.
+double alltoallv_baseline(const comm::Comm& ep, int iters, const std::vector<int64_t>& sent,
+                          const std::vector<int64_t>& recvd, const RowCodec& codec, double* bytes) {
+  // Baseline: the same bytes per destination through MPI_Alltoallv, no packing.
+  const int64_t rb = codec.dispatch_bytes(), cbytes = codec.combine_bytes();
+  std::vector<int64_t> send_d(sent.size()), recv_d(sent.size()), send_c(sent.size()),
+      recv_c(sent.size());
+  int64_t ns = 0, nr = 0;
+  for (size_t q = 0; q < sent.size(); ++q) {
+    send_d[q] = sent[q] * rb;
+    recv_d[q] = recvd[q] * rb;
+    send_c[q] = recvd[q] * cbytes;
+    recv_c[q] = sent[q] * cbytes;
+    ns += sent[q];
+    nr += recvd[q];
+  }
+  std::vector<uint8_t> sb(size_t(ns * rb)), rbuf(size_t(nr * rb)), sc(size_t(nr * cbytes)),
+      rc(size_t(ns * cbytes));
+  const double raw = median_max(ep, iters, [&] {
+    ep.alltoallv(sb.data(), send_d, rbuf.data(), recv_d);
+    ep.alltoallv(sc.data(), send_c, rc.data(), recv_c);
+  });
+  // Bytes this rank sends (dispatch + combine), averaged over ranks.
+  *bytes = ep.allreduce(double(ns * rb + nr * cbytes), comm::Op::Sum) / ep.size();
+  return raw;
+}
+
+}  // namespace
+
 int ep_bench(const EpBenchOptions& o) {
   RankGrid grid = RankGrid::make(0, 0);
   set_compute_threads(grid.threads(o.threads));
@@ -91,28 +123,8 @@ int ep_bench(const EpBenchOptions& o) {
       tc.push_back(c);
     }
     const double ours = median(td) + median(tc);
-    // Baseline: the same bytes per destination through MPI_Alltoallv, no packing.
-    const int64_t rb = moe.codec().dispatch_bytes(), cbytes = moe.codec().combine_bytes();
-    std::vector<int64_t> send_d(sent.size()), recv_d(sent.size()), send_c(sent.size()),
-        recv_c(sent.size());
-    int64_t ns = 0, nr = 0;
-    for (size_t q = 0; q < sent.size(); ++q) {
-      send_d[q] = sent[q] * rb;
-      recv_d[q] = recvd[q] * rb;
-      send_c[q] = recvd[q] * cbytes;
-      recv_c[q] = sent[q] * cbytes;
-      ns += sent[q];
-      nr += recvd[q];
-    }
-    std::vector<uint8_t> sb(size_t(ns * rb)), rbuf(size_t(nr * rb)), sc(size_t(nr * cbytes)),
-        rc(size_t(ns * cbytes));
-    const double raw = median_max(ep, o.iters, [&] {
-      ep.alltoallv(sb.data(), send_d, rbuf.data(), recv_d);
-      ep.alltoallv(sc.data(), send_c, rc.data(), recv_c);
-    });
-    // Bytes this rank sends (dispatch + combine), averaged over ranks.
-    double bytes = double(ns * rb + nr * cbytes);
-    bytes = ep.allreduce(bytes, comm::Op::Sum) / ep.size();
+    double bytes = 0;
+    const double raw = alltoallv_baseline(ep, o.iters, sent, recvd, moe.codec(), &bytes);
     if (!grid.is_root()) continue;
     Line("ep")
         .add("ranks", int64_t(ep.size()))

@@ -4,6 +4,7 @@
 //   template <class S, class F> static void fields(S& s, F&& f) { f("route", s.route); ... }
 // which serves the reduction, the difference of two snapshots and the sum of many.
 #pragma once
+#include <array>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -45,24 +46,31 @@ Reduced reduce_fields(const Comm& c, const S& s) {
   return Reduced(std::move(names), spread(c, v));
 }
 
+// a += sign * b field by field, without allocating (CpAttention::timers() sums its layers'
+// timers with it): b's values go through a fixed array (at() throws past kMaxFields).
+constexpr size_t kMaxFields = 16;
+template <class S>
+void fields_axpy(S& a, const S& b, int sign) {
+  std::array<double, kMaxFields> bv{};
+  size_t n = 0, i = 0;
+  S::fields(b, [&](const char*, const auto& x) { bv.at(n++) = double(x); });
+  S::fields(a, [&](const char*, auto& x) {
+    x += static_cast<std::decay_t<decltype(x)>>(sign * bv[i++]);
+  });
+}
+
 // a - b field by field: what happened between two snapshots.
 template <class S>
 S fields_minus(const S& a, const S& b) {
-  std::vector<double> bv;
-  S::fields(b, [&](const char*, const auto& x) { bv.push_back(double(x)); });
   S d = a;
-  size_t i = 0;
-  S::fields(d, [&](const char*, auto& x) { x -= static_cast<std::decay_t<decltype(x)>>(bv[i++]); });
+  fields_axpy(d, b, -1);
   return d;
 }
 
 // a += b field by field.
 template <class S>
 void fields_add(S& a, const S& b) {
-  std::vector<double> bv;
-  S::fields(b, [&](const char*, const auto& x) { bv.push_back(double(x)); });
-  size_t i = 0;
-  S::fields(a, [&](const char*, auto& x) { x += static_cast<std::decay_t<decltype(x)>>(bv[i++]); });
+  fields_axpy(a, b, 1);
 }
 
 }  // namespace modelone::comm

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "model/base/check.h"
@@ -93,8 +94,9 @@ void down_task(const ModelConfig& cfg, const std::vector<ExpertWeights>& experts
   }
 }
 
+// xb: every row of x in bf16 ([n, D], rounded once even when the row goes to several experts).
 void run_group(const ModelConfig& cfg, const std::vector<ExpertWeights>& experts,
-               const ExpertPairs& P, const Group& g, const float* x, float* acc,
+               const ExpertPairs& P, const Group& g, const uint16_t* xb, float* acc,
                std::vector<uint16_t>& xg, std::vector<uint16_t>& h,
                const std::function<void()>& progress) {
   const int64_t D = cfg.hidden_size, I = cfg.moe_inter;
@@ -104,7 +106,7 @@ void run_group(const ModelConfig& cfg, const std::vector<ExpertWeights>& experts
   uint16_t* hp = h.data();
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < g.np; ++p)
-    rows_to_bf16(x + int64_t(P.row[size_t(g.p0 + p)]) * D, 1, D, D, xgp + p * D);
+    std::memcpy(xgp + p * D, xb + int64_t(P.row[size_t(g.p0 + p)]) * D, size_t(D) * 2);
   std::vector<std::pair<int64_t, int64_t>> tasks;  // (expert, panel of I)
   for (int64_t e = g.e0; e < g.e1; ++e)
     if (P.offset[size_t(e + 1)] > P.offset[size_t(e)]) {
@@ -139,12 +141,19 @@ void grouped_experts_bf16(const ModelConfig& cfg, const std::vector<ExpertWeight
   const int64_t E = int64_t(P.offset.size()) - 1;
   MO_CHECK(E <= int64_t(experts.size()), "grouped_experts_bf16: ", E, " experts' pairs, ",
            experts.size(), " experts");
-  static thread_local std::vector<uint16_t> xg, h;
+  static thread_local std::vector<uint16_t> xb, xg, h;
+  int64_t n = 0;  // rows of x: one past the highest row any pair names
+  for (int32_t r : P.row) n = std::max<int64_t>(n, int64_t(r) + 1);
+  const int64_t D = cfg.hidden_size;
+  xb.resize(size_t(n * D));
+  uint16_t* xbp = xb.data();
+#pragma omp parallel for schedule(static) if (n * D > 65536)
+  for (int64_t i = 0; i < n; ++i) rows_to_bf16(x + i * D, 1, D, D, xbp + i * D);
   for (int64_t e0 = 0; e0 < E;) {
     Group g{e0, e0, P.offset[size_t(e0)], 0};
     while (g.e1 < E && (g.e1 == e0 || P.offset[size_t(g.e1 + 1)] - g.p0 <= kGroupRows)) ++g.e1;
     g.np = P.offset[size_t(g.e1)] - g.p0;
-    if (g.np > 0) run_group(cfg, experts, P, g, x, acc, xg, h, progress);
+    if (g.np > 0) run_group(cfg, experts, P, g, xbp, acc, xg, h, progress);
     e0 = g.e1;
   }
 }

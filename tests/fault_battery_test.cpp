@@ -38,6 +38,21 @@ std::string slurp(const fs::path& p) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
+// CPU seconds (user + system) a process has used: /proc/PID/stat fields 14 and 15, in ticks.
+double cpu_seconds(pid_t pid) {
+  const std::string st = slurp("/proc/" + std::to_string(pid) + "/stat");
+  const size_t close = st.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) return 0;
+  std::istringstream in(st.substr(close + 2));
+  std::string field;
+  long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::stoll(field);
+    if (i == 15) stime = std::stoll(field);
+  }
+  return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+}
+
 // Whether a process's environment (/proc/PID/environ: NUL-separated) holds the entry exactly.
 bool has_env(const fs::path& proc, const std::string& entry) {
   const std::string env = slurp(proc / "environ");
@@ -492,7 +507,20 @@ void interrupt_rank(int sig, const std::string& extra, const std::string& name) 
   ASSERT_NE(victim, 0) << "rank 1 never started";
   const std::string victim_cmd = slurp("/proc/" + std::to_string(victim) + "/cmdline");
   ASSERT_NE(victim_cmd.find("modelone"), std::string::npos) << victim_cmd;
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // into the prefill
+  // Into the prefill: at least 1.5 s, and every rank 1 s of CPU time past its start, so a loaded
+  // machine (the sanitizer job runs two tests at once) cannot catch a rank still in MPI_Init or
+  // in the watchdog's set-up, where no watchdog is there yet to notice.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto w0 = std::chrono::steady_clock::now();
+  auto all_busy = [&] {
+    for (int r = 0; r < 3; ++r) {
+      const auto ps = tagged_processes(tag, "OMPI_COMM_WORLD_RANK=" + std::to_string(r));
+      if (ps.empty() || cpu_seconds(ps[0]) < 1.0) return false;
+    }
+    return true;
+  };
+  while (!all_busy() && seconds_since(w0) < 60)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   const auto t0 = std::chrono::steady_clock::now();
   ::kill(victim, sig);
   int st = 0;

@@ -59,7 +59,7 @@ struct MoeBenchOptions {
   int iters = 5;
   int threads = 0;
   std::string compute = compute_choices().default_text();  // the experts' and the baseline's
-  std::string experts = "grouped";  // grouped (one product over all experts) or each
+  std::string experts = "grouped";  // grouped (packed at load), unpacked (packed per call) or each
 };
 
 struct ContextBenchOptions {

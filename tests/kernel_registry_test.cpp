@@ -25,6 +25,7 @@
 #include "model/kernels/bf16_decode.h"
 #include "model/kernels/linear.h"
 #include "model/kernels/onednn_matmul.h"
+#include "model/kernels/panel_weights.h"
 
 namespace modelone {
 namespace {
@@ -43,7 +44,7 @@ const Shape kShapes[] = {{"decode", 1, 0, false}, {"batch", 5, 3, false}, {"pref
 
 Weight make(DType dt, std::mt19937& rng) {
   std::normal_distribution<float> d(0.f, 0.05f);
-  const int64_t rows = kN + 8;  // room for the row offset
+  const int64_t rows = 2 * kPanelRows;  // room for the row offset; two whole panels when packed
   std::vector<float> v(size_t(rows * kK));
   for (auto& x : v) x = d(rng);
   if (dt == DType::F8_E4M3 || dt == DType::F4_E2M1)
@@ -136,6 +137,21 @@ void run_panels(const std::vector<float>& x, const Weight& w, const Shape& s, fl
   }
 }
 
+// linear() over the weight repacked as at load (BF16_P64): rows [r0, r0 + 72) cut both panels.
+void run_packed(Compute c, const std::vector<float>& x, const Weight& w, const Shape& s, float* y) {
+  Weight p = w;
+  ASSERT_TRUE(pack_weight_panels(p)) << dtype_name(w.dtype);
+  run_linear(c, x, p, s, y);
+}
+// The same product through linear_panels itself (the portable path: set_compute would refuse).
+void run_linear_panels(const std::vector<float>& x, const Weight& w, const Shape& s, float* y) {
+  Weight p = w;
+  ASSERT_TRUE(pack_weight_panels(p)) << dtype_name(w.dtype);
+  std::vector<uint16_t> xb(size_t(s.T * kK));
+  rows_to_bf16(x.data(), s.T, kK, kK, xb.data());
+  linear_panels(xb.data(), s.T, kK, p, s.r0, kN, y, kN, s.accumulate);
+}
+
 void run_dot_rows(const std::vector<float>& x, const Weight& w, const Shape& s, float* y) {
   std::vector<uint16_t> xb(size_t(s.T * kK));
   rows_to_bf16(x.data(), s.T, kK, kK, xb.data());
@@ -174,6 +190,12 @@ std::vector<Kernel> registry() {
       {"gemm_bf16_panel (packed panels)", "avx512_bf16", all, true, kFp32Sums, bf16, run_panels},
       {"gemm_bf16_panel (packed panels)", "scalar", all, true, kFp32Sums, always,
        [](const auto& x, const Weight& w, const Shape& s, float* y) { scalar([&] { run_panels(x, w, s, y); }); }},
+      {"linear bf16: packed at load", "avx512_bf16", {DType::BF16}, true, kFp32Sums, bf16,
+       [](const auto& x, const Weight& w, const Shape& s, float* y) { run_packed(Compute::BF16, x, w, s, y); }},
+      {"linear_panels (packed at load)", "scalar", {DType::BF16}, true, kFp32Sums, always,
+       [](const auto& x, const Weight& w, const Shape& s, float* y) { scalar([&] { run_linear_panels(x, w, s, y); }); }},
+      {"linear fp32: packed at load", "rows_f32", {DType::BF16}, false, kFp32Sums, always,
+       [](const auto& x, const Weight& w, const Shape& s, float* y) { run_packed(Compute::F32, x, w, s, y); }},
       {"gemm_bf16_nn_here (micro-kernel)", "avx512_bf16", all, true, kFp32Sums, bf16, run_bf16_nn},
       {"gemm_bf16_nn_here (micro-kernel)", "scalar", all, true, kFp32Sums, always,
        [](const auto& x, const Weight& w, const Shape& s, float* y) { scalar([&] { run_bf16_nn(x, w, s, y); }); }},
@@ -222,7 +244,8 @@ TEST(KernelRegistry, EveryKernelPathDtypeAndShapeAgainstDoublePrecision) {
 // double-precision FFN with x and h rounded to bf16 as both paths round them: each within the
 // bf16 path's bound, 2^-8 of sum |h w2| (h may land one bf16 step apart where g and u sum in
 // another order). Experts with 0, 1, 7, 13 and 40 rows, a row in several experts, D and I with
-// panel tails (I = 96: a 64-column panel and a 32-column one), every stored dtype.
+// panel tails (I = 96: a 64-column panel and a 32-column one), every stored dtype, and bf16
+// experts repacked as at load (I = 192: whole panels, so gate, up and down are all packed).
 struct MoeCase {
   ModelConfig cfg;
   std::vector<ExpertWeights> experts;
@@ -231,12 +254,12 @@ struct MoeCase {
   int64_t n = 0;
 };
 
-MoeCase moe_case(DType dt, std::mt19937& rng) {
+MoeCase moe_case(DType dt, int64_t I, std::mt19937& rng) {
   MoeCase c;
   c.cfg.hidden_size = 128;
-  c.cfg.moe_inter = 96;
+  c.cfg.moe_inter = I;
   c.cfg.swiglu_limit = 3.0;
-  const int64_t D = 128, I = 96;
+  const int64_t D = 128;
   const std::vector<int64_t> rows = {0, 1, 13, 40, 7};
   c.n = 40;
   std::normal_distribution<float> d(0.f, 1.f), wd(0.f, 0.1f);
@@ -294,11 +317,20 @@ void moe_reference(const MoeCase& c, std::vector<double>* acc, std::vector<doubl
 TEST(KernelRegistry, GroupedExpertsEqualThePerExpertProducts) {
   if (!cpu_features().bf16()) GTEST_SKIP() << "the bf16 path needs AVX512-BF16 or AMX";
   std::mt19937 rng(23);
-  for (DType dt : {DType::F32, DType::BF16, DType::F8_E4M3, DType::F4_E2M1}) {
-    const MoeCase c = moe_case(dt, rng);
+  const DType kPacked = DType::BF16_P64;
+  for (DType dt : {DType::F32, DType::BF16, DType::F8_E4M3, DType::F4_E2M1, kPacked}) {
+    MoeCase c = moe_case(dt == kPacked ? DType::BF16 : dt, dt == kPacked ? 192 : 96, rng);
     const int64_t D = c.cfg.hidden_size;
     std::vector<double> ref, mag;
-    moe_reference(c, &ref, &mag);
+    moe_reference(c, &ref, &mag);  // over the weights as made, before any repacking
+    if (dt == kPacked) {
+      LayerWeights l;
+      l.experts = c.experts;
+      ModelWeights mw;
+      mw.layers.push_back(l);
+      ASSERT_EQ(pack_expert_panels(mw), 3 * int64_t(c.experts.size()));
+      c.experts = mw.layers[0].experts;
+    }
     set_compute(Compute::BF16);
     std::vector<float> grouped(size_t(c.n * D), 0.f), each(size_t(c.n * D), 0.f);
     grouped_experts_bf16(c.cfg, c.experts, c.pairs, c.x.data(), grouped.data());
@@ -327,6 +359,35 @@ TEST(KernelRegistry, GroupedExpertsEqualThePerExpertProducts) {
     EXPECT_LE(worst_g, 1.0 / 256) << name;
     EXPECT_LE(worst_e, 1.0 / 256) << name;
   }
+}
+
+// Repacking at load changes the order of the bytes, never a value: every reader of a weight
+// (rows_f32, at_f32, weight_rows_bf16) gives the packed form's values bit for bit, and weights
+// the panel kernel cannot take (not bf16, rows not a multiple of 64, odd K) stay as they are.
+TEST(KernelRegistry, PackedPanelsHoldTheSameValues) {
+  std::mt19937 rng(5);
+  const Weight w = make(DType::BF16, rng);  // [128, 192]
+  Weight p = w;
+  ASSERT_TRUE(pack_weight_panels(p));
+  EXPECT_EQ(p.dtype, DType::BF16_P64);
+  EXPECT_NE(p.data, w.data);
+  const int64_t R = w.rows(), K = w.cols();
+  std::vector<float> a(size_t(R * K)), b(size_t(R * K));
+  w.rows_f32(0, R, a.data());
+  p.rows_f32(0, R, b.data());
+  EXPECT_EQ(a, b);
+  std::vector<uint16_t> ha(size_t(5 * K)), hb(size_t(5 * K));
+  weight_rows_bf16(w, 61, 5, ha.data());  // across the panels' seam
+  weight_rows_bf16(p, 61, 5, hb.data());
+  EXPECT_EQ(ha, hb);
+  for (int64_t i : {int64_t(0), int64_t(1), K * 63 + 5, R * K - 1}) EXPECT_EQ(w.at_f32(i), p.at_f32(i)) << i;
+  Weight f = make(DType::F32, rng), q = make(DType::F8_E4M3, rng);
+  EXPECT_FALSE(pack_weight_panels(f));
+  EXPECT_FALSE(pack_weight_panels(q));
+  std::vector<float> v(size_t(72 * K), 0.5f);
+  Weight odd_rows = make_weight("w", DType::BF16, {72, K}, v);
+  EXPECT_FALSE(pack_weight_panels(odd_rows));
+  EXPECT_EQ(odd_rows.dtype, DType::BF16);
 }
 
 }  // namespace

@@ -91,9 +91,10 @@ void add_moe_bench(CLI::App* b, BenchOptions* o) {
   m->add_flag("--overlap", o->moe.overlap, "Two micro-batches (MPI transport)");
   add_choice(m, &o->moe.compute, compute_choices(), "The experts' arithmetic and the baseline "
              "product's: auto (bf16 where the CPU has it), bf16 or fp32");
-  m->add_option("--experts", o->moe.experts, "bf16 prefill: grouped (every expert's rows in one "
-                "product, the default) or each (one expert at a time, as before)")
-      ->check(CLI::IsMember({"grouped", "each"}));
+  m->add_option("--experts", o->moe.experts, "bf16: grouped (every expert's rows in one product "
+                "over weights repacked at load, the default), unpacked (the same product packing "
+                "each weight panel per call) or each (one product per expert)")
+      ->check(CLI::IsMember({"grouped", "unpacked", "each"}));
   add_choice(m, &o->moe.transport, transport_choices(), "auto (shm on one node), mpi or shm");
   m->add_option("--iters", o->moe.iters, "Timed iterations (median reported)")->check(kIters);
   m->add_option("--threads", o->moe.threads, "Threads per rank")->check(threads_per_rank());

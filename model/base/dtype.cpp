@@ -10,7 +10,7 @@ namespace modelone {
 size_t dtype_size(DType t) {
   switch (t) {
     case DType::F32: case DType::I32: return 4;
-    case DType::BF16: case DType::F16: return 2;
+    case DType::BF16: case DType::F16: case DType::BF16_P64: return 2;
     case DType::F8_E4M3: case DType::F8_E8M0: case DType::F4_E2M1: case DType::I8: case DType::U8:
       return 1;
     case DType::I64: return 8;
@@ -32,6 +32,7 @@ std::string_view dtype_name(DType t) {
     case DType::F4_E2M1: return "F4_E2M1";
     case DType::I8: return "I8";
     case DType::U8: return "U8";
+    case DType::BF16_P64: return "BF16_P64";
   }
   return "?";
 }
@@ -193,6 +194,8 @@ void widen_to_f32(DType t, const void* src, float* dst, size_t n) {
       for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
       return;
     }
+    case DType::BF16_P64:  // where an element sits depends on its row: Weight::rows_f32 reads it
+      MO_CHECK(false, "widen_to_f32 on a BF16_P64 weight");
   }
 }
 

@@ -10,7 +10,10 @@ namespace modelone {
 
 // F4_E2M1: FP4 e2m1, two codes per byte, the low nibble first (DeepSeek's routed experts, which
 // ship as I8 tensors of packed codes). I8 / U8: raw bytes as safetensors declares them.
-enum class DType : uint8_t { F32, BF16, F16, F8_E4M3, F8_E8M0, I64, I32, F4_E2M1, I8, U8 };
+// BF16_P64: bf16 repacked at load for the bf16 kernels, never in a file: a weight [R, K] (R a
+// multiple of 64, K even) as R / 64 panels of 64 rows, each [K / 2][64] uint32 whose (k, j) holds
+// elements 2k (low half) and 2k + 1 of the panel's row j: VDPBF16PS's pair layout (weight_tensor.h).
+enum class DType : uint8_t { F32, BF16, F16, F8_E4M3, F8_E8M0, I64, I32, F4_E2M1, I8, U8, BF16_P64 };
 
 size_t dtype_size(DType t);                // bytes per element (1 for F4_E2M1: see dtype_bytes)
 size_t dtype_bytes(DType t, size_t n);     // bytes of n elements (F4_E2M1: n / 2, rounded up)

@@ -10,6 +10,7 @@
 #include "model/base/dtype.h"
 #include "model/kernels/bf16_decode.h"
 #include "model/kernels/elementwise.h"
+#include "model/kernels/panel_weights.h"
 
 namespace modelone {
 
@@ -30,19 +31,22 @@ Scratch& scratch() {
   return s;
 }
 
-// Rows [r0, r0 + nb) of w (each w.cols() long) packed into `panel` (bf16 straight from the
-// weight; other types decoded to bf16 first).
-void pack_rows(const Weight& w, int64_t r0, int64_t nb, std::vector<uint16_t>& rows,
-               std::vector<uint32_t>& panel) {
+// Rows [r0, r0 + nb) of w (each w.cols() long) as a panel: as loaded when w was packed at load
+// (BF16_P64, r0 a multiple of 64), else packed into `panel` (bf16 straight from the weight,
+// other types decoded to bf16 first).
+const uint32_t* panel_of(const Weight& w, int64_t r0, int64_t nb, std::vector<uint16_t>& rows,
+                         std::vector<uint32_t>& panel) {
   const int64_t K = w.cols();
+  if (w.dtype == DType::BF16_P64) return weight_panel(w, r0 / kPanelCols);
   panel.resize(size_t((K + 1) / 2 * kPanelCols));
   if (w.dtype == DType::BF16 && !w.scale) {
     pack_panel_bf16(static_cast<const uint16_t*>(w.data) + r0 * K, K, nb, K, panel.data());
-    return;
+    return panel.data();
   }
   rows.resize(size_t(nb * K));
   weight_rows_bf16(w, r0, nb, rows.data());
   pack_panel_bf16(rows.data(), K, nb, K, panel.data());
+  return panel.data();
 }
 
 struct Group {
@@ -58,10 +62,10 @@ void gate_up_task(const ModelConfig& cfg, const ExpertWeights& ew, const uint16_
   Scratch& s = scratch();
   s.y.resize(size_t(m * kPanelCols));
   s.y2.resize(size_t(m * kPanelCols));
-  pack_rows(ew.w1, c0, nb, s.rows, s.panel);
-  gemm_bf16_panel(m, D, xg, D, s.panel.data(), nb, s.y.data(), kPanelCols, false);
-  pack_rows(ew.w3, c0, nb, s.rows, s.panel);
-  gemm_bf16_panel(m, D, xg, D, s.panel.data(), nb, s.y2.data(), kPanelCols, false);
+  gemm_bf16_panel(m, D, xg, D, panel_of(ew.w1, c0, nb, s.rows, s.panel), nb, s.y.data(),
+                  kPanelCols, false);
+  gemm_bf16_panel(m, D, xg, D, panel_of(ew.w3, c0, nb, s.rows, s.panel), nb, s.y2.data(),
+                  kPanelCols, false);
   const float lim = float(cfg.swiglu_limit);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t c = 0; c < nb; ++c) {
@@ -81,10 +85,9 @@ void down_task(const ModelConfig& cfg, const std::vector<ExpertWeights>& experts
     if (m == 0) continue;
     const Weight& w2 = experts[size_t(e)].w2;  // [D, I]
     const int64_t I = w2.cols();
-    pack_rows(w2, c0, nb, s.rows, s.panel);
     s.y.resize(size_t(m * kPanelCols));
-    gemm_bf16_panel(m, I, h + (p0 - g.p0) * I, I, s.panel.data(), nb, s.y.data(), kPanelCols,
-                    false);
+    gemm_bf16_panel(m, I, h + (p0 - g.p0) * I, I, panel_of(w2, c0, nb, s.rows, s.panel), nb,
+                    s.y.data(), kPanelCols, false);
     for (int64_t i = 0; i < m; ++i) {
       float* o = acc + int64_t(P.row[size_t(p0 + i)]) * D + c0;
       const float wt = P.weight[size_t(p0 + i)];
@@ -128,6 +131,14 @@ void run_group(const ModelConfig& cfg, const std::vector<ExpertWeights>& experts
 }
 
 }  // namespace
+
+int64_t pack_expert_panels(ModelWeights& w) {
+  int64_t n = 0;
+  for (auto& l : w.layers)
+    for (auto& e : l.experts)
+      for (Weight* t : {&e.w1, &e.w2, &e.w3}) n += pack_weight_panels(*t) ? 1 : 0;
+  return n;
+}
 
 int64_t ExpertPairs::max_rows() const {
   int64_t m = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "model/base/check.h"
 
@@ -19,9 +20,30 @@ int64_t Weight::cols() const {
   return n;
 }
 
+void panel_rows_bf16(const Weight& w, int64_t r0, int64_t n, uint16_t* out) {
+  const int64_t kp = w.cols() / 2;
+  MO_CHECK(w.dtype == DType::BF16_P64 && r0 >= 0 && r0 + n <= w.rows(), w.name, " rows ", r0, "+", n);
+  for (int64_t r = r0; r < r0 + n; ++r) {
+    const uint32_t* panel = weight_panel(w, r / kPanelRows) + r % kPanelRows;
+    uint16_t* o = out + (r - r0) * 2 * kp;
+    for (int64_t p = 0; p < kp; ++p) {
+      const uint32_t v = panel[p * kPanelRows];
+      o[2 * p] = uint16_t(v & 0xffff);
+      o[2 * p + 1] = uint16_t(v >> 16);
+    }
+  }
+}
+
 void Weight::rows_f32(int64_t r0, int64_t n, float* out) const {
   const int64_t c = cols();
   MO_CHECK(r0 >= 0 && r0 + n <= std::max<int64_t>(rows(), 1), name, " rows ", r0, "+", n);
+  if (dtype == DType::BF16_P64) {  // back to bf16 rows, then widened
+    static thread_local std::vector<uint16_t> h;
+    h.resize(size_t(n * c));
+    panel_rows_bf16(*this, r0, n, h.data());
+    widen_to_f32(DType::BF16, h.data(), out, h.size());
+    return;
+  }
   const char* base = static_cast<const char*>(data) + dtype_bytes(dtype, size_t(r0 * c));
   widen_to_f32(dtype, base, out, size_t(n * c));
   if (!scale) return;
@@ -50,6 +72,11 @@ std::vector<float> Weight::to_f32() const {
 }
 
 float Weight::at_f32(int64_t i) const {
+  if (dtype == DType::BF16_P64) {  // element k of row r: a half of pair k / 2 in r's panel
+    const int64_t r = i / cols(), k = i % cols();
+    const uint32_t v = weight_panel(*this, r / kPanelRows)[(k / 2) * kPanelRows + r % kPanelRows];
+    return bf16_to_f32(uint16_t(k % 2 ? v >> 16 : v & 0xffff));
+  }
   if (dtype == DType::F4_E2M1)
     return e2m1_to_f32((static_cast<const uint8_t*>(data)[i / 2] >> ((i & 1) * 4)) & 0xf);
   float f;

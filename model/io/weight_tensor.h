@@ -40,6 +40,14 @@ struct Weight {
   int64_t at_i64(int64_t i) const;  // integer tensors (tid2eid)
 };
 
+// DType::BF16_P64's panels (dtype.h): panel p holds rows [64 p, 64 p + 64), [K / 2][64] uint32.
+constexpr int64_t kPanelRows = 64;
+inline const uint32_t* weight_panel(const Weight& w, int64_t p) {
+  return static_cast<const uint32_t*>(w.data) + p * (w.cols() / 2) * kPanelRows;
+}
+// Rows [r0, r0 + n) of a BF16_P64 weight back in row order, bf16 [n, cols()].
+void panel_rows_bf16(const Weight& w, int64_t r0, int64_t n, uint16_t* out);
+
 // An owned fp32 or bf16 copy of data, for synthetic weights and tests.
 Weight make_weight(std::string name, DType dtype, std::vector<int64_t> shape,
                    const std::vector<float>& values);

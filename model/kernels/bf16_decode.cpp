@@ -257,6 +257,7 @@ void e4m3_to_bf16(const uint8_t* codes, int64_t n, int e2, uint16_t* out) {
 void weight_rows_bf16(const Weight& w, int64_t r0, int64_t n, uint16_t* out) {
   const int64_t K = w.cols();
   MO_CHECK(r0 >= 0 && r0 + n <= w.rows(), w.name, " rows ", r0, "+", n);
+  if (w.dtype == DType::BF16_P64) return panel_rows_bf16(w, r0, n, out);
   switch (source_kind(w)) {
     case 1: std::memcpy(out, static_cast<const uint16_t*>(w.data) + r0 * K, size_t(n * K) * 2); return;
     case 2: decode_rows(Fp8Src(w), r0, n, K, out); return;

@@ -33,8 +33,9 @@ void gemm_bf16_nt_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64
 // The same kernel over a panel packed ahead: B's rows [nb <= kPanelCols, K] (ldb) in VDPBF16PS's
 // pair layout, panel[ceil(K / 2)][kPanelCols] uint32 (zeros past nb and K). Then
 // C[M, nb] (+)= A[M, K] @ panel, on the calling thread: the grouped expert product packs each
-// weight panel once and runs every row of its expert against it.
-constexpr int64_t kPanelCols = 64;
+// weight panel once (or reads it as loaded: DType::BF16_P64) and runs every row of its expert
+// against it.
+constexpr int64_t kPanelCols = kPanelRows;
 void pack_panel_bf16(const uint16_t* B, int64_t ldb, int64_t nb, int64_t K, uint32_t* panel);
 void gemm_bf16_panel(int64_t M, int64_t K, const uint16_t* A, int64_t lda, const uint32_t* panel,
                      int64_t nb, float* C, int64_t ldc, bool accumulate);

@@ -9,6 +9,7 @@
 #include "model/base/cpu_features.h"
 #include "model/kernels/linear.h"
 #include "model/kernels/onednn_matmul.h"
+#include "model/kernels/panel_weights.h"
 
 namespace modelone {
 
@@ -42,6 +43,10 @@ void linear_bf16(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_
   const int nt = threads_here();
 #pragma omp parallel for schedule(static) num_threads(nt) if (T * K > 65536)
   for (int64_t t = 0; t < T; ++t) rows_to_bf16(x + t * ldx, 1, ldx, K, xb + t * K);
+  if (w.dtype == DType::BF16_P64) {  // packed at load (routed experts): every T
+    linear_panels(xb, T, K, w, r0, N, y, ldy, accumulate);
+    return;
+  }
   if (T <= kGemvMaxRows) {
     gemv(xb, T, w, r0, N, y, ldy, accumulate);
     return;

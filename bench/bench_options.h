@@ -32,6 +32,7 @@ struct EngineBenchOptions {
   int64_t prefill_chunk = 2048;
   std::string kv_cache = kv_cache_choices().default_text();
   std::string compute = compute_choices().default_text();  // timed against fp32 in the same run
+  std::string repack = repack_choices().default_text();
   uint64_t seed = 0;
   int threads = 0;
 };

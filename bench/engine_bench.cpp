@@ -48,6 +48,7 @@ int engine_bench(const EngineBenchOptions& o) {
   EngineOptions eo;
   eo.kv_dtype = kv_cache_dtype(kv_cache_choices().parse(o.kv_cache), ms.cfg, mode);
   eo.prefill_chunk = o.prefill_chunk;
+  eo.repack = repack_choices().parse(o.repack);
   auto engine_ptr = make_engine(ms, grid, eo);
   Engine& engine = *engine_ptr;
   const bool active = grid.dp_index == 0;
@@ -100,6 +101,7 @@ int engine_bench(const EngineBenchOptions& o) {
       Line l("engine");
       l.add("model", cfg.name)
           .add("compute", std::string(compute_name(c)))
+          .add("repack", o.repack)
           .add("world", int64_t(grid.W))
           .add("threads", int64_t(threads))
           .add("context", n)

@@ -14,7 +14,7 @@
 #include "model/io/model_source.h"
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
-#include "model/blocks/moe_grouped.h"
+#include "model/blocks/weight_packing.h"
 #include "model/kernels/linear.h"
 #include "model/io/tensor_table.h"
 

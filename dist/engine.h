@@ -25,8 +25,13 @@
 
 namespace modelone {
 
+// Under bf16 compute, which BF16 weights are repacked at load into the panel kernel's layout
+// (model/blocks/weight_packing.h): all it can take, the routed experts only, or none.
+enum class Repack : uint8_t { All, Experts, None };
+
 struct EngineOptions {
   DType kv_dtype = DType::F32;
+  Repack repack = Repack::All;
   MoeOptions moe;
   CpLayout cp_layout = CpLayout::Zigzag;
   int64_t prefill_chunk = 2048;  // prompt tokens per rank per prefill step

@@ -3,7 +3,7 @@
 #include "comm/comm.h"
 #include "model/base/check.h"
 #include "model/blocks/engram.h"
-#include "model/blocks/moe_grouped.h"
+#include "model/blocks/weight_packing.h"
 #include "model/kernels/linear.h"
 #include "model/io/engram_tables.h"
 #include "model/config/model_info.h"
@@ -27,8 +27,9 @@ std::unique_ptr<Engine> make_engine(const ModelSource& ms, const RankGrid& grid,
     w = load_weights(
         cfg, *ms.weights, [&](int64_t l, int64_t e) { return placement[size_t(l)].holds(r, e); },
         progress);
-    // The bf16 path's expert products read their weights in the panel kernel's layout.
-    if (compute_mode() == Compute::BF16) pack_expert_panels(w);
+    // The bf16 path's products read their weights in the panel kernel's layout.
+    if (compute_mode() == Compute::BF16 && opt.repack != Repack::None) pack_expert_panels(w);
+    if (compute_mode() == Compute::BF16 && opt.repack == Repack::All) pack_dense_panels(cfg, w);
     if (!with_engram) return;
     cmap = ms.synthetic ? synthetic_compression_map(cfg.seed, cfg.vocab_size, cfg.engram.compressed_vocab)
                         : read_compression_map(ms.dir, cfg);

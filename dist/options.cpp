@@ -33,6 +33,7 @@ template struct Choices<ComputeChoice>;
 template struct Choices<Payload>;
 template struct Choices<Transport>;
 template struct Choices<CpLayout>;
+template struct Choices<Repack>;
 
 Compute resolve_compute(ComputeChoice c) {
   return c == ComputeChoice::Auto ? default_compute()
@@ -73,6 +74,12 @@ const Choices<Transport>& transport_choices() {
 const Choices<CpLayout>& layout_choices() {
   static const Choices<CpLayout> t{"--cp-layout", {{"zigzag", CpLayout::Zigzag},
       {"contiguous", CpLayout::Contiguous}}};
+  return t;
+}
+
+const Choices<Repack>& repack_choices() {
+  static const Choices<Repack> t{"--repack", {{"all", Repack::All}, {"experts", Repack::Experts},
+      {"none", Repack::None}}};
   return t;
 }
 

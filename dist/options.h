@@ -1,5 +1,5 @@
 // The choice flags that run, inspect and the benchmarks share (--kv-cache, --compute, --dispatch,
-// --combine, --ep-transport, --cp-layout): one table each from the option's text to its value,
+// --combine, --ep-transport, --cp-layout, --repack): one table each from the option's text to its value,
 // whose first row is the one default. The command line registers a flag from its table (the
 // allowed set and the default shown in --help); the runtime parses the text with the same table,
 // so a value the table lacks is one error line naming the flag and what it takes.
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dist/cp_layout.h"
+#include "dist/engine.h"
 #include "dist/moe_parallel.h"
 #include "dist/moe_payload.h"
 #include "model/cache/layer_cache.h"
@@ -37,5 +38,6 @@ const Choices<Payload>& dispatch_choices();        // fp32, bf16, fp8
 const Choices<Payload>& combine_choices();         // fp32, bf16
 const Choices<Transport>& transport_choices();     // auto, mpi, shm
 const Choices<CpLayout>& layout_choices();         // zigzag, contiguous
+const Choices<Repack>& repack_choices();           // all, experts, none
 
 }  // namespace modelone

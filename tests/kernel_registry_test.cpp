@@ -19,6 +19,7 @@
 
 #include "model/blocks/moe.h"
 #include "model/blocks/moe_grouped.h"
+#include "model/blocks/weight_packing.h"
 #include "model/base/cpu_features.h"
 #include "model/base/dtype.h"
 #include "model/io/release_quant.h"
@@ -194,8 +195,12 @@ std::vector<Kernel> registry() {
        [](const auto& x, const Weight& w, const Shape& s, float* y) { run_packed(Compute::BF16, x, w, s, y); }},
       {"linear_panels (packed at load)", "scalar", {DType::BF16}, true, kFp32Sums, always,
        [](const auto& x, const Weight& w, const Shape& s, float* y) { scalar([&] { run_linear_panels(x, w, s, y); }); }},
-      {"linear fp32: packed at load", "rows_f32", {DType::BF16}, false, kFp32Sums, always,
+      {"linear fp32: packed at load", "avx512", {DType::BF16}, false, kFp32Sums, avx512,
        [](const auto& x, const Weight& w, const Shape& s, float* y) { run_packed(Compute::F32, x, w, s, y); }},
+      {"linear fp32: packed at load", "scalar", {DType::BF16}, false, kFp32Sums, always,
+       [](const auto& x, const Weight& w, const Shape& s, float* y) {
+         scalar([&] { run_packed(Compute::F32, x, w, s, y); });
+       }},
       {"gemm_bf16_nn_here (micro-kernel)", "avx512_bf16", all, true, kFp32Sums, bf16, run_bf16_nn},
       {"gemm_bf16_nn_here (micro-kernel)", "scalar", all, true, kFp32Sums, always,
        [](const auto& x, const Weight& w, const Shape& s, float* y) { scalar([&] { run_bf16_nn(x, w, s, y); }); }},
@@ -328,7 +333,7 @@ TEST(KernelRegistry, GroupedExpertsEqualThePerExpertProducts) {
       l.experts = c.experts;
       ModelWeights mw;
       mw.layers.push_back(l);
-      ASSERT_EQ(pack_expert_panels(mw), 3 * int64_t(c.experts.size()));
+      ASSERT_EQ(pack_expert_panels(mw).tensors, 3 * int64_t(c.experts.size()));
       c.experts = mw.layers[0].experts;
     }
     set_compute(Compute::BF16);

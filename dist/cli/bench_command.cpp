@@ -59,6 +59,8 @@ void add_engine_bench(CLI::App* b, BenchOptions* o) {
   e->add_option("--decode-steps", o->engine.decode_steps, "Decode steps timed per context")->check(kIters);
   e->add_option("--prefill-chunk", o->engine.prefill_chunk, "Prompt tokens per forward step")->check(kContext);
   add_kv_cache_option(e, &o->engine.kv_cache, "KV cache storage");
+  add_choice(e, &o->engine.repack, repack_choices(), "bf16 compute: BF16 weights repacked at "
+             "load into the panel kernel's layout: all, experts or none (the fp32 pass reads them too)");
   e->add_option("--seed", o->engine.seed, "Prompt seed");
   add_choice(e, &o->engine.compute, compute_choices(), "Compute mode timed against fp32 in the "
              "same run: auto (bf16 where the CPU has it), bf16 or fp32");

@@ -57,6 +57,7 @@ struct RunOptions {
   double watchdog_s = 0;         // 0: off
   int cp = 0, ep = 0;
   std::string cp_layout = layout_choices().default_text();
+  std::string repack = repack_choices().default_text();
   bool json = false;
   int64_t prefill_chunk = 2048;
   bool ignore_eos = false;

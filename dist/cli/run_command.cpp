@@ -85,6 +85,8 @@ void add_run_command(CLI::App* app, RunOptions* o) {
              "the cp ranks: zigzag (balanced) or contiguous");
   run->add_option("--ep", o->ep, "Expert-parallel group size (default: world size)")
       ->check(CLI::Range(1, 1 << 20));
+  add_choice(run, &o->repack, repack_choices(), "bf16 compute: BF16 weights repacked at load "
+             "into the panel kernel's layout: all (projections, experts, LM head), experts, none");
   run->add_flag("--json", o->json, "Print one JSON object with generated tokens and timings");
   run->add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens per rank per forward step")
       ->check(positive());
@@ -391,6 +393,7 @@ std::unique_ptr<Engine> load_engine(const RunOptions& o, const RunSetup& r, doub
   eopt.moe.overlap = o.overlap;
   eopt.moe.transport = transport_choices().parse(o.transport);
   eopt.cp_layout = layout_choices().parse(o.cp_layout);
+  eopt.repack = repack_choices().parse(o.repack);
   eopt.prefill_chunk = o.prefill_chunk;
   eopt.engram = engram_options(o.engram);
   std::unique_ptr<Engine> engine;

@@ -10,7 +10,6 @@
 #include "model/base/dtype.h"
 #include "model/kernels/bf16_decode.h"
 #include "model/kernels/elementwise.h"
-#include "model/kernels/panel_weights.h"
 
 namespace modelone {
 
@@ -131,14 +130,6 @@ void run_group(const ModelConfig& cfg, const std::vector<ExpertWeights>& experts
 }
 
 }  // namespace
-
-int64_t pack_expert_panels(ModelWeights& w) {
-  int64_t n = 0;
-  for (auto& l : w.layers)
-    for (auto& e : l.experts)
-      for (Weight* t : {&e.w1, &e.w2, &e.w3}) n += pack_weight_panels(*t) ? 1 : 0;
-  return n;
-}
 
 int64_t ExpertPairs::max_rows() const {
   int64_t m = 0;

@@ -35,11 +35,4 @@ void grouped_experts_bf16(const ModelConfig& cfg, const std::vector<ExpertWeight
                           const ExpertPairs& pairs, const float* x, float* acc,
                           const std::function<void()>& progress = nullptr);
 
-// The routed experts' BF16 weights repacked into the panel kernel's layout (DType::BF16_P64),
-// for the bf16 compute path: the grouped product then reads each panel as loaded, and every
-// other product of these weights (linear() at any row count) goes through the same kernel.
-// Same bytes; weights of other types or shapes (rows not a multiple of 64) are left as they
-// are. Returns how many tensors it packed.
-int64_t pack_expert_panels(ModelWeights& w);
-
 }  // namespace modelone

@@ -9,6 +9,7 @@
 #include "model/base/check.h"
 #include "model/base/cpu_features.h"
 #include "model/kernels/linear_gemv_bf16.h"
+#include "model/kernels/panel_weights.h"
 
 namespace modelone {
 
@@ -113,6 +114,7 @@ void linear_fp32(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_
   const float beta = accumulate ? 1.f : 0.f;
   const bool f32 = w.dtype == DType::F32 && !w.scale;
   if (!f32 && T <= kGemvMaxRows) {
+    if (w.dtype == DType::BF16_P64) return linear_panels_f32(x, T, ldx, w, r0, N, y, ldy, accumulate);
     if (w.dtype == DType::BF16 && !w.scale &&
         gemv_bf16(x, T, ldx, static_cast<const uint16_t*>(w.data) + r0 * K, K, N, y, ldy,
                   accumulate))

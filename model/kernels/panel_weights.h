@@ -19,5 +19,9 @@ bool pack_weight_panels(Weight& w);
 // stride ldx. Tasks of (panel, up to 256 rows of x) over the threads available here.
 void linear_panels(const uint16_t* xb, int64_t T, int64_t ldx, const Weight& w, int64_t r0,
                    int64_t N, float* y, int64_t ldy, bool accumulate);
+// The same in fp32 (x fp32, each weight widened exactly): the fp32 path's decode-sized
+// products over a packed weight (linear_fp32 at T <= kGemvMaxRows; larger T widen rows).
+void linear_panels_f32(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t r0,
+                       int64_t N, float* y, int64_t ldy, bool accumulate);
 
 }  // namespace modelone

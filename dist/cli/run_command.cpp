@@ -406,8 +406,11 @@ std::unique_ptr<Engine> load_engine(const RunOptions& o, const RunSetup& r, doub
                               std::to_string(total) + ", " + fmt_seconds(comm::now() - t_start));
     });
   });
-  log_line(o.m.quiet, "weights: " + std::to_string(engine->weights().bytes >> 20) +
-                          " MiB on rank 0, loaded in " + fmt_seconds(comm::now() - t_start));
+  const ModelWeights& w = engine->weights();
+  log_line(o.m.quiet, "weights: " + std::to_string(w.bytes >> 20) + " MiB on rank 0" +
+                          (w.repacked ? " (" + std::to_string(w.repacked >> 20) +
+                                            " MiB repacked for the bf16 panel kernel)" : "") +
+                          ", loaded in " + fmt_seconds(comm::now() - t_start));
   return engine;
 }
 

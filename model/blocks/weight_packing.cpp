@@ -17,6 +17,7 @@ PackedWeights pack_expert_panels(ModelWeights& w) {
   PackedWeights n;
   for (auto& l : w.layers)
     for (auto& e : l.experts) pack({&e.w1, &e.w2, &e.w3}, n);
+  w.repacked += size_t(n.bytes);
   return n;
 }
 
@@ -31,6 +32,7 @@ PackedWeights pack_dense_panels(const ModelConfig& cfg, ModelWeights& w) {
             &a.idx_compressor.wgate}, n);
   }
   if (w.head.data != w.embed.data) pack({&w.head}, n);  // a tied head is the embedding's rows
+  w.repacked += size_t(n.bytes);
   return n;
 }
 

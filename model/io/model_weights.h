@@ -59,6 +59,7 @@ struct ModelWeights {
   Weight hc_head_fn, hc_head_base, hc_head_scale;   // [hc, hc*D], [hc], [1]
   std::vector<LayerWeights> layers;
   size_t bytes = 0;                                 // resident parameter bytes
+  size_t repacked = 0;  // of those, bytes repacked at load for the bf16 panel kernel (weight_packing.h)
 };
 
 // Where tensors come from: a checkpoint (checked against the expected shape) or synthetic values.

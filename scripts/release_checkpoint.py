@@ -75,12 +75,16 @@ def read_safetensors(path):
     return out
 
 
-def read_checkpoint(d):
+def checkpoint_files(d):
+    """The safetensors files of checkpoint directory d: its index's shards, or model.safetensors."""
     index = os.path.join(d, "model.safetensors.index.json")
-    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) \
+    return sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) \
         else ["model.safetensors"]
+
+
+def read_checkpoint(d):
     tensors = {}
-    for f in files:
+    for f in checkpoint_files(d):
         tensors.update(read_safetensors(os.path.join(d, f)))
     return tensors
 

@@ -34,7 +34,7 @@ except ImportError:
 
 sys.dont_write_bytecode = True  # no __pycache__ in the repository's scripts/
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from release_checkpoint import release_name  # noqa: E402  transformers name -> release name
+from release_checkpoint import checkpoint_files, release_name  # noqa: E402
 
 T = gguf.MODEL_TENSOR
 # release-name suffix of a layer tensor -> llama.cpp tensor, name suffix
@@ -80,11 +80,8 @@ def gname(t, bid=None, suffix="weight"):
 
 def open_checkpoint(d):
     """name -> (dtype, memmapped array) for every tensor; mtp.* skipped like llama.cpp does."""
-    index = os.path.join(d, "model.safetensors.index.json")
-    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) \
-        else ["model.safetensors"]
     out = {}
-    for fn in files:
+    for fn in checkpoint_files(d):
         path = os.path.join(d, fn)
         if not os.path.isfile(path):
             die("missing %s" % path)

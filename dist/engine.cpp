@@ -134,7 +134,7 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
     if (fault_stray_) grid_.world.barrier();  // never returns: the others do not join
     fail("injected fault in layer ", l, " (MODELONE_INJECT_FAULT)");
   }
-  h_.resize(size_t(T * D));
+  h_.resize(size_t(std::max<int64_t>(T, 1) * D));  // a decode split receives the tail's row
   out_.resize(size_t(T * D));
   post_.resize(size_t(T * hc));
   comb_.resize(size_t(T * hc * hc));
@@ -164,7 +164,10 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
   const std::vector<float> fn = lw.ffn_norm.to_f32();
   rms_norm_rows(h, T, D, D, eps, fn.data());
   const double t0 = comm::now();
-  moe_.forward(l, lw, h, T, tokens, out);
+  // Decode: the shared expert is the tail's largest dense read; the cp group splits it.
+  const bool split = eng_tail_ >= 0 && grid_.cp_comm.size() > 1 && lw.shared.loaded();
+  if (split) split_.shared_expert(cfg_, grid_.cp_comm, eng_tail_, lw.shared, h, out);
+  moe_.forward(l, lw, h, T, tokens, out, split);
   timers_.moe += comm::now() - t0;
   hc_post(T, hc, D, out, post, comb, x);
 }

@@ -14,6 +14,7 @@
 #include "comm/counters.h"
 #include "dist/cp_attention.h"
 #include "dist/cp_layout.h"
+#include "dist/decode_split.h"
 #include "dist/engram_store.h"
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
@@ -136,6 +137,7 @@ class Engine {
   std::vector<std::vector<int64_t>> eng_rows_;          // per table: this step's rows [T, C]
   std::vector<float> eng_e_, eng_kv_, eng_part_;
   int eng_tail_ = -1;  // in a decode step, the cp rank with the new token
+  DecodeSplit split_;  // decode's dense products split over the cp group
   std::vector<float> last_logits_;
   PrefillOptions prefill_opt_;
   EngineTimers timers_;

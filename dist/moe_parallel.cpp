@@ -267,12 +267,13 @@ void MoeParallel::combine(MoeBatch* b, float* y) {
 }
 
 void MoeParallel::forward(int64_t layer, const LayerWeights& w, const float* h, int64_t T,
-                          const int32_t* ids, float* y) {
+                          const int32_t* ids, float* y, bool shared_done) {
   const double c0 = comm::now();
   Routing r;
   route(cfg_, layer, w, h, T, ids, &r);
   timers.route += comm::now() - c0;
   auto shared = [&] {
+    if (shared_done) return;
     const double c1 = comm::now();
     if (w.shared.loaded()) expert_ffn(cfg_, w.shared, h, T, y);
     else std::memset(y, 0, size_t(T * cfg_.hidden_size) * 4);

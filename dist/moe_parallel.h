@@ -76,8 +76,10 @@ class MoeParallel {
 
   // y[T, D] = routed experts (wherever they live) + shared expert, for h[T, D] (the normed FFN
   // input) and ids[T]. Every rank of the ep group must call it for every layer, T = 0 included.
+  // shared_done: y already holds the shared expert's output (a decode step split it over the
+  // cp group, dist/decode_split.h); the routed results are added to it.
   void forward(int64_t layer, const LayerWeights& w, const float* h, int64_t T,
-               const int32_t* ids, float* y);
+               const int32_t* ids, float* y, bool shared_done = false);
 
   // The exchange as separate steps (the ep benchmark times them). dispatch() returns with this
   // rank's rows readable through b->in_rows; run_experts() computes (w == nullptr: every expert

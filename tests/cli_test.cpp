@@ -268,6 +268,15 @@ TEST(Cli, ContextParallelRunsMatchOneRank) {
             generated("--ids 5,6 --generate 6 --ignore-eos", 0)["generated"]);
 }
 
+TEST(Cli, RunShowsTheBinding) {
+  // Each rank's host, bound cpus and threads, in the first lines (rank 0 prints them).
+  const Result r = run("run --model tiny --random-prompt 8 --generate 2", 2);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("modelone: binding: host "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("; rank 1 cpus "), std::string::npos) << r.err;
+  EXPECT_LT(r.err.find("binding:"), r.err.find("weights:")) << r.err;
+}
+
 TEST(Cli, InspectContextParallelMemory) {
   auto inspect = [](const std::string& args) {
     const Result r = run("inspect --model v4-flash --json --context 1048576 " + args);

@@ -14,6 +14,7 @@
 #include "dist/cli/validators.h"
 #include "model/io/model_source.h"
 #include "dist/cli/prompt_input.h"
+#include "dist/binding.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
 #include "dist/eplb.h"
@@ -246,6 +247,9 @@ void set_up_run(const RunOptions& o, RunSetup* r) {
                           std::to_string(grid.dp) + ", cp " + std::to_string(grid.cp) + ", ep " +
                           std::to_string(grid.ep) + "), " + std::to_string(r->threads) +
                           " threads per rank, " + compute_name(compute_mode()) + " compute");
+  std::vector<std::string> binding;
+  comm::agree(grid.world, [&] { binding = gather_binding(grid.world, r->threads); });
+  for (const std::string& line : binding) log_line(o.m.quiet, line);
 }
 
 // The engine: the expert placement (compared across ranks), the options from the flags, and this

@@ -56,17 +56,21 @@ void expert_ffn(const ModelConfig& cfg, const ExpertWeights& e, const float* x, 
   up.resize(size_t(n * I));
   linear(x, n, D, e.w1, 0, I, gate.data(), I);
   linear(x, n, D, e.w3, 0, I, up.data(), I);
+  swiglu(cfg, gate.data(), up.data(), n * I);
+  linear(gate.data(), n, I, e.w2, 0, D, y, D, accumulate);
+}
+
+void swiglu(const ModelConfig& cfg, float* gate, const float* up, int64_t n) {
   const float lim = float(cfg.swiglu_limit);
   const bool clamp = lim > 0;
-  for (int64_t i = 0; i < n * I; ++i) {
-    float g = gate[size_t(i)], u = up[size_t(i)];
+  for (int64_t i = 0; i < n; ++i) {
+    float g = gate[i], u = up[i];
     if (clamp) {
       g = std::min(g, lim);
       u = std::clamp(u, -lim, lim);
     }
-    gate[size_t(i)] = silu(g) * u;
+    gate[i] = silu(g) * u;
   }
-  linear(gate.data(), n, I, e.w2, 0, D, y, D, accumulate);
 }
 
 }  // namespace modelone

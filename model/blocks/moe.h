@@ -24,5 +24,7 @@ void route(const ModelConfig& cfg, int64_t layer, const LayerWeights& w, const f
 // accumulate adds into y instead of overwriting it.
 void expert_ffn(const ModelConfig& cfg, const ExpertWeights& e, const float* x, int64_t n,
                 float* y, bool accumulate = false);
+// gate[n] = silu(min(gate, limit)) * clamp(up, -limit, limit), in place (no clamp at limit 0).
+void swiglu(const ModelConfig& cfg, float* gate, const float* up, int64_t n);
 
 }  // namespace modelone

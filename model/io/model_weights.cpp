@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "model/base/check.h"
+#include "model/base/large_alloc.h"
 #include "model/io/safetensors.h"
 #include "model/io/synthetic.h"
 #include "model/io/tensor_table.h"
@@ -109,13 +110,20 @@ class SyntheticSource : public WeightSource {
     // Small tensors (norms, biases) stay fp32; matrices take the preset's dtype.
     w.dtype = req.shape.size() >= 2 ? dtype_ : DType::F32;
     const int64_t n = w.numel();
-    auto buf = std::shared_ptr<char[]>(new char[w.nbytes()]);
+    const std::shared_ptr<char> buf = alloc_large(size_t(w.nbytes()), req.name.c_str());
     constexpr int64_t kChunk = 1 << 20;
     std::vector<float> tmp(static_cast<size_t>(std::min(n, kChunk)));
     for (int64_t i = 0; i < n; i += kChunk) {
       const int64_t m = std::min(kChunk, n - i);
       synth_fill(seed_, h, req.init, i, i + m, tmp.data());
-      narrow_from_f32(w.dtype, tmp.data(), buf.get() + size_t(i) * dtype_size(w.dtype), size_t(m));
+      // Narrowed by all threads: this loop first touches the weight's pages, and a V4-Flash cut
+      // is gigabytes of them.
+      constexpr int64_t kPiece = 1 << 14;
+      char* dst = buf.get() + size_t(i) * dtype_size(w.dtype);
+#pragma omp parallel for schedule(static) if (m > kPiece)
+      for (int64_t j = 0; j < m; j += kPiece)
+        narrow_from_f32(w.dtype, tmp.data() + j, dst + size_t(j) * dtype_size(w.dtype),
+                        size_t(std::min(kPiece, m - j)));
     }
     w.data = buf.get();
     w.owner = std::shared_ptr<const void>(buf, buf.get());

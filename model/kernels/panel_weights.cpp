@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/base/check.h"
+#include "model/base/large_alloc.h"
 #include "model/base/cpu_features.h"
 #include "model/kernels/bf16_decode.h"
 
@@ -20,9 +21,8 @@ bool pack_weight_panels(Weight& w) {
     return false;
   const int64_t per_panel = K / 2 * kPanelRows, n = R / kPanelRows;  // uint32 per panel, panels
   const size_t bytes = size_t(n * per_panel) * 4;                     // a multiple of 256
-  auto* buf = static_cast<uint32_t*>(std::aligned_alloc(64, bytes));
-  MO_CHECK(buf, "out of memory repacking ", w.name, " (", bytes, " bytes)");
-  std::shared_ptr<uint32_t> owner(buf, [](uint32_t* p) { std::free(p); });
+  std::shared_ptr<char> owner = alloc_large(bytes, w.name.c_str());
+  auto* buf = reinterpret_cast<uint32_t*>(owner.get());
   const auto* src = static_cast<const uint16_t*>(w.data);
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < n; ++p)

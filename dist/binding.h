@@ -3,7 +3,7 @@
 // layout wastes the node: more threads than bound cpus (they take turns), more threads on a host
 // than its ranks' cpus, or one rank's cpus spanning NUMA domains (half its weights are read from
 // the far memory). The layout that keeps every core busy on a multi-socket node is one rank per
-// NUMA domain with its cores as threads: mpirun --map-by numa --bind-to numa (docs/running.md).
+// NUMA domain with its cores as threads: mpirun --map-by numa --bind-to numa (README, "Under MPI").
 #pragma once
 #include <string>
 #include <vector>

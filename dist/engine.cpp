@@ -300,7 +300,8 @@ void Engine::decode(const int32_t* token) {
 
 std::vector<int32_t> Engine::generate(int64_t n, bool ignore_eos,
                                       const std::function<void(int64_t i)>& on_token,
-                                      const std::function<void(int32_t tok)>& on_new) {
+                                      const std::function<void(int32_t tok)>& on_new,
+                                      const TokenPolicy& policy) {
   std::vector<int32_t> out;
   bool done = last_logits_.empty();  // a group without a sequence only idles along
   // NaN or infinite logits (NaN weights, an overflow) would pick token 0 forever without a word.
@@ -319,10 +320,13 @@ std::vector<int32_t> Engine::generate(int64_t n, bool ignore_eos,
     int state = 0;  // 0: done, 1: generating, 2: non-finite logits; the world takes the max
     if (!done) {
       state = finite() ? 1 : 2;
-      tok = int32_t(std::max_element(last_logits_.begin(), last_logits_.end()) - last_logits_.begin());
+      tok = policy.choose && state == 1
+                ? policy.choose(last_logits_)
+                : int32_t(std::max_element(last_logits_.begin(), last_logits_.end()) - last_logits_.begin());
       out.push_back(tok);
       if (on_new && state == 1) on_new(tok);
-      done = (!ignore_eos && tok == cfg_.eos_token_id) || i + 1 == n;
+      done = (!ignore_eos && tok == cfg_.eos_token_id) || i + 1 == n ||
+             (policy.stop && state == 1 && policy.stop(tok));
       if (done && state == 1) state = 0;
     }
     if (on_token && state < 2) on_token(i);

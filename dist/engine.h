@@ -59,6 +59,12 @@ struct PrefillOptions {
   std::function<void(int64_t done, int64_t total)> on_step;
 };
 
+// How generate picks a token and when a sequence ends besides eos and the length.
+struct TokenPolicy {
+  std::function<int32_t(const std::vector<float>& logits)> choose;
+  std::function<bool(int32_t tok)> stop;
+};
+
 class Engine {
  public:
   // placement: one per layer (ExpertPlacement::uniform for the default contiguous split).
@@ -78,9 +84,14 @@ class Engine {
   // unless ignore_eos. Every dp group takes part; groups without a sequence idle along.
   // on_token(i) runs on every rank after token i is chosen (progress lines); on_new(tok) on the
   // ranks of a group that chose tok, as soon as it is chosen (streamed text).
+  // policy.choose picks each token from the newest logits (default: the argmax, ties to the
+  // lower id); policy.stop(tok), asked after each pick, ends the sequence there when true (stop
+  // ids and strings). Both run on every rank of the group with the same logits, so they must
+  // decide the same everywhere (model/sample/sampler.h draws by counter, not by state).
   std::vector<int32_t> generate(int64_t n, bool ignore_eos,
                                 const std::function<void(int64_t i)>& on_token = {},
-                                const std::function<void(int32_t tok)>& on_new = {});
+                                const std::function<void(int32_t tok)>& on_new = {},
+                                const TokenPolicy& policy = {});
   // Fills the caches as if n synthetic tokens had been prefilled (benchmarks of long contexts
   // without a long prefill): entries and window rows are deterministic random rows of
   // (seed, layer, position), placed as a one-step prefill in the configured layout would.

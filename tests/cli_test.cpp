@@ -268,6 +268,36 @@ TEST(Cli, ContextParallelRunsMatchOneRank) {
             generated("--ids 5,6 --generate 6 --ignore-eos", 0)["generated"]);
 }
 
+TEST(Cli, SampledRunsMatchAcrossRanks) {
+  // The draw is keyed by (seed, sequence, position): the same tokens at np 1, 2 and 3.
+  auto tokens = [](const std::string& args, int np) {
+    const Result r = run("run --model tiny --random-prompt 40 --seed 2 --generate 12 --ignore-eos "
+                         "--compute fp32 --json --quiet " + args, np);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.code == 0 ? nlohmann::json::parse(r.out)["generated"] : nlohmann::json{};
+  };
+  const std::string s = "--temperature 0.9 --top-p 0.95 --top-k 50 --sample-seed 11";
+  const auto one = tokens(s, 0);
+  ASSERT_EQ(one.size(), 12u);
+  EXPECT_EQ(tokens(s, 3), one);
+  EXPECT_EQ(tokens(s + " --cp 1", 2), one);  // ep 2 without cp
+  EXPECT_NE(tokens("--temperature 0.9 --top-p 0.95 --top-k 50 --sample-seed 12", 0), one);
+  EXPECT_NE(tokens("", 0), one);  // greedy
+  // Penalties alone keep greedy picking, on penalised logits.
+  EXPECT_EQ(tokens("--frequency-penalty 2 --presence-penalty 2", 2),
+            tokens("--frequency-penalty 2 --presence-penalty 2", 0));
+  // Bad sampling options: one line, every rank.
+  expect_error("run --model tiny --random-prompt 4 --temperature -1", "temperature -1 must be 0 "
+               "\\(greedy\\) or more", 2);
+  expect_error("run --model tiny --random-prompt 4 --top-p 0", "top_p 0 is outside \\(0, 1\\]");
+  expect_error("run --model tiny --random-prompt 4 --min-p 2", "min_p 2 is outside \\[0, 1\\]");
+  expect_error("run --model tiny --random-prompt 4 --logit-bias 5000:1",
+               "--logit-bias: token id 5000 is outside the vocabulary");
+  expect_error("run --model tiny --random-prompt 4 --logit-bias 5:x", "--logit-bias: 'x' is not a number");
+  expect_error("run --model tiny --random-prompt 4 --stop-ids 3,x", "--stop-ids: 'x' is not a token id");
+  expect_error("run --model tiny --random-prompt 4 --stop abc", "--stop needs the tokenizer.json", 2);
+}
+
 TEST(Cli, RunShowsTheBinding) {
   // Each rank's host, bound cpus and threads, in the first lines (rank 0 prints them).
   const Result r = run("run --model tiny --random-prompt 8 --generate 2", 2);

@@ -3,6 +3,7 @@
 // vocab_size of 256), so the expected ids are worked out by hand here.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -126,6 +127,41 @@ TEST(CliText, PromptGivesTheHandComputedIds) {
   Result two = run("run --model " + m + " --prompt-file " + f.string() + kRun + " --json", 2);
   ASSERT_EQ(two.code, 0) << two.err;
   EXPECT_EQ(json::parse(two.out)["generated"], a["generated"]);
+}
+
+TEST(CliText, StopStringsAndStopIds) {
+  const std::string m = text_model(), base = "run --model " + m + " --prompt '" + kPrompt + "'" +
+                                             " --generate 16 --ignore-eos --quiet --compute fp32";
+  Result greedy = run(base + " --json");
+  ASSERT_EQ(greedy.code, 0) << greedy.err;
+  const json g = json::parse(greedy.out);
+  const auto ids = g["generated"].get<std::vector<int32_t>>();
+  const std::string text = g["text"];
+  EXPECT_EQ(g["finish_reason"], "length");
+  ASSERT_GE(text.size(), 3u) << text;
+  // A stop string from the middle of the greedy text: the run ends at the token completing its
+  // first occurrence, and the text stops just before it.
+  const std::string stop = text.substr(text.size() / 2, 2);
+  const size_t at = text.find(stop);
+  size_t n = 0;
+  for (std::string t; t.find(stop) == std::string::npos; ++n) t += id_text(ids[n]);
+  Result r = run(base + " --json --stop '" + stop + "' --stop 'never here'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["text"], text.substr(0, at)) << stop;
+  EXPECT_EQ(j["finish_reason"], "stop");
+  EXPECT_EQ(j["generated"], json(std::vector<int32_t>(ids.begin(), ids.begin() + long(n))));
+  // Streamed text holds back what might start a stop, and never shows the stop itself.
+  r = run(base + " --stop '" + stop + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("text: " + text.substr(0, at) + "\n", 0), 0u) << r.out;
+  // A stop id ends the sequence on that token, kept in the tokens like eos.
+  r = run(base + " --json --stop-ids " + std::to_string(ids[2]) + ",255");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  const auto first = std::find(ids.begin(), ids.end(), ids[2]) - ids.begin() + 1;
+  EXPECT_EQ(j["generated"].size(), size_t(first));
+  EXPECT_EQ(j["finish_reason"], "stop");
 }
 
 TEST(CliText, RefusedWithoutAUsableTokenizer) {

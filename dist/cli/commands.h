@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/cli/sampling_options.h"
 #include "dist/engram_store.h"
 #include "dist/options.h"
 
@@ -66,6 +67,7 @@ struct RunOptions {
   std::string transport = transport_choices().default_text();
   bool overlap = false;
   std::string expert_stats, expert_placement;
+  SampleCli sample;
 };
 
 struct PlanOptions {

@@ -13,6 +13,7 @@
 #include "dist/cli/commands.h"
 #include "dist/cli/validators.h"
 #include "model/io/model_source.h"
+#include "dist/cli/generation.h"
 #include "dist/cli/prompt_input.h"
 #include "dist/binding.h"
 #include "dist/engine.h"
@@ -211,7 +212,23 @@ struct RunSetup {
   std::unique_ptr<Tokenizer> tokenizer;
   DType kv = DType::F32;
   std::vector<int32_t> prompt;
+  GenerationSpec gen;  // --generate, --ignore-eos and the sampling flags
 };
+
+// How the sequence ends and how its tokens are picked, from --generate, --ignore-eos and the
+// sampling flags (checked against the vocabulary).
+GenerationSpec generation_spec(const RunOptions& o, int64_t vocab, const Tokenizer* tokenizer) {
+  GenerationSpec g;
+  g.max_tokens = o.generate;
+  g.ignore_eos = o.ignore_eos;
+  g.sampling = sampling_params(o.sample, vocab);
+  g.stop_ids = stop_token_ids(o.sample, vocab);
+  g.stop = o.sample.stop;
+  for (const std::string& s : g.stop) MO_REQUIRE(!s.empty(), "--stop: a stop string is empty");
+  MO_REQUIRE(g.stop.empty() || tokenizer, "--stop needs the tokenizer.json beside the "
+             "checkpoint (this model has none); --stop-ids works without one");
+  return g;
+}
 
 // The grid, threads, model, tokenizer and prompt, each step agreed on over the ranks, then the
 // resolved run compared across them.
@@ -228,6 +245,7 @@ void set_up_run(const RunOptions& o, RunSetup* r) {
     r->kv = kv_cache_dtype(kv_cache_choices().parse(o.kv_cache), r->ms.cfg, compute_mode());
     r->tokenizer = find_tokenizer(r->ms, o, o.prompt_file.empty() ? "--prompt" : "--prompt-file",
                                   grid.is_root());
+    r->gen = generation_spec(o, r->ms.cfg.vocab_size, r->tokenizer.get());
   });
   const std::string file_text = read_prompt_file(o, r->ms.cfg, r->tokenizer.get(), grid.world);
   const std::vector<int32_t> text_ids = encode_once(o, r->tokenizer.get(), file_text, grid.world);
@@ -335,15 +353,15 @@ double run_prefill(const RunOptions& o, const RunSetup& r, Engine& engine) {
   return seconds;
 }
 
-// Greedy decode: every rank of the group holds the last logits, so all pick the same token. With
-// a tokenizer, rank 0 streams the text as tokens arrive (a character split over two tokens waits
-// for the second), on a line of its own before the ids line.
-std::vector<int32_t> run_decode(const RunOptions& o, const RunSetup& r, Engine& engine) {
+// Decode: every rank of the group holds the last logits, so all pick the same token (a sampled
+// draw is keyed by seed and position, never by a rank's state). With a tokenizer, rank 0 streams
+// the text as tokens arrive (a character split over two tokens waits for the second, a possible
+// stop string until it is decided), on a line of its own before the ids line.
+Generation run_decode(const RunOptions& o, const RunSetup& r, Engine& engine) {
   const double t1 = comm::now();
   double last_log = t1;
-  std::unique_ptr<TextStream> stream;
-  if (r.tokenizer && r.grid.is_root() && !o.json) {
-    stream = std::make_unique<TextStream>(*r.tokenizer);
+  const bool stream = r.tokenizer && r.grid.is_root() && !o.json;
+  if (stream) {
     std::fputs("text: ", stdout);
     std::fflush(stdout);
   }
@@ -351,17 +369,17 @@ std::vector<int32_t> run_decode(const RunOptions& o, const RunSetup& r, Engine& 
     std::fwrite(s.data(), 1, s.size(), stdout);
     std::fflush(stdout);
   };
-  std::vector<int32_t> generated = engine.generate(o.generate, o.ignore_eos, [&](int64_t i) {
+  Generation g = generate_sequence(engine, r.gen, int64_t(r.prompt.size()), r.tokenizer.get(),
+                                   stream ? std::function<void(const std::string&)>(show) : nullptr,
+                                   [&](int64_t i) {
     if (comm::now() - last_log > 10) {  // a line every 10 s on long generations
       last_log = comm::now();
       log_line(o.m.quiet, "decode: " + std::to_string(i + 1) + " / " + std::to_string(o.generate) +
                               " tokens, " + fmt_seconds(last_log - t1));
     }
-  }, [&](int32_t tok) {
-    if (stream) show(stream->push(tok));
   });
-  if (stream) show(stream->finish() + "\n");
-  return generated;
+  if (stream) show("\n");
+  return g;
 }
 
 // Collective: the engine's, MoE's and Engram's timers and counters, min / mean / max over the
@@ -381,13 +399,15 @@ nlohmann::json over_ranks(Engine& engine, const comm::Comm& world) {
 // The --json object: what ran, its times, and the MoE, context-parallel and Engram traffic (rank
 // 0's, and in over_ranks the spread of every timer and counter).
 nlohmann::json run_json(const RunOptions& o, const RunSetup& r, Engine& engine,
-                        const std::vector<int32_t>& generated, const RunTimes& t,
+                        const Generation& gen, const RunTimes& t,
                         const std::vector<comm::OpSummary>& traffic, nlohmann::json spread) {
   const int64_t T = int64_t(r.prompt.size());
+  const std::vector<int32_t>& generated = gen.tokens;
   const int64_t steps = std::max<int64_t>(0, int64_t(generated.size()) - 1);
   nlohmann::json j;
   j["generated"] = generated;
-  if (r.tokenizer) j["text"] = r.tokenizer->decode(generated, /*skip_special=*/true);
+  j["finish_reason"] = gen.finish_reason;
+  if (r.tokenizer) j["text"] = gen.text;
   j["model"] = r.ms.cfg.name;
   j["prompt_tokens"] = T;
   j["world_size"] = r.grid.W;
@@ -465,14 +485,15 @@ int run_command(const RunOptions& o) {
   t.load = comm::now() - t_start;
   t.prefill = run_prefill(o, r, *engine);
   const double t1 = comm::now();
-  const std::vector<int32_t> generated = run_decode(o, r, *engine);
+  const Generation gen = run_decode(o, r, *engine);
+  const std::vector<int32_t>& generated = gen.tokens;
   t.decode = comm::now() - t1;
   if (!o.expert_stats.empty()) write_stats(o.expert_stats, r.grid, engine->moe(), r.ms.cfg.name);
   const std::vector<comm::OpSummary> traffic = engine->counters().reduce(r.grid.world);
   nlohmann::json spread = over_ranks(*engine, r.grid.world);
   if (r.grid.is_root()) {
     if (o.json)
-      std::printf("%s\n", run_json(o, r, *engine, generated, t, traffic, std::move(spread)).dump().c_str());
+      std::printf("%s\n", run_json(o, r, *engine, gen, t, traffic, std::move(spread)).dump().c_str());
     else print_text(int64_t(r.prompt.size()), generated, t);
     std::fflush(stdout);
   }

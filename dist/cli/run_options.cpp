@@ -30,7 +30,7 @@ std::vector<std::string> ModelOptions::all_sets() const {
 }
 
 void add_run_command(CLI::App* app, RunOptions* o) {
-  CLI::App* run = app->add_subcommand("run", "Prefill a prompt and generate greedily");
+  CLI::App* run = app->add_subcommand("run", "Prefill a prompt and generate (greedy, or sampled)");
   add_model_options(run, &o->m);
   auto* ids = run->add_option("--ids", o->ids, "Prompt token ids: 1,2,3 or '1 2 3'");
   auto* ids_file = run->add_option("--ids-file", o->ids_file, "File of prompt token ids ('-': standard "
@@ -49,8 +49,10 @@ void add_run_command(CLI::App* app, RunOptions* o) {
     a->excludes(text_file);
   }
   run->add_option("--seed", o->seed, "Seed for --random-prompt")->check(non_negative());
-  run->add_option("--generate", o->generate, "Greedy tokens to generate after the prompt")
+  run->add_option("--generate", o->generate, "Tokens to generate after the prompt (greedy "
+                  "unless a sampling option says otherwise)")
       ->check(non_negative());
+  add_sampling_options(run, &o->sample);
   run->add_option("--logits-out", o->logits_out, "Write prompt logits [T, vocab] float32 .npy");
   add_kv_cache_option(run, &o->kv_cache, "KV cache storage");
   run->add_option("--cp", o->cp, "Context-parallel ranks per sequence (default: the world)")

@@ -1,0 +1,122 @@
+// The sampler: see sampler.h.
+#include "model/sample/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/base/check.h"
+
+namespace modelone {
+
+namespace {
+
+uint64_t mix(uint64_t z) {  // splitmix64's finalizer
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+void require_in(double v, double lo, double hi, bool lo_open, const char* name) {
+  const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
+  MO_REQUIRE(ok, name, " ", v, " is outside ", lo_open ? "(" : "[", lo, ", ", hi, "]");
+}
+
+}  // namespace
+
+void SamplingParams::validate(int64_t vocab) const {
+  MO_REQUIRE(std::isfinite(temperature) && temperature >= 0, "temperature ", temperature,
+             " must be 0 (greedy) or more");
+  require_in(top_p, 0, 1, true, "top_p");
+  require_in(min_p, 0, 1, false, "min_p");
+  MO_REQUIRE(top_k >= 0, "top_k ", top_k, " must be 0 (all tokens) or more");
+  MO_REQUIRE(std::isfinite(repetition_penalty) && repetition_penalty > 0, "repetition_penalty ",
+             repetition_penalty, " must be more than 0 (1: off)");
+  require_in(presence_penalty, -2, 2, false, "presence_penalty");
+  require_in(frequency_penalty, -2, 2, false, "frequency_penalty");
+  for (const auto& [id, bias] : logit_bias) {
+    MO_REQUIRE(id >= 0 && id < vocab, "logit_bias names token ", id, ", outside the vocabulary [0, ",
+               vocab, ")");
+    require_in(bias, -100, 100, false, "logit_bias value");
+  }
+}
+
+double sample_uniform(uint64_t seed, uint64_t sequence, int64_t position) {
+  uint64_t h = mix(seed ^ 0x5ea3b1e5f00dull);
+  h = mix(h + sequence * 0x9e3779b97f4a7c15ull);
+  h = mix(h ^ (uint64_t(position) * 0xc2b2ae3d27d4eb4full));
+  return double(h >> 11) * 0x1p-53;
+}
+
+void apply_penalties(const SamplingParams& p, const std::vector<int32_t>& history,
+                     int64_t n_prompt, float* logits, int64_t V) {
+  for (const auto& [id, bias] : p.logit_bias) logits[id] += bias;
+  std::vector<int32_t> seen(history);  // distinct tokens of prompt and output
+  std::sort(seen.begin(), seen.end());
+  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+  const float r = float(p.repetition_penalty);
+  if (p.repetition_penalty != 1)
+    for (int32_t t : seen)
+      if (t >= 0 && t < V) logits[t] = logits[t] > 0 ? logits[t] / r : logits[t] * r;
+  if (p.presence_penalty == 0 && p.frequency_penalty == 0) return;
+  std::vector<int32_t> out(history.begin() + std::min<int64_t>(n_prompt, int64_t(history.size())),
+                           history.end());
+  std::sort(out.begin(), out.end());
+  for (size_t i = 0; i < out.size();) {
+    size_t j = i;
+    while (j < out.size() && out[j] == out[i]) ++j;
+    if (out[i] >= 0 && out[i] < V)
+      logits[out[i]] -= float(p.frequency_penalty * double(j - i) + p.presence_penalty);
+    i = j;
+  }
+}
+
+std::vector<std::pair<int32_t, double>> sampling_distribution(const SamplingParams& p,
+                                                              const float* logits, int64_t V) {
+  MO_CHECK(!p.greedy() && V > 0, "sampling_distribution at temperature ", p.temperature);
+  const double inv_t = 1.0 / p.temperature;
+  double m = -INFINITY;
+  for (int64_t i = 0; i < V; ++i) m = std::max(m, double(logits[i]) * inv_t);
+  // exp relative to the best: the best is 1, so min-p compares against min_p directly.
+  std::vector<std::pair<int32_t, double>> c;
+  for (int64_t i = 0; i < V; ++i) {
+    const double e = std::exp(double(logits[i]) * inv_t - m);
+    if (e > 0 && e >= p.min_p) c.emplace_back(int32_t(i), e);
+  }
+  auto before = [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  };
+  if (p.top_k > 0 && p.top_k < int64_t(c.size())) {
+    std::partial_sort(c.begin(), c.begin() + p.top_k, c.end(), before);
+    c.resize(size_t(p.top_k));
+  } else {
+    std::sort(c.begin(), c.end(), before);
+  }
+  double z = 0;
+  for (const auto& e : c) z += e.second;
+  if (p.top_p < 1) {  // keep up to the token whose cumulative mass reaches top_p
+    double cum = 0;
+    size_t keep = 0;
+    while (keep < c.size() && cum < p.top_p * z) cum += c[keep++].second;
+    c.resize(std::max<size_t>(keep, 1));
+    z = 0;
+    for (const auto& e : c) z += e.second;
+  }
+  for (auto& e : c) e.second /= z;
+  return c;
+}
+
+int32_t sample_token(const SamplingParams& p, const float* logits, int64_t V,
+                     const std::vector<int32_t>& history, int64_t n_prompt, uint64_t sequence,
+                     int64_t position) {
+  std::vector<float> l(logits, logits + V);
+  apply_penalties(p, history, n_prompt, l.data(), V);
+  if (p.greedy()) return int32_t(std::max_element(l.begin(), l.end()) - l.begin());
+  const auto dist = sampling_distribution(p, l.data(), V);
+  const double u = sample_uniform(p.seed, sequence, position);
+  double cum = 0;
+  for (const auto& [id, prob] : dist)
+    if (u < (cum += prob)) return id;
+  return dist.back().first;  // u within round-off of 1
+}
+
+}  // namespace modelone

@@ -151,6 +151,11 @@ TEST(CliText, StopStringsAndStopIds) {
   EXPECT_EQ(j["text"], text.substr(0, at)) << stop;
   EXPECT_EQ(j["finish_reason"], "stop");
   EXPECT_EQ(j["generated"], json(std::vector<int32_t>(ids.begin(), ids.begin() + long(n))));
+  // Over two ranks (every rank decides the stop from its own copy of the text): the same.
+  r = run(base + " --json --stop '" + stop + "'", 2);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["generated"], j["generated"]);
+  EXPECT_EQ(json::parse(r.out)["text"], j["text"]);
   // Streamed text holds back what might start a stop, and never shows the stop itself.
   r = run(base + " --stop '" + stop + "'");
   ASSERT_EQ(r.code, 0) << r.err;

@@ -68,6 +68,7 @@ struct RunOptions {
   bool overlap = false;
   std::string expert_stats, expert_placement;
   SampleCli sample;
+  std::string batch, out;  // --batch FILE.jsonl --out OUT.jsonl (dist/cli/batch_job.h)
 };
 
 struct PlanOptions {

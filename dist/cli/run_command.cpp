@@ -6,6 +6,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "comm/comm.h"
@@ -13,6 +14,7 @@
 #include "dist/cli/commands.h"
 #include "dist/cli/validators.h"
 #include "model/io/model_source.h"
+#include "dist/cli/batch_job.h"
 #include "dist/cli/generation.h"
 #include "dist/cli/prompt_input.h"
 #include "dist/binding.h"
@@ -79,7 +81,9 @@ std::unique_ptr<Tokenizer> find_tokenizer(const ModelSource& ms, const RunOption
                "directory; '", ms.dir, "' has none (use --ids)");
     return std::make_unique<Tokenizer>(Tokenizer::load(path));
   }
-  if (!root || path.empty() || !std::filesystem::exists(path)) return nullptr;
+  // Stop strings and batch jobs decide from text on every rank; otherwise only rank 0 prints it.
+  const bool everywhere = !o.sample.stop.empty() || !o.batch.empty();
+  if ((!root && !everywhere) || path.empty() || !std::filesystem::exists(path)) return nullptr;
   try {
     return std::make_unique<Tokenizer>(Tokenizer::load(path));
   } catch (const Error& e) {
@@ -213,7 +217,33 @@ struct RunSetup {
   DType kv = DType::F32;
   std::vector<int32_t> prompt;
   GenerationSpec gen;  // --generate, --ignore-eos and the sampling flags
+  BatchInput batch;    // --batch: the requests left to answer
+  size_t out_keep = 0; // --batch: the bytes of --out that hold whole answers
 };
+
+// --batch: the requests (read on rank 0, parsed on every rank), less those --out answers
+// already; the memory check takes the longest of them.
+void set_up_batch(const RunOptions& o, RunSetup* r) {
+  const comm::Comm& world = r->grid.world;
+  const std::string text = read_input_once(world, o.batch, "--batch", int64_t(1) << 30);
+  std::string out_text;
+  comm::agree(world, [&] {
+    if (world.rank() != 0) return;
+    MO_REQUIRE(!std::filesystem::is_directory(o.out), "--out ", o.out, " is a directory");
+    if (!std::filesystem::exists(o.out)) return;
+    std::ifstream f(o.out, std::ios::binary);
+    MO_REQUIRE(f, "--out ", o.out, ": cannot read it");
+    out_text.assign(std::istreambuf_iterator<char>(f), {});
+  });
+  world.bcast_string(&out_text, 0);
+  comm::agree(world, [&] {
+    const std::set<std::string> answered = answered_ids(out_text, o.out, &r->out_keep);
+    GenerationSpec defaults = r->gen;
+    if (o.generate == 0) defaults.max_tokens = 16;  // OpenAI's completions default
+    r->batch = parse_batch(text, o.batch, defaults, r->tokenizer.get(), r->ms.cfg, answered);
+    check_memory(r->ms, std::max<int64_t>(1, r->batch.longest), r->kv, r->grid, o);
+  });
+}
 
 // How the sequence ends and how its tokens are picked, from --generate, --ignore-eos and the
 // sampling flags (checked against the vocabulary).
@@ -247,12 +277,16 @@ void set_up_run(const RunOptions& o, RunSetup* r) {
                                   grid.is_root());
     r->gen = generation_spec(o, r->ms.cfg.vocab_size, r->tokenizer.get());
   });
-  const std::string file_text = read_prompt_file(o, r->ms.cfg, r->tokenizer.get(), grid.world);
-  const std::vector<int32_t> text_ids = encode_once(o, r->tokenizer.get(), file_text, grid.world);
-  comm::agree(grid.world, [&] {
-    r->prompt = make_prompt(o, r->ms.cfg, text_ids, file_text);
-    check_memory(r->ms, int64_t(r->prompt.size()) + o.generate, r->kv, grid, o);
-  });
+  if (!o.batch.empty()) {
+    set_up_batch(o, r);
+  } else {
+    const std::string file_text = read_prompt_file(o, r->ms.cfg, r->tokenizer.get(), grid.world);
+    const std::vector<int32_t> text_ids = encode_once(o, r->tokenizer.get(), file_text, grid.world);
+    comm::agree(grid.world, [&] {
+      r->prompt = make_prompt(o, r->ms.cfg, text_ids, file_text);
+      check_memory(r->ms, int64_t(r->prompt.size()) + o.generate, r->kv, grid, o);
+    });
+  }
   // The same command line can still resolve differently per node: another config.json or
   // --ids-file behind the same path, or a CPU that takes another compute path.
   std::string ids;
@@ -465,6 +499,21 @@ void print_text(int64_t T, const std::vector<int32_t>& generated, const RunTimes
                 double(steps) / t.decode);
 }
 
+// --batch: the requests, then one line for each bad input line; status 2 when there was one.
+int run_batch_command(const RunOptions& o, const RunSetup& r, Engine& engine) {
+  const BatchInput& in = r.batch;
+  log_line(o.m.quiet, "batch: " + std::to_string(in.todo.size()) + " request(s) to run, " +
+                          std::to_string(in.answered) + " answered already in " + o.out);
+  run_batch(engine, r.grid, in, o.out, r.out_keep, r.tokenizer.get(), o.m.quiet);
+  if (in.errors.empty()) return 0;
+  if (r.grid.is_root()) {
+    for (const std::string& e : in.errors) std::fprintf(stderr, "modelone: error: %s\n", e.c_str());
+    std::fprintf(stderr, "modelone: error: %zu line(s) of %s were not run (above); the others "
+                 "were answered\n", in.errors.size(), o.batch.c_str());
+  }
+  return 2;
+}
+
 }  // namespace
 
 int run_command(const RunOptions& o) {
@@ -481,6 +530,7 @@ int run_command(const RunOptions& o) {
   RunSetup r;
   set_up_run(o, &r);
   std::unique_ptr<Engine> engine = load_engine(o, r, t_start);
+  if (!o.batch.empty()) return run_batch_command(o, r, *engine);
   RunTimes t;
   t.load = comm::now() - t_start;
   t.prefill = run_prefill(o, r, *engine);

@@ -42,6 +42,13 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   auto* text_file = run->add_option("--prompt-file", o->prompt_file,
                                     "File of prompt text (used as is, a final newline included; '-': "
                                     "standard input, read on rank 0)");
+  auto* batch = run->add_option("--batch", o->batch, "JSONL file of requests, one object a line: id, "
+                                "prompt or ids, and OpenAI's sampling keys (answers go to --out)");
+  auto* out = run->add_option("--out", o->out, "JSONL answers of --batch, appended as each "
+                              "request finishes; a rerun skips the ids it already answers");
+  batch->needs(out);
+  out->needs(batch);
+  for (CLI::Option* a : {ids, ids_file, rnd, text, text_file}) batch->excludes(a);
   ids->excludes(ids_file)->excludes(rnd);
   ids_file->excludes(rnd);
   for (CLI::Option* a : {ids, ids_file, rnd, text}) {

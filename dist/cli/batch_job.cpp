@@ -1,0 +1,272 @@
+// Batch jobs: see batch_job.h.
+#include "dist/cli/batch_job.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "comm/clock.h"
+#include "comm/comm.h"
+#include "dist/cli/commands.h"
+#include "dist/engine.h"
+#include "dist/grid.h"
+#include "model/base/check.h"
+
+namespace modelone {
+
+using nlohmann::json;
+
+std::set<std::string> answered_ids(const std::string& out_text, const std::string& out_path,
+                                   size_t* keep) {
+  std::set<std::string> ids;
+  *keep = 0;
+  size_t at = 0;
+  for (int64_t line = 1; at < out_text.size(); ++line) {
+    const size_t end = out_text.find('\n', at);
+    if (end == std::string::npos) break;  // cut by a kill mid-write: dropped, rewritten
+    const json j = json::parse(out_text.begin() + long(at), out_text.begin() + long(end), nullptr, false);
+    MO_REQUIRE(!j.is_discarded() && j.is_object() && j.contains("id") && j.contains("finish_reason"),
+               "--out ", out_path, " line ", line, " is not an answer of a batch job (JSON with id "
+               "and finish_reason): move the file away or name another");
+    ids.insert(j["id"].dump());
+    at = end + 1;
+    *keep = at;
+  }
+  return ids;
+}
+
+namespace {
+
+const std::set<std::string> kKeys = {"id", "prompt", "ids", "max_tokens", "temperature", "top_p",
+                                     "top_k", "min_p", "seed", "stop", "presence_penalty",
+                                     "frequency_penalty", "repetition_penalty", "logit_bias", "n",
+                                     "ignore_eos"};
+
+double number(const json& j, const char* key) {
+  MO_REQUIRE(j.is_number(), key, " must be a number, not ", j.dump());
+  return j.get<double>();
+}
+
+int64_t integer(const json& j, const char* key) {
+  MO_REQUIRE(j.is_number_integer(), key, " must be an integer, not ", j.dump());
+  return j.get<int64_t>();
+}
+
+std::vector<int32_t> prompt_ids(const json& j, const Tokenizer* tokenizer, const ModelConfig& cfg) {
+  MO_REQUIRE(j.contains("prompt") != j.contains("ids"), "give the prompt as one of prompt (text) "
+             "and ids (token ids)");
+  std::vector<int32_t> ids;
+  if (j.contains("prompt")) {
+    MO_REQUIRE(j["prompt"].is_string(), "prompt must be a string (token ids go under ids)");
+    MO_REQUIRE(tokenizer, "prompt needs the model's tokenizer.json (this model has none): give ids");
+    ids = tokenizer->encode(j["prompt"].get<std::string>());
+  } else {
+    MO_REQUIRE(j["ids"].is_array(), "ids must be an array of token ids");
+    for (const json& v : j["ids"]) ids.push_back(int32_t(integer(v, "each of ids")));
+  }
+  MO_REQUIRE(!ids.empty(), "the prompt gives no tokens");
+  for (int32_t id : ids)
+    MO_REQUIRE(id >= 0 && id < cfg.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
+               cfg.vocab_size, ")");
+  return ids;
+}
+
+void sampling_keys(const json& j, SamplingParams* p) {
+  if (j.contains("temperature")) p->temperature = number(j["temperature"], "temperature");
+  if (j.contains("top_p")) p->top_p = number(j["top_p"], "top_p");
+  if (j.contains("top_k")) p->top_k = integer(j["top_k"], "top_k");
+  if (j.contains("min_p")) p->min_p = number(j["min_p"], "min_p");
+  if (j.contains("presence_penalty")) p->presence_penalty = number(j["presence_penalty"], "presence_penalty");
+  if (j.contains("frequency_penalty")) p->frequency_penalty = number(j["frequency_penalty"], "frequency_penalty");
+  if (j.contains("repetition_penalty")) p->repetition_penalty = number(j["repetition_penalty"], "repetition_penalty");
+  if (j.contains("seed")) {
+    MO_REQUIRE(j["seed"].is_number_integer() && j["seed"].get<int64_t>() >= 0, "seed must be a "
+               "non-negative integer, not ", j["seed"].dump());
+    p->seed = j["seed"].get<uint64_t>();
+  }
+  if (j.contains("logit_bias")) {  // OpenAI: {"token id": bias}
+    MO_REQUIRE(j["logit_bias"].is_object(), "logit_bias must be an object of token id: bias");
+    p->logit_bias.clear();
+    for (const auto& [k, v] : j["logit_bias"].items()) {
+      size_t used = 0;
+      long long id = -1;
+      try {
+        id = std::stoll(k, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      MO_REQUIRE(used == k.size() && !k.empty(), "logit_bias key '", k, "' is not a token id");
+      p->logit_bias.emplace_back(int32_t(std::clamp<long long>(id, -1, INT32_MAX)),
+                                 float(number(v, "a logit_bias value")));
+    }
+  }
+}
+
+// One input line as a request; throws Error on anything wrong with it.
+BatchRequest parse_request(const json& j, const GenerationSpec& defaults,
+                           const Tokenizer* tokenizer, const ModelConfig& cfg) {
+  MO_REQUIRE(j.is_object(), "not a JSON object");
+  for (const auto& [k, v] : j.items()) MO_REQUIRE(kKeys.count(k), "unknown key '", k, "'");
+  MO_REQUIRE(j.contains("id") && (j["id"].is_string() || j["id"].is_number_integer()),
+             "id (a string or an integer) is missing");
+  BatchRequest r;
+  r.id = j["id"];
+  r.ids = prompt_ids(j, tokenizer, cfg);
+  r.gen = defaults;
+  if (j.contains("max_tokens")) r.gen.max_tokens = integer(j["max_tokens"], "max_tokens");
+  MO_REQUIRE(r.gen.max_tokens >= 1, "max_tokens ", r.gen.max_tokens, " must be 1 or more");
+  if (j.contains("ignore_eos")) {
+    MO_REQUIRE(j["ignore_eos"].is_boolean(), "ignore_eos must be true or false");
+    r.gen.ignore_eos = j["ignore_eos"].get<bool>();
+  }
+  if (j.contains("n")) r.n = integer(j["n"], "n");
+  MO_REQUIRE(r.n >= 1 && r.n <= 64, "n ", r.n, " is outside [1, 64]");
+  if (j.contains("stop")) {
+    const json& s = j["stop"];
+    r.gen.stop.clear();
+    if (s.is_string()) r.gen.stop.push_back(s.get<std::string>());
+    else {
+      MO_REQUIRE(s.is_array(), "stop must be a string or an array of strings");
+      for (const json& v : s) {
+        MO_REQUIRE(v.is_string(), "stop must be a string or an array of strings");
+        r.gen.stop.push_back(v.get<std::string>());
+      }
+    }
+    for (const std::string& t : r.gen.stop) MO_REQUIRE(!t.empty(), "a stop string is empty");
+    MO_REQUIRE(r.gen.stop.empty() || tokenizer, "stop needs the model's tokenizer.json (this model has none)");
+  }
+  sampling_keys(j, &r.gen.sampling);
+  r.gen.sampling.validate(cfg.vocab_size);
+  const int64_t need = int64_t(r.ids.size()) + r.gen.max_tokens;
+  MO_REQUIRE(need <= cfg.max_position_embeddings, "the prompt (", r.ids.size(), " tokens) and ",
+             "max_tokens ", r.gen.max_tokens, " need ", need, " positions; the model has ",
+             cfg.max_position_embeddings);
+  return r;
+}
+
+}  // namespace
+
+BatchInput parse_batch(const std::string& text, const std::string& path,
+                       const GenerationSpec& defaults, const Tokenizer* tokenizer,
+                       const ModelConfig& cfg, const std::set<std::string>& answered) {
+  BatchInput in;
+  std::set<std::string> seen;
+  std::stringstream ss(text);
+  std::string line;
+  for (int64_t k = 1; std::getline(ss, line); ++k) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines
+    try {
+      const json j = json::parse(line, nullptr, false);
+      MO_REQUIRE(!j.is_discarded(), "not valid JSON");
+      BatchRequest r = parse_request(j, defaults, tokenizer, cfg);
+      r.line = k;
+      MO_REQUIRE(seen.insert(r.id.dump()).second, "id ", r.id.dump(), " comes twice");
+      if (answered.count(r.id.dump())) {
+        ++in.answered;
+        continue;
+      }
+      in.longest = std::max<int64_t>(in.longest, int64_t(r.ids.size()) + r.gen.max_tokens);
+      in.todo.push_back(std::move(r));
+    } catch (const Error& e) {
+      in.errors.push_back(path + " line " + std::to_string(k) + ": " + e.what());
+    }
+  }
+  return in;
+}
+
+json answer_json(const BatchRequest& r, const std::vector<Generation>& samples, bool with_text,
+                 double prefill_s, double decode_s) {
+  auto choice = [&](const Generation& g) {
+    json c = {{"tokens", g.tokens}, {"finish_reason", g.finish_reason}};
+    if (with_text) c["text"] = g.text;
+    return c;
+  };
+  json j = choice(samples.front());
+  j["id"] = r.id;
+  int64_t completion = 0;
+  for (const Generation& g : samples) completion += int64_t(g.tokens.size());
+  j["prompt_tokens"] = r.ids.size();
+  j["completion_tokens"] = completion;
+  j["timings"] = {{"prefill_seconds", prefill_s}, {"decode_seconds", decode_s}};
+  if (samples.size() > 1) {
+    j["choices"] = json::array();
+    for (size_t i = 0; i < samples.size(); ++i) {
+      json c = choice(samples[i]);
+      c["index"] = i;
+      j["choices"].push_back(c);
+    }
+  }
+  return j;
+}
+
+namespace {
+
+// OUT on rank 0: cut to the answers it holds, then appended to a line at a time.
+std::FILE* open_answers(const std::string& path, size_t keep) {
+  if (std::FILE* f = std::fopen(path.c_str(), "r")) {
+    std::fclose(f);
+    MO_REQUIRE(::truncate(path.c_str(), off_t(keep)) == 0, "--out ", path, ": cannot cut its "
+               "unfinished last line");
+  }
+  std::FILE* f = std::fopen(path.c_str(), "a");
+  MO_REQUIRE(f, "--out ", path, ": cannot open it for appending");
+  return f;
+}
+
+std::string progress_line(int64_t done, int64_t total, int64_t tokens, double elapsed) {
+  char buf[160];
+  const double rate = elapsed > 0 ? double(tokens) / elapsed : 0;
+  const double eta = done > 0 ? elapsed / double(done) * double(total - done) : 0;
+  std::snprintf(buf, sizeof buf, "batch: %lld / %lld requests, %lld tokens, %.1f tokens/s, ETA %.0f s",
+                (long long)done, (long long)total, (long long)tokens, rate, eta);
+  return buf;
+}
+
+}  // namespace
+
+int64_t run_batch(Engine& engine, const RankGrid& grid, const BatchInput& in,
+                  const std::string& out_path, size_t keep, const Tokenizer* tokenizer, bool quiet) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> out(nullptr, &std::fclose);
+  comm::agree(grid.world, [&] {
+    if (grid.is_root()) out.reset(open_answers(out_path, keep));
+  });
+  const double t0 = comm::now();
+  double last_log = t0;
+  int64_t done = 0, tokens = 0;
+  for (const BatchRequest& r : in.todo) {
+    std::vector<Generation> samples;
+    double prefill_s = 0, decode_s = 0;
+    for (int64_t i = 0; i < r.n; ++i) {  // each sample prefills again (one sequence at a time)
+      engine.reset();
+      const double a = comm::now();
+      engine.prefill(grid.dp_index == 0 ? r.ids : std::vector<int32_t>{});
+      const double b = comm::now();
+      GenerationSpec spec = r.gen;
+      spec.sequence = uint64_t(i);
+      samples.push_back(generate_sequence(engine, spec, int64_t(r.ids.size()), tokenizer, nullptr, {}));
+      prefill_s += b - a;
+      decode_s += comm::now() - b;
+      tokens += int64_t(samples.back().tokens.size());
+    }
+    ++done;
+    comm::agree(grid.world, [&] {  // a full disk stops every rank at this answer, not later
+      if (!out) return;
+      const std::string line = answer_json(r, samples, tokenizer != nullptr, prefill_s, decode_s).dump() + "\n";
+      MO_REQUIRE(std::fwrite(line.data(), 1, line.size(), out.get()) == line.size() &&
+                     std::fflush(out.get()) == 0,
+                 "--out ", out_path, ": writing the answer to id ", r.id.dump(), " failed");
+    });
+    if (comm::now() - last_log > 2 || done == int64_t(in.todo.size())) {
+      last_log = comm::now();
+      log_line(quiet, progress_line(done, int64_t(in.todo.size()), tokens, last_log - t0));
+    }
+  }
+  return done;
+}
+
+}  // namespace modelone

@@ -69,6 +69,15 @@ struct RunOptions {
   std::string expert_stats, expert_placement;
   SampleCli sample;
   std::string batch, out;  // --batch FILE.jsonl --out OUT.jsonl (dist/cli/batch_job.h)
+  int64_t window = 0;      // perplexity: the prompt is a document read in windows of this many
+};
+
+// `modelone perplexity` (dist/cli/perplexity_command.cpp): run's model, layout and compute
+// flags, the document as its prompt (--file, --ids-file or --random-prompt) read in windows.
+struct PerplexityOptions {
+  RunOptions run;       // run.window: --context
+  int64_t stride = 0;   // 0: --context
+  bool json = false;
 };
 
 struct PlanOptions {
@@ -94,10 +103,13 @@ void add_inspect_command(CLI::App* app, InspectOptions* o);
 void add_plan_command(CLI::App* app, PlanOptions* o);
 
 int run_command(const RunOptions& o);
+void add_perplexity_command(CLI::App* app, PerplexityOptions* o);
+int perplexity_command(const PerplexityOptions& o);
 int inspect_command(const InspectOptions& o);
 int plan_command(const PlanOptions& o);
 
 // Progress and logs: stderr, rank 0 only, unless quiet.
 void log_line(bool quiet, const std::string& msg);
+std::string fmt_seconds(double s);  // "1.234 s"
 
 }  // namespace modelone

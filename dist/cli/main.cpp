@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
   InspectOptions inspect;
   add_run_command(&app, &run);
   add_inspect_command(&app, &inspect);
+  PerplexityOptions perplexity;
+  add_perplexity_command(&app, &perplexity);
   PlanOptions plan;
   add_plan_command(&app, &plan);
   bench::BenchOptions bench_opts;
@@ -84,6 +86,7 @@ int main(int argc, char** argv) {
     }
     if (app.got_subcommand("run")) code = run_command(run);
     else if (app.got_subcommand("inspect")) code = inspect_command(inspect);
+    else if (app.got_subcommand("perplexity")) code = perplexity_command(perplexity);
     else if (app.got_subcommand("plan-experts")) code = plan_command(plan);
     else code = bench::bench_command(&app, bench_opts);
   } catch (const comm::AgreedError& e) {

@@ -1,15 +1,20 @@
-// `modelone run --batch IN.jsonl --out OUT.jsonl`: every request answered once, each as `run`
-// answers it alone (greedy and sampled, at np 1 and 3), bad lines named and skipped, and a job
-// killed mid-way finishing on its rerun.
+// Jobs over many prompts. `modelone run --batch IN.jsonl --out OUT.jsonl`: every request answered
+// once, each as `run` answers it alone (greedy and sampled, at np 1 and 3), bad lines named and
+// skipped, and a job killed mid-way finishing on its rerun. `modelone perplexity`: equal to exp
+// of the mean negative log-likelihood computed here from `run --logits-out` of each window.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "model/io/npy.h"
 #include "tests/cli_support.h"
+#include "tests/support.h"
 
 namespace modelone::test {
 namespace {
@@ -137,6 +142,79 @@ TEST(CliBatch, AKilledJobFinishesOnItsRerun) {
   const std::string foreign = write("foreign.jsonl", "hello\n");
   expect_error("run --model tiny --batch " + in + " --out " + foreign,
                "--out .*foreign.jsonl line 1 is not an answer of a batch job");
+}
+
+// The fixture's document: 40 token ids below its vocabulary of 256.
+std::vector<int32_t> document() {
+  std::vector<int32_t> d;
+  for (int32_t i = 0; i < 40; ++i) d.push_back((i * 37 + 11) % 256);
+  return d;
+}
+
+std::string ids_text(const std::vector<int32_t>& ids, size_t b, size_t e) {
+  std::string s;
+  for (size_t i = b; i < e; ++i) {
+    if (i > b) s += ',';
+    s += std::to_string(ids[i]);
+  }
+  return s;
+}
+
+TEST(CliPerplexity, EqualsExpOfTheMeanNllFromLogitsOut) {
+  const std::vector<int32_t> doc = document();
+  const std::string f = write("doc.ids", ids_text(doc, 0, doc.size()));
+  const std::string m = data_dir("hf_v4_tiny"), base = "perplexity --model " + m + " --ids-file " +
+                                                        f + " --compute fp32 --quiet --json";
+  Result r = run(base + " --context 16");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  // Disjoint windows [0, 16), [16, 32), [32, 40): each scores all but its first token.
+  const std::vector<std::array<size_t, 3>> wins = {{0, 16, 1}, {16, 32, 17}, {32, 40, 33}};
+  ASSERT_EQ(j["windows"].size(), wins.size());
+  double sum = 0;
+  int64_t n = 0;
+  for (const auto& [b, e, from] : wins) {
+    const std::string npy = (tmpdir() / "window.npy").string();
+    const Result w = run("run --model " + m + " --ids " + ids_text(doc, b, e) +
+                         " --compute fp32 --quiet --logits-out " + npy);
+    ASSERT_EQ(w.code, 0) << w.err;
+    std::vector<int64_t> shape;
+    const std::vector<float> logits = read_npy_f32(npy, &shape);
+    ASSERT_EQ(shape[0], int64_t(e - b));
+    const int64_t V = shape[1];
+    for (size_t t = from; t < e; ++t) {  // row t - 1 - b predicts token t
+      const float* row = logits.data() + (t - 1 - b) * size_t(V);
+      double mx = -INFINITY, z = 0;
+      for (int64_t i = 0; i < V; ++i) mx = std::max(mx, double(row[i]));
+      for (int64_t i = 0; i < V; ++i) z += std::exp(double(row[i]) - mx);
+      sum += std::log(z) + mx - double(row[doc[t]]);
+      ++n;
+    }
+  }
+  EXPECT_EQ(j["tokens_scored"], n);
+  EXPECT_EQ(n, 37);
+  const double want = std::exp(sum / double(n));
+  EXPECT_NEAR(j["perplexity"].get<double>(), want, 1e-9 * want);
+  EXPECT_GT(j["perplexity_error"].get<double>(), 0);
+  // Overlapping windows (stride 8): every token from 1 on scored once, 4 windows.
+  r = run(base + " --context 16 --stride 8");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json s = json::parse(r.out);
+  EXPECT_EQ(s["tokens_scored"], 39);
+  EXPECT_EQ(s["windows"].size(), 4u);
+  // Two ranks (cp 2) agree with one.
+  r = run(base + " --context 16", 2);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NEAR(json::parse(r.out)["perplexity"].get<double>(), want, 1e-5 * want);
+  // Text output and bad input.
+  r = run("perplexity --model tiny --random-prompt 50 --context 20 --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("perplexity: ", 0), 0u) << r.out;
+  expect_error(base + " --context 16 --stride 20", "--stride 20 is outside \\[1, --context 16\\]");
+  expect_error("perplexity --model tiny --context 16 --random-prompt 1",
+               "the document has 1 token\\(s\\): perplexity needs at least 2");
+  expect_error("perplexity --model tiny --context 16", "perplexity needs a document", 2);
+  expect_error("perplexity --model tiny --context 1 --random-prompt 9", "--context");
 }
 
 }  // namespace

@@ -64,6 +64,18 @@ class CpAttention {
     end_step();
   }
 
+  // Where the group stands in its sequence (part of a sequence's saved state).
+  struct SeqPos {
+    std::vector<int64_t> cache_end;
+    int tail = 0;
+    int64_t pos = 0;
+  };
+  SeqPos seq_pos() const { return {cache_end_, tail_, pos_}; }
+  void set_seq_pos(const SeqPos& p) {
+    cache_end_ = p.cache_end;
+    tail_ = p.tail;
+    pos_ = p.pos;
+  }
   int tail() const { return tail_; }            // cp rank standing at the newest position
   int64_t position() const { return pos_; }     // positions processed
   // Time spent so far, in the layers of one kind or in all.

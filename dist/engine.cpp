@@ -41,6 +41,18 @@ void Engine::reset() {
   last_logits_.clear();
 }
 
+SequenceState Engine::save_sequence() const {
+  return {caches_, tokens_, chist_, last_logits_, cp_.seq_pos()};
+}
+
+void Engine::restore_sequence(const SequenceState& s) {
+  caches_ = s.caches;
+  tokens_ = s.tokens;
+  chist_ = s.chist;
+  last_logits_ = s.last_logits;
+  cp_.set_seq_pos(s.cp);
+}
+
 void Engine::reserve(int64_t n) {
   const int64_t P = grid_.cp_comm.size();
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {

@@ -59,6 +59,16 @@ struct PrefillOptions {
   std::function<void(int64_t done, int64_t total)> on_step;
 };
 
+// One sequence's state on this rank: its caches (this rank's shard), its tokens (and Engram's
+// compressed ids), its newest logits and where the cp group stands in it. The engine runs one at a
+// time; save_sequence / restore_sequence copy it (n samples of one prompt share its prefill).
+struct SequenceState {
+  std::vector<LayerCache> caches;
+  std::vector<int32_t> tokens, chist;
+  std::vector<float> last_logits;
+  CpAttention::SeqPos cp;
+};
+
 // How generate picks a token and when a sequence ends besides eos and the length.
 struct TokenPolicy {
   std::function<int32_t(const std::vector<float>& logits)> choose;
@@ -97,6 +107,10 @@ class Engine {
   // (seed, layer, position), placed as a one-step prefill in the configured layout would.
   void synthetic_context(int64_t n, uint64_t seed);
   void reset();  // forget the sequence
+  // A copy of the sequence's state, and back. Every rank of the world must do the same (each
+  // copies its own shard); no message moves.
+  SequenceState save_sequence() const;
+  void restore_sequence(const SequenceState& s);
   // Room in this rank's compressed stores for a sequence of n tokens (its share of them under
   // cp, with some slack), so that no decode step pays for moving a store that outgrew its room.
   void reserve(int64_t n);

@@ -86,6 +86,24 @@ TEST_P(ContextParallel, PromptLengths) {
   }
 }
 
+TEST_P(ContextParallel, ASavedSequenceDecodesAgainTheSame) {
+  // A prefill's state, saved and restored after decoding on (n samples of one prompt share
+  // their prefill this way): the same logits and greedy tokens again, and as one rank gives.
+  auto ref = single();
+  auto cp = make_model(model(), opts(/*chunk=*/9), {}, 0, 0);
+  const auto ids = prompt(61, ref->ms.cfg.vocab_size, 3);
+  ref->engine->prefill(ids);
+  cp->engine->prefill(ids);
+  const SequenceState saved = cp->engine->save_sequence();
+  const std::vector<float> logits = cp->engine->last_logits();
+  const auto first = cp->engine->generate(12, true);
+  cp->engine->restore_sequence(saved);
+  EXPECT_EQ(cp->engine->last_logits(), logits);
+  EXPECT_EQ(cp->engine->position(), int64_t(ids.size()));
+  EXPECT_EQ(cp->engine->generate(12, true), first);
+  EXPECT_EQ(ref->engine->generate(12, true), first);
+}
+
 TEST_P(ContextParallel, LongPromptWhereTopKSelects) {
   auto ref = single();
   auto cp = make_model(model(), opts(), {}, 0, 0);

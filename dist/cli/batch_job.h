@@ -6,7 +6,7 @@
 // job keeps what it finished; rerun, it skips the ids OUT already answers. A bad line (malformed
 // JSON, an unknown key, a value out of range, a prompt too long) is named by its line number and
 // skipped, the others still run, and the job then exits with status 2.
-// Requests run one after another through the engine today; n samples re-run the prompt.
+// Requests run one after another through the engine today; n samples share the prefill.
 #pragma once
 #include <cstdint>
 #include <set>

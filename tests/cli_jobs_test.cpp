@@ -94,6 +94,7 @@ TEST(CliBatch, BadLinesAreNamedAndTheOthersRun) {
                                "{\"ids\": [4]}\n"
                                "{\"id\": \"v\", \"ids\": [4], \"top_p\": 0}\n"
                                "{\"id\": \"u\", \"ids\": [4], \"max_tokens\": 100000000}\n"
+                               "{\"id\": \"t\", \"ids\": [4], \"logit_bias\": {\"x\": 1}}\n"
                                "{\"id\": \"ok2\", \"ids\": [3, 4], \"max_tokens\": 2}\n");
   const std::string out = (tmpdir() / "bad_out.jsonl").string();
   fs::remove(out);
@@ -104,7 +105,7 @@ TEST(CliBatch, BadLinesAreNamedAndTheOthersRun) {
                            "line 6: prompt needs the model's tokenizer.json",
                            "line 7: id \"ok1\" comes twice", "line 8: id (a string or an integer) is missing",
                            "line 9: top_p 0 is outside", "line 10: the prompt (1 tokens) and max_tokens",
-                           "9 line(s) of"})
+                           "line 11: logit_bias: 'x' is not a token id", "10 line(s) of"})
     EXPECT_NE(r.err.find(want), std::string::npos) << want << "\n" << r.err;
   const auto a = answers(out);
   EXPECT_EQ(a.size(), 2u);

@@ -76,7 +76,7 @@ std::vector<int32_t> prompt_ids(const json& j, const Tokenizer* tokenizer, const
   return ids;
 }
 
-void sampling_keys(const json& j, SamplingParams* p) {
+void sampling_keys(const json& j, int64_t vocab, SamplingParams* p) {
   if (j.contains("temperature")) p->temperature = number(j["temperature"], "temperature");
   if (j.contains("top_p")) p->top_p = number(j["top_p"], "top_p");
   if (j.contains("top_k")) p->top_k = integer(j["top_k"], "top_k");
@@ -92,18 +92,9 @@ void sampling_keys(const json& j, SamplingParams* p) {
   if (j.contains("logit_bias")) {  // OpenAI: {"token id": bias}
     MO_REQUIRE(j["logit_bias"].is_object(), "logit_bias must be an object of token id: bias");
     p->logit_bias.clear();
-    for (const auto& [k, v] : j["logit_bias"].items()) {
-      size_t used = 0;
-      long long id = -1;
-      try {
-        id = std::stoll(k, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      MO_REQUIRE(used == k.size() && !k.empty(), "logit_bias key '", k, "' is not a token id");
-      p->logit_bias.emplace_back(int32_t(std::clamp<long long>(id, -1, INT32_MAX)),
+    for (const auto& [k, v] : j["logit_bias"].items())
+      p->logit_bias.emplace_back(parse_token_id(k, "logit_bias", vocab),
                                  float(number(v, "a logit_bias value")));
-    }
   }
 }
 
@@ -140,7 +131,7 @@ BatchRequest parse_request(const json& j, const GenerationSpec& defaults,
     for (const std::string& t : r.gen.stop) MO_REQUIRE(!t.empty(), "a stop string is empty");
     MO_REQUIRE(r.gen.stop.empty() || tokenizer, "stop needs the model's tokenizer.json (this model has none)");
   }
-  sampling_keys(j, &r.gen.sampling);
+  sampling_keys(j, cfg.vocab_size, &r.gen.sampling);
   r.gen.sampling.validate(cfg.vocab_size);
   const int64_t need = int64_t(r.ids.size()) + r.gen.max_tokens;
   MO_REQUIRE(need <= cfg.max_position_embeddings, "the prompt (", r.ids.size(), " tokens) and ",

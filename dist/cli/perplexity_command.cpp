@@ -52,6 +52,29 @@ nlohmann::json window_json(const PplWindow& w, const PplStats& s) {
           {"perplexity", s.perplexity()}};
 }
 
+// One window: a fresh sequence of its tokens, every position's logits scored as they come
+// (at cp rank 0 of the first group; the stats stay empty elsewhere). Adds to *total.
+PplStats score_window(Engine& engine, const RunSetup& r, const PplWindow& w, PplStats* total) {
+  const int64_t V = r.ms.cfg.vocab_size;
+  engine.reset();
+  engine.reserve(w.end - w.begin);
+  PplStats ws;
+  PrefillOptions popt;
+  popt.all_logits = true;
+  popt.on_logits = [&](int64_t pos0, int64_t n, const float* rows) {
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t t = w.begin + pos0 + i + 1;  // the token this row predicts
+      if (t < w.score_from || t >= w.end) continue;
+      const double nll = token_nll(rows + i * V, V, r.prompt[size_t(t)]);
+      ws.add(nll);
+      total->add(nll);
+    }
+  };
+  const std::vector<int32_t> ids(r.prompt.begin() + w.begin, r.prompt.begin() + w.end);
+  engine.prefill(r.grid.dp_index == 0 ? ids : std::vector<int32_t>{}, popt);
+  return ws;
+}
+
 }  // namespace
 
 int perplexity_command(const PerplexityOptions& o) {
@@ -66,30 +89,12 @@ int perplexity_command(const PerplexityOptions& o) {
   std::vector<PplWindow> wins;
   comm::agree(r.grid.world, [&] { wins = perplexity_windows(int64_t(r.prompt.size()), N, S); });
   std::unique_ptr<Engine> engine = load_engine(o.run, r, t_start);
-  const int64_t V = r.ms.cfg.vocab_size;
   PplStats total;
   nlohmann::json per_window = nlohmann::json::array();
   const double t0 = comm::now();
   double last_log = t0;
   for (size_t k = 0; k < wins.size(); ++k) {
-    const PplWindow& w = wins[k];
-    engine->reset();
-    engine->reserve(w.end - w.begin);
-    PplStats ws;
-    PrefillOptions popt;
-    popt.all_logits = true;
-    popt.on_logits = [&](int64_t pos0, int64_t n, const float* rows) {  // cp rank 0 of group 0
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t t = w.begin + pos0 + i + 1;  // the token this row predicts
-        if (t < w.score_from || t >= w.end) continue;
-        const double nll = token_nll(rows + i * V, V, r.prompt[size_t(t)]);
-        ws.add(nll);
-        total.add(nll);
-      }
-    };
-    const std::vector<int32_t> ids(r.prompt.begin() + w.begin, r.prompt.begin() + w.end);
-    engine->prefill(r.grid.dp_index == 0 ? ids : std::vector<int32_t>{}, popt);
-    per_window.push_back(window_json(w, ws));
+    per_window.push_back(window_json(wins[k], score_window(*engine, r, wins[k], &total)));
     if (comm::now() - last_log > 2 && k + 1 < wins.size()) {
       last_log = comm::now();
       char b[160];

@@ -43,7 +43,9 @@ std::vector<std::string> fields(const std::string& text) {
   return out;
 }
 
-int32_t token_id(const std::string& s, const char* flag, int64_t vocab) {
+}  // namespace
+
+int32_t parse_token_id(const std::string& s, const char* flag, int64_t vocab) {
   size_t used = 0;
   long long v = -1;
   try {
@@ -55,8 +57,6 @@ int32_t token_id(const std::string& s, const char* flag, int64_t vocab) {
   MO_REQUIRE(v >= 0 && v < vocab, flag, ": token id ", v, " is outside the vocabulary [0, ", vocab, ")");
   return int32_t(v);
 }
-
-}  // namespace
 
 SamplingParams sampling_params(const SampleCli& o, int64_t vocab) {
   SamplingParams p;
@@ -71,7 +71,7 @@ SamplingParams sampling_params(const SampleCli& o, int64_t vocab) {
   for (const std::string& f : fields(o.logit_bias)) {
     const size_t colon = f.find(':');
     MO_REQUIRE(colon != std::string::npos, "--logit-bias: '", f, "' is not id:bias");
-    const int32_t id = token_id(f.substr(0, colon), "--logit-bias", vocab);
+    const int32_t id = parse_token_id(f.substr(0, colon), "--logit-bias", vocab);
     size_t used = 0;
     double b = NAN;
     try {
@@ -89,7 +89,7 @@ SamplingParams sampling_params(const SampleCli& o, int64_t vocab) {
 
 std::vector<int32_t> stop_token_ids(const SampleCli& o, int64_t vocab) {
   std::vector<int32_t> ids;
-  for (const std::string& f : fields(o.stop_ids)) ids.push_back(token_id(f, "--stop-ids", vocab));
+  for (const std::string& f : fields(o.stop_ids)) ids.push_back(parse_token_id(f, "--stop-ids", vocab));
   return ids;
 }
 

@@ -33,6 +33,7 @@ constexpr int64_t kNb = kPanelCols, kMb = 6;
 // nt: B stored [N, K] (row n0 + j); nn: B stored [K, N] (column n0 + j).
 void pack_b(bool nt, const uint16_t* B, int64_t ldb, int64_t n0, int64_t nb, int64_t K, uint32_t* Bp) {
   const int64_t kp = (K + 1) / 2;
+  if (kp == 0) return;  // K = 0 (attention over no keys): nothing to pack, and Bp may be null
   std::memset(Bp, 0, size_t(kp * kNb) * 4);
   if (nt) {
     for (int64_t j = 0; j < nb; ++j) {

@@ -70,38 +70,68 @@ void apply_penalties(const SamplingParams& p, const std::vector<int32_t>& histor
   }
 }
 
-std::vector<std::pair<int32_t, double>> sampling_distribution(const SamplingParams& p,
-                                                              const float* logits, int64_t V) {
-  MO_CHECK(!p.greedy() && V > 0, "sampling_distribution at temperature ", p.temperature);
+namespace {
+
+using Cand = std::pair<int32_t, double>;  // (token, unnormalised probability)
+
+bool before(const Cand& a, const Cand& b) {  // more likely first, ties to the lower id
+  return a.second != b.second ? a.second > b.second : a.first < b.first;
+}
+
+// Sorts just enough of c (a prefix, doubling from 64) to find the first i whose cumulative mass
+// c[0..i] reaches `mass` (cum >= mass, or cum > mass when strict); returns i + 1, or c.size().
+// Sorting all of a 129K vocabulary per token cost more than the decode step's arithmetic.
+size_t sort_until(std::vector<Cand>& c, double mass, bool strict) {
+  size_t done = 0, k = std::min<size_t>(c.size(), 64);
+  double cum = 0;
+  while (true) {
+    std::partial_sort(c.begin() + long(done), c.begin() + long(k), c.end(), before);
+    for (; done < k; ++done) {
+      cum += c[done].second;
+      if (strict ? cum > mass : cum >= mass) return done + 1;
+    }
+    if (k == c.size()) return c.size();
+    k = std::min(c.size(), 2 * k);
+  }
+}
+
+double mass(const std::vector<Cand>& c) {
+  double z = 0;
+  for (const Cand& e : c) z += e.second;
+  return z;
+}
+
+// Temperature, min-p, top-k and top-p: the candidates a draw picks from, unnormalised; a sorted
+// prefix where top-k or top-p cut, otherwise in token order.
+std::vector<Cand> candidates(const SamplingParams& p, const float* logits, int64_t V) {
+  MO_CHECK(!p.greedy() && V > 0, "sampling at temperature ", p.temperature);
   const double inv_t = 1.0 / p.temperature;
   double m = -INFINITY;
   for (int64_t i = 0; i < V; ++i) m = std::max(m, double(logits[i]) * inv_t);
   // exp relative to the best: the best is 1, so min-p compares against min_p directly.
-  std::vector<std::pair<int32_t, double>> c;
+  std::vector<Cand> c;
+  c.reserve(size_t(V));
   for (int64_t i = 0; i < V; ++i) {
     const double e = std::exp(double(logits[i]) * inv_t - m);
     if (e > 0 && e >= p.min_p) c.emplace_back(int32_t(i), e);
   }
-  auto before = [](const auto& a, const auto& b) {
-    return a.second != b.second ? a.second > b.second : a.first < b.first;
-  };
   if (p.top_k > 0 && p.top_k < int64_t(c.size())) {
     std::partial_sort(c.begin(), c.begin() + p.top_k, c.end(), before);
     c.resize(size_t(p.top_k));
-  } else {
-    std::sort(c.begin(), c.end(), before);
   }
-  double z = 0;
-  for (const auto& e : c) z += e.second;
-  if (p.top_p < 1) {  // keep up to the token whose cumulative mass reaches top_p
-    double cum = 0;
-    size_t keep = 0;
-    while (keep < c.size() && cum < p.top_p * z) cum += c[keep++].second;
-    c.resize(std::max<size_t>(keep, 1));
-    z = 0;
-    for (const auto& e : c) z += e.second;
-  }
-  for (auto& e : c) e.second /= z;
+  // Keep up to the token whose cumulative mass reaches top_p.
+  if (p.top_p < 1) c.resize(std::max<size_t>(1, sort_until(c, p.top_p * mass(c), false)));
+  return c;
+}
+
+}  // namespace
+
+std::vector<std::pair<int32_t, double>> sampling_distribution(const SamplingParams& p,
+                                                              const float* logits, int64_t V) {
+  std::vector<Cand> c = candidates(p, logits, V);
+  std::sort(c.begin(), c.end(), before);
+  const double z = mass(c);
+  for (Cand& e : c) e.second /= z;
   return c;
 }
 
@@ -111,12 +141,11 @@ int32_t sample_token(const SamplingParams& p, const float* logits, int64_t V,
   std::vector<float> l(logits, logits + V);
   apply_penalties(p, history, n_prompt, l.data(), V);
   if (p.greedy()) return int32_t(std::max_element(l.begin(), l.end()) - l.begin());
-  const auto dist = sampling_distribution(p, l.data(), V);
-  const double u = sample_uniform(p.seed, sequence, position);
-  double cum = 0;
-  for (const auto& [id, prob] : dist)
-    if (u < (cum += prob)) return id;
-  return dist.back().first;  // u within round-off of 1
+  std::vector<Cand> c = candidates(p, l.data(), V);
+  // The first token, most likely first, whose cumulative mass passes u of the whole.
+  const double target = sample_uniform(p.seed, sequence, position) * mass(c);
+  const size_t i = sort_until(c, target, true);
+  return c[std::min(i, c.size()) - 1].first;  // u within round-off of 1: the last
 }
 
 }  // namespace modelone

@@ -215,7 +215,6 @@ TEST(CliPerplexity, EqualsExpOfTheMeanNllFromLogitsOut) {
   expect_error("perplexity --model tiny --context 16 --random-prompt 1",
                "the document has 1 token\\(s\\): perplexity needs at least 2");
   expect_error("perplexity --model tiny --context 16", "perplexity needs a document", 2);
-  expect_error("perplexity --model tiny --context 1 --random-prompt 9", "--context");
 }
 
 }  // namespace

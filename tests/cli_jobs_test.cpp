@@ -113,6 +113,7 @@ TEST(CliBatch, BadLinesAreNamedAndTheOthersRun) {
   // Flags: --batch needs --out; a prompt flag beside --batch is refused.
   expect_error("run --model tiny --batch " + in, "--batch requires --out");
   expect_error("run --model tiny --batch " + in + " --out " + out + " --ids 3", "excludes");
+  expect_error("run --model tiny --batch " + in + " --out " + out + " --logits-out x.npy", "excludes");
 }
 
 TEST(CliBatch, AKilledJobFinishesOnItsRerun) {

@@ -60,7 +60,8 @@ void add_run_command(CLI::App* app, RunOptions* o) {
                   "unless a sampling option says otherwise)")
       ->check(non_negative());
   add_sampling_options(run, &o->sample);
-  run->add_option("--logits-out", o->logits_out, "Write prompt logits [T, vocab] float32 .npy");
+  run->add_option("--logits-out", o->logits_out, "Write prompt logits [T, vocab] float32 .npy")
+      ->excludes(batch);
   add_kv_cache_option(run, &o->kv_cache, "KV cache storage");
   run->add_option("--cp", o->cp, "Context-parallel ranks per sequence (default: the world)")
       ->check(CLI::Range(1, 1 << 20));

@@ -102,7 +102,7 @@ void Engine::engram_apply(int64_t k, int64_t T, float* x) {
   engram_->wait(k, eng_e_.data());
   const EngramWeights& w = w_.layers[size_t(cfg_.engram.layers[size_t(k)])].engram;
   const comm::Comm& cp = grid_.cp_comm;
-  if (eng_tail_ < 0 || cp.size() == 1) {
+  if (decode_tail_ < 0 || cp.size() == 1) {
     engram_forward(cfg_, w, eng_e_.data(), T, x, &eng_kv_);
   } else {
     // Decode: the new token's wkv product is the largest read of the block, and the other cp
@@ -110,11 +110,11 @@ void Engine::engram_apply(int64_t k, int64_t T, float* x) {
     const int P = cp.size(), me = cp.rank();
     const EvenSplit rows(w.wkv.rows(), P);
     const int64_t n = rows.count(me), r0 = rows.begin(me);
-    cp.bcast(eng_e_.data(), dim, eng_tail_);
+    cp.bcast(eng_e_.data(), dim, decode_tail_);
     eng_part_.resize(size_t(n));
     linear(eng_e_.data(), 1, dim, w.wkv, r0, n, eng_part_.data(), n);
-    cp.gatherv(eng_part_.data(), n, &eng_kv_, eng_tail_);
-    if (me == eng_tail_) engram_gate(cfg_, w, eng_kv_.data(), 1, x);
+    cp.gatherv(eng_part_.data(), n, &eng_kv_, decode_tail_);
+    if (me == decode_tail_) engram_gate(cfg_, w, eng_kv_.data(), 1, x);
   }
   timers_.engram += comm::now() - t0;
 }
@@ -177,8 +177,8 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
   rms_norm_rows(h, T, D, D, eps, fn.data());
   const double t0 = comm::now();
   // Decode: the shared expert is the tail's largest dense read; the cp group splits it.
-  const bool split = eng_tail_ >= 0 && grid_.cp_comm.size() > 1 && lw.shared.loaded();
-  if (split) split_.shared_expert(cfg_, grid_.cp_comm, eng_tail_, lw.shared, h, out);
+  const bool split = decode_tail_ >= 0 && grid_.cp_comm.size() > 1 && lw.shared.loaded();
+  if (split) split_.shared_expert(cfg_, grid_.cp_comm, decode_tail_, lw.shared, h, out);
   moe_.forward(l, lw, h, T, tokens, out, split);
   timers_.moe += comm::now() - t0;
   hc_post(T, hc, D, out, post, comb, x);
@@ -207,7 +207,7 @@ void Engine::step(const StepLayout& L, bool all_logits, std::vector<float>* rows
   // V4.1's first collapse takes stream 0 alone.
   pre_.assign(size_t(T * hc), 0.f);
   for (int64_t t = 0; t < T; ++t) pre_[size_t(t * hc)] = 1.f;
-  eng_tail_ = L.phase == Phase::Decode ? L.tail() : -1;
+  decode_tail_ = L.phase == Phase::Decode ? L.tail() : -1;
   engram_begin(L);
   cp_.begin_step(L);
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {

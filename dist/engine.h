@@ -161,7 +161,7 @@ class Engine {
   std::vector<int32_t> chist_;                          // compressed ids of tokens_ (Engram)
   std::vector<std::vector<int64_t>> eng_rows_;          // per table: this step's rows [T, C]
   std::vector<float> eng_e_, eng_kv_, eng_part_;
-  int eng_tail_ = -1;  // in a decode step, the cp rank with the new token
+  int decode_tail_ = -1;  // in a decode step, the cp rank with the new token
   DecodeSplit split_;  // decode's dense products split over the cp group
   std::vector<float> last_logits_;
   PrefillOptions prefill_opt_;

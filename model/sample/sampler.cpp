@@ -50,13 +50,14 @@ double sample_uniform(uint64_t seed, uint64_t sequence, int64_t position) {
 void apply_penalties(const SamplingParams& p, const std::vector<int32_t>& history,
                      int64_t n_prompt, float* logits, int64_t V) {
   for (const auto& [id, bias] : p.logit_bias) logits[id] += bias;
-  std::vector<int32_t> seen(history);  // distinct tokens of prompt and output
-  std::sort(seen.begin(), seen.end());
-  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-  const float r = float(p.repetition_penalty);
-  if (p.repetition_penalty != 1)
+  if (p.repetition_penalty != 1) {  // only then: the history is the whole context, every token
+    std::vector<int32_t> seen(history);  // distinct tokens of prompt and output
+    std::sort(seen.begin(), seen.end());
+    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+    const float r = float(p.repetition_penalty);
     for (int32_t t : seen)
       if (t >= 0 && t < V) logits[t] = logits[t] > 0 ? logits[t] / r : logits[t] * r;
+  }
   if (p.presence_penalty == 0 && p.frequency_penalty == 0) return;
   std::vector<int32_t> out(history.begin() + std::min<int64_t>(n_prompt, int64_t(history.size())),
                            history.end());

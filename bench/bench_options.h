@@ -91,6 +91,23 @@ struct EngramBenchOptions {
   uint64_t seed = 0;
 };
 
+// `bench batch` (bench/batch_bench.cpp): decode throughput against the batch, and decode steps
+// with prompt chunks mixed in.
+struct BatchBenchOptions {
+  std::string model = "v4-flash";
+  std::vector<std::string> sets;  // after the default cut: num_hidden_layers=4, n_routed_experts=16
+  std::vector<int64_t> batches = {1, 2, 4, 8, 16, 32, 64};  // sequences over the world
+  int64_t context = 256;       // positions each sequence holds before the timed steps
+  int64_t decode_steps = 8;    // timed decode steps per batch
+  int64_t mixed_batch = 32;    // the batch the mixed steps run at (0: none)
+  std::vector<int64_t> chunks = {32, 64, 128, 256};  // prompt tokens mixed into each step
+  int64_t mixed_steps = 16;    // timed mixed steps per chunk size
+  std::string kv_cache = kv_cache_choices().default_text();
+  std::string compute = compute_choices().default_text();
+  uint64_t seed = 0;
+  int threads = 0;
+};
+
 struct BenchOptions {
   ReportOptions report;  // --repetitions, --output, --json: the same on every subcommand
   EpBenchOptions ep;
@@ -100,6 +117,7 @@ struct BenchOptions {
   EngineBenchOptions engine;
   ContextBenchOptions context;
   EngramBenchOptions engram;
+  BatchBenchOptions batch;
 };
 
 int gemm_bench(const GemmBenchOptions& o);
@@ -108,6 +126,7 @@ int engine_bench(const EngineBenchOptions& o);
 int ep_bench(const EpBenchOptions& o);
 int engram_bench(const EngramBenchOptions& o);
 int moe_bench(const MoeBenchOptions& o);
+int batch_bench(const BatchBenchOptions& o);
 int context_bench(const ContextBenchOptions& o);
 
 }  // namespace modelone::bench

@@ -140,7 +140,7 @@ void CpAttention::prefill(int64_t l, const AttnWeights& w, const Rope& rope, con
   }
   const std::vector<float> sink = w.attn_sink.to_f32();
   comm::timed(timers.attend, cpu, [&] {
-    attn_attend(cfg_, l, p_, segs, wins_, ent, picks_.data(), n_picks_.data(), &part_);
+    attn_attend(cfg_, l, p_, segs, wins_, {ent}, picks_.data(), n_picks_.data(), &part_);
     attn_merge(T, cfg_.num_heads, cfg_.head_dim, sink.data(), {&part_}, part_.o.data());
   });
   comm::timed(timers.output, cpu, [&] { attn_output(cfg_, w, rope, part_.o.data(), T, pos.data(), out); });

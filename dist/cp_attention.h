@@ -57,6 +57,17 @@ class CpAttention {
   void forward(int64_t layer, const AttnWeights& w, const Rope& rope, const float* h,
                LayerCache& cache, float* out, LayerCache* kv_src = nullptr);
   void end_step();
+  // A batch of sequences at cp = 1 (dist/batch_attention.cpp): each has one segment of the step,
+  // rows [seg.row, seg.row + seg.n) of h[T, D] and out[T, D], and its own caches (one per
+  // layer). The projections and the output run over every row at once, so each weight is read
+  // once per step whatever the batch; each sequence advances and attends over its own caches.
+  // Needs no begin_step / end_step (no cp state: the group is this rank).
+  struct BatchSeq {
+    std::vector<LayerCache>* caches = nullptr;
+    Segment seg;
+  };
+  void forward_batch(int64_t layer, const AttnWeights& w, const Rope& rope, const float* h,
+                     const std::vector<BatchSeq>& seqs, float* out);
   void reset();
   // Records L as run without computing it (caches filled by other means, e.g. synthetic).
   void assume_step(const StepLayout& L) {
@@ -140,6 +151,10 @@ class CpAttention {
   BlockPicks blocks_;                          // prefill: the candidate source's blocks per query
   std::vector<int32_t> shared_top_;            // decode: the latest index source's picks
   std::vector<int32_t> cand_blocks_;           // decode: the candidate source's blocks
+  // forward_batch: per sequence of the step, its tables' fp32 rows (entries, keys) and its
+  // candidate blocks (kept from the candidate source to the layers after it).
+  std::vector<std::vector<float>> batch_dense_;
+  std::vector<BlockPicks> batch_blocks_;
 };
 
 }  // namespace modelone

@@ -72,23 +72,27 @@ void Engine::append_tokens(const int32_t* ids, int64_t n) {
 }
 
 void Engine::engram_begin(const StepLayout& L) {
+  std::vector<EngramSegment> segs;
+  if (L.phase != Phase::Idle)
+    for (const Segment& s : L.segs[size_t(grid_.cp_comm.rank())]) segs.push_back({chist_.data(), s.pos, s.n});
+  engram_begin(segs);
+}
+
+void Engine::engram_begin(const std::vector<EngramSegment>& segs) {
   if (!engram_) return;
   const double t0 = comm::now();
   const EngramConfig& ec = cfg_.engram;
-  const int me = grid_.cp_comm.rank();
   const int64_t C = ec.columns();
   eng_rows_.resize(size_t(engram_->tables()));
   for (int64_t k = 0; k < engram_->tables(); ++k) {
     std::vector<int64_t>& rows = eng_rows_[size_t(k)];
     rows.clear();
-    if (L.phase != Phase::Idle)
-      for (const Segment& s : L.segs[size_t(me)]) {
-        // Each position hashes the compressed ids before it, across block and step boundaries.
-        const size_t at = rows.size();
-        rows.resize(at + size_t(s.n * C));
-        engram_rows(engram_->hash(k), ec.n_heads, chist_.data(), s.pos, s.n, engram_->pad_id(),
-                    rows.data() + at);
-      }
+    for (const EngramSegment& s : segs) {
+      // Each position hashes the compressed ids before it, across block and step boundaries.
+      const size_t at = rows.size();
+      rows.resize(at + size_t(s.n * C));
+      engram_rows(engram_->hash(k), ec.n_heads, s.chist, s.pos, s.n, engram_->pad_id(), rows.data() + at);
+    }
     if (engram_->options().prefetch) engram_->request(k, rows);
   }
   timers_.engram += comm::now() - t0;
@@ -166,7 +170,8 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
     const Rope& rope = cfg_.attn[size_t(l)] == AttnKind::Sliding ? rope_main_ : rope_compress_;
     const double t0 = comm::now();
     const int64_t src = cfg_.v41() ? cfg_.shared.kv_of[size_t(l)] : -1;  // V4.1's shared cache
-    cp_.forward(l, lw.attn, rope, h, caches_[size_t(l)], out, src >= 0 ? &caches_[size_t(src)] : nullptr);
+    if (batch_) cp_.forward_batch(l, lw.attn, rope, h, *batch_, out);
+    else cp_.forward(l, lw.attn, rope, h, caches_[size_t(l)], out, src >= 0 ? &caches_[size_t(src)] : nullptr);
     timers_.attention += comm::now() - t0;
   }
   hc_post(T, hc, D, out, post, comb, x);
@@ -184,14 +189,8 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
   hc_post(T, hc, D, out, post, comb, x);
 }
 
-void Engine::step(const StepLayout& L, bool all_logits, std::vector<float>* rows) {
+float* Engine::embed_rows(int64_t T) {
   const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult;
-  const int me = grid_.cp_comm.rank();
-  const int64_t T = L.phase == Phase::Idle ? 0 : L.rows[size_t(me)];
-  ids_.clear();
-  if (L.phase != Phase::Idle)
-    for (const Segment& s : L.segs[size_t(me)])
-      ids_.insert(ids_.end(), tokens_.begin() + s.pos, tokens_.begin() + s.pos + s.n);
   // Residual streams x[T, hc, D]: the embedding copied into every stream.
   x_.resize(size_t(T * hc * D));
   float* x = x_.data();
@@ -200,13 +199,34 @@ void Engine::step(const StepLayout& L, bool all_logits, std::vector<float>* rows
     for (int64_t i = 1; i < hc; ++i)
       std::memcpy(x + (t * hc + i) * D, x + t * hc * D, size_t(D) * 4);
   }
+  // V4.1's first collapse takes stream 0 alone.
+  pre_.assign(size_t(T * hc), 0.f);
+  for (int64_t t = 0; t < T; ++t) pre_[size_t(t * hc)] = 1.f;
+  return x;
+}
+
+void Engine::final_rows(const float* x, int64_t t0, int64_t n, float* y) {
+  const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult;
+  const float* xr = x + t0 * hc * D;
+  if (cfg_.v41()) hc_collapse(xr, n, hc, D, pre_.data() + t0 * hc, y);
+  else hc_head(cfg_, w_.hc_head_fn, w_.hc_head_base, w_.hc_head_scale, xr, n, y);
+  const std::vector<float> nw = w_.norm.to_f32();
+  rms_norm_rows(y, n, D, D, float(cfg_.rms_norm_eps), nw.data());
+}
+
+void Engine::step(const StepLayout& L, bool all_logits, std::vector<float>* rows) {
+  const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult;
+  const int me = grid_.cp_comm.rank();
+  const int64_t T = L.phase == Phase::Idle ? 0 : L.rows[size_t(me)];
+  ids_.clear();
+  if (L.phase != Phase::Idle)
+    for (const Segment& s : L.segs[size_t(me)])
+      ids_.insert(ids_.end(), tokens_.begin() + s.pos, tokens_.begin() + s.pos + s.n);
+  float* x = embed_rows(T);
   if (opt_.capture_hidden) {
     hidden_.clear();
     hidden_.emplace_back(x, x + T * hc * D);
   }
-  // V4.1's first collapse takes stream 0 alone.
-  pre_.assign(size_t(T * hc), 0.f);
-  for (int64_t t = 0; t < T; ++t) pre_[size_t(t * hc)] = 1.f;
   decode_tail_ = L.phase == Phase::Decode ? L.tail() : -1;
   engram_begin(L);
   cp_.begin_step(L);
@@ -222,21 +242,13 @@ void Engine::step(const StepLayout& L, bool all_logits, std::vector<float>* rows
 
 void Engine::head(const StepLayout& L, const float* x, int64_t T, bool all_logits,
                   std::vector<float>* rows) {
-  const int64_t D = cfg_.hidden_size, hc = cfg_.hc_mult, V = cfg_.vocab_size;
+  const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size;
   const comm::Comm& cp = grid_.cp_comm;
   const int me = cp.rank(), tail = L.tail(), P = cp.size();
-  const std::vector<float> nw = w_.norm.to_f32();
   // Final hyper head and norm: y[n, D] for this rank's rows (all of them for all_logits), and
   // the newest position's row on every rank of the group.
-  // Rows t0 .. t0 + n - 1: V4's hyper head, or V4.1's collapse with the last FFN's pre-mix.
-  auto final_rows = [&](int64_t t0, int64_t n, float* y) {
-    const float* xr = x + t0 * hc * D;
-    if (cfg_.v41()) hc_collapse(xr, n, hc, D, pre_.data() + t0 * hc, y);
-    else hc_head(cfg_, w_.hc_head_fn, w_.hc_head_base, w_.hc_head_scale, xr, n, y);
-    rms_norm_rows(y, n, D, D, float(cfg_.rms_norm_eps), nw.data());
-  };
   y_.resize(size_t(D));
-  if (me == tail) final_rows(T - 1, 1, y_.data());
+  if (me == tail) final_rows(x, T - 1, 1, y_.data());
   if (P > 1) cp.bcast(y_.data(), D, tail);
   if (opt_.capture_hidden && !all_logits && me == tail) hidden_.emplace_back(y_.begin(), y_.end());
   // The newest position's logits, the head split over the group by vocabulary rows: on a
@@ -256,7 +268,7 @@ void Engine::head(const StepLayout& L, const float* x, int64_t T, bool all_logit
 
   // Every row's logits, in position order, at cp rank 0.
   std::vector<float> y(static_cast<size_t>(T * D));
-  final_rows(0, T, y.data());
+  final_rows(x, 0, T, y.data());
   if (opt_.capture_hidden) hidden_.emplace_back(y.begin(), y.end());
   logits_.resize(size_t(T * V));
   linear(y.data(), T, D, w_.head, 0, V, logits_.data(), V);
@@ -337,8 +349,9 @@ std::vector<int32_t> Engine::generate(int64_t n, bool ignore_eos,
                 : int32_t(std::max_element(last_logits_.begin(), last_logits_.end()) - last_logits_.begin());
       out.push_back(tok);
       if (on_new && state == 1) on_new(tok);
-      done = (!ignore_eos && tok == cfg_.eos_token_id) || i + 1 == n ||
-             (policy.stop && state == 1 && policy.stop(tok));
+      // The stop policy sees every token (its text), the last one included.
+      const bool stopped = policy.stop && state == 1 && policy.stop(tok);
+      done = stopped || (!ignore_eos && tok == cfg_.eos_token_id) || i + 1 == n;
       if (done && state == 1) state = 0;
     }
     if (on_token && state < 2) on_token(i);

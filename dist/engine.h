@@ -75,6 +75,14 @@ struct TokenPolicy {
   std::function<bool(int32_t tok)> stop;
 };
 
+// One sequence's share of a batch step: its next tokens ids[n] (a prefill chunk, or the one token
+// it decoded last).
+struct BatchItem {
+  SequenceState* seq = nullptr;
+  const int32_t* ids = nullptr;
+  int64_t n = 0;
+};
+
 class Engine {
  public:
   // placement: one per layer (ExpertPlacement::uniform for the default contiguous split).
@@ -102,6 +110,15 @@ class Engine {
                                 const std::function<void(int64_t i)>& on_token = {},
                                 const std::function<void(int32_t tok)>& on_new = {},
                                 const TokenPolicy& policy = {});
+  // A batch of this rank's sequences (dist/engine_batch.cpp), for grids with cp = 1: each rank
+  // serves its own sequences (data-parallel attention) and the MoE exchanges carry all of the
+  // step's tokens. step_batch runs every item's tokens as the next positions of its sequence, all
+  // rows through each layer together (the dense weights read once for the batch), and leaves
+  // each item's sequence holding its newest position's logits. Collective over the world: every
+  // rank calls it once per step, with or without items. The engine's own sequence is untouched.
+  SequenceState new_sequence() const;
+  void step_batch(const std::vector<BatchItem>& items);
+
   // Fills the caches as if n synthetic tokens had been prefilled (benchmarks of long contexts
   // without a long prefill): entries and window rows are deterministic random rows of
   // (seed, layer, position), placed as a one-step prefill in the configured layout would.
@@ -126,6 +143,7 @@ class Engine {
   const ModelConfig& config() const { return cfg_; }
   const ModelWeights& weights() const { return w_; }
   const RankGrid& grid() const { return grid_; }
+  DType kv_dtype() const { return opt_.kv_dtype; }
   MoeParallel& moe() { return moe_; }
   CpAttention& attention() { return cp_; }
   comm::Counters& counters() { return counters_; }
@@ -139,6 +157,16 @@ class Engine {
   void append_tokens(const int32_t* ids, int64_t n);
   // This rank's rows of every Engram table for the step (requested now when prefetching).
   void engram_begin(const StepLayout& L);
+  // Rows [pos, pos + n) of a sequence whose compressed ids are chist.
+  struct EngramSegment {
+    const int32_t* chist;
+    int64_t pos, n;
+  };
+  void engram_begin(const std::vector<EngramSegment>& segs);
+  // The residual streams x_[T, hc, D] of the step's tokens ids_ (and V4.1's first pre-mix).
+  float* embed_rows(int64_t T);
+  // The final hyper head (V4) or collapse (V4.1) and norm of rows t0 .. t0 + n - 1: y[n, D].
+  void final_rows(const float* x, int64_t t0, int64_t n, float* y);
   void engram_apply(int64_t k, int64_t T, float* x);
   void layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool attend, float* x);
   // The streams x[T, hc, D] collapsed into h[T, D] at an mHC site, with its post and comb.
@@ -163,6 +191,7 @@ class Engine {
   std::vector<float> eng_e_, eng_kv_, eng_part_;
   int decode_tail_ = -1;  // in a decode step, the cp rank with the new token
   DecodeSplit split_;  // decode's dense products split over the cp group
+  const std::vector<CpAttention::BatchSeq>* batch_ = nullptr;  // set during step_batch
   std::vector<float> last_logits_;
   PrefillOptions prefill_opt_;
   EngineTimers timers_;

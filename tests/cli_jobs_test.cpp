@@ -60,10 +60,14 @@ const std::string kJob =
 
 TEST(CliBatch, EveryRequestAnsweredAsRunAnswersItAlone) {
   const std::string in = write("job.jsonl", kJob);
-  for (int np : {0, 3}) {
+  // Each rank its own requests (np 3, cp 1 by default), and one rank batching them in small
+  // steps: the tokens do not depend on the batch.
+  const std::pair<int, std::string> cases[] = {{0, ""}, {3, ""}, {0, " --max-seqs 2 --step-tokens 3"}};
+  for (const auto& [np, flags] : cases) {
+    SCOPED_TRACE("np " + std::to_string(np) + flags);
     const std::string out = (tmpdir() / ("job_out_" + std::to_string(np) + ".jsonl")).string();
     fs::remove(out);
-    const Result r = run("run --model tiny --compute fp32 --batch " + in + " --out " + out, np);
+    const Result r = run("run --model tiny --compute fp32 --batch " + in + " --out " + out + flags, np);
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.err.find("batch: 3 / 3 requests"), std::string::npos) << r.err;
     auto a = answers(out);
@@ -114,6 +118,14 @@ TEST(CliBatch, BadLinesAreNamedAndTheOthersRun) {
   expect_error("run --model tiny --batch " + in, "--batch requires --out");
   expect_error("run --model tiny --batch " + in + " --out " + out + " --ids 3", "excludes");
   expect_error("run --model tiny --batch " + in + " --out " + out + " --logits-out x.npy", "excludes");
+  // A cache budget below one sequence: every valid line is named, nothing is run.
+  fs::remove(out);
+  const Result tight = run("run --model tiny --batch " + in + " --out " + out + " --cache-budget 0.00001", 2);
+  EXPECT_EQ(tight.code, 2) << tight.err;
+  EXPECT_NE(tight.err.find("bad.jsonl line 1: its caches need"), std::string::npos) << tight.err;
+  EXPECT_NE(tight.err.find("more than --cache-budget"), std::string::npos) << tight.err;
+  EXPECT_NE(tight.err.find("12 line(s) of"), std::string::npos) << tight.err;
+  EXPECT_TRUE(answers(out).empty());
 }
 
 TEST(CliBatch, AKilledJobFinishesOnItsRerun) {
@@ -123,8 +135,9 @@ TEST(CliBatch, AKilledJobFinishesOnItsRerun) {
            ", 7], \"max_tokens\": 48, \"ignore_eos\": true}\n";
   const std::string in = write("long.jsonl", job), out = (tmpdir() / "long_out.jsonl").string();
   fs::remove(out);
-  const std::string cmd = std::string(MODELONE_BIN) + " run --model tiny --quiet --threads 1 --batch " +
-                          in + " --out " + out;
+  // Four sequences at a time, so answers come out in waves and the kill lands mid-job.
+  const std::string cmd = std::string(MODELONE_BIN) + " run --model tiny --quiet --threads 1 "
+                          "--max-seqs 4 --batch " + in + " --out " + out;
   // Killed (SIGKILL) once a few answers are out, mid-request.
   const Result killed = shell("(" + cmd + " & p=$!; for i in $(seq 600); do "
                               "[ -f " + out + " ] && [ $(wc -l < " + out + ") -ge 3 ] && break; "

@@ -139,6 +139,9 @@ TEST(CliText, StopStringsAndStopIds) {
   const std::string text = g["text"];
   EXPECT_EQ(g["finish_reason"], "length");
   ASSERT_GE(text.size(), 3u) << text;
+  std::string pieces;  // the text holds every token's, the last one's too
+  for (int32_t id : ids) pieces += id_text(id);
+  EXPECT_EQ(text, pieces);
   // A stop string from the middle of the greedy text: the run ends at the token completing its
   // first occurrence, and the text stops just before it.
   const std::string stop = text.substr(text.size() / 2, 2);
@@ -160,6 +163,20 @@ TEST(CliText, StopStringsAndStopIds) {
   r = run(base + " --stop '" + stop + "'");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("text: " + text.substr(0, at) + "\n", 0), 0u) << r.out;
+  // A batch job (the batch scheduler) cuts the same text at the same token.
+  const fs::path in = tmpdir() / "stop_job.jsonl", out = tmpdir() / "stop_out.jsonl";
+  std::ofstream(in) << json{{"id", 1}, {"prompt", kPrompt}, {"max_tokens", 16}, {"ignore_eos", true},
+                            {"stop", {stop}}}.dump() << "\n";
+  fs::remove(out);
+  r = run("run --model " + m + " --compute fp32 --quiet --batch " + in.string() + " --out " + out.string(), 2);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream f(out);
+  std::string line;
+  std::getline(f, line);
+  const json b = json::parse(line);
+  EXPECT_EQ(b["text"], j["text"]);
+  EXPECT_EQ(b["tokens"], j["generated"]);
+  EXPECT_EQ(b["finish_reason"], "stop");
   // A stop id ends the sequence on that token, kept in the tokens like eos.
   r = run(base + " --json --stop-ids " + std::to_string(ids[2]) + ",255");
   ASSERT_EQ(r.code, 0) << r.err;

@@ -465,10 +465,19 @@ TEST(FaultBattery, RanksDisagree) {
     EXPECT_TRUE(std::regex_search(lines[0], std::regex("ranks disagree on the command line, .*" + c.pattern))) << lines[0];
     table().push_back({c.name, lines[0], {{0, 0.0}, {r.code, secs}}});
   }
-  // Two builds: a copy of the executable with one byte more (it still runs) on ranks 1 and 2.
+  // Two builds: a copy of the executable whose GNU build ID differs in one byte (it still runs) on
+  // ranks 1 and 2. The note: namesz 4, descsz 20, type 3 (NT_GNU_BUILD_ID), "GNU\0", the ID.
   const fs::path other = tmpdir() / "modelone_other_build";
-  fs::copy_file(MODELONE_BIN, other, fs::copy_options::overwrite_existing);
-  std::ofstream(other, std::ios::binary | std::ios::app) << '\n';
+  {
+    std::ifstream in(MODELONE_BIN, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string note("\x04\0\0\0\x14\0\0\0\x03\0\0\0GNU\0", 16);
+    const size_t at = bytes.find(note);
+    ASSERT_NE(at, std::string::npos) << "no GNU build ID in " << MODELONE_BIN;
+    bytes[at + note.size()] ^= 1;
+    std::ofstream(other, std::ios::binary) << bytes;
+    fs::permissions(other, fs::perms::owner_all);
+  }
   const auto t0 = std::chrono::steady_clock::now();
   const Result r = shell("timeout 120 " + std::string(MODELONE_MPIEXEC) + " --oversubscribe -n 1 " +
                          MODELONE_BIN + " " + base + " : -n 2 " + other.string() + " " + base);
@@ -477,8 +486,8 @@ TEST(FaultBattery, RanksDisagree) {
   EXPECT_LT(secs, 10.0);
   const auto lines = error_lines(r.err);
   ASSERT_EQ(lines.size(), 1u) << r.err;
-  EXPECT_TRUE(std::regex_search(lines[0], std::regex("ranks disagree on the modelone executable, a hash of "
-                                                     "its file: '[0-9a-f]{16}' on rank 0; '[0-9a-f]{16}' on ranks 1, 2")))
+  EXPECT_TRUE(std::regex_search(lines[0], std::regex("ranks disagree on the modelone executable, its build ID: "
+                                                     "'build-id [0-9a-f]{40}' on rank 0; 'build-id [0-9a-f]{40}' on ranks 1, 2")))
       << lines[0];
   table().push_back({"MPMD: two builds", lines[0], {{0, 0.0}, {r.code, secs}}});
 }

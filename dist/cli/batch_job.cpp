@@ -146,6 +146,7 @@ BatchInput parse_batch(const std::string& text, const std::string& path,
                        const GenerationSpec& defaults, const Tokenizer* tokenizer,
                        const ModelConfig& cfg, const std::set<std::string>& answered) {
   BatchInput in;
+  in.path = path;
   std::set<std::string> seen;
   std::stringstream ss(text);
   std::string line;
@@ -171,7 +172,7 @@ BatchInput parse_batch(const std::string& text, const std::string& path,
 }
 
 json answer_json(const BatchRequest& r, const std::vector<Generation>& samples, bool with_text,
-                 double prefill_s, double decode_s) {
+                 double prefill_s, double decode_s, double queue_s) {
   auto choice = [&](const Generation& g) {
     json c = {{"tokens", g.tokens}, {"finish_reason", g.finish_reason}};
     if (with_text) c["text"] = g.text;
@@ -183,7 +184,7 @@ json answer_json(const BatchRequest& r, const std::vector<Generation>& samples, 
   for (const Generation& g : samples) completion += int64_t(g.tokens.size());
   j["prompt_tokens"] = r.ids.size();
   j["completion_tokens"] = completion;
-  j["timings"] = {{"prefill_seconds", prefill_s}, {"decode_seconds", decode_s}};
+  j["timings"] = {{"queue_seconds", queue_s}, {"prefill_seconds", prefill_s}, {"decode_seconds", decode_s}};
   if (samples.size() > 1) {
     j["choices"] = json::array();
     for (size_t i = 0; i < samples.size(); ++i) {
@@ -193,74 +194,6 @@ json answer_json(const BatchRequest& r, const std::vector<Generation>& samples, 
     }
   }
   return j;
-}
-
-namespace {
-
-// OUT on rank 0: cut to the answers it holds, then appended to a line at a time.
-std::FILE* open_answers(const std::string& path, size_t keep) {
-  if (std::FILE* f = std::fopen(path.c_str(), "r")) {
-    std::fclose(f);
-    MO_REQUIRE(::truncate(path.c_str(), off_t(keep)) == 0, "--out ", path, ": cannot cut its "
-               "unfinished last line");
-  }
-  std::FILE* f = std::fopen(path.c_str(), "a");
-  MO_REQUIRE(f, "--out ", path, ": cannot open it for appending");
-  return f;
-}
-
-std::string progress_line(int64_t done, int64_t total, int64_t tokens, double elapsed) {
-  char buf[160];
-  const double rate = elapsed > 0 ? double(tokens) / elapsed : 0;
-  const double eta = done > 0 ? elapsed / double(done) * double(total - done) : 0;
-  std::snprintf(buf, sizeof buf, "batch: %lld / %lld requests, %lld tokens, %.1f tokens/s, ETA %.0f s",
-                (long long)done, (long long)total, (long long)tokens, rate, eta);
-  return buf;
-}
-
-}  // namespace
-
-int64_t run_batch(Engine& engine, const RankGrid& grid, const BatchInput& in,
-                  const std::string& out_path, size_t keep, const Tokenizer* tokenizer, bool quiet) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> out(nullptr, &std::fclose);
-  comm::agree(grid.world, [&] {
-    if (grid.is_root()) out.reset(open_answers(out_path, keep));
-  });
-  const double t0 = comm::now();
-  double last_log = t0;
-  int64_t done = 0, tokens = 0;
-  for (const BatchRequest& r : in.todo) {
-    std::vector<Generation> samples;
-    double prefill_s = 0, decode_s = 0;
-    engine.reset();
-    const double a = comm::now();
-    engine.prefill(grid.dp_index == 0 ? r.ids : std::vector<int32_t>{});
-    prefill_s = comm::now() - a;
-    SequenceState prefilled;  // the n samples share the prefill: each starts from a copy
-    if (r.n > 1) prefilled = engine.save_sequence();
-    for (int64_t i = 0; i < r.n; ++i) {
-      const double b = comm::now();
-      if (i > 0) engine.restore_sequence(prefilled);
-      GenerationSpec spec = r.gen;
-      spec.sequence = uint64_t(i);
-      samples.push_back(generate_sequence(engine, spec, int64_t(r.ids.size()), tokenizer, nullptr, {}));
-      decode_s += comm::now() - b;
-      tokens += int64_t(samples.back().tokens.size());
-    }
-    ++done;
-    comm::agree(grid.world, [&] {  // a full disk stops every rank at this answer, not later
-      if (!out) return;
-      const std::string line = answer_json(r, samples, tokenizer != nullptr, prefill_s, decode_s).dump() + "\n";
-      MO_REQUIRE(std::fwrite(line.data(), 1, line.size(), out.get()) == line.size() &&
-                     std::fflush(out.get()) == 0,
-                 "--out ", out_path, ": writing the answer to id ", r.id.dump(), " failed");
-    });
-    if (comm::now() - last_log > 2 || done == int64_t(in.todo.size())) {
-      last_log = comm::now();
-      log_line(quiet, progress_line(done, int64_t(in.todo.size()), tokens, last_log - t0));
-    }
-  }
-  return done;
 }
 
 }  // namespace modelone

@@ -6,7 +6,7 @@
 // job keeps what it finished; rerun, it skips the ids OUT already answers. A bad line (malformed
 // JSON, an unknown key, a value out of range, a prompt too long) is named by its line number and
 // skipped, the others still run, and the job then exits with status 2.
-// Requests run one after another through the engine today; n samples share the prefill.
+// n samples of a request share its prefill.
 #pragma once
 #include <cstdint>
 #include <set>
@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dist/batch_scheduler.h"
 #include "dist/cli/generation.h"
 #include "model/config/config.h"
 #include "model/text/tokenizer.h"
@@ -34,6 +35,7 @@ struct BatchInput {
   std::vector<std::string> errors;  // one line per bad input line
   int64_t answered = 0;             // requests OUT answered already (skipped)
   int64_t longest = 0;              // most positions a request needs (prompt + max_tokens)
+  std::string path;                 // the input file, for messages
 };
 
 // The ids OUT's text answers (each id's JSON text); *keep: the bytes of its complete lines (a
@@ -48,8 +50,9 @@ BatchInput parse_batch(const std::string& text, const std::string& path,
 
 // One output line: id, tokens, text (with a tokenizer), finish_reason, token counts, timings, and
 // with n > 1 every sample under `choices`.
+// queue_s: the time it waited for room in a batch.
 nlohmann::json answer_json(const BatchRequest& r, const std::vector<Generation>& samples,
-                           bool with_text, double prefill_s, double decode_s);
+                           bool with_text, double prefill_s, double decode_s, double queue_s = 0);
 
 }  // namespace modelone
 
@@ -57,9 +60,14 @@ namespace modelone {
 class Engine;
 struct RankGrid;
 
-// Runs in.todo in order on dp group 0 (collective over the world; every rank holds the same
-// input). Rank 0 cuts OUT to its first `keep` bytes and appends each answer as it finishes,
-// with a progress line on stderr every few seconds unless quiet. Returns the answers written.
+// Runs in.todo (collective over the world; every rank holds the same input). With cp = 1 the
+// requests are shared out over the ranks (the fewest tokens first) and each rank runs its share
+// through the batch scheduler (dist/batch_scheduler.h); with a cp group they run one after
+// another on dp group 0. Rank 0 cuts OUT to its first `keep` bytes and appends each answer as it
+// finishes, with a progress line on stderr every few seconds unless quiet. Requests whose caches
+// cannot fit the scheduler's budget are not run: their lines go to *errors. Returns the answers
+// written.
 int64_t run_batch(Engine& engine, const RankGrid& grid, const BatchInput& in,
-                  const std::string& out_path, size_t keep, const Tokenizer* tokenizer, bool quiet);
+                  const std::string& out_path, size_t keep, const Tokenizer* tokenizer, bool quiet,
+                  const SchedulerOptions& sched, std::vector<std::string>* errors);
 }  // namespace modelone

@@ -148,6 +148,30 @@ void add_engram_bench(CLI::App* b, BenchOptions* o) {
   add_report_options(en, &o->report);
 }
 
+void add_batch_bench(CLI::App* b, BenchOptions* o) {
+  CLI::App* x = b->add_subcommand("batch", "Decode throughput vs batch (vs batch 1), and decode "
+                                  "steps with prompt chunks mixed in (p50 / p99 vs decode only)");
+  x->add_option("--model", o->batch.model, "Preset, .pbtxt or checkpoint directory");
+  x->add_option("--set", o->batch.sets, "Config overrides key=value, after the default cut "
+                "num_hidden_layers=4 n_routed_experts=16");
+  x->add_option("--batches", o->batch.batches, "Sequences over the world, dealt to the ranks "
+                "(cp = 1, ep = world)")->delimiter(',')->check(CLI::Range(int64_t(1), int64_t(4096)));
+  x->add_option("--context", o->batch.context, "Positions each sequence holds before the timed steps")
+      ->check(kContext);
+  x->add_option("--decode-steps", o->batch.decode_steps, "Timed decode steps per batch")->check(kIters);
+  x->add_option("--mixed-batch", o->batch.mixed_batch, "Batch of the mixed prefill + decode steps "
+                "(0: none)")->check(CLI::Range(int64_t(0), int64_t(4096)));
+  x->add_option("--chunks", o->batch.chunks, "Prompt tokens mixed into each step")->delimiter(',')
+      ->check(kContext);
+  x->add_option("--mixed-steps", o->batch.mixed_steps, "Timed mixed steps per chunk size")->check(kIters);
+  add_kv_cache_option(x, &o->batch.kv_cache, "KV cache storage");
+  add_choice(x, &o->batch.compute, compute_choices(), "Compute mode: auto (bf16 where the CPU "
+             "has it), bf16 or fp32");
+  x->add_option("--seed", o->batch.seed, "Token seed");
+  x->add_option("--threads", o->batch.threads, "Threads per rank")->check(threads_per_rank());
+  add_report_options(x, &o->report);
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App* app, BenchOptions* o) {
@@ -160,6 +184,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   add_moe_bench(b, o);
   add_context_bench(b, o);
   add_engram_bench(b, o);
+  add_batch_bench(b, o);
 }
 
 int bench_command(CLI::App* app, const BenchOptions& o) {
@@ -173,6 +198,7 @@ int bench_command(CLI::App* app, const BenchOptions& o) {
   if (b->got_subcommand("moe")) body = [&] { return moe_bench(o.moe); };
   if (b->got_subcommand("context")) body = [&] { return context_bench(o.context); };
   if (b->got_subcommand("engram")) body = [&] { return engram_bench(o.engram); };
+  if (b->got_subcommand("batch")) body = [&] { return batch_bench(o.batch); };
   if (!body) return -1;
   return run_report(o.report, body);
 }

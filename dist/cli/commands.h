@@ -69,6 +69,8 @@ struct RunOptions {
   std::string expert_stats, expert_placement;
   SampleCli sample;
   std::string batch, out;  // --batch FILE.jsonl --out OUT.jsonl (dist/cli/batch_job.h)
+  int64_t max_seqs = 64, step_tokens = 512;  // --batch's scheduler (dist/batch_scheduler.h)
+  double cache_budget_gib = 0;               // 0: half of what the node gives a rank
   int64_t window = 0;      // perplexity: the prompt is a document read in windows of this many
 };
 

@@ -5,7 +5,6 @@
 #include <memory>
 
 #include "model/base/check.h"
-#include "model/sample/stop_strings.h"
 
 namespace modelone {
 
@@ -16,48 +15,59 @@ bool sampling_changes_argmax(const SamplingParams& p) {
 }
 }  // namespace
 
+SequenceGen::SequenceGen(const GenerationSpec& spec, int64_t n_prompt, const Tokenizer* tokenizer,
+                         const ModelConfig& cfg, std::function<void(const std::string&)> show)
+    : spec_(spec), n_prompt_(n_prompt), eos_(int32_t(cfg.eos_token_id)),
+      sampled_(sampling_changes_argmax(spec.sampling)), show_(std::move(show)) {
+  MO_REQUIRE(spec.stop.empty() || tokenizer, "stop strings need the model's tokenizer.json (this "
+             "model has none); stop ids work without one");
+  if (tokenizer) {
+    stream_ = std::make_unique<TextStream>(*tokenizer);
+    stops_ = std::make_unique<StopStrings>(spec.stop);
+  }
+}
+
+int32_t SequenceGen::choose(const std::vector<float>& logits, const std::vector<int32_t>& tokens) {
+  if (!sampled_)  // the argmax, ties to the lower id
+    return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  return sample_token(spec_.sampling, logits.data(), int64_t(logits.size()), tokens, n_prompt_,
+                      spec_.sequence, int64_t(tokens.size()));
+}
+
+bool SequenceGen::stop(int32_t tok) {
+  if (std::find(spec_.stop_ids.begin(), spec_.stop_ids.end(), tok) != spec_.stop_ids.end())
+    stopped_ = true;
+  if (stops_ && !stopped_) {
+    const std::string safe = stops_->push(stream_->push(tok));
+    if (show_ && !safe.empty()) show_(safe);
+    stopped_ = stops_->stopped();
+  }
+  return stopped_;
+}
+
+Generation SequenceGen::finish(std::vector<int32_t> tokens) {
+  if (stops_ && !stopped_) {
+    const std::string rest = stops_->push(stream_->finish()) + stops_->finish();
+    if (show_ && !rest.empty()) show_(rest);
+  }
+  Generation g;
+  if (stops_) g.text = stops_->text();
+  const bool eos = !spec_.ignore_eos && !tokens.empty() && tokens.back() == eos_;
+  g.finish_reason = stopped_ || eos ? "stop" : "length";
+  g.tokens = std::move(tokens);
+  return g;
+}
+
 Generation generate_sequence(Engine& engine, const GenerationSpec& spec, int64_t n_prompt,
                              const Tokenizer* tokenizer,
                              const std::function<void(const std::string&)>& show,
                              const std::function<void(int64_t)>& progress) {
-  MO_REQUIRE(spec.stop.empty() || tokenizer, "stop strings need the model's tokenizer.json (this "
-             "model has none); stop ids work without one");
-  const int64_t V = engine.config().vocab_size;
-  // Every rank of the group keeps the text (the stop decision must agree), one stream each.
-  std::unique_ptr<TextStream> stream;
-  std::unique_ptr<StopStrings> stops;
-  if (tokenizer) {
-    stream = std::make_unique<TextStream>(*tokenizer);
-    stops = std::make_unique<StopStrings>(spec.stop);
-  }
-  bool stopped = false;
+  SequenceGen gen(spec, n_prompt, tokenizer, engine.config(), show);
   TokenPolicy policy;
   if (sampling_changes_argmax(spec.sampling))
-    policy.choose = [&](const std::vector<float>& logits) {
-      return sample_token(spec.sampling, logits.data(), V, engine.tokens(), n_prompt,
-                          spec.sequence, engine.position());
-    };
-  policy.stop = [&](int32_t tok) {
-    if (std::find(spec.stop_ids.begin(), spec.stop_ids.end(), tok) != spec.stop_ids.end())
-      stopped = true;
-    if (stops && !stopped) {
-      const std::string safe = stops->push(stream->push(tok));
-      if (show && !safe.empty()) show(safe);
-      stopped = stops->stopped();
-    }
-    return stopped;
-  };
-  Generation g;
-  g.tokens = engine.generate(spec.max_tokens, spec.ignore_eos, progress, {}, policy);
-  if (stops && !stopped) {
-    const std::string rest = stops->push(stream->finish()) + stops->finish();
-    if (show && !rest.empty()) show(rest);
-  }
-  if (stops) g.text = stops->text();
-  const bool eos = !spec.ignore_eos && !g.tokens.empty() &&
-                   g.tokens.back() == engine.config().eos_token_id;
-  g.finish_reason = stopped || eos ? "stop" : "length";
-  return g;
+    policy.choose = [&](const std::vector<float>& logits) { return gen.choose(logits, engine.tokens()); };
+  policy.stop = [&](int32_t tok) { return gen.stop(tok); };
+  return gen.finish(engine.generate(spec.max_tokens, spec.ignore_eos, progress, {}, policy));
 }
 
 }  // namespace modelone

@@ -1,6 +1,9 @@
 // modelone: run DeepSeek-V4 models across MPI ranks. See README.md for the commands.
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <cstring>
+#include <elf.h>
+#include <link.h>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -16,8 +19,41 @@
 using namespace modelone;
 
 namespace {
-// FNV-1a over this process's executable (a few milliseconds for the 2-3 MB binary).
+// The GNU build ID the linker wrote into this executable (a hash of its linked contents): reading
+// it costs nothing, where hashing the file took 0.8 s for the 265 MB sanitizer build. Empty when
+// the linker wrote none.
+std::string build_id() {
+  std::string id;
+  dl_iterate_phdr([](dl_phdr_info* info, size_t, void* out) -> int {
+    // The first object listed is the executable itself.
+    for (int i = 0; i < info->dlpi_phnum; ++i) {
+      const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+      if (ph.p_type != PT_NOTE) continue;
+      const char* p = reinterpret_cast<const char*>(info->dlpi_addr + ph.p_vaddr);
+      const char* end = p + ph.p_memsz;
+      while (p + sizeof(ElfW(Nhdr)) <= end) {
+        const auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
+        const char* name = p + sizeof(ElfW(Nhdr));
+        const char* desc = name + ((n->n_namesz + 3) & ~3u);
+        if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && std::memcmp(name, "GNU", 4) == 0) {
+          for (uint32_t k = 0; k < n->n_descsz; ++k) {
+            char hex[3];
+            std::snprintf(hex, sizeof hex, "%02x", unsigned(uint8_t(desc[k])));
+            static_cast<std::string*>(out)->append(hex);
+          }
+          return 1;
+        }
+        p = desc + ((n->n_descsz + 3) & ~3u);
+      }
+    }
+    return 1;
+  }, &id);
+  return id;
+}
+
+// The build ID, else FNV-1a over this process's executable file.
 std::string executable_hash() {
+  if (std::string id = build_id(); !id.empty()) return "build-id " + id;
   std::ifstream f("/proc/self/exe", std::ios::binary);
   if (!f) return "unknown";
   uint64_t h = 1469598103934665603ull;
@@ -65,7 +101,7 @@ int main(int argc, char** argv) {
     }
     // Ranks running different executables (a hostfile whose nodes hold two builds) would not
     // be running the same program, whatever their flags say.
-    comm::agree_fields(world, "the modelone executable", {{"a hash of its file", executable_hash()}});
+    comm::agree_fields(world, "the modelone executable", {{"its build ID", executable_hash()}});
     comm::agree_fields(world, "the command line", args);
     // Every rank parses the same argv, so a bad flag fails everywhere with the same message.
     comm::agree(world, [&] {

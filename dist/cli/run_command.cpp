@@ -225,12 +225,18 @@ int run_batch_command(const RunOptions& o, const RunSetup& r, Engine& engine) {
   const BatchInput& in = r.batch;
   log_line(o.m.quiet, "batch: " + std::to_string(in.todo.size()) + " request(s) to run, " +
                           std::to_string(in.answered) + " answered already in " + o.out);
-  run_batch(engine, r.grid, in, o.out, r.out_keep, r.tokenizer.get(), o.m.quiet);
-  if (in.errors.empty()) return 0;
+  SchedulerOptions sched;
+  sched.max_seqs = o.max_seqs;
+  sched.step_tokens = o.step_tokens;
+  sched.cache_budget = o.cache_budget_gib > 0 ? int64_t(o.cache_budget_gib * double(1ll << 30))
+                                              : rank_memory_limit(r.grid.local_size).bytes / 2;
+  std::vector<std::string> errors = in.errors;
+  run_batch(engine, r.grid, in, o.out, r.out_keep, r.tokenizer.get(), o.m.quiet, sched, &errors);
+  if (errors.empty()) return 0;
   if (r.grid.is_root()) {
-    for (const std::string& e : in.errors) std::fprintf(stderr, "modelone: error: %s\n", e.c_str());
+    for (const std::string& e : errors) std::fprintf(stderr, "modelone: error: %s\n", e.c_str());
     std::fprintf(stderr, "modelone: error: %zu line(s) of %s were not run (above); the others "
-                 "were answered\n", in.errors.size(), o.batch.c_str());
+                 "were answered\n", errors.size(), o.batch.c_str());
   }
   return 2;
 }

@@ -48,6 +48,14 @@ void add_run_command(CLI::App* app, RunOptions* o) {
                               "request finishes; a rerun skips the ids it already answers");
   batch->needs(out);
   out->needs(batch);
+  run->add_option("--max-seqs", o->max_seqs, "--batch: sequences a rank decodes at once (each of "
+                  "n samples counts)")->check(CLI::Range(int64_t(1), int64_t(4096)))->needs(batch);
+  run->add_option("--step-tokens", o->step_tokens, "--batch: tokens per step, the running "
+                  "sequences' next tokens first, prompt chunks in the rest")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))->needs(batch);
+  run->add_option("--cache-budget", o->cache_budget_gib, "--batch: GiB of caches a rank holds; "
+                  "a request waits until its worst case fits (default: half of the node's "
+                  "available memory over its ranks)")->check(positive())->needs(batch);
   for (CLI::Option* a : {ids, ids_file, rnd, text, text_file}) batch->excludes(a);
   ids->excludes(ids_file)->excludes(rnd);
   ids_file->excludes(rnd);
@@ -63,7 +71,8 @@ void add_run_command(CLI::App* app, RunOptions* o) {
   run->add_option("--logits-out", o->logits_out, "Write prompt logits [T, vocab] float32 .npy")
       ->excludes(batch);
   add_kv_cache_option(run, &o->kv_cache, "KV cache storage");
-  run->add_option("--cp", o->cp, "Context-parallel ranks per sequence (default: the world)")
+  run->add_option("--cp", o->cp, "Context-parallel ranks per sequence (default: the world; with "
+                  "--batch, 1: each rank serves its own requests)")
       ->check(CLI::Range(1, 1 << 20));
   add_choice(run, &o->cp_layout, layout_choices(), "How a prefill step's positions split over "
              "the cp ranks: zigzag (balanced) or contiguous");

@@ -225,7 +225,9 @@ GenerationSpec generation_spec(const RunOptions& o, int64_t vocab, const Tokeniz
 
 void set_up_run(const RunOptions& o, RunSetup* r) {
   comm::Comm world = comm::Comm::world();
-  comm::agree(world, [&] { r->grid = RankGrid::make(o.cp, o.ep); });
+  // A batch job serves many sequences: by default each rank runs its own (cp = 1).
+  const int cp = o.cp > 0 ? o.cp : o.batch.empty() ? 0 : 1;
+  comm::agree(world, [&] { r->grid = RankGrid::make(cp, o.ep); });
   const RankGrid& grid = r->grid;
   comm::agree(world, [&] { r->threads = grid.threads(o.m.threads); });
   set_compute_threads(r->threads);

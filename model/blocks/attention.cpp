@@ -162,8 +162,10 @@ void attn_partial(const float* q, int64_t nh, int64_t Dh, const float* kw, int64
 
 void attn_attend(const ModelConfig& cfg, int64_t layer, const AttnProj& p,
                  const std::vector<Segment>& segs, const std::vector<SegmentWindow>& wins,
-                 const EntryTable& ent, const int32_t* picks, const int32_t* n_picks,
+                 const std::vector<EntryTable>& ents, const int32_t* picks, const int32_t* n_picks,
                  AttnPartials* out) {
+  MO_CHECK(ents.size() == 1 || ents.size() == segs.size(), ents.size(), " entry tables for ",
+           segs.size(), " segments");
   const int64_t H = cfg.num_heads, Dh = cfg.head_dim, Wn = cfg.sliding_window;
   const int64_t T = int64_t(p.pos.size());
   const AttnKind kind = cfg.attn[size_t(layer)];
@@ -186,7 +188,9 @@ void attn_attend(const ModelConfig& cfg, int64_t layer, const AttnProj& p,
       for (int64_t b = 0; b < h_blocks; ++b) {
         const int64_t h0 = b * hb, nh = std::min(hb, H - h0);
         if (nh <= 0) continue;
-        const SegmentWindow& win = wins[size_t(seg_of[size_t(t)])];
+        const size_t si = size_t(seg_of[size_t(t)]);
+        const SegmentWindow& win = wins[si];
+        const EntryTable& ent = ents[ents.size() == 1 ? 0 : si];
         const int64_t pos = p.pos[size_t(t)];
         // Sliding window: positions max(0, pos - Wn + 1) .. pos.
         const int64_t w_lo = std::max<int64_t>(0, pos - Wn + 1) - win.first_pos;

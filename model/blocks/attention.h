@@ -81,10 +81,12 @@ struct AttnPartials {
 };
 
 // Every query of the step over its segment's window and its compressed keys: HCA all closed
-// entries of ent, CSA the picks (global indices into ent, [T, index_topk], n_picks[T] valid).
+// entries of its table, CSA the picks (global indices into the table, [T, index_topk], n_picks[T]
+// valid). ents: one table for every segment (one sequence), or one per segment (a batch of
+// sequences, each segment its own).
 void attn_attend(const ModelConfig& cfg, int64_t layer, const AttnProj& p,
                  const std::vector<Segment>& segs, const std::vector<SegmentWindow>& wins,
-                 const EntryTable& ent, const int32_t* picks, const int32_t* n_picks,
+                 const std::vector<EntryTable>& ents, const int32_t* picks, const int32_t* n_picks,
                  AttnPartials* out);
 
 // One query, nh heads q[nh, Dh], over keys kw[nw, Dh] then kc[nc, Dh] (K = V): o[nh, Dh],

@@ -100,6 +100,28 @@ CacheBytes cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tok
   return b;
 }
 
+int64_t sequence_bytes(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens) {
+  const int64_t window = KvRowFormat{kv_dtype, cfg.head_dim, cfg.rope_dim, true}.row_bytes();
+  // The stores' rows (cache_bytes_for past the window), whatever the window holds yet.
+  const CacheBytes b = cache_bytes_for(cfg, kv_dtype, n_tokens);
+  int64_t bytes = b.entries + b.index_keys + cfg.num_layers * (cfg.sliding_window - 1) * window;
+  const std::vector<LayerCache> fresh = make_layer_caches(cfg, kv_dtype);
+  for (const LayerCache& c : fresh)
+    for (const CompressorState* s : {&c.comp, &c.idx_comp})
+      bytes += int64_t(s->kv.size() + s->gate.size()) * 4;
+  return bytes;
+}
+
+void reserve_sequence(std::vector<LayerCache>& caches, const ModelConfig& cfg, int64_t n_tokens) {
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    LayerCache& c = caches[size_t(l)];
+    if (c.entries.rows.width() == 0) continue;  // no store in this layer
+    c.entries.reserve(n_tokens / cfg.compress_rate(l));
+    if (c.idx_keys.rows.width() > 0)
+      c.idx_keys.reserve(n_tokens / (cfg.v41() ? cfg.compress_rate(l) : cfg.csa_rate));
+  }
+}
+
 double trained_cache_bytes_per_token(const ModelConfig& cfg) {
   const double entry = double(cfg.head_dim) / 2 + double(cfg.head_dim) / 16;
   const double key = double(cfg.index_head_dim) / 2 + double(cfg.index_head_dim) / 32;

@@ -37,8 +37,11 @@ void gemm_bf16_nt_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64
 // against it.
 constexpr int64_t kPanelCols = kPanelRows;
 void pack_panel_bf16(const uint16_t* B, int64_t ldb, int64_t nb, int64_t K, uint32_t* panel);
+// next: the panel this thread runs after this one (same K), fetched into L2 while the row blocks
+// after the first reuse this one from cache (null: none).
 void gemm_bf16_panel(int64_t M, int64_t K, const uint16_t* A, int64_t lda, const uint32_t* panel,
-                     int64_t nb, float* C, int64_t ldc, bool accumulate);
+                     int64_t nb, float* C, int64_t ldc, bool accumulate,
+                     const uint32_t* next = nullptr);
 // C[M, N] (+)= A[M, K] @ B[K, N], the same way.
 void gemm_bf16_nn_here(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
                        const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);

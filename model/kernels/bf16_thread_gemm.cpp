@@ -54,14 +54,20 @@ void pack_b(bool nt, const uint16_t* B, int64_t ldb, int64_t n0, int64_t nb, int
   }
 }
 
+// Lines [0, pf_lines) of pf are prefetched into L2 evenly over the loop (the next weight panel,
+// while this block reads the current one from cache).
 template <int MB>
 MO_AVX512_BF16 void block(const uint16_t* A, int64_t lda, int64_t K, const uint32_t* Bp, float* C,
-                          int64_t ldc, int64_t nb, bool accumulate) {
+                          int64_t ldc, int64_t nb, bool accumulate, const char* pf = nullptr,
+                          int64_t pf_lines = 0) {
   __m512 acc[MB][4];
   for (int i = 0; i < MB; ++i)
     for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_setzero_ps();
   const int64_t kp = (K + 1) / 2;
+  int64_t line = 0;
   for (int64_t p = 0; p < kp; ++p) {
+    for (; line < pf_lines && line * kp < (p + 1) * pf_lines; ++line)
+      _mm_prefetch(pf + line * 64, _MM_HINT_T1);
     __m512i b[4];
     for (int j = 0; j < 4; ++j) b[j] = _mm512_loadu_si512(Bp + p * kNb + 16 * j);
     for (int i = 0; i < MB; ++i) {
@@ -194,9 +200,20 @@ void pack_panel_bf16(const uint16_t* B, int64_t ldb, int64_t nb, int64_t K, uint
 namespace {
 MO_AVX512_BF16 void panel_avx512(int64_t M, int64_t K, const uint16_t* A, int64_t lda,
                                  const uint32_t* panel, int64_t nb, float* C, int64_t ldc,
-                                 bool accumulate) {
+                                 bool accumulate, const uint32_t* next) {
+  // The first row block streams the panel from memory; the blocks after it read it from L2 and
+  // leave memory idle, so they fetch the next panel meanwhile, a share each.
+  const int64_t blocks = M / kMb, lines = (K + 1) / 2 * kPanelCols * 4 / 64;
+  // Only with 4 blocks or more: with fewer, the next panel would come faster than memory gives it
+  // and hold up the current one (measured: slower at 2 blocks, 8% faster steps at batch 32).
+  const int64_t share = next && blocks >= 4 ? (lines + blocks - 2) / (blocks - 1) : 0;
   int64_t m = 0;
-  for (; m + kMb <= M; m += kMb) block<kMb>(A + m * lda, lda, K, panel, C + m * ldc, ldc, nb, accumulate);
+  for (int64_t b = 0; m + kMb <= M; m += kMb, ++b) {
+    const int64_t first = b == 0 ? 0 : std::min(lines, (b - 1) * share);
+    const int64_t n = b == 0 ? 0 : std::min(lines - first, share);
+    const char* pf = n > 0 ? reinterpret_cast<const char*>(next) + first * 64 : nullptr;
+    block<kMb>(A + m * lda, lda, K, panel, C + m * ldc, ldc, nb, accumulate, pf, n);
+  }
   const uint16_t* a = A + m * lda;
   float* c = C + m * ldc;
   switch (M - m) {
@@ -211,9 +228,9 @@ MO_AVX512_BF16 void panel_avx512(int64_t M, int64_t K, const uint16_t* A, int64_
 }  // namespace
 
 void gemm_bf16_panel(int64_t M, int64_t K, const uint16_t* A, int64_t lda, const uint32_t* panel,
-                     int64_t nb, float* C, int64_t ldc, bool accumulate) {
+                     int64_t nb, float* C, int64_t ldc, bool accumulate, const uint32_t* next) {
   if (M == 0) return;
-  if (cpu_features().avx512_bf16) return panel_avx512(M, K, A, lda, panel, nb, C, ldc, accumulate);
+  if (cpu_features().avx512_bf16) return panel_avx512(M, K, A, lda, panel, nb, C, ldc, accumulate, next);
   // Portable: the same pairs in the same order, summed in fp32 per column.
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < nb; ++j) {

@@ -108,7 +108,8 @@ void over_panels(const Weight& w, int64_t T, int64_t r0, int64_t N, float* y, in
   constexpr int64_t kRowsPerTask = 256;  // 2 MiB of bf16 x at K = 4096, against a K * 128 B panel
   const int64_t p0 = r0 / kPanelRows, np = (r0 + N - 1) / kPanelRows + 1 - p0;
   const int64_t nb = (T + kRowsPerTask - 1) / kRowsPerTask;
-#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(omp_in_parallel() ? 1 : omp_get_max_threads())
+  // Static: a thread's panels are consecutive, so each knows the next one it will read.
+#pragma omp parallel for collapse(2) schedule(static) num_threads(omp_in_parallel() ? 1 : omp_get_max_threads())
   for (int64_t i = 0; i < np; ++i)
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t p = p0 + i, c0 = p * kPanelRows, lo = std::max(c0, r0);
@@ -137,7 +138,8 @@ void linear_panels(const uint16_t* xb, int64_t T, int64_t ldx, const Weight& w, 
   const int64_t K = w.cols();
   over_panels(w, T, r0, N, y, ldy, accumulate,
               [&](int64_t p, int64_t t0, int64_t m, float* C, int64_t ldc, bool acc) {
-                gemm_bf16_panel(m, K, xb + t0 * ldx, ldx, weight_panel(w, p), kPanelRows, C, ldc, acc);
+                const uint32_t* next = (p + 1) * kPanelRows < w.rows() ? weight_panel(w, p + 1) : nullptr;
+                gemm_bf16_panel(m, K, xb + t0 * ldx, ldx, weight_panel(w, p), kPanelRows, C, ldc, acc, next);
               });
 }
 

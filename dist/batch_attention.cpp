@@ -1,0 +1,87 @@
+// CpAttention::forward_batch: the attention of a batch of sequences at cp = 1 (each rank serves
+// its own sequences, SGLang's data-parallel attention). The projections (wkv, the compressors,
+// wq_a, the indexer's, wq_b) and the output (wo_a, wo_b) are row-wise, so they run over every
+// row of the step at once and read each weight once for the batch; the parts that read a
+// sequence's caches (advance, tables, indexer top-k, attend) run per sequence on its rows.
+#include <algorithm>
+#include <cstring>
+
+#include "comm/clock.h"
+#include "dist/cp_attention.h"
+#include "model/base/check.h"
+
+namespace modelone {
+
+namespace {
+// Rows [r0, r0 + n) of the step's indexer queries, as a selection over n queries reads them.
+IndexerQueries query_rows(const IndexerQueries& iq, int64_t r0, int64_t n, int64_t qw, int64_t ww) {
+  IndexerQueries s;
+  s.q.assign(iq.q.begin() + r0 * qw, iq.q.begin() + (r0 + n) * qw);
+  s.w.assign(iq.w.begin() + r0 * ww, iq.w.begin() + (r0 + n) * ww);
+  return s;
+}
+}  // namespace
+
+void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rope, const float* h,
+                                const std::vector<BatchSeq>& seqs, float* out) {
+  MO_CHECK(cp_.size() == 1, "a batch of sequences runs at cp = 1");
+  const AttnKind kind = cfg_.attn[size_t(l)];
+  const size_t S = seqs.size();
+  std::vector<Segment> segs(S);
+  std::vector<int64_t> pos;
+  for (size_t i = 0; i < S; ++i) {
+    segs[i] = seqs[i].seg;
+    MO_CHECK(segs[i].row == int64_t(pos.size()), "batch rows out of order");
+    for (int64_t k = 0; k < segs[i].n; ++k) pos.push_back(segs[i].pos + k);
+  }
+  const int64_t T = int64_t(pos.size());
+  if (T == 0) return;
+  CpTimers& timers = timers_[size_t(kind)];
+  double& cpu = timers.compute_cpu;
+  comm::timed(timers.project, cpu, [&] {
+    attn_project_keys(cfg_, l, w, rope, h, T, pos.data(), kv_dtype_, &p_);
+    attn_project_latent(cfg_, l, w, rope, h, T, &p_);
+    p_.q.resize(size_t(T * cfg_.num_heads * cfg_.head_dim));
+    attn_project_heads(cfg_, w, rope, p_.q_lat.data(), T, pos.data(), 0, cfg_.num_heads, p_.q.data());
+    wins_.resize(S);
+    for (size_t i = 0; i < S; ++i)
+      attn_advance(cfg_, l, w, rope, p_, segs[i], (*seqs[i].caches)[size_t(l)], &wins_[i]);
+  });
+
+  // Each sequence's tables (cp = 1: its own stores) and picks, at its rows of picks_.
+  const int64_t K = cfg_.index_topk, qw = cfg_.index_n_heads * cfg_.index_head_dim;
+  std::vector<EntryTable> ents(S);
+  batch_dense_.resize(2 * S);
+  if (batch_blocks_.size() < S) batch_blocks_.resize(S);
+  picks_.resize(size_t(T * K));
+  n_picks_.resize(size_t(T));
+  const bool shared = kind == AttnKind::Shared;
+  const bool scores = kind == AttnKind::CSA || (shared && cfg_.shared.is_index_source(l));
+  for (size_t i = 0; i < S; ++i) {
+    if (kind == AttnKind::Sliding) break;
+    const std::vector<LayerCache>& caches = *seqs[i].caches;
+    // V4.1: a Shared layer reads its kv source's stores (the layer's own when it is one).
+    const LayerCache& c = caches[size_t(shared ? cfg_.shared.kv_of[size_t(l)] : l)];
+    ents[i] = table(c.entries, batch_dense_[2 * i], "cp.entries");
+    if (!scores) continue;
+    const EntryTable keys = table(c.idx_keys, batch_dense_[2 * i + 1], "cp.index_keys");
+    const Segment& s = segs[i];
+    const IndexerQueries iq = query_rows(p_.iq, s.row, s.n, qw, cfg_.index_n_heads);
+    int32_t* top = picks_.data() + s.row * K;
+    int32_t* count = n_picks_.data() + s.row;
+    comm::timed(timers.indexer, cpu, [&] {
+      if (shared)
+        shared_select(cfg_, l, iq, s.n, pos.data() + s.row, keys.rows, keys.n, &batch_blocks_[i], top, count);
+      else
+        indexer_select(cfg_, iq, s.n, pos.data() + s.row, keys.rows, keys.n, top, count);
+    });
+  }
+  const std::vector<float> sink = w.attn_sink.to_f32();
+  comm::timed(timers.attend, cpu, [&] {
+    attn_attend(cfg_, l, p_, segs, wins_, ents, picks_.data(), n_picks_.data(), &part_);
+    attn_merge(T, cfg_.num_heads, cfg_.head_dim, sink.data(), {&part_}, part_.o.data());
+  });
+  comm::timed(timers.output, cpu, [&] { attn_output(cfg_, w, rope, part_.o.data(), T, pos.data(), out); });
+}
+
+}  // namespace modelone

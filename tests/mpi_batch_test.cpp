@@ -1,0 +1,200 @@
+// Many sequences in one engine (Engine::step_batch) against each sequence alone, in one MPI job of
+// N ranks (ctest runs it at 1-4): cp = 1, so each rank serves its own sequences (dp = world) while
+// the experts are split over the ep group and every step's MoE exchange carries all of the step's
+// tokens. 16 sequences of mixed lengths arrive at different steps, their prompts fed in chunks
+// beside other sequences' decode tokens; under fp32 and greedy each must give the logits and
+// tokens it gives alone on one rank.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+#include "comm/comm.h"
+#include "dist/batch_scheduler.h"
+#include "tests/support.h"
+
+namespace modelone::test {
+namespace {
+
+constexpr float kRelTol = 1e-5f;  // fp32: the same sums in another order (rows batched)
+constexpr int kSeqs = 16, kDecode = 5;
+
+std::vector<int32_t> prompt(int64_t n, int64_t vocab, uint64_t salt) {
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t)
+    ids[size_t(t)] = int32_t((uint64_t(t) * 2654435761u + 11 + salt * 7919u) % uint64_t(vocab));
+  return ids;
+}
+
+int32_t argmax(const std::vector<float>& v) {
+  return int32_t(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// What one sequence gives alone: the logits after its prompt and after each greedy token.
+struct Alone {
+  std::vector<std::vector<float>> logits;
+  std::vector<int32_t> tokens;
+};
+
+Alone run_alone(Engine& e, const std::vector<int32_t>& ids) {
+  Alone a;
+  e.reset();
+  e.prefill(ids);
+  a.logits.push_back(e.last_logits());
+  for (int g = 0; g < kDecode; ++g) {
+    const int32_t tok = argmax(e.last_logits());
+    a.tokens.push_back(tok);
+    if (g + 1 == kDecode) break;
+    e.decode(&tok);
+    a.logits.push_back(e.last_logits());
+  }
+  return a;
+}
+
+// A sequence of the batch: arrives at step `arrive`, feeds its prompt `chunk` tokens a step.
+struct Running {
+  int id = 0;
+  int64_t arrive = 0, chunk = 0, fed = 0;
+  std::vector<int32_t> ids;
+  SequenceState state;
+  Alone got;
+  int32_t next = -1;  // the token decoded last, fed in the next step
+  bool done = false;
+};
+
+void batch_matches_alone(const std::string& model, const std::vector<std::string>& sets, int ep) {
+  auto solo = make_solo_model(model, {}, sets);
+  auto m = make_model(model, {}, sets, /*cp=*/1, ep);
+  const RankGrid& g = m->grid;
+  ASSERT_EQ(g.dp, g.W);
+  const int64_t V = m->ms.cfg.vocab_size;
+  // Lengths from below the window to past a few compressed windows; rank r serves ids r, r + W, ...
+  const int64_t lengths[kSeqs] = {7, 160, 33, 1, 90, 301, 12, 64, 129, 5, 250, 41, 77, 2, 199, 18};
+  std::vector<Running> mine;
+  for (int i = g.world.rank(); i < kSeqs; i += g.W) {
+    Running r;
+    r.id = i;
+    r.arrive = (i * 3) % 7;
+    r.chunk = 16 + (i * 13) % 50;
+    r.ids = prompt(lengths[i], V, uint64_t(i));
+    r.state = m->engine->new_sequence();
+    mine.push_back(std::move(r));
+  }
+  for (int64_t step = 0;; ++step) {
+    std::vector<BatchItem> items;
+    std::vector<Running*> stepped;
+    for (Running& r : mine) {
+      if (r.done || r.arrive > step) continue;
+      if (r.fed < int64_t(r.ids.size())) {
+        const int64_t n = std::min(r.chunk, int64_t(r.ids.size()) - r.fed);
+        items.push_back({&r.state, r.ids.data() + r.fed, n});
+        r.fed += n;
+      } else {
+        items.push_back({&r.state, &r.next, 1});
+      }
+      stepped.push_back(&r);
+    }
+    const int64_t any = g.world.allreduce(int64_t(items.size()), comm::Op::Max);
+    if (any == 0 && step > 7) break;
+    m->engine->step_batch(items);
+    for (Running* r : stepped) {
+      if (r->fed < int64_t(r->ids.size())) continue;  // mid-prompt
+      r->got.logits.push_back(r->state.last_logits);
+      r->next = argmax(r->state.last_logits);
+      r->got.tokens.push_back(r->next);
+      r->done = int(r->got.tokens.size()) == kDecode;
+    }
+  }
+  for (Running& r : mine) {
+    SCOPED_TRACE("sequence " + std::to_string(r.id) + " of length " + std::to_string(r.ids.size()) +
+                 " on rank " + std::to_string(g.world.rank()) + " of " + std::to_string(g.W) +
+                 ", ep " + std::to_string(g.ep));
+    const Alone want = run_alone(*solo->engine, r.ids);
+    EXPECT_EQ(r.got.tokens, want.tokens);
+    ASSERT_EQ(r.got.logits.size(), want.logits.size());
+    for (size_t k = 0; k < want.logits.size(); ++k)
+      EXPECT_LE(rel_diff(r.got.logits[k], want.logits[k]), kRelTol) << "logits after " << k << " tokens";
+    EXPECT_EQ(r.state.tokens.size(), r.ids.size() + kDecode - 1);
+  }
+}
+
+TEST(Batch, HfFixtureSequencesMatchAlone) { batch_matches_alone(data_dir("hf_v4_tiny"), {}, 0); }
+
+TEST(Batch, TinyWithNestedEpGroups) {
+  // ep 2 inside a world of 4 (two expert replicas), else the whole world.
+  const int W = comm::Comm::world().size();
+  batch_matches_alone("tiny", {}, W == 4 ? 2 : 0);
+}
+
+TEST(Batch, EngramSequencesMatchAlone) { batch_matches_alone("tiny-engram", {}, 0); }
+
+TEST(Batch, V41SequencesMatchAlone) { batch_matches_alone("tiny-v41", {"fake_quant=false"}, 0); }
+
+// The scheduler with a small step budget, few slots and a pool that holds only some requests at
+// once: every request still gets the tokens it gets alone (greedy), and n samples of one prompt
+// (greedy, so all the same) share its prefill.
+struct Greedy : SampleDriver {
+  int32_t choose(const std::vector<float>& logits, const std::vector<int32_t>&) override { return argmax(logits); }
+  bool stop(int32_t) override { return false; }
+};
+
+TEST(Batch, SchedulerMatchesAlone) {
+  auto solo = make_solo_model("tiny", {}, {});
+  auto m = make_model("tiny", {}, {}, /*cp=*/1, 0);
+  const RankGrid& g = m->grid;
+  const int64_t V = m->ms.cfg.vocab_size, gen = 6;
+  const int64_t lengths[kSeqs] = {70, 3, 140, 9, 55, 260, 1, 31, 120, 17, 88, 4, 200, 45, 66, 12};
+  SchedulerOptions so;
+  so.max_seqs = 5;
+  so.step_tokens = 40;
+  BatchScheduler probe(*m->engine, {1, 1, 1});
+  so.cache_budget = 3 * probe.bytes_needed(260, gen, 1);  // about three requests at once
+  BatchScheduler sched(*m->engine, so);
+  std::map<int64_t, std::vector<std::vector<int32_t>>> got;
+  int64_t finished_here = 0;
+  for (int64_t step = 0; step < 12 || sched.busy_anywhere(); ++step) {
+    for (int i = g.world.rank(); i < kSeqs; i += g.W) {
+      if ((i * 5) % 12 != step) continue;  // arrivals spread over the first 12 steps
+      ScheduledRequest r;
+      r.key = i;
+      r.prompt = prompt(lengths[i], V, uint64_t(i));
+      r.max_tokens = gen;
+      r.ignore_eos = true;
+      for (int k = 0; k < (i % 4 == 1 ? 3 : 1); ++k) r.samples.push_back(std::make_unique<Greedy>());
+      sched.add(std::move(r));
+    }
+    EXPECT_LE(sched.reserved_bytes(), so.cache_budget);
+    for (FinishedRequest& f : sched.step()) {
+      got[f.key] = f.tokens;
+      ++finished_here;
+    }
+  }
+  EXPECT_EQ(g.world.allreduce(finished_here, comm::Op::Sum), kSeqs);
+  for (auto& [key, tokens] : got) {
+    SCOPED_TRACE("request " + std::to_string(key));
+    solo->engine->reset();
+    solo->engine->prefill(prompt(lengths[key], V, uint64_t(key)));
+    const std::vector<int32_t> want = solo->engine->generate(gen, true);
+    ASSERT_EQ(tokens.size(), key % 4 == 1 ? 3u : 1u);
+    for (const auto& t : tokens) EXPECT_EQ(t, want);
+  }
+  EXPECT_EQ(sched.reserved_bytes(), 0);
+  // A request whose caches can never fit is refused when it is queued.
+  ScheduledRequest big;
+  big.prompt = prompt(10, V, 1);
+  big.max_tokens = 100000;
+  big.samples.push_back(std::make_unique<Greedy>());
+  EXPECT_NE(error_of([&] { sched.add(std::move(big)); }).find("more than the cache budget"), std::string::npos);
+}
+
+TEST(Batch, NeedsCpOne) {
+  const int W = comm::Comm::world().size();
+  if (W == 1) GTEST_SKIP() << "cp = 1 is the only grid of one rank";
+  auto m = make_model("tiny", {}, {}, /*cp=*/W, 0);
+  SequenceState s = m->engine->new_sequence();
+  const int32_t tok = 1;
+  EXPECT_NE(error_of([&] { m->engine->step_batch({{&s, &tok, 1}}); }).find("--cp 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace modelone::test

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "dist/engine.h"
@@ -68,8 +69,8 @@ class BatchScheduler {
  private:
   struct Active;
   void admit();
-  // Picks sample i's next token from its logits; false when it ended.
-  bool pick(Active& a, size_t i);
+  // Each (request, sample)'s next token from its newest logits, and whether it ended there.
+  void pick(const std::vector<std::pair<Active*, size_t>>& picks);
 
   Engine& engine_;
   SchedulerOptions opt_;

@@ -48,23 +48,30 @@ const uint32_t* panel_of(const Weight& w, int64_t r0, int64_t nb, std::vector<ui
   return panel.data();
 }
 
+// The panel of w's rows [r0, r0 + 64) as loaded (BF16_P64), to fetch ahead; null when w is packed
+// per call (nothing to fetch before it is made).
+const uint32_t* loaded_panel(const Weight& w, int64_t r0) {
+  return w.dtype == DType::BF16_P64 && r0 < w.rows() ? weight_panel(w, r0 / kPanelCols) : nullptr;
+}
+
 struct Group {
   int64_t e0, e1, p0, np;  // experts [e0, e1), pairs [p0, p0 + np)
 };
 
 // Task (e, j): the gate and up products of expert e's rows on columns [j*64, j*64 + 64) of I,
-// SwiGLU'd into h (bf16, rows of the group's pairs).
+// SwiGLU'd into h (bf16, rows of the group's pairs). next: the panel the thread reads after
+// this task (fetched ahead while the up product runs).
 void gate_up_task(const ModelConfig& cfg, const ExpertWeights& ew, const uint16_t* xg, int64_t m,
-                  int64_t j, uint16_t* h) {
+                  int64_t j, uint16_t* h, const uint32_t* next) {
   const int64_t D = cfg.hidden_size, I = ew.w1.rows(), c0 = j * kPanelCols;
   const int64_t nb = std::min(kPanelCols, I - c0);
   Scratch& s = scratch();
   s.y.resize(size_t(m * kPanelCols));
   s.y2.resize(size_t(m * kPanelCols));
   gemm_bf16_panel(m, D, xg, D, panel_of(ew.w1, c0, nb, s.rows, s.panel), nb, s.y.data(),
-                  kPanelCols, false);
+                  kPanelCols, false, loaded_panel(ew.w3, c0));
   gemm_bf16_panel(m, D, xg, D, panel_of(ew.w3, c0, nb, s.rows, s.panel), nb, s.y2.data(),
-                  kPanelCols, false);
+                  kPanelCols, false, next);
   const float lim = float(cfg.swiglu_limit);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t c = 0; c < nb; ++c) {
@@ -85,8 +92,11 @@ void down_task(const ModelConfig& cfg, const std::vector<ExpertWeights>& experts
     const Weight& w2 = experts[size_t(e)].w2;  // [D, I]
     const int64_t I = w2.cols();
     s.y.resize(size_t(m * kPanelCols));
+    int64_t after = e + 1;  // the next expert with rows: its panel is read next
+    while (after < g.e1 && P.offset[size_t(after + 1)] == P.offset[size_t(after)]) ++after;
+    const uint32_t* next = after < g.e1 ? loaded_panel(experts[size_t(after)].w2, c0) : nullptr;
     gemm_bf16_panel(m, I, h + (p0 - g.p0) * I, I, panel_of(w2, c0, nb, s.rows, s.panel), nb,
-                    s.y.data(), kPanelCols, false);
+                    s.y.data(), kPanelCols, false, next);
     for (int64_t i = 0; i < m; ++i) {
       float* o = acc + int64_t(P.row[size_t(p0 + i)]) * D + c0;
       const float wt = P.weight[size_t(p0 + i)];
@@ -116,11 +126,21 @@ void run_group(const ModelConfig& cfg, const std::vector<ExpertWeights>& experts
       for (int64_t j = 0; j * kPanelCols < I; ++j) tasks.push_back({e, j});
     }
   const int64_t nt = int64_t(tasks.size());
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t t = 0; t < nt; ++t) {
-    const int64_t e = tasks[size_t(t)].first, off = P.offset[size_t(e)] - g.p0;
-    gate_up_task(cfg, experts[size_t(e)], xgp + off * D, P.offset[size_t(e + 1)] - P.offset[size_t(e)],
-                 tasks[size_t(t)].second, hp + off * I);
+  // Task t on thread t mod threads (neighbouring tasks are the same expert's, so the threads stay
+  // even): each knows its next task, whose first panel it fetches ahead.
+#pragma omp parallel
+  {
+    const int64_t stride = omp_get_num_threads();
+    for (int64_t t = omp_get_thread_num(); t < nt; t += stride) {
+      const int64_t e = tasks[size_t(t)].first, off = P.offset[size_t(e)] - g.p0;
+      const uint32_t* next = nullptr;
+      if (t + stride < nt) {
+        const auto& [ne, nj] = tasks[size_t(t + stride)];
+        next = loaded_panel(experts[size_t(ne)].w1, nj * kPanelCols);
+      }
+      gate_up_task(cfg, experts[size_t(e)], xgp + off * D, P.offset[size_t(e + 1)] - P.offset[size_t(e)],
+                   tasks[size_t(t)].second, hp + off * I, next);
+    }
   }
   if (progress) progress();
   const int64_t nd = (D + kPanelCols - 1) / kPanelCols;

@@ -97,8 +97,9 @@ void gemm_f32_panel(int64_t M, int64_t K, const float* x, int64_t ldx, const uin
 }
 
 // Rows [r0, r0 + N) of W's product over tasks of (panel, up to 256 rows of x): run(p, t0, m, C,
-// ldc, acc) computes panel p's 64 columns for x rows [t0, t0 + m); a panel that [r0, r0 + N)
-// cuts goes through scratch and only its wanted columns land in y.
+// ldc, acc, next) computes panel p's 64 columns for x rows [t0, t0 + m), next being the panel the
+// thread runs after it (to fetch ahead; null: none); a panel that [r0, r0 + N) cuts goes through
+// scratch and only its wanted columns land in y.
 template <class Run>
 void over_panels(const Weight& w, int64_t T, int64_t r0, int64_t N, float* y, int64_t ldy,
                  bool accumulate, Run&& run) {
@@ -107,21 +108,24 @@ void over_panels(const Weight& w, int64_t T, int64_t r0, int64_t N, float* y, in
   if (T == 0 || N == 0) return;
   constexpr int64_t kRowsPerTask = 256;  // 2 MiB of bf16 x at K = 4096, against a K * 128 B panel
   const int64_t p0 = r0 / kPanelRows, np = (r0 + N - 1) / kPanelRows + 1 - p0;
-  const int64_t nb = (T + kRowsPerTask - 1) / kRowsPerTask;
-  // Static: a thread's panels are consecutive, so each knows the next one it will read.
-#pragma omp parallel for collapse(2) schedule(static) num_threads(omp_in_parallel() ? 1 : omp_get_max_threads())
-  for (int64_t i = 0; i < np; ++i)
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t p = p0 + i, c0 = p * kPanelRows, lo = std::max(c0, r0);
+  const int64_t nb = (T + kRowsPerTask - 1) / kRowsPerTask, tasks = np * nb;
+  // Task k on thread k mod threads: each knows the task it runs next, k + threads.
+#pragma omp parallel num_threads(omp_in_parallel() ? 1 : omp_get_max_threads())
+  {
+    const int64_t stride = omp_get_num_threads();
+    for (int64_t k = omp_get_thread_num(); k < tasks; k += stride) {
+      const int64_t p = p0 + k / nb, b = k % nb, c0 = p * kPanelRows, lo = std::max(c0, r0);
       const int64_t hi = std::min(c0 + kPanelRows, r0 + N);
       const int64_t t0 = b * kRowsPerTask, m = std::min(kRowsPerTask, T - t0);
+      const int64_t after = k + stride < tasks ? p0 + (k + stride) / nb : -1;
+      const uint32_t* next = after >= 0 && after != p ? weight_panel(w, after) : nullptr;
       if (lo == c0 && hi == c0 + kPanelRows) {
-        run(p, t0, m, y + t0 * ldy + (c0 - r0), ldy, accumulate);
+        run(p, t0, m, y + t0 * ldy + (c0 - r0), ldy, accumulate, next);
         continue;
       }
       static thread_local std::vector<float> tmp;
       tmp.resize(size_t(m * kPanelRows));
-      run(p, t0, m, tmp.data(), kPanelRows, false);
+      run(p, t0, m, tmp.data(), kPanelRows, false, next);
       for (int64_t r = 0; r < m; ++r)
         for (int64_t c = lo; c < hi; ++c) {
           float& o = y[(t0 + r) * ldy + (c - r0)];
@@ -129,6 +133,7 @@ void over_panels(const Weight& w, int64_t T, int64_t r0, int64_t N, float* y, in
           o = accumulate ? o + v : v;
         }
     }
+  }
 }
 
 }  // namespace
@@ -137,8 +142,7 @@ void linear_panels(const uint16_t* xb, int64_t T, int64_t ldx, const Weight& w, 
                    int64_t N, float* y, int64_t ldy, bool accumulate) {
   const int64_t K = w.cols();
   over_panels(w, T, r0, N, y, ldy, accumulate,
-              [&](int64_t p, int64_t t0, int64_t m, float* C, int64_t ldc, bool acc) {
-                const uint32_t* next = (p + 1) * kPanelRows < w.rows() ? weight_panel(w, p + 1) : nullptr;
+              [&](int64_t p, int64_t t0, int64_t m, float* C, int64_t ldc, bool acc, const uint32_t* next) {
                 gemm_bf16_panel(m, K, xb + t0 * ldx, ldx, weight_panel(w, p), kPanelRows, C, ldc, acc, next);
               });
 }
@@ -147,7 +151,7 @@ void linear_panels_f32(const float* x, int64_t T, int64_t ldx, const Weight& w, 
                        int64_t N, float* y, int64_t ldy, bool accumulate) {
   const int64_t K = w.cols();
   over_panels(w, T, r0, N, y, ldy, accumulate,
-              [&](int64_t p, int64_t t0, int64_t m, float* C, int64_t ldc, bool acc) {
+              [&](int64_t p, int64_t t0, int64_t m, float* C, int64_t ldc, bool acc, const uint32_t*) {
                 gemm_f32_panel(m, K, x + t0 * ldx, ldx, weight_panel(w, p), C, ldc, acc);
               });
 }

@@ -221,6 +221,15 @@ TEST(CliPerplexity, EqualsExpOfTheMeanNllFromLogitsOut) {
   r = run(base + " --context 16", 2);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NEAR(json::parse(r.out)["perplexity"].get<double>(), want, 1e-5 * want);
+  // Each rank its own windows (--cp 1: two dp groups, the second idle in the last round).
+  r = run(base + " --context 16 --cp 1", 2);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json d = json::parse(r.out);
+  EXPECT_NEAR(d["perplexity"].get<double>(), want, 1e-5 * want);
+  EXPECT_EQ(d["tokens_scored"], 37);
+  ASSERT_EQ(d["windows"].size(), j["windows"].size());
+  for (size_t k = 0; k < j["windows"].size(); ++k)
+    EXPECT_NEAR(d["windows"][k]["nll"].get<double>(), j["windows"][k]["nll"].get<double>(), 1e-5);
   // Text output and bad input.
   r = run("perplexity --model tiny --random-prompt 50 --context 20 --quiet");
   ASSERT_EQ(r.code, 0) << r.err;

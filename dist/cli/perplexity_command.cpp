@@ -1,7 +1,9 @@
 // `modelone perplexity`: a document (text, token ids or random tokens) scored in windows of
 // --context tokens (dist/cli/perplexity.h), each window one prefill whose every position's logits
 // come back a step at a time; perplexity with its standard error, per-window values in --json.
-// Windows run one after another on the first dp group (the batched engine will run several).
+// The dp groups score windows side by side (window k on group k mod dp, all groups stepping
+// together): with --cp 1, each rank its own window.
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -52,27 +54,38 @@ nlohmann::json window_json(const PplWindow& w, const PplStats& s) {
           {"perplexity", s.perplexity()}};
 }
 
-// One window: a fresh sequence of its tokens, every position's logits scored as they come
-// (at cp rank 0 of the first group; the stats stay empty elsewhere). Adds to *total.
-PplStats score_window(Engine& engine, const RunSetup& r, const PplWindow& w, PplStats* total) {
+// One window on this dp group (none: the group steps along empty): a fresh sequence of its
+// tokens, every position's logits scored as they come (at the group's cp rank 0; the stats stay
+// empty elsewhere).
+PplStats score_window(Engine& engine, const RunSetup& r, const PplWindow* w) {
   const int64_t V = r.ms.cfg.vocab_size;
   engine.reset();
-  engine.reserve(w.end - w.begin);
+  if (w) engine.reserve(w->end - w->begin);
   PplStats ws;
   PrefillOptions popt;
-  popt.all_logits = true;
+  popt.all_logits = w != nullptr;
   popt.on_logits = [&](int64_t pos0, int64_t n, const float* rows) {
     for (int64_t i = 0; i < n; ++i) {
-      const int64_t t = w.begin + pos0 + i + 1;  // the token this row predicts
-      if (t < w.score_from || t >= w.end) continue;
-      const double nll = token_nll(rows + i * V, V, r.prompt[size_t(t)]);
-      ws.add(nll);
-      total->add(nll);
+      const int64_t t = w->begin + pos0 + i + 1;  // the token this row predicts
+      if (t < w->score_from || t >= w->end) continue;
+      ws.add(token_nll(rows + i * V, V, r.prompt[size_t(t)]));
     }
   };
-  const std::vector<int32_t> ids(r.prompt.begin() + w.begin, r.prompt.begin() + w.end);
-  engine.prefill(r.grid.dp_index == 0 ? ids : std::vector<int32_t>{}, popt);
+  std::vector<int32_t> ids;
+  if (w) ids.assign(r.prompt.begin() + w->begin, r.prompt.begin() + w->end);
+  engine.prefill(ids, popt);
   return ws;
+}
+
+// Every window's (sum, sum of squares, count) on every rank: each was scored at one rank.
+std::vector<PplStats> share_windows(const comm::Comm& world, const std::vector<PplStats>& mine) {
+  std::vector<double> v(mine.size() * 3);
+  for (size_t k = 0; k < mine.size(); ++k)
+    v[3 * k] = mine[k].sum, v[3 * k + 1] = mine[k].sum2, v[3 * k + 2] = double(mine[k].n);
+  if (!v.empty()) world.allreduce(v.data(), int64_t(v.size()), comm::Op::Sum);
+  std::vector<PplStats> all(mine.size());
+  for (size_t k = 0; k < mine.size(); ++k) all[k] = {v[3 * k], v[3 * k + 1], int64_t(v[3 * k + 2])};
+  return all;
 }
 
 }  // namespace
@@ -89,21 +102,29 @@ int perplexity_command(const PerplexityOptions& o) {
   std::vector<PplWindow> wins;
   comm::agree(r.grid.world, [&] { wins = perplexity_windows(int64_t(r.prompt.size()), N, S); });
   std::unique_ptr<Engine> engine = load_engine(o.run, r, t_start);
-  PplStats total;
-  nlohmann::json per_window = nlohmann::json::array();
+  std::vector<PplStats> mine(wins.size());
+  const size_t G = size_t(r.grid.dp);
   const double t0 = comm::now();
   double last_log = t0;
-  for (size_t k = 0; k < wins.size(); ++k) {
-    per_window.push_back(window_json(wins[k], score_window(*engine, r, wins[k], &total)));
-    if (comm::now() - last_log > 2 && k + 1 < wins.size()) {
+  for (size_t k0 = 0; k0 < wins.size(); k0 += G) {
+    const size_t k = k0 + size_t(r.grid.dp_index);
+    const PplStats ws = score_window(*engine, r, k < wins.size() ? &wins[k] : nullptr);
+    if (k < wins.size()) mine[k] = ws;
+    if (comm::now() - last_log > 2 && k0 + G < wins.size()) {
       last_log = comm::now();
       char b[160];
-      std::snprintf(b, sizeof b, "perplexity: window %zu / %zu, %lld tokens scored, %.4f so far",
-                    k + 1, wins.size(), (long long)total.n, total.perplexity());
+      std::snprintf(b, sizeof b, "perplexity: window %zu / %zu", std::min(k0 + G, wins.size()), wins.size());
       log_line(o.run.m.quiet, b);
     }
   }
   const double seconds = comm::now() - t0;
+  const std::vector<PplStats> per = share_windows(r.grid.world, mine);
+  PplStats total;
+  nlohmann::json per_window = nlohmann::json::array();
+  for (size_t k = 0; k < per.size(); ++k) {
+    total.sum += per[k].sum, total.sum2 += per[k].sum2, total.n += per[k].n;
+    per_window.push_back(window_json(wins[k], per[k]));
+  }
   if (!r.grid.is_root()) return 0;
   const int64_t fed = [&] {
     int64_t f = 0;

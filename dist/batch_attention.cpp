@@ -12,16 +12,6 @@
 
 namespace modelone {
 
-namespace {
-// Rows [r0, r0 + n) of the step's indexer queries, as a selection over n queries reads them.
-IndexerQueries query_rows(const IndexerQueries& iq, int64_t r0, int64_t n, int64_t qw, int64_t ww) {
-  IndexerQueries s;
-  s.q.assign(iq.q.begin() + r0 * qw, iq.q.begin() + (r0 + n) * qw);
-  s.w.assign(iq.w.begin() + r0 * ww, iq.w.begin() + (r0 + n) * ww);
-  return s;
-}
-}  // namespace
-
 void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rope, const float* h,
                                 const std::vector<BatchSeq>& seqs, float* out) {
   MO_CHECK(cp_.size() == 1, "a batch of sequences runs at cp = 1");
@@ -49,7 +39,7 @@ void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rop
   });
 
   // Each sequence's tables (cp = 1: its own stores) and picks, at its rows of picks_.
-  const int64_t K = cfg_.index_topk, qw = cfg_.index_n_heads * cfg_.index_head_dim;
+  const int64_t K = cfg_.index_topk;
   std::vector<EntryTable> ents(S);
   batch_dense_.resize(2 * S);
   if (batch_blocks_.size() < S) batch_blocks_.resize(S);
@@ -66,14 +56,14 @@ void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rop
     if (!scores) continue;
     const EntryTable keys = table(c.idx_keys, batch_dense_[2 * i + 1], "cp.index_keys");
     const Segment& s = segs[i];
-    const IndexerQueries iq = query_rows(p_.iq, s.row, s.n, qw, cfg_.index_n_heads);
     int32_t* top = picks_.data() + s.row * K;
     int32_t* count = n_picks_.data() + s.row;
     comm::timed(timers.indexer, cpu, [&] {
       if (shared)
-        shared_select(cfg_, l, iq, s.n, pos.data() + s.row, keys.rows, keys.n, &batch_blocks_[i], top, count);
+        shared_select(cfg_, l, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, &batch_blocks_[i],
+                      top, count, s.row);
       else
-        indexer_select(cfg_, iq, s.n, pos.data() + s.row, keys.rows, keys.n, top, count);
+        indexer_select(cfg_, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, top, count, s.row);
     });
   }
   const std::vector<float> sink = w.attn_sink.to_f32();

@@ -48,27 +48,25 @@ void BatchScheduler::add(ScheduledRequest r) {
   const int64_t need = bytes_needed(int64_t(r.prompt.size()), r.max_tokens, n);
   MO_REQUIRE(need <= opt_.cache_budget, "its caches need ", double(need) / (1 << 20),
              " MiB, more than the cache budget of ", double(opt_.cache_budget) / (1 << 20), " MiB");
-  waiting_.push_back(std::move(r));
-  arrived_.push_back(comm::now());
+  waiting_.push_back({std::move(r), comm::now(), need});
 }
 
 void BatchScheduler::admit() {
   while (!waiting_.empty()) {
-    ScheduledRequest& r = waiting_.front();
-    const int64_t n = int64_t(r.samples.size());
-    const int64_t need = bytes_needed(int64_t(r.prompt.size()), r.max_tokens, n);
+    Waiting& wr = waiting_.front();
+    ScheduledRequest& r = wr.req;
+    const int64_t n = int64_t(r.samples.size()), need = wr.need;
     // In arrival order: a request that does not fit yet waits, and so do the ones behind it.
     if (reserved_ + need > opt_.cache_budget || running_samples_ + n > opt_.max_seqs) return;
     auto a = std::make_unique<Active>();
     a->bytes = need;
-    a->arrived = arrived_.front();
+    a->arrived = wr.arrived;
     a->admitted = comm::now();
     a->samples.resize(1);
     a->samples[0].state = engine_.new_sequence();
     reserve_sequence(a->samples[0].state.caches, engine_.config(), int64_t(r.prompt.size()) + r.max_tokens);
     a->req = std::move(r);
     waiting_.pop_front();
-    arrived_.pop_front();
     reserved_ += need;
     running_samples_ += n;
     active_.push_back(std::move(a));

@@ -68,14 +68,18 @@ class BatchScheduler {
 
  private:
   struct Active;
+  struct Waiting {  // a queued request, when it came and the pool bytes it will reserve
+    ScheduledRequest req;
+    double arrived;
+    int64_t need;
+  };
   void admit();
   // Each (request, sample)'s next token from its newest logits, and whether it ended there.
   void pick(const std::vector<std::pair<Active*, size_t>>& picks);
 
   Engine& engine_;
   SchedulerOptions opt_;
-  std::deque<ScheduledRequest> waiting_;
-  std::deque<double> arrived_;
+  std::deque<Waiting> waiting_;
   std::vector<std::unique_ptr<Active>> active_;
   int64_t reserved_ = 0, running_samples_ = 0, steps_ = 0;
 };

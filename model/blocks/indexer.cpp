@@ -50,7 +50,7 @@ void accumulate_scores(const float* l, int64_t ld, int64_t nI, int64_t n, const 
 
 void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
                     const int64_t* pos, const float* keys, int64_t n_keys, int32_t* top,
-                    int32_t* count) {
+                    int32_t* count, int64_t r0) {
   const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim, K = cfg.index_topk;
   const float scale = 1.f / std::sqrt(float(Di));
   // bf16 path: queries and keys rounded once; each token's key count is rounded up to 64 (zero
@@ -58,7 +58,9 @@ void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
   const bool bf16 = compute_mode() == Compute::BF16;
   auto pad = [](int64_t n) { return (n + 63) / 64 * 64; };
   std::vector<uint16_t> kb, qb;
-  if (bf16) indexer_inputs_bf16(keys, n_keys, iq.q.data(), T, nI, Di, &kb, &qb);
+  const float* iqq = iq.q.data() + r0 * nI * Di;
+  const float* iqw = iq.w.data() + r0 * nI;
+  if (bf16) indexer_inputs_bf16(keys, n_keys, iqq, T, nI, Di, &kb, &qb);
 #pragma omp parallel
   {
     std::vector<float> logits, score;
@@ -74,8 +76,8 @@ void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
       if (bf16)
         matmul_bf16_nt(nI, ld, Di, qb.data() + t * nI * Di, Di, kb.data(), Di, logits.data(), ld, false);
       else
-        sgemm_nt(nI, n, Di, iq.q.data() + t * nI * Di, Di, keys, Di, logits.data(), n);
-      accumulate_scores(logits.data(), ld, nI, n, iq.w.data() + t * nI, scale, score.data());
+        sgemm_nt(nI, n, Di, iqq + t * nI * Di, Di, keys, Di, logits.data(), n);
+      accumulate_scores(logits.data(), ld, nI, n, iqw + t * nI, scale, score.data());
       top_k(score.data(), n, k, top + t * K);
     }
   }

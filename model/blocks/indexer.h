@@ -31,9 +31,10 @@ void indexer_queries(const ModelConfig& cfg, const AttnWeights& w, const Rope& r
 
 // keys[n_keys, Di]: the keys of windows 0 .. n_keys - 1 in global order. top[T, index_topk]
 // receives global entry indices (best first), count[T] how many are valid.
+// The T queries are rows [r0, r0 + T) of iq (a batch step selects per sequence on its rows).
 void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
                     const int64_t* pos, const float* keys, int64_t n_keys, int32_t* top,
-                    int32_t* count);
+                    int32_t* count, int64_t r0 = 0);
 
 struct Candidate {
   float score;

@@ -72,7 +72,7 @@ int64_t pick_blocks(const float* bscore, int64_t nb_all, int64_t newest, int64_t
 
 void shared_select(const ModelConfig& cfg, int64_t layer, const IndexerQueries& iq, int64_t T,
                    const int64_t* pos, const float* keys, int64_t n_keys, BlockPicks* blocks,
-                   int32_t* top, int32_t* count) {
+                   int32_t* top, int32_t* count, int64_t r0) {
   const SharedAttn& sa = cfg.shared;
   const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim, K = cfg.index_topk;
   const int64_t r = sa.ratio[size_t(layer)], bs = sa.candidate_block_size;
@@ -86,7 +86,9 @@ void shared_select(const ModelConfig& cfg, int64_t layer, const IndexerQueries& 
   // bf16 path: queries and keys rounded once (keys zero-padded to 64 rows).
   const bool bf16 = compute_mode() == Compute::BF16;
   std::vector<uint16_t> kb, qb;
-  if (bf16) indexer_inputs_bf16(keys, n_keys, iq.q.data(), T, nI, Di, &kb, &qb);
+  const float* iqq = iq.q.data() + r0 * nI * Di;
+  const float* iqw = iq.w.data() + r0 * nI;
+  if (bf16) indexer_inputs_bf16(keys, n_keys, iqq, T, nI, Di, &kb, &qb);
 #pragma omp parallel
   {
     std::vector<float> score, tile;
@@ -95,9 +97,9 @@ void shared_select(const ModelConfig& cfg, int64_t layer, const IndexerQueries& 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = std::min(n_keys, (pos[t] + 1) / r);  // visible entries
-      const float* q = iq.q.data() + t * nI * Di;
+      const float* q = iqq + t * nI * Di;
       const uint16_t* qt = bf16 ? qb.data() + t * nI * Di : nullptr;
-      const float* w = iq.w.data() + t * nI;
+      const float* w = iqw + t * nI;
       std::vector<Candidate> picks;
       if (masked) {  // only the entries of this query's candidate blocks
         gidx.clear();

@@ -29,9 +29,10 @@ struct BlockPicks {
 
 // Prefill: keys[n_keys, Di] are the kv source's keys of windows 0 .. n_keys - 1 in global order.
 // The candidate source fills *blocks; a layer after it reads them. top[T, index_topk], count[T].
+// The T queries are rows [r0, r0 + T) of iq.
 void shared_select(const ModelConfig& cfg, int64_t layer, const IndexerQueries& iq, int64_t T,
                    const int64_t* pos, const float* keys, int64_t n_keys, BlockPicks* blocks,
-                   int32_t* top, int32_t* count);
+                   int32_t* top, int32_t* count, int64_t r0 = 0);
 
 // Decode, one query (q[nI * Di], w[nI]) at pos against the keys this rank holds (any dtype):
 //   out       up to index_topk best local (score, global index), masked to `blocks` (increasing

@@ -3,6 +3,7 @@
 // wq_a, the indexer's, wq_b) and the output (wo_a, wo_b) are row-wise, so they run over every
 // row of the step at once and read each weight once for the batch; the parts that read a
 // sequence's caches (advance, tables, indexer top-k, attend) run per sequence on its rows.
+// Under cp > 1 each sequence runs split over the group as alone (begin_batch .. end_batch).
 #include <algorithm>
 #include <cstring>
 
@@ -38,13 +39,13 @@ void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rop
       attn_advance(cfg_, l, w, rope, p_, segs[i], (*seqs[i].caches)[size_t(l)], &wins_[i]);
   });
 
-  // Each sequence's tables (cp = 1: its own stores) and picks, at its rows of picks_.
+  // Each sequence's tables (cp = 1: its own stores) and picks, at its rows of s_.picks.
   const int64_t K = cfg_.index_topk;
   std::vector<EntryTable> ents(S);
   batch_dense_.resize(2 * S);
   if (batch_blocks_.size() < S) batch_blocks_.resize(S);
-  picks_.resize(size_t(T * K));
-  n_picks_.resize(size_t(T));
+  s_.picks.resize(size_t(T * K));
+  s_.n_picks.resize(size_t(T));
   const bool shared = kind == AttnKind::Shared;
   const bool scores = kind == AttnKind::CSA || (shared && cfg_.shared.is_index_source(l));
   for (size_t i = 0; i < S; ++i) {
@@ -56,8 +57,8 @@ void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rop
     if (!scores) continue;
     const EntryTable keys = table(c.idx_keys, batch_dense_[2 * i + 1], "cp.index_keys");
     const Segment& s = segs[i];
-    int32_t* top = picks_.data() + s.row * K;
-    int32_t* count = n_picks_.data() + s.row;
+    int32_t* top = s_.picks.data() + s.row * K;
+    int32_t* count = s_.n_picks.data() + s.row;
     comm::timed(timers.indexer, cpu, [&] {
       if (shared)
         shared_select(cfg_, l, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, &batch_blocks_[i],
@@ -68,10 +69,45 @@ void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rop
   }
   const std::vector<float> sink = w.attn_sink.to_f32();
   comm::timed(timers.attend, cpu, [&] {
-    attn_attend(cfg_, l, p_, segs, wins_, ents, picks_.data(), n_picks_.data(), &part_);
+    attn_attend(cfg_, l, p_, segs, wins_, ents, s_.picks.data(), s_.n_picks.data(), &part_);
     attn_merge(T, cfg_.num_heads, cfg_.head_dim, sink.data(), {&part_}, part_.o.data());
   });
   comm::timed(timers.output, cpu, [&] { attn_output(cfg_, w, rope, part_.o.data(), T, pos.data(), out); });
+}
+
+// Swaps a batch item's step state into the one the single-sequence code reads, and back on
+// leaving the scope (an exception included).
+struct CpAttention::SwapIn {
+  SeqStep &a, &b;
+  SwapIn(SeqStep& x, SeqStep& y) : a(x), b(y) { std::swap(a, b); }
+  ~SwapIn() { std::swap(a, b); }
+};
+
+void CpAttention::begin_batch(const std::vector<StepLayout>& L, const std::vector<SeqPos>& at) {
+  MO_CHECK(L.size() == at.size(), "a layout per sequence");
+  items_.resize(L.size());
+  for (size_t i = 0; i < L.size(); ++i) {
+    SwapIn in(s_, items_[i]);
+    set_seq_pos(at[i]);
+    begin_step(L[i]);
+  }
+}
+
+void CpAttention::forward_item(size_t i, int64_t layer, const AttnWeights& w, const Rope& rope,
+                               const float* h, LayerCache& cache, float* out, LayerCache* kv_src) {
+  MO_CHECK(i < items_.size(), "batch item ", i, " of ", items_.size());
+  SwapIn in(s_, items_[i]);
+  forward(layer, w, rope, h, cache, out, kv_src);
+}
+
+std::vector<CpAttention::SeqPos> CpAttention::end_batch() {
+  std::vector<SeqPos> at(items_.size());
+  for (size_t i = 0; i < items_.size(); ++i) {
+    SwapIn in(s_, items_[i]);
+    end_step();
+    at[i] = seq_pos();
+  }
+  return at;
 }
 
 }  // namespace modelone

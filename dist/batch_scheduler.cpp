@@ -36,7 +36,9 @@ BatchScheduler::~BatchScheduler() = default;
 
 int64_t BatchScheduler::bytes_needed(int64_t prompt, int64_t max_tokens, int64_t n) const {
   const ModelConfig& cfg = engine_.config();
-  return n * sequence_bytes(cfg, engine_.kv_dtype(), prompt + max_tokens);
+  // Under cp > 1 each rank of the group holds its share of every sequence.
+  return n * sequence_bytes(cfg, engine_.kv_dtype(), prompt + max_tokens,
+                            engine_.grid().cp_comm.size());
 }
 
 void BatchScheduler::add(ScheduledRequest r) {
@@ -64,7 +66,8 @@ void BatchScheduler::admit() {
     a->admitted = comm::now();
     a->samples.resize(1);
     a->samples[0].state = engine_.new_sequence();
-    reserve_sequence(a->samples[0].state.caches, engine_.config(), int64_t(r.prompt.size()) + r.max_tokens);
+    reserve_sequence(a->samples[0].state.caches, engine_.config(), int64_t(r.prompt.size()) + r.max_tokens,
+                     engine_.grid().cp_comm.size());
     a->req = std::move(r);
     waiting_.pop_front();
     reserved_ += need;
@@ -146,7 +149,8 @@ std::vector<FinishedRequest> BatchScheduler::step() {
       a->samples.resize(a->req.samples.size(), Sample{a->samples[0].state, {}, -1, false});
       for (size_t k = 1; k < a->samples.size(); ++k)  // a copy's stores hold no spare room
         reserve_sequence(a->samples[k].state.caches, engine_.config(),
-                         int64_t(a->req.prompt.size()) + a->req.max_tokens);
+                         int64_t(a->req.prompt.size()) + a->req.max_tokens,
+                         engine_.grid().cp_comm.size());
       for (size_t k = 0; k < a->samples.size(); ++k)
         if (a->req.max_tokens > 0) picks.push_back({a, k});
         else a->samples[k].done = true;

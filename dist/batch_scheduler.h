@@ -1,5 +1,7 @@
-// Continuous batching over Engine::step_batch (cp = 1: each rank serves its own requests), as
-// vLLM's chunked-prefill scheduler does it. Every step carries each running sample's next token
+// Continuous batching over Engine::step_batch, as vLLM's chunked-prefill scheduler does it. With
+// cp = 1 each rank serves its own requests; under cp > 1 every rank of a cp group queues the same
+// requests and makes the same decisions (nothing here reads a clock to decide), each sequence
+// split over the group. Every step carries each running sample's next token
 // first, then prompt chunks of the requests still in prefill, in arrival order, up to a token
 // budget per step; samples leave as they end and waiting requests join between steps.
 //

@@ -71,7 +71,7 @@ class CpAttention {
   void reset();
   // Records L as run without computing it (caches filled by other means, e.g. synthetic).
   void assume_step(const StepLayout& L) {
-    L_ = L;
+    s_.L = L;
     end_step();
   }
 
@@ -81,14 +81,23 @@ class CpAttention {
     int tail = 0;
     int64_t pos = 0;
   };
-  SeqPos seq_pos() const { return {cache_end_, tail_, pos_}; }
+  SeqPos seq_pos() const { return {s_.cache_end, s_.tail, s_.pos}; }
   void set_seq_pos(const SeqPos& p) {
-    cache_end_ = p.cache_end;
-    tail_ = p.tail;
-    pos_ = p.pos;
+    s_.cache_end = p.cache_end;
+    s_.tail = p.tail;
+    s_.pos = p.pos;
   }
-  int tail() const { return tail_; }            // cp rank standing at the newest position
-  int64_t position() const { return pos_; }     // positions processed
+  // A batch of sequences under cp > 1 (dist/batch_attention.cpp): each is split over the group
+  // as it would be alone (its own layout L[i], halo and V4.1 hand-over), the sequences one after
+  // another in each layer, so every rank of the group passes the same items in the same order.
+  // at[i]: where the group stands in sequence i. h and out of forward_item are the item's rows.
+  // The engine's own sequence (begin_step .. end_step) is untouched.
+  void begin_batch(const std::vector<StepLayout>& L, const std::vector<SeqPos>& at);
+  void forward_item(size_t i, int64_t layer, const AttnWeights& w, const Rope& rope,
+                    const float* h, LayerCache& cache, float* out, LayerCache* kv_src = nullptr);
+  std::vector<SeqPos> end_batch();  // where the group stands in each sequence after the step
+  int tail() const { return s_.tail; }          // cp rank standing at the newest position
+  int64_t position() const { return s_.pos; }   // positions processed
   // Time spent so far, in the layers of one kind or in all.
   const CpTimers& timers(AttnKind k) const { return timers_[size_t(k)]; }
   CpTimers timers() const;
@@ -128,29 +137,37 @@ class CpAttention {
   const comm::Comm& cp_;
   DType kv_dtype_;
   comm::Counters* counters_;
-  StepLayout L_;
-  CpHalo halo_;
+  // One sequence's step state: its layout and halo in this step, where the group stands in it,
+  // and V4.1's hand-over from source layers to the layers after them within the step. The
+  // engine's own sequence lives in s_; a batch under cp > 1 keeps one per item and swaps each
+  // in for its forward (vector swaps: no copies).
+  struct SeqStep {
+    StepLayout L;
+    CpHalo halo;
+    std::vector<int64_t> cache_end;  // [cp rank] the position its cache state stands at
+    int tail = 0;
+    int64_t pos = 0;
+    std::vector<int32_t> picks, n_picks;   // the step's picks (V4.1: the index source's, kept)
+    EntryTable shared_ent, shared_keys;    // prefill: the latest kv source's tables
+    std::vector<float> shared_ent_dense, shared_key_dense;
+    BlockPicks blocks;                     // prefill: the candidate source's blocks per query
+    std::vector<int32_t> shared_top;       // decode: the latest index source's picks
+    std::vector<int32_t> cand_blocks;      // decode: the candidate source's blocks
+  };
+  SeqStep s_;
+  std::vector<SeqStep> items_;  // begin_batch .. end_batch
+  struct SwapIn;                 // dist/batch_attention.cpp
   CpTimers timers_[kAttnKinds];  // by AttnKind
-  std::vector<int64_t> cache_end_;  // [cp rank] the position its cache state stands at
-  int tail_ = 0;
-  int64_t pos_ = 0;
   // Scratch kept across layers and steps (no page faults per layer).
   AttnProj p_;
   std::vector<SegmentWindow> wins_;
   AttnPartials part_;
-  std::vector<int32_t> picks_, n_picks_;
   std::vector<float> ent_dense_, key_dense_, gathered_, msg_, parts_buf_, o_, q_, qs_, z_, zs_;
   std::vector<Candidate> cands_;
   std::vector<AttnPartials> rank_parts_;
   std::vector<uint8_t> raw_buf_;
   std::vector<int32_t> idx_buf_;
   EntryStore new_ent_, new_key_;
-  // V4.1's hand-over from source layers to the layers after them within a step.
-  EntryTable shared_ent_, shared_keys_;        // prefill: the latest kv source's tables
-  std::vector<float> shared_ent_dense_, shared_key_dense_;
-  BlockPicks blocks_;                          // prefill: the candidate source's blocks per query
-  std::vector<int32_t> shared_top_;            // decode: the latest index source's picks
-  std::vector<int32_t> cand_blocks_;           // decode: the candidate source's blocks
   // forward_batch: per sequence of the step, its tables' fp32 rows (entries, keys) and its
   // candidate blocks (kept from the candidate source to the layers after it).
   std::vector<std::vector<float>> batch_dense_;

@@ -136,7 +136,7 @@ int64_t CpAttention::merge_ranks_topk(std::vector<Candidate>& mine, int32_t* top
 const std::vector<int32_t>& CpAttention::shared_decode_topk(int64_t l, int64_t pos, const float* iq,
                                                             const LayerCache& src) {
   const SharedAttn& sa = cfg_.shared;
-  if (!sa.is_index_source(l)) return shared_top_;  // the latest index source's picks
+  if (!sa.is_index_source(l)) return s_.shared_top;  // the latest index source's picks
   const int64_t nI = cfg_.index_n_heads, Di = cfg_.index_head_dim, K = cfg_.index_topk;
   const int P = cp_.size();
   CpTimers& timers = timers_[size_t(AttnKind::Shared)];
@@ -145,7 +145,7 @@ const std::vector<int32_t>& CpAttention::shared_decode_topk(int64_t l, int64_t p
   cands_.clear();
   comm::timed(timers.indexer, timers.compute_cpu, [&] {
     shared_candidates(cfg_, l, iq, iq + nI * Di, pos, src.idx_keys,
-                      sa.uses_candidates(l) ? &cand_blocks_ : nullptr, &cands_, source ? &blocks : nullptr);
+                      sa.uses_candidates(l) ? &s_.cand_blocks : nullptr, &cands_, source ? &blocks : nullptr);
   });
   if (source) {  // every rank's best partial block maxima decide the blocks, the same everywhere
     const int64_t nb = sa.candidate_topk_blocks;
@@ -158,16 +158,16 @@ const std::vector<int32_t>& CpAttention::shared_decode_topk(int64_t l, int64_t p
     } else {
       all = blocks;
     }
-    cand_blocks_ = merge_blocks(cfg_, pos, sa.ratio[size_t(l)], all);
+    s_.cand_blocks = merge_blocks(cfg_, pos, sa.ratio[size_t(l)], all);
   }
-  shared_top_.resize(size_t(K));
-  shared_top_.resize(size_t(merge_ranks_topk(cands_, shared_top_.data(), timers)));
-  return shared_top_;
+  s_.shared_top.resize(size_t(K));
+  s_.shared_top.resize(size_t(merge_ranks_topk(cands_, s_.shared_top.data(), timers)));
+  return s_.shared_top;
 }
 
 void CpAttention::decode(int64_t l, const AttnWeights& w, const Rope& rope, const float* h,
                          LayerCache& cache, LayerCache* kv_src, float* out) {
-  const DecodeStep s = decode_step(cfg_, l, L_.p0, cp_.rank(), cp_.size(), L_.owner(L_.p0),
+  const DecodeStep s = decode_step(cfg_, l, s_.L.p0, cp_.rank(), cp_.size(), s_.L.owner(s_.L.p0),
                                    &timers_[size_t(cfg_.attn[size_t(l)])]);
   CpTimers& timers = *s.timers;
   const int64_t H = cfg_.num_heads, Dh = cfg_.head_dim;

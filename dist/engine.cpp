@@ -170,7 +170,7 @@ void Engine::layer_forward(int64_t l, const int32_t* tokens, int64_t T, bool att
     const Rope& rope = cfg_.attn[size_t(l)] == AttnKind::Sliding ? rope_main_ : rope_compress_;
     const double t0 = comm::now();
     const int64_t src = cfg_.v41() ? cfg_.shared.kv_of[size_t(l)] : -1;  // V4.1's shared cache
-    if (batch_) cp_.forward_batch(l, lw.attn, rope, h, *batch_, out);
+    if (batch_) batch_attention(l, rope, h, out);
     else cp_.forward(l, lw.attn, rope, h, caches_[size_t(l)], out, src >= 0 ? &caches_[size_t(src)] : nullptr);
     timers_.attention += comm::now() - t0;
   }

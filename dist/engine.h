@@ -110,12 +110,15 @@ class Engine {
                                 const std::function<void(int64_t i)>& on_token = {},
                                 const std::function<void(int32_t tok)>& on_new = {},
                                 const TokenPolicy& policy = {});
-  // A batch of this rank's sequences (dist/engine_batch.cpp), for grids with cp = 1: each rank
-  // serves its own sequences (data-parallel attention) and the MoE exchanges carry all of the
-  // step's tokens. step_batch runs every item's tokens as the next positions of its sequence, all
-  // rows through each layer together (the dense weights read once for the batch), and leaves
-  // each item's sequence holding its newest position's logits. Collective over the world: every
-  // rank calls it once per step, with or without items. The engine's own sequence is untouched.
+  // A batch of sequences (dist/engine_batch.cpp). With cp = 1 each rank serves its own
+  // sequences (data-parallel attention); under cp > 1 the ranks of a cp group pass the same
+  // items in the same order and each sequence is split over the group as alone, one after
+  // another in each layer's attention. The MoE exchanges carry all of the step's tokens.
+  // step_batch runs every item's tokens as the next positions of its sequence, all rows through
+  // each layer together (the dense weights read once for the batch), and leaves each item's
+  // sequence holding its newest position's logits (on every rank of its group). Collective over
+  // the world: every rank calls it once per step, with or without items. The engine's own
+  // sequence is untouched.
   SequenceState new_sequence() const;
   void step_batch(const std::vector<BatchItem>& items);
 
@@ -163,6 +166,17 @@ class Engine {
     int64_t pos, n;
   };
   void engram_begin(const std::vector<EngramSegment>& segs);
+  // step_batch's parts (dist/engine_batch.cpp): the items' rows on this rank, their layouts
+  // (cp > 1) and Engram segments; the attention of one layer; the LM head.
+  struct BatchStep {
+    std::vector<CpAttention::BatchSeq> seqs;  // per item: its caches and its rows here
+    std::vector<StepLayout> layouts;
+    std::vector<CpAttention::SeqPos> at;
+    std::vector<EngramSegment> engram;
+  };
+  void batch_rows(const BatchItem& it, BatchStep* b);
+  void batch_attention(int64_t l, const Rope& rope, float* h, float* out);
+  void batch_head(const std::vector<BatchItem>& items, const BatchStep& b, const float* x);
   // The residual streams x_[T, hc, D] of the step's tokens ids_ (and V4.1's first pre-mix).
   float* embed_rows(int64_t T);
   // The final hyper head (V4) or collapse (V4.1) and norm of rows t0 .. t0 + n - 1: y[n, D].
@@ -197,6 +211,7 @@ class Engine {
   EngineTimers timers_;
   // Per-layer scratch, reused across layers and steps: h / out [T, D], post [T, hc], comb [T, hc, hc].
   std::vector<float> x_, y_, h_, out_, post_, comb_, logits_;  // x_ [T, hc, D] streams
+  std::vector<float> gathered_;  // step_batch under cp > 1: the group's logits
   std::vector<float> pre_, pre_next_;  // V4.1: the pre-mix [T, hc] the next site collapses with
   std::vector<int32_t> ids_;                                   // this rank's rows' tokens
   // MODELONE_INJECT_FAULT=RANK:LAYER makes that world rank fail in that layer (tests of the

@@ -60,12 +60,14 @@ const std::string kJob =
 
 TEST(CliBatch, EveryRequestAnsweredAsRunAnswersItAlone) {
   const std::string in = write("job.jsonl", kJob);
-  // Each rank its own requests (np 3, cp 1 by default), and one rank batching them in small
-  // steps: the tokens do not depend on the batch.
-  const std::pair<int, std::string> cases[] = {{0, ""}, {3, ""}, {0, " --max-seqs 2 --step-tokens 3"}};
+  // Each rank its own requests (np 3, cp 1 by default), one rank batching them in small steps,
+  // and one cp group splitting each sequence: the tokens do not depend on the batch.
+  const std::pair<int, std::string> cases[] = {
+      {0, ""}, {3, ""}, {0, " --max-seqs 2 --step-tokens 3"}, {2, " --cp 2 --step-tokens 3"}};
+  int k = 0;
   for (const auto& [np, flags] : cases) {
     SCOPED_TRACE("np " + std::to_string(np) + flags);
-    const std::string out = (tmpdir() / ("job_out_" + std::to_string(np) + ".jsonl")).string();
+    const std::string out = (tmpdir() / ("job_out_" + std::to_string(k++) + ".jsonl")).string();
     fs::remove(out);
     const Result r = run("run --model tiny --compute fp32 --batch " + in + " --out " + out + flags, np);
     ASSERT_EQ(r.code, 0) << r.err;

@@ -1,9 +1,10 @@
 // Many sequences in one engine (Engine::step_batch) against each sequence alone, in one MPI job of
-// N ranks (ctest runs it at 1-4): cp = 1, so each rank serves its own sequences (dp = world) while
-// the experts are split over the ep group and every step's MoE exchange carries all of the step's
-// tokens. 16 sequences of mixed lengths arrive at different steps, their prompts fed in chunks
-// beside other sequences' decode tokens; under fp32 and greedy each must give the logits and
-// tokens it gives alone on one rank.
+// N ranks (ctest runs it at 1-4): at cp = 1 each rank serves its own sequences (dp = world); under
+// cp > 1 each dp group serves its own, every sequence split over the group's ranks. The experts
+// are split over the ep group and every step's MoE exchange carries all of the step's tokens.
+// 16 sequences of mixed lengths arrive at different steps, their prompts fed in chunks beside
+// other sequences' decode tokens; under fp32 and greedy each must give the logits and tokens it
+// gives alone on one rank.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -65,18 +66,20 @@ struct Running {
 
 // kv, tol, longest: a rounded cache, its bound and the prompts' cap (see Fp8Cache below).
 void batch_matches_alone(const std::string& model, const std::vector<std::string>& sets, int ep,
-                         DType kv = DType::F32, float tol = kRelTol, int64_t longest = 1 << 20) {
+                         DType kv = DType::F32, float tol = kRelTol, int64_t longest = 1 << 20,
+                         int cp = 1) {
   EngineOptions o;
   o.kv_dtype = kv;
   auto solo = make_solo_model(model, o, sets);
-  auto m = make_model(model, o, sets, /*cp=*/1, ep);
+  auto m = make_model(model, o, sets, cp, ep);
   const RankGrid& g = m->grid;
-  ASSERT_EQ(g.dp, g.W);
+  ASSERT_EQ(g.dp * cp, g.W);
   const int64_t V = m->ms.cfg.vocab_size;
-  // Lengths from below the window to past a few compressed windows; rank r serves ids r, r + W, ...
+  // Lengths from below the window to past a few compressed windows; dp group k serves ids k,
+  // k + dp, ... (every rank of the group the same).
   const int64_t lengths[kSeqs] = {7, 160, 33, 1, 90, 301, 12, 64, 129, 5, 250, 41, 77, 2, 199, 18};
   std::vector<Running> mine;
-  for (int i = g.world.rank(); i < kSeqs; i += g.W) {
+  for (int i = g.dp_index; i < kSeqs; i += g.dp) {
     Running r;
     r.id = i;
     r.arrive = (i * 3) % 7;
@@ -116,7 +119,7 @@ void batch_matches_alone(const std::string& model, const std::vector<std::string
   for (Running& r : mine) {
     SCOPED_TRACE("sequence " + std::to_string(r.id) + " of length " + std::to_string(r.ids.size()) +
                  " on rank " + std::to_string(g.world.rank()) + " of " + std::to_string(g.W) +
-                 ", ep " + std::to_string(g.ep));
+                 ", cp " + std::to_string(g.cp) + ", ep " + std::to_string(g.ep));
     const Alone want = run_alone(*solo->engine, r.ids);
     EXPECT_EQ(r.got.tokens, want.tokens);
     ASSERT_EQ(r.got.logits.size(), want.logits.size());
@@ -146,6 +149,29 @@ TEST(Batch, EngramSequencesMatchAlone) { batch_matches_alone("tiny-engram", {}, 
 
 TEST(Batch, V41SequencesMatchAlone) { batch_matches_alone("tiny-v41", {"fake_quant=false"}, 0); }
 
+// Under cp > 1 (a cp group of 2 at np 4, with two dp groups; the whole world at np 2 and 3) each
+// sequence is split over its group as alone; V4.1's hand-over between layers and Engram's n-grams
+// are each sequence's own.
+int cp_of_world() {
+  const int W = comm::Comm::world().size();
+  return W == 4 ? 2 : W;
+}
+
+TEST(Batch, CpGroupsMatchAlone) {
+  if (cp_of_world() == 1) GTEST_SKIP() << "cp = 1 is the only grid of one rank";
+  batch_matches_alone(data_dir("hf_v4_tiny"), {}, 0, DType::F32, kRelTol, 1 << 20, cp_of_world());
+}
+
+TEST(Batch, CpGroupsWithEngramMatchAlone) {
+  if (cp_of_world() == 1) GTEST_SKIP() << "cp = 1 is the only grid of one rank";
+  batch_matches_alone("tiny-engram", {}, 0, DType::F32, kRelTol, 1 << 20, cp_of_world());
+}
+
+TEST(Batch, CpGroupsV41MatchAlone) {
+  if (cp_of_world() == 1) GTEST_SKIP() << "cp = 1 is the only grid of one rank";
+  batch_matches_alone("tiny-v41", {"fake_quant=false"}, 0, DType::F32, kRelTol, 1 << 20, cp_of_world());
+}
+
 // The scheduler with a small step budget, few slots and a pool that holds only some requests at
 // once: every request still gets the tokens it gets alone (greedy), and n samples of one prompt
 // (greedy, so all the same) share its prefill.
@@ -154,9 +180,9 @@ struct Greedy : SampleDriver {
   bool stop(int32_t) override { return false; }
 };
 
-TEST(Batch, SchedulerMatchesAlone) {
+void scheduler_matches_alone(int cp) {
   auto solo = make_solo_model("tiny", {}, {});
-  auto m = make_model("tiny", {}, {}, /*cp=*/1, 0);
+  auto m = make_model("tiny", {}, {}, cp, 0);
   const RankGrid& g = m->grid;
   const int64_t V = m->ms.cfg.vocab_size, gen = 6;
   const int64_t lengths[kSeqs] = {70, 3, 140, 9, 55, 260, 1, 31, 120, 17, 88, 4, 200, 45, 66, 12};
@@ -169,7 +195,7 @@ TEST(Batch, SchedulerMatchesAlone) {
   std::map<int64_t, std::vector<std::vector<int32_t>>> got;
   int64_t finished_here = 0;
   for (int64_t step = 0; step < 12 || sched.busy_anywhere(); ++step) {
-    for (int i = g.world.rank(); i < kSeqs; i += g.W) {
+    for (int i = g.dp_index; i < kSeqs; i += g.dp) {  // each dp group queues its share
       if ((i * 5) % 12 != step) continue;  // arrivals spread over the first 12 steps
       ScheduledRequest r;
       r.key = i;
@@ -182,7 +208,7 @@ TEST(Batch, SchedulerMatchesAlone) {
     EXPECT_LE(sched.reserved_bytes(), so.cache_budget);
     for (FinishedRequest& f : sched.step()) {
       got[f.key] = f.tokens;
-      ++finished_here;
+      finished_here += g.cp_comm.rank() == 0;
     }
   }
   EXPECT_EQ(g.world.allreduce(finished_here, comm::Op::Sum), kSeqs);
@@ -203,13 +229,11 @@ TEST(Batch, SchedulerMatchesAlone) {
   EXPECT_NE(error_of([&] { sched.add(std::move(big)); }).find("more than the cache budget"), std::string::npos);
 }
 
-TEST(Batch, NeedsCpOne) {
-  const int W = comm::Comm::world().size();
-  if (W == 1) GTEST_SKIP() << "cp = 1 is the only grid of one rank";
-  auto m = make_model("tiny", {}, {}, /*cp=*/W, 0);
-  SequenceState s = m->engine->new_sequence();
-  const int32_t tok = 1;
-  EXPECT_NE(error_of([&] { m->engine->step_batch({{&s, &tok, 1}}); }).find("--cp 1"), std::string::npos);
+TEST(Batch, SchedulerMatchesAlone) { scheduler_matches_alone(1); }
+
+TEST(Batch, SchedulerCpGroupsMatchAlone) {
+  if (cp_of_world() == 1) GTEST_SKIP() << "cp = 1 is the only grid of one rank";
+  scheduler_matches_alone(cp_of_world());
 }
 
 }  // namespace

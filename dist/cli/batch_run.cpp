@@ -1,5 +1,5 @@
-// Running a batch job (batch_job.h): through the batch scheduler at cp = 1, else one request
-// after another. Rank 0 writes every answer as it arrives.
+// Running a batch job (batch_job.h) through the batch scheduler. Rank 0 writes every answer as
+// it arrives.
 #include <unistd.h>
 
 #include <algorithm>
@@ -80,36 +80,15 @@ int64_t output_tokens(const std::vector<Generation>& samples) {
   return n;
 }
 
-// A cp group: the requests one after another on dp group 0.
-void run_in_order(Engine& engine, const RankGrid& grid, const BatchInput& in,
-                  const Tokenizer* tokenizer, AnswerWriter& w) {
-  for (const BatchRequest& r : in.todo) {
-    std::vector<Generation> samples;
-    engine.reset();
-    const double a = comm::now();
-    engine.prefill(grid.dp_index == 0 ? r.ids : std::vector<int32_t>{});
-    const double prefill_s = comm::now() - a, b = comm::now();
-    SequenceState prefilled;  // the n samples share the prefill: each starts from a copy
-    if (r.n > 1) prefilled = engine.save_sequence();
-    for (int64_t i = 0; i < r.n; ++i) {
-      if (i > 0) engine.restore_sequence(prefilled);
-      GenerationSpec spec = r.gen;
-      spec.sequence = uint64_t(i);
-      samples.push_back(generate_sequence(engine, spec, int64_t(r.ids.size()), tokenizer, nullptr, {}));
-    }
-    const double decode_s = comm::now() - b;
-    w.write(answer_json(r, samples, tokenizer != nullptr, prefill_s, decode_s).dump() + "\n", 1,
-            output_tokens(samples));
-  }
-}
-
-// cp = 1: request j goes to the rank with the fewest positions so far (ties to the lower rank),
-// the same choice on every rank without a message; each rank schedules its share.
+// Request j goes to the dp group with the fewest positions so far (ties to the lower group), the
+// same choice on every rank without a message; each group schedules its share (with cp = 1 a
+// group is one rank; under cp > 1 its ranks run the same schedule, each sequence split over them).
 void run_scheduled(Engine& engine, const RankGrid& grid, const BatchInput& in,
                    const Tokenizer* tokenizer, const SchedulerOptions& opt,
                    std::vector<std::string>* errors, AnswerWriter& w) {
   BatchScheduler sched(engine, opt);
-  std::vector<int64_t> load(size_t(grid.W), 0);
+  std::vector<int64_t> load(size_t(grid.dp), 0);
+  const bool writes = grid.cp_comm.rank() == 0;  // one rank of each group reports its answers
   const ModelConfig& cfg = engine.config();
   for (size_t j = 0; j < in.todo.size(); ++j) {
     const BatchRequest& r = in.todo[j];
@@ -122,9 +101,9 @@ void run_scheduled(Engine& engine, const RankGrid& grid, const BatchInput& in,
                                                   std::to_string(opt.cache_budget >> 20) + " MiB)"));
       continue;
     }
-    const int rank = int(std::min_element(load.begin(), load.end()) - load.begin());
-    load[size_t(rank)] += (int64_t(r.ids.size()) + r.gen.max_tokens) * r.n;
-    if (rank != grid.world.rank()) continue;
+    const int group = int(std::min_element(load.begin(), load.end()) - load.begin());
+    load[size_t(group)] += (int64_t(r.ids.size()) + r.gen.max_tokens) * r.n;
+    if (group != grid.dp_index) continue;
     ScheduledRequest s;
     s.key = int64_t(j);
     s.prompt = r.ids;
@@ -141,6 +120,7 @@ void run_scheduled(Engine& engine, const RankGrid& grid, const BatchInput& in,
     std::string lines;
     int64_t answers = 0, tokens = 0;
     for (FinishedRequest& f : sched.step()) {
+      if (!writes) continue;
       const BatchRequest& r = in.todo[size_t(f.key)];
       std::vector<Generation> samples;
       for (size_t i = 0; i < f.samples.size(); ++i)
@@ -163,8 +143,7 @@ int64_t run_batch(Engine& engine, const RankGrid& grid, const BatchInput& in,
                   const std::string& out_path, size_t keep, const Tokenizer* tokenizer, bool quiet,
                   const SchedulerOptions& sched, std::vector<std::string>* errors) {
   AnswerWriter w(grid, out_path, keep, int64_t(in.todo.size()), quiet);
-  if (grid.cp == 1) run_scheduled(engine, grid, in, tokenizer, sched, errors, w);
-  else run_in_order(engine, grid, in, tokenizer, w);
+  run_scheduled(engine, grid, in, tokenizer, sched, errors, w);
   return w.done();
 }
 

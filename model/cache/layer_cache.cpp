@@ -100,25 +100,46 @@ CacheBytes cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tok
   return b;
 }
 
-int64_t sequence_bytes(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens) {
+namespace {
+// Rows of a sequence's store that one rank holds: all of them at cp = 1; under cp > 1 its share
+// (prefill steps split the positions evenly, decode places entries round robin), with 1/8 and
+// 64 rows of slack for the uneven ends of the steps' pieces (Engine::reserve's slack).
+int64_t rows_share(int64_t rows, int64_t parts) {
+  return parts == 1 ? rows : rows / parts + rows / (8 * parts) + 64;
+}
+// Rows of layer l's stores for n_tokens positions: entries, and indexer keys where it has them.
+int64_t entry_rows(const ModelConfig& cfg, int64_t l, int64_t n) { return n / cfg.compress_rate(l); }
+int64_t key_rows(const ModelConfig& cfg, int64_t l, int64_t n) {
+  return n / (cfg.v41() ? cfg.compress_rate(l) : cfg.csa_rate);
+}
+}  // namespace
+
+int64_t sequence_bytes(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens, int64_t parts) {
   const int64_t window = KvRowFormat{kv_dtype, cfg.head_dim, cfg.rope_dim, true}.row_bytes();
-  // The stores' rows (cache_bytes_for past the window), whatever the window holds yet.
-  const CacheBytes b = cache_bytes_for(cfg, kv_dtype, n_tokens);
-  int64_t bytes = b.entries + b.index_keys + cfg.num_layers * (cfg.sliding_window - 1) * window;
+  // Store rows as cache_bytes_for counts them (+ 4 bytes of global index each).
+  const int64_t entry = KvRowFormat{kv_dtype, cfg.head_dim, cfg.rope_dim}.row_bytes() + 4;
+  const int64_t key = KvRowFormat{kv_dtype, cfg.index_head_dim}.row_bytes() + 4;
+  // The window rings at full size, whatever they hold yet, on every rank.
+  int64_t bytes = cfg.num_layers * (cfg.sliding_window - 1) * window;
   const std::vector<LayerCache> fresh = make_layer_caches(cfg, kv_dtype);
-  for (const LayerCache& c : fresh)
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    const LayerCache& c = fresh[size_t(l)];
     for (const CompressorState* s : {&c.comp, &c.idx_comp})
       bytes += int64_t(s->kv.size() + s->gate.size()) * 4;
+    if (c.entries.rows.width() == 0) continue;  // no store in this layer
+    bytes += rows_share(entry_rows(cfg, l, n_tokens), parts) * entry;
+    if (c.idx_keys.rows.width() > 0) bytes += rows_share(key_rows(cfg, l, n_tokens), parts) * key;
+  }
   return bytes;
 }
 
-void reserve_sequence(std::vector<LayerCache>& caches, const ModelConfig& cfg, int64_t n_tokens) {
+void reserve_sequence(std::vector<LayerCache>& caches, const ModelConfig& cfg, int64_t n_tokens,
+                      int64_t parts) {
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     LayerCache& c = caches[size_t(l)];
     if (c.entries.rows.width() == 0) continue;  // no store in this layer
-    c.entries.reserve(n_tokens / cfg.compress_rate(l));
-    if (c.idx_keys.rows.width() > 0)
-      c.idx_keys.reserve(n_tokens / (cfg.v41() ? cfg.compress_rate(l) : cfg.csa_rate));
+    c.entries.reserve(rows_share(entry_rows(cfg, l, n_tokens), parts));
+    if (c.idx_keys.rows.width() > 0) c.idx_keys.reserve(rows_share(key_rows(cfg, l, n_tokens), parts));
   }
 }
 

@@ -88,13 +88,15 @@ struct CacheBytes {
   int64_t total() const { return window + entries + index_keys; }
 };
 CacheBytes cache_bytes_for(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens);
-// What one sequence of up to n_tokens positions holds on one rank at cp = 1, as allocated: the
-// window rings at full size, the compressors' rows, and the stores of n_tokens. The batch
-// scheduler reserves this much per sequence before admitting it (dist/batch_scheduler.h).
-int64_t sequence_bytes(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens);
-// Room in the stores of caches (one sequence at cp = 1) for n_tokens positions, so they never
-// grow past what sequence_bytes counted.
-void reserve_sequence(std::vector<LayerCache>& caches, const ModelConfig& cfg, int64_t n_tokens);
+// What one sequence of up to n_tokens positions holds on one rank, as allocated: the window
+// rings at full size, the compressors' rows, and the stores of n_tokens (at cp = 1; split over
+// `parts` cp ranks, the rank's share with slack). The batch scheduler reserves this much per
+// sequence before admitting it (dist/batch_scheduler.h).
+int64_t sequence_bytes(const ModelConfig& cfg, DType kv_dtype, int64_t n_tokens, int64_t parts = 1);
+// Room in the stores of caches (one sequence's, on one of `parts` cp ranks) for n_tokens
+// positions, so they do not grow past what sequence_bytes counted.
+void reserve_sequence(std::vector<LayerCache>& caches, const ModelConfig& cfg, int64_t n_tokens,
+                      int64_t parts = 1);
 
 // V4.1: compressed-cache bytes per token in the form its fake quantization trained for, FP4
 // entries (e4m3 scale per 16) and FP4 indexer keys (ue8m0 scale per 32), over every kv source

@@ -182,6 +182,22 @@ std::vector<FinishedRequest> BatchScheduler::step() {
   return done;
 }
 
+bool BatchScheduler::cancel(int64_t key) {
+  for (auto it = waiting_.begin(); it != waiting_.end(); ++it)
+    if (it->req.key == key) {
+      waiting_.erase(it);
+      return true;
+    }
+  for (auto it = active_.begin(); it != active_.end(); ++it)
+    if ((*it)->req.key == key) {  // its caches go with it
+      reserved_ -= (*it)->bytes;
+      running_samples_ -= int64_t((*it)->req.samples.size());
+      active_.erase(it);
+      return true;
+    }
+  return false;
+}
+
 bool BatchScheduler::busy_anywhere() const {
   const int64_t mine = waiting_.empty() && active_.empty() ? 0 : 1;
   return engine_.grid().world.allreduce(mine, comm::Op::Max) > 0;

@@ -61,6 +61,9 @@ class BatchScheduler {
   // sample's next token. Returns this rank's requests that finished in it. Collective over the
   // world; a failure on one rank (non-finite logits) ends every rank with its message.
   std::vector<FinishedRequest> step();
+  // Drops request `key` (queued or running) and frees its caches; false when this rank does not
+  // hold it. Between steps, on every rank of the group that runs it.
+  bool cancel(int64_t key);
   // Whether any rank still has requests queued or running (collective over the world).
   bool busy_anywhere() const;
   int64_t waiting() const { return int64_t(waiting_.size()); }

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake libopenmpi-dev openmpi-bin libopenblas-dev libprotobuf-dev
-          protobuf-compiler libgtest-dev libcli11-dev nlohmann-json3-dev libdnnl-dev python3 python3-numpy
+          protobuf-compiler libgtest-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev pkg-config libdnnl-dev python3 python3-numpy
           python3-matplotlib)
 if [ "${SKIP_APT:-0}" != 1 ]; then
   missing=()

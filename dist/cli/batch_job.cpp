@@ -76,7 +76,7 @@ std::vector<int32_t> prompt_ids(const json& j, const Tokenizer* tokenizer, const
   return ids;
 }
 
-void sampling_keys(const json& j, int64_t vocab, SamplingParams* p) {
+void sampling_keys_of(const json& j, int64_t vocab, SamplingParams* p) {
   if (j.contains("temperature")) p->temperature = number(j["temperature"], "temperature");
   if (j.contains("top_p")) p->top_p = number(j["top_p"], "top_p");
   if (j.contains("top_k")) p->top_k = integer(j["top_k"], "top_k");
@@ -118,17 +118,7 @@ BatchRequest parse_request(const json& j, const GenerationSpec& defaults,
   if (j.contains("n")) r.n = integer(j["n"], "n");
   MO_REQUIRE(r.n >= 1 && r.n <= 64, "n ", r.n, " is outside [1, 64]");
   if (j.contains("stop")) {
-    const json& s = j["stop"];
-    r.gen.stop.clear();
-    if (s.is_string()) r.gen.stop.push_back(s.get<std::string>());
-    else {
-      MO_REQUIRE(s.is_array(), "stop must be a string or an array of strings");
-      for (const json& v : s) {
-        MO_REQUIRE(v.is_string(), "stop must be a string or an array of strings");
-        r.gen.stop.push_back(v.get<std::string>());
-      }
-    }
-    for (const std::string& t : r.gen.stop) MO_REQUIRE(!t.empty(), "a stop string is empty");
+    r.gen.stop = stop_strings(j["stop"]);
     MO_REQUIRE(r.gen.stop.empty() || tokenizer, "stop needs the model's tokenizer.json (this model has none)");
   }
   sampling_keys(j, cfg.vocab_size, &r.gen.sampling);
@@ -141,6 +131,24 @@ BatchRequest parse_request(const json& j, const GenerationSpec& defaults,
 }
 
 }  // namespace
+
+void sampling_keys(const json& j, int64_t vocab, SamplingParams* p) { sampling_keys_of(j, vocab, p); }
+
+std::vector<std::string> stop_strings(const json& s) {
+  std::vector<std::string> stop;
+  if (s.is_null()) return stop;  // OpenAI's clients send null for none
+  if (s.is_string()) {
+    stop.push_back(s.get<std::string>());
+  } else {
+    MO_REQUIRE(s.is_array(), "stop must be a string or an array of strings");
+    for (const json& v : s) {
+      MO_REQUIRE(v.is_string(), "stop must be a string or an array of strings");
+      stop.push_back(v.get<std::string>());
+    }
+  }
+  for (const std::string& t : stop) MO_REQUIRE(!t.empty(), "a stop string is empty");
+  return stop;
+}
 
 BatchInput parse_batch(const std::string& text, const std::string& path,
                        const GenerationSpec& defaults, const Tokenizer* tokenizer,

@@ -43,6 +43,13 @@ struct BatchInput {
 std::set<std::string> answered_ids(const std::string& out_text, const std::string& out_path,
                                    size_t* keep);
 
+// OpenAI's sampling keys of a request object (temperature, top_p, top_k, min_p, the three
+// penalties, seed, logit_bias) into p; an Error names a key of the wrong type. (The server reads
+// the same keys: dist/serve/api_request.h.)
+void sampling_keys(const nlohmann::json& j, int64_t vocab, SamplingParams* p);
+// OpenAI's stop: a string or an array of non-empty strings (null: none).
+std::vector<std::string> stop_strings(const nlohmann::json& s);
+
 // Every rank parses the same text the same way. defaults: the command line's generation.
 BatchInput parse_batch(const std::string& text, const std::string& path,
                        const GenerationSpec& defaults, const Tokenizer* tokenizer,
@@ -60,10 +67,10 @@ namespace modelone {
 class Engine;
 struct RankGrid;
 
-// Runs in.todo (collective over the world; every rank holds the same input). With cp = 1 the
-// requests are shared out over the ranks (the fewest tokens first) and each rank runs its share
-// through the batch scheduler (dist/batch_scheduler.h); with a cp group they run one after
-// another on dp group 0. Rank 0 cuts OUT to its first `keep` bytes and appends each answer as it
+// Runs in.todo (collective over the world; every rank holds the same input). The requests are
+// shared out over the dp groups (the fewest tokens first) and each group runs its share through
+// the batch scheduler (dist/batch_scheduler.h), under cp > 1 each sequence split over the
+// group. Rank 0 cuts OUT to its first `keep` bytes and appends each answer as it
 // finishes, with a progress line on stderr every few seconds unless quiet. Requests whose caches
 // cannot fit the scheduler's budget are not run: their lines go to *errors. Returns the answers
 // written.

@@ -72,6 +72,7 @@ struct RunOptions {
   int64_t max_seqs = 64, step_tokens = 512;  // --batch's scheduler (dist/batch_scheduler.h)
   double cache_budget_gib = 0;               // 0: half of what the node gives a rank
   int64_t window = 0;      // perplexity: the prompt is a document read in windows of this many
+  bool serving = false;    // serve: no prompt; requests arrive over HTTP
 };
 
 // `modelone perplexity` (dist/cli/perplexity_command.cpp): run's model, layout and compute
@@ -80,6 +81,17 @@ struct PerplexityOptions {
   RunOptions run;       // run.window: --context
   int64_t stride = 0;   // 0: --context
   bool json = false;
+};
+
+// `modelone serve` (dist/cli/serve_command.cpp): run's model, layout, compute and batch flags
+// (run.serving set), and where and how rank 0 serves HTTP.
+struct ServeOptions {
+  RunOptions run;
+  std::string host = "127.0.0.1", api_key, name;  // name: what clients call the model
+  int port = 8080;
+  int64_t max_queue = 256;   // requests accepted and not ended; more get 429
+  int64_t max_body_mib = 8;
+  double grace_s = 30;
 };
 
 struct PlanOptions {
@@ -106,6 +118,8 @@ void add_plan_command(CLI::App* app, PlanOptions* o);
 
 int run_command(const RunOptions& o);
 void add_perplexity_command(CLI::App* app, PerplexityOptions* o);
+void add_serve_command(CLI::App* app, ServeOptions* o);
+int serve_command(const ServeOptions& o);
 int perplexity_command(const PerplexityOptions& o);
 int inspect_command(const InspectOptions& o);
 int plan_command(const PlanOptions& o);

@@ -82,6 +82,8 @@ int main(int argc, char** argv) {
   add_inspect_command(&app, &inspect);
   PerplexityOptions perplexity;
   add_perplexity_command(&app, &perplexity);
+  ServeOptions serve;
+  add_serve_command(&app, &serve);
   PlanOptions plan;
   add_plan_command(&app, &plan);
   bench::BenchOptions bench_opts;
@@ -123,6 +125,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("run")) code = run_command(run);
     else if (app.got_subcommand("inspect")) code = inspect_command(inspect);
     else if (app.got_subcommand("perplexity")) code = perplexity_command(perplexity);
+    else if (app.got_subcommand("serve")) code = serve_command(serve);
     else if (app.got_subcommand("plan-experts")) code = plan_command(plan);
     else code = bench::bench_command(&app, bench_opts);
   } catch (const comm::AgreedError& e) {

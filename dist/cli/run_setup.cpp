@@ -82,8 +82,9 @@ std::unique_ptr<Tokenizer> find_tokenizer(const ModelSource& ms, const RunOption
                "directory; '", ms.dir, "' has none (use --ids)");
     return std::make_unique<Tokenizer>(Tokenizer::load(path));
   }
-  // Stop strings and batch jobs decide from text on every rank; otherwise only rank 0 prints it.
-  const bool everywhere = !o.sample.stop.empty() || !o.batch.empty();
+  // Stop strings, batch jobs and the server decide from text on every rank; otherwise only rank 0
+  // prints it.
+  const bool everywhere = !o.sample.stop.empty() || !o.batch.empty() || o.serving;
   if ((!root && !everywhere) || path.empty() || !std::filesystem::exists(path)) return nullptr;
   try {
     return std::make_unique<Tokenizer>(Tokenizer::load(path));
@@ -226,7 +227,7 @@ GenerationSpec generation_spec(const RunOptions& o, int64_t vocab, const Tokeniz
 void set_up_run(const RunOptions& o, RunSetup* r) {
   comm::Comm world = comm::Comm::world();
   // A batch job serves many sequences: by default each rank runs its own (cp = 1).
-  const int cp = o.cp > 0 ? o.cp : o.batch.empty() ? 0 : 1;
+  const int cp = o.cp > 0 ? o.cp : o.batch.empty() && !o.serving ? 0 : 1;
   comm::agree(world, [&] { r->grid = RankGrid::make(cp, o.ep); });
   const RankGrid& grid = r->grid;
   comm::agree(world, [&] { r->threads = grid.threads(o.m.threads); });
@@ -242,6 +243,8 @@ void set_up_run(const RunOptions& o, RunSetup* r) {
   });
   if (!o.batch.empty()) {
     set_up_batch(o, r);
+  } else if (o.serving) {  // the weights must fit; each request's caches are checked as it comes
+    comm::agree(grid.world, [&] { check_memory(r->ms, 1, r->kv, grid, o); });
   } else {
     const std::string file_text = read_prompt_file(o, r->ms.cfg, r->tokenizer.get(), grid.world);
     const std::vector<int32_t> text_ids = encode_once(o, r->tokenizer.get(), file_text, grid.world);

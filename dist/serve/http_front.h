@@ -1,0 +1,50 @@
+// Rank 0's HTTP server (cpp-httplib, Debian's libcpp-httplib-dev, as llama-server uses it: a
+// small, well-kept server with chunked responses for server-sent events and a thread pool).
+// Routes: GET /health, /v1/models, /metrics; POST /v1/completions, /v1/chat/completions,
+// /tokenize, /detokenize. A request is checked here (an error object with a 4xx status, the
+// server goes on) and then handed to the step loop through the hub.
+#pragma once
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "dist/serve/api_request.h"
+#include "dist/serve/serve_hub.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace modelone {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string api_key;             // empty: no key asked
+  int64_t max_body = 8 << 20;      // bytes of a request body
+  int64_t max_seqs = 64;           // n above it is refused
+};
+
+class HttpFront {
+ public:
+  HttpFront(ServeHub& hub, const ApiContext& ctx, HttpOptions opt);
+  ~HttpFront();
+  // Binds (an Error when the address is taken or wrong) and serves from a thread.
+  void start();
+  void stop();
+  int port() const { return port_; }
+
+ private:
+  struct Metrics;
+  void routes();
+
+  ServeHub& hub_;
+  const ApiContext& ctx_;
+  HttpOptions opt_;
+  int port_ = 0;
+  std::unique_ptr<httplib::Server> svr_;
+  std::unique_ptr<Metrics> metrics_;
+  std::thread thread_;
+};
+
+}  // namespace modelone

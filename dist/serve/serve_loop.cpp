@@ -1,0 +1,227 @@
+// The server's step loop: see serve_loop.h.
+#include "dist/serve/serve_loop.h"
+
+#include <algorithm>
+#include <map>
+
+#include "comm/clock.h"
+#include "comm/comm.h"
+#include "model/base/check.h"
+
+namespace modelone {
+
+using nlohmann::json;
+
+namespace {
+
+// A sample's driver that also records what each step added (its tokens, its text).
+class StreamGen : public SequenceGen {
+ public:
+  StreamGen(const GenerationSpec& spec, int64_t n_prompt, const Tokenizer* tok, const ModelConfig& cfg,
+            SampleEvent* ev)
+      : SequenceGen(spec, n_prompt, tok, cfg, [ev](const std::string& s) { ev->text += s; }), ev_(ev) {}
+  bool stop(int32_t tok) override {
+    ev_->tokens.push_back(tok);
+    return SequenceGen::stop(tok);
+  }
+
+ private:
+  SampleEvent* ev_;
+};
+
+// A request this rank's group runs: each sample's events of the current step.
+struct Live {
+  std::vector<std::unique_ptr<SampleEvent>> ev;
+  int64_t prompt_tokens = 0;
+};
+
+// Rank 0's side of a step: what to broadcast. Requests go to the dp group with the fewest
+// positions outstanding.
+class Dealer {
+ public:
+  Dealer(ServeHub& hub, int dp) : hub_(hub), load_(size_t(dp), 0) {}
+  json decide(double wait_s, bool stop_now) {
+    std::vector<ServeHub::Submitted> add;
+    std::vector<int64_t> cancel;
+    hub_.take(wait_s, &add, &cancel);
+    json d = {{"add", json::array()}, {"cancel", cancel}, {"stop", stop_now}};
+    for (auto& s : add) {
+      const int g = int(std::min_element(load_.begin(), load_.end()) - load_.begin());
+      const int64_t weight = int64_t(s.body.size()) / 4 + 256;  // a rough size until it ends
+      load_[size_t(g)] += weight;
+      owner_[s.key] = {g, weight};
+      d["add"].push_back({{"key", s.key}, {"kind", int(s.kind)}, {"body", s.body}, {"group", g}});
+    }
+    for (int64_t k : cancel) forget(k);
+    return d;
+  }
+  void forget(int64_t key) {
+    auto it = owner_.find(key);
+    if (it == owner_.end()) return;
+    load_[size_t(it->second.first)] -= it->second.second;
+    owner_.erase(it);
+  }
+
+ private:
+  ServeHub& hub_;
+  std::vector<int64_t> load_;
+  std::map<int64_t, std::pair<int, int64_t>> owner_;
+};
+
+class Loop {
+ public:
+  Loop(Engine& e, const RankGrid& g, const ApiContext& ctx, const ServeLoopOptions& o)
+      : engine_(e), grid_(g), ctx_(ctx), sched_(e, o.sched), reports_(g.cp_comm.rank() == 0) {}
+
+  // Applies a broadcast decision; returns whether the server stops.
+  bool apply(const json& d) {
+    for (int64_t k : d["cancel"]) {
+      sched_.cancel(k);
+      live_.erase(k);
+    }
+    for (const json& a : d["add"])
+      if (a["group"].get<int>() == grid_.dp_index) add(a["key"], Endpoint(a["kind"].get<int>()), a["body"]);
+    return d["stop"].get<bool>();
+  }
+  // One step when any rank has work; true when any had.
+  bool step(ServeCounters* view) {
+    int64_t v[4] = {sched_.waiting() + sched_.running() > 0 ? 1 : 0, sched_.waiting(), sched_.running(),
+                    reports_ ? sched_.reserved_bytes() : 0};
+    grid_.world.allreduce(v, 4, comm::Op::Sum);
+    *view = {};
+    view->waiting = v[1] / grid_.cp;
+    view->running = v[2] / grid_.cp;
+    view->cache_bytes = v[3];
+    if (v[0] == 0) return false;
+    for (FinishedRequest& f : sched_.step()) finish(f);
+    return true;
+  }
+  // This step's events of this rank's requests, in a message for rank 0.
+  std::string events() {
+    json out = json::array();
+    for (auto& [key, live] : live_)
+      for (auto& e : live.ev)
+        if (!e->tokens.empty() || !e->text.empty()) {
+          if (reports_) out.push_back(event_json(*e));
+          e->tokens.clear();
+          e->text.clear();
+        }
+    if (reports_) for (const SampleEvent& e : ended_) out.push_back(event_json(e));
+    ended_.clear();
+    for (int64_t k : gone_) live_.erase(k);
+    gone_.clear();
+    return out.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  }
+
+ private:
+  void add(int64_t key, Endpoint kind, const std::string& body) {
+    try {
+      const ApiRequest r = parse_api_request(kind, body, ctx_);
+      ScheduledRequest s;
+      s.key = key;
+      s.prompt = r.prompt;
+      s.max_tokens = r.gen.max_tokens;
+      s.ignore_eos = r.gen.ignore_eos;
+      Live& l = live_[key];
+      l.prompt_tokens = int64_t(r.prompt.size());
+      for (int64_t i = 0; i < r.n; ++i) {
+        GenerationSpec spec = r.gen;
+        spec.sequence = uint64_t(i);
+        l.ev.push_back(std::make_unique<SampleEvent>());
+        l.ev.back()->key = key;
+        l.ev.back()->sample = int(i);
+        s.samples.push_back(std::make_unique<StreamGen>(spec, int64_t(r.prompt.size()), ctx_.tokenizer,
+                                                        *ctx_.cfg, l.ev.back().get()));
+      }
+      sched_.add(std::move(s));
+    } catch (const std::exception& e) {  // rank 0 checked the body: the scheduler refused it
+      live_.erase(key);
+      SampleEvent ev;
+      ev.key = key;
+      ev.sample = -1;
+      ev.error = e.what();
+      ended_.push_back(ev);
+    }
+  }
+  void finish(FinishedRequest& f) {
+    Live& l = live_[f.key];
+    SampleEvent end;
+    end.key = f.key;
+    end.sample = -1;
+    end.prompt_tokens = l.prompt_tokens;
+    for (size_t i = 0; i < f.samples.size(); ++i) {
+      SampleEvent& e = *l.ev[i];
+      const Generation g = static_cast<StreamGen&>(*f.samples[i]).finish(f.tokens[i]);
+      e.done = true;
+      e.finish_reason = g.finish_reason;
+      end.completion_tokens += int64_t(g.tokens.size());
+      if (reports_) ended_.push_back(e);  // its last tokens and text with the reason
+      e.tokens.clear();
+      e.text.clear();
+    }
+    ended_.push_back(end);
+    gone_.push_back(f.key);
+  }
+
+  Engine& engine_;
+  const RankGrid& grid_;
+  const ApiContext& ctx_;
+  BatchScheduler sched_;
+  bool reports_;  // cp rank 0 of the group speaks for it
+  std::map<int64_t, Live> live_;
+  std::vector<SampleEvent> ended_;
+  std::vector<int64_t> gone_;
+};
+
+}  // namespace
+
+void serve_loop(Engine& engine, const RankGrid& grid, const ApiContext& ctx,
+                const ServeLoopOptions& opt, ServeHub* hub, const std::atomic<bool>& stop) {
+  Loop loop(engine, grid, ctx, opt);
+  std::unique_ptr<Dealer> dealer;
+  if (hub) dealer = std::make_unique<Dealer>(*hub, grid.dp);
+  bool busy = false, draining = false;
+  double drain_from = 0;
+  for (;;) {
+    std::string msg;
+    if (hub) {
+      if (stop.load() && !draining) {
+        draining = true;
+        drain_from = comm::now();
+        hub->stop_accepting();
+      }
+      const bool end = draining && (hub->in_flight() == 0 || comm::now() - drain_from > opt.grace_s);
+      if (end)
+        for (int64_t k : hub->keys()) {  // past the grace period: told, not dropped silently
+          SampleEvent e;
+          e.key = k;
+          e.sample = -1;
+          e.error = "the server is shutting down";
+          hub->deliver(e);
+        }
+      msg = dealer->decide(busy || end ? 0 : opt.idle_wait_s, end).dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+    grid.world.bcast_string(&msg, 0);
+    if (loop.apply(json::parse(msg))) return;
+    ServeCounters view;
+    busy = loop.step(&view);
+    std::vector<char> all;
+    const std::string mine = loop.events();
+    grid.world.gatherv(mine.data(), int64_t(mine.size()), &all, 0);
+    if (!hub) continue;
+    hub->set_view(view);
+    // Each rank's events as one line of JSON, in rank order.
+    size_t at = 0;
+    while (at < all.size()) {
+      const size_t nl = size_t(std::find(all.begin() + long(at), all.end(), '\n') - all.begin());
+      for (const json& e : json::parse(all.begin() + long(at), all.begin() + long(nl))) {
+        const SampleEvent ev = event_from_json(e);
+        if (ev.sample < 0) dealer->forget(ev.key);
+        hub->deliver(ev);
+      }
+      at = nl + 1;
+    }
+  }
+}
+
+}  // namespace modelone

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/cli_support.h"
+#include "tests/serve_support.h"
 #include "tests/support.h"
 
 namespace modelone::test {
@@ -24,80 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// A server in the background: started with a free port, stopped by SIGTERM to rank 0.
-class Server {
- public:
-  Server(const std::string& args, int np) : dir_(tmpdir() / ("serve_" + std::to_string(count_++))) {
-    fs::create_directories(dir_);
-    std::string cmd = "timeout 300 ";
-    if (np > 0) cmd += std::string(MODELONE_MPIEXEC) + " -n " + std::to_string(np) + " --oversubscribe ";
-    cmd += std::string(MODELONE_BIN) + " serve --port 0 --quiet " + args;
-    const std::string sh = "(" + cmd + " 2>" + (dir_ / "err").string() + " >" + (dir_ / "out").string() +
-                           "; echo $? > " + (dir_ / "rc").string() + ") &";
-    std::system(sh.c_str());
-    const std::regex re("listening on http://127\\.0\\.0\\.1:(\\d+) \\(model '[^']*', pid (\\d+)\\)");
-    for (int i = 0; i < 600 && port_ == 0; ++i) {
-      std::smatch m;
-      const std::string err = slurp(dir_ / "err");
-      if (std::regex_search(err, m, re)) {
-        port_ = std::stoi(m[1]);
-        pid_ = std::stoi(m[2]);
-      } else if (fs::exists(dir_ / "rc")) {
-        break;
-      } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    }
-  }
-  ~Server() {
-    if (pid_ > 0 && !fs::exists(dir_ / "rc")) stop();
-  }
-  int port() const { return port_; }
-  std::string err() const { return slurp(dir_ / "err"); }
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(120, 0);
-    return c;
-  }
-  // SIGTERM to rank 0; the job's exit status (-1: not ended within 60 s).
-  int stop() {
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 600; ++i) {
-      if (fs::exists(dir_ / "rc") && !slurp(dir_ / "rc").empty()) return std::stoi(slurp(dir_ / "rc"));
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return -1;
-  }
-
- private:
-  static inline int count_ = 0;
-  fs::path dir_;
-  int port_ = 0, pid_ = 0;
-};
-
-json post(const Server& s, const std::string& path, const json& body, int* status = nullptr) {
-  auto res = s.client().Post(path.c_str(), body.dump(), "application/json");
-  if (!res) return json();
-  if (status) *status = res->status;
-  return json::parse(res->body, nullptr, false);
-}
-
-std::vector<int32_t> run_alone(const std::string& model, const std::vector<int32_t>& ids, int n) {
-  std::string list;
-  for (int32_t id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
-  const Result r = run("run --model " + model + " --compute fp32 --quiet --json --ignore-eos --ids " + list +
-                       " --generate " + std::to_string(n));
-  EXPECT_EQ(r.code, 0) << r.err;
-  return json::parse(r.out)["generated"].get<std::vector<int32_t>>();
-}
 
 const std::vector<std::vector<int32_t>> kPrompts = {{5, 6, 7}, {1, 2}, {9, 10, 11, 12, 13, 14, 15, 16}, {3}};
 
@@ -154,6 +81,29 @@ TEST(CliServe, StreamsServerSentEvents) {
   EXPECT_EQ(json::parse(lines[4].substr(6))["usage"]["completion_tokens"], 4);
   EXPECT_EQ(lines[5], "data: [DONE]");
   EXPECT_EQ(s.stop(), 0);
+}
+
+// The official OpenAI Node client (npm's `openai`, which scripts/setup.sh unpacks into .deps/)
+// runs tests/openai_client_test.mjs against the server: models, a whole and a streamed completion
+// (equal to `modelone run`'s greedy ids), chat without a tokenizer (400), an unknown model (404).
+TEST(CliServe, OfficialOpenAiClient) {
+  const std::filesystem::path src = std::filesystem::path(__FILE__).parent_path().parent_path();
+  if (shell("command -v node").code != 0) GTEST_SKIP() << "node is not on PATH (scripts/setup.sh installs nodejs)";
+  if (!std::filesystem::exists(src / ".deps/node_modules/openai/package.json"))
+    GTEST_SKIP() << "no " << (src / ".deps/node_modules/openai").string()
+                 << " (scripts/setup.sh fetches the openai package with npm pack)";
+  Server s("--model tiny --compute fp32", 0);
+  ASSERT_GT(s.port(), 0) << s.err();
+  const Result r = shell("timeout 120 node " + (src / "tests/openai_client_test.mjs").string() +
+                         " http://127.0.0.1:" + std::to_string(s.port()) + "/v1");
+  ASSERT_EQ(r.code, 0) << r.out << r.err << s.err();
+  const nlohmann::json got = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(got.is_object() && got.contains("completion")) << r.out;
+  EXPECT_EQ(got["completion"]["token_ids"].get<std::vector<int32_t>>(), run_alone("tiny", {5, 6, 7}, 5)) << r.out;
+  EXPECT_EQ(got["stream"]["token_ids"], got["completion"]["token_ids"]) << r.out;
+  EXPECT_EQ(got["chat_error"]["status"], 400) << r.out;
+  EXPECT_EQ(got["not_found"]["status"], 404) << r.out;
+  EXPECT_EQ(s.stop(), 0) << s.err();
 }
 
 }  // namespace

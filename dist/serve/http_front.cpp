@@ -67,9 +67,10 @@ std::string metrics_text(const ServeCounters& c) {
 }  // namespace
 
 void HttpFront::routes() {
-  // With --api-key every route but /health wants "Authorization: Bearer KEY".
+  // With --api-key the API (/v1/...) wants "Authorization: Bearer KEY", as vLLM's does; /health
+  // and /metrics stay open to probes and scrapers.
   svr_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (opt_.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    if (opt_.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
     if (req.get_header_value("Authorization") == "Bearer " + opt_.api_key)
       return httplib::Server::HandlerResponse::Unhandled;
     send_error(res, ApiError(401, "a valid API key is needed: Authorization: Bearer KEY", "authentication_error"));

@@ -1,0 +1,302 @@
+// `modelone serve` under load and bad input: each bad request gets its status and OpenAI error
+// object while the server goes on; DeepSeek-V4's chat format reaches the model as `run` would
+// read the same ids; 200 requests from 64 clients at once, a tenth of them going away mid-stream,
+// all others answered exactly, the caches back to empty, and SIGTERM ending every rank with 0.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "tests/cli_support.h"
+#include "tests/serve_support.h"
+#include "tests/support.h"
+#include "tests/tokenizer_json.h"
+
+namespace modelone::test {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// A raw HTTP POST over a socket: the response's body de-chunked, read until `stop_after` bytes of
+// it arrived (then the client goes away) or the server ends it.
+std::string raw_post(int port, const std::string& path, const std::string& body, size_t stop_after = SIZE_MAX) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "";
+  const std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  (void)!::write(fd, req.data(), req.size());
+  std::string raw, out;
+  char buf[4096];
+  size_t at = std::string::npos;
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) {
+    raw.append(buf, size_t(n));
+    if (at == std::string::npos && (at = raw.find("\r\n\r\n")) != std::string::npos) at += 4;
+    // De-chunk what is complete so far.
+    while (at != std::string::npos) {
+      const size_t eol = raw.find("\r\n", at);
+      if (eol == std::string::npos) break;
+      const size_t len = std::stoul(raw.substr(at, eol - at), nullptr, 16);
+      if (raw.size() < eol + 2 + len + 2) break;
+      out += raw.substr(eol + 2, len);
+      at = eol + 2 + len + 2;
+      if (len == 0) at = std::string::npos;
+    }
+    if (out.size() >= stop_after) break;
+  }
+  ::close(fd);
+  return out;
+}
+
+// The token ids of a stream's data lines, and whether it ended with [DONE].
+std::vector<int32_t> stream_tokens(const std::string& sse, bool* done) {
+  std::vector<int32_t> toks;
+  *done = false;
+  size_t at = 0;
+  while ((at = sse.find("data: ", at)) != std::string::npos) {
+    const size_t end = sse.find("\n\n", at);
+    const std::string d = sse.substr(at + 6, end - at - 6);
+    at = end;
+    if (d == "[DONE]") {
+      *done = true;
+      break;
+    }
+    const json c = json::parse(d);
+    if (!c["choices"].empty() && c["choices"][0].contains("token_ids"))
+      for (int32_t t : c["choices"][0]["token_ids"]) toks.push_back(t);
+  }
+  return toks;
+}
+
+TEST(CliServeLoad, BadInputGetsItsStatusAndTheServerGoesOn) {
+  Server s("--model tiny --compute fp32 --max-body 1", 0);
+  ASSERT_GT(s.port(), 0) << s.err();
+  struct Case {
+    std::string path, body;
+    int status;
+    std::string phrase;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/completions", "{bad", 400, "not valid JSON"},
+      {"/v1/completions", "[1, 2]", 400, "JSON object"},
+      {"/v1/completions", R"({"prompt": {"a": 1}})", 400, "prompt must be"},
+      {"/v1/completions", R"({"prompt": [1], "max_tokens": "8"})", 400, "max_tokens must be an integer"},
+      {"/v1/completions", R"({"prompt": [1], "model": "gpt-4"})", 404, "does not exist"},
+      {"/v1/completions", R"({"prompt": [1], "max_tokens": 100000})", 400, "positions"},
+      {"/v1/completions", "{\"prompt\": [" + std::string(70000 * 2 - 1, ' ') + "]}", 400, "prompt gives no tokens"},
+      {"/v1/completions", R"({"prompt": [70000]})", 400, "outside the vocabulary"},
+      {"/v1/completions", R"({"prompt": "text"})", 400, "tokenizer"},
+      {"/v1/completions", "{\"prompt\": \"\xff\xfe\"}", 400, "not valid JSON"},
+      {"/v1/completions", R"({"prompt": [1], "temperature": -0.5})", 400, "temperature"},
+      {"/v1/completions", R"({"prompt": [1], "top_p": 1.5})", 400, "top_p"},
+      {"/v1/completions", R"({"prompt": [1], "n": 0})", 400, "n must be"},
+      {"/v1/completions", R"({"prompt": [1], "logprobs": 2})", 400, "not supported"},
+      {"/v1/chat/completions", R"({"messages": "hi"})", 400, "messages"},
+      {"/v1/completions", "{\"prompt\": [1], \"pad\": \"" + std::string(2 << 20, 'x') + "\"}", 413, "larger"},
+      {"/v1/nothing", "{}", 404, "no route"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.path + " " + c.body.substr(0, 60));
+    int status = 0;
+    const json r = post(s, c.path, json::parse(c.body, nullptr, false).is_discarded() ? json() : json(), &status);
+    (void)r;
+    auto res = s.client().Post(c.path.c_str(), c.body, "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, c.status);
+    const json e = json::parse(res->body, nullptr, false);
+    ASSERT_TRUE(e.contains("error")) << res->body;
+    EXPECT_NE(e["error"]["message"].get<std::string>().find(c.phrase), std::string::npos) << res->body;
+    EXPECT_TRUE(e["error"].contains("type"));
+    // The next request is answered.
+    const json ok = post(s, "/v1/completions", {{"prompt", {5, 6}}, {"max_tokens", 2}}, &status);
+    EXPECT_EQ(status, 200) << ok.dump();
+  }
+  EXPECT_EQ(s.stop(), 0) << s.err();
+}
+
+TEST(CliServeLoad, KeyAndQueueLimits) {
+  Server s("--model tiny --compute fp32 --api-key sesame --max-queue 1", 0);
+  ASSERT_GT(s.port(), 0) << s.err();
+  auto c = s.client();
+  auto res = c.Post("/v1/completions", R"({"prompt": [1], "max_tokens": 1})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 401);
+  EXPECT_NE(res->body.find("API key"), std::string::npos);
+  EXPECT_EQ(c.Get("/health")->status, 200);  // no key needed
+  c.set_bearer_token_auth("sesame");
+  // One long request holds the only place in the queue; the next gets 429, then (the first one
+  // gone away) room again.
+  std::atomic<bool> started{false}, leave{false};
+  std::thread longer([&] {
+    const std::string body = R"({"prompt": [1], "max_tokens": 60000, "ignore_eos": true, "stream": true})";
+    auto l = s.client();
+    l.set_bearer_token_auth("sesame");
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = body;
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+      started = true;
+      return !leave;  // reads until told to go away
+    };
+    l.send(req);
+  });
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  res = c.Post("/v1/completions", R"({"prompt": [1], "max_tokens": 1})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 429) << res->body;
+  leave = true;
+  longer.join();
+  for (int i = 0; i < 100 && metric(s, "modelone_requests_running") != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  res = c.Post("/v1/completions", R"({"prompt": [1], "max_tokens": 1})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(metric(s, "modelone_requests_cancelled_total"), 1);
+  EXPECT_EQ(s.stop(), 0) << s.err();
+}
+
+// The transformers fixture with a byte-level tokenizer.json that knows DeepSeek-V4's chat tokens:
+// 0 BOS (the post-processor's), 1 EOS, 2..95 the bytes '!'..'~', 96 the space, 97 the newline,
+// 104 User, 105 Assistant, 106 <think>, 107 </think>.
+int byte_id(char c) { return c - '!' + 2; }
+
+std::string chat_model() {
+  static const std::string dir = [] {
+    json vocab = json::object();
+    for (char c = '!'; c <= '~'; ++c) vocab[std::string(1, c)] = byte_id(c);
+    vocab["Ġ"] = 96;
+    vocab["Ċ"] = 97;
+    auto added = [](int id, const std::string& content, bool special) {
+      return json{{"id", id}, {"content", content}, {"special", special}, {"normalized", false}};
+    };
+    const json tok = {
+        {"version", "1.0"},
+        {"added_tokens", {added(0, "<｜begin▁of▁sentence｜>", true), added(1, "<｜end▁of▁sentence｜>", true),
+                          added(104, "<｜User｜>", true), added(105, "<｜Assistant｜>", true),
+                          added(106, "<think>", false), added(107, "</think>", false)}},
+        {"normalizer", nullptr},
+        {"pre_tokenizer", deepseek_pre_tokenizer()},
+        {"post_processor",
+         {{"type", "TemplateProcessing"},
+          {"single", {{{"SpecialToken", {{"id", "<｜begin▁of▁sentence｜>"}, {"type_id", 0}}}},
+                      {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+          {"special_tokens", {{"<｜begin▁of▁sentence｜>", {{"id", "<｜begin▁of▁sentence｜>"}, {"ids", {0}},
+                                                        {"tokens", {"<｜begin▁of▁sentence｜>"}}}}}}}},
+        {"decoder", {{"type", "ByteLevel"}}},
+        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
+    const fs::path d = tmpdir() / "chat_model";
+    fs::remove_all(d);
+    fs::copy(data_dir("hf_v4_tiny"), d, fs::copy_options::recursive);
+    std::ofstream(d / "tokenizer.json") << tok.dump(1);
+    return d.string();
+  }();
+  return dir;
+}
+
+std::vector<int32_t> bytes(const std::string& s) {
+  std::vector<int32_t> ids;
+  for (char c : s) ids.push_back(c == ' ' ? 96 : byte_id(c));
+  return ids;
+}
+
+// A system and a user turn reach the model as the ids DeepSeek-V4's encoding gives, worked out
+// here by hand: BOS, the system text, User, the user text, Assistant, then </think> (chat) or
+// <think> (thinking).
+TEST(CliServeLoad, ChatTurnsReachTheModelInDeepSeeksFormat) {
+  const std::string m = chat_model();
+  Server s("--model " + m + " --compute fp32 --served-model-name dsv4", 0);
+  ASSERT_GT(s.port(), 0) << s.err();
+  for (bool thinking : {false, true}) {
+    SCOPED_TRACE(thinking ? "thinking" : "chat");
+    std::vector<int32_t> ids = {0};
+    for (int32_t id : bytes("be brief")) ids.push_back(id);
+    ids.push_back(104);
+    for (int32_t id : bytes("hi")) ids.push_back(id);
+    ids.push_back(105);
+    ids.push_back(thinking ? 106 : 107);
+    const json body = {{"model", "dsv4"}, {"max_tokens", 5}, {"ignore_eos", true},
+                       {"chat_template_kwargs", {{"thinking", thinking}}},
+                       {"messages", {{{"role", "system"}, {"content", "be brief"}}, {{"role", "user"}, {"content", "hi"}}}}};
+    int status = 0;
+    const json r = post(s, "/v1/chat/completions", body, &status);
+    ASSERT_EQ(status, 200) << r.dump();
+    EXPECT_EQ(r["object"], "chat.completion");
+    EXPECT_EQ(r["usage"]["prompt_tokens"], ids.size());
+    EXPECT_EQ(r["choices"][0]["token_ids"].get<std::vector<int32_t>>(), run_alone(m, ids, 5));
+    EXPECT_EQ(r["choices"][0]["message"]["role"], "assistant");
+    EXPECT_EQ(r["choices"][0]["message"].contains("reasoning_content"), thinking);
+  }
+  int status = 0;
+  EXPECT_EQ(post(s, "/tokenize", {{"prompt", "hi"}}, &status)["tokens"], json({0, byte_id('h'), byte_id('i')}));
+  EXPECT_EQ(post(s, "/detokenize", {{"tokens", {byte_id('h'), byte_id('i')}}}, &status)["prompt"], "hi");
+  const json bad = post(s, "/v1/chat/completions", {{"messages", {{{"role", "assistant"}, {"content", "x"}}}}}, &status);
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(bad["error"]["message"].get<std::string>().find("end with a user message"), std::string::npos);
+  EXPECT_EQ(s.stop(), 0) << s.err();
+}
+
+TEST(CliServeLoad, TwoHundredRequestsFromSixtyFourClients) {
+  constexpr int kRequests = 200, kClients = 64, kTokens = 8;
+  std::vector<std::vector<int32_t>> prompts, want;
+  for (int p = 0; p < 8; ++p) {
+    std::vector<int32_t> ids;
+    for (int t = 0; t <= p * 3; ++t) ids.push_back(int32_t((p * 37 + t * 11 + 3) % 500));
+    prompts.push_back(ids);
+    want.push_back(run_alone("tiny", ids, kTokens));
+  }
+  Server s("--model tiny --compute fp32", 3);
+  ASSERT_GT(s.port(), 0) << s.err();
+  std::atomic<int> next{0}, complete{0}, wrong{0}, gone{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c)
+    clients.emplace_back([&] {
+      for (int i; (i = next++) < kRequests;) {
+        const auto& p = prompts[size_t(i % 8)];
+        const bool stream = i % 2 == 0, leave = i % 10 == 3;
+        const json body = {{"prompt", p}, {"max_tokens", leave ? 400 : kTokens}, {"ignore_eos", true},
+                           {"stream", stream || leave}};
+        if (leave) {  // reads the first piece and goes away
+          raw_post(s.port(), "/v1/completions", body.dump(), 1);
+          ++gone;
+          continue;
+        }
+        std::vector<int32_t> got;
+        if (stream) {
+          bool done = false;
+          got = stream_tokens(raw_post(s.port(), "/v1/completions", body.dump()), &done);
+          if (!done) got.clear();
+        } else {
+          const json r = post(s, "/v1/completions", body);
+          if (r.contains("choices")) got = r["choices"][0]["token_ids"].get<std::vector<int32_t>>();
+        }
+        ++(got == want[size_t(i % 8)] ? complete : wrong);
+      }
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(gone, kRequests / 10);
+  EXPECT_EQ(complete, kRequests - kRequests / 10);
+  EXPECT_EQ(wrong, 0);
+  // The requests of the clients that left are cancelled at the next steps.
+  for (int i = 0; i < 100 && metric(s, "modelone_cache_bytes") != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(metric(s, "modelone_cache_bytes"), 0);
+  EXPECT_EQ(metric(s, "modelone_requests_running"), 0);
+  EXPECT_EQ(metric(s, "modelone_requests_total"), kRequests);
+  EXPECT_EQ(s.stop(), 0) << s.err();
+}
+
+}  // namespace
+}  // namespace modelone::test

@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +20,7 @@
 #include "tests/serve_support.h"
 #include "tests/support.h"
 #include "tests/tokenizer_json.h"
+#include "model/io/npy.h"
 
 namespace modelone::test {
 namespace {
@@ -101,7 +104,7 @@ TEST(CliServeLoad, BadInputGetsItsStatusAndTheServerGoesOn) {
       {"/v1/completions", R"({"prompt": [1], "temperature": -0.5})", 400, "temperature"},
       {"/v1/completions", R"({"prompt": [1], "top_p": 1.5})", 400, "top_p"},
       {"/v1/completions", R"({"prompt": [1], "n": 0})", 400, "n must be"},
-      {"/v1/completions", R"({"prompt": [1], "logprobs": 2})", 400, "not supported"},
+      {"/v1/completions", R"({"prompt": [1], "tools": [{"type": "function"}]})", 400, "not supported"},
       {"/v1/chat/completions", R"({"messages": "hi"})", 400, "messages"},
       {"/v1/completions", "{\"prompt\": [1], \"pad\": \"" + std::string(2 << 20, 'x') + "\"}", 413, "larger"},
       {"/v1/nothing", "{}", 404, "no route"},
@@ -245,6 +248,66 @@ TEST(CliServeLoad, ChatTurnsReachTheModelInDeepSeeksFormat) {
   const json bad = post(s, "/v1/chat/completions", {{"messages", {{{"role", "assistant"}, {"content", "x"}}}}}, &status);
   EXPECT_EQ(status, 400);
   EXPECT_NE(bad["error"]["message"].get<std::string>().find("end with a user message"), std::string::npos);
+  EXPECT_EQ(s.stop(), 0) << s.err();
+}
+
+// logprobs are the model's log-softmax: the first token's against `run --logits-out`'s last
+// prompt row, whole and streamed, in the completions and the chat form.
+TEST(CliServeLoad, LogprobsAreTheModelsLogSoftmax) {
+  const fs::path npy = tmpdir() / "lp_logits.npy";
+  const Result ref = run("run --model tiny --compute fp32 --quiet --ids 5,6,7 --logits-out " + npy.string());
+  ASSERT_EQ(ref.code, 0) << ref.err;
+  std::vector<int64_t> shape;
+  const std::vector<float> rows = read_npy_f32(npy.string(), &shape);
+  const float* last = rows.data() + (shape[0] - 1) * shape[1];
+  double mx = last[0], sum = 0;
+  for (int64_t v = 0; v < shape[1]; ++v) mx = std::max(mx, double(last[v]));
+  for (int64_t v = 0; v < shape[1]; ++v) sum += std::exp(double(last[v]) - mx);
+  const int64_t arg = std::max_element(last, last + shape[1]) - last;
+  const double want = double(last[arg]) - mx - std::log(sum);
+
+  Server s("--model tiny --compute fp32", 0);
+  ASSERT_GT(s.port(), 0) << s.err();
+  int status = 0;
+  const json r = post(s, "/v1/completions", {{"prompt", {5, 6, 7}}, {"max_tokens", 2}, {"logprobs", 2}}, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  const json& lp = r["choices"][0]["logprobs"];
+  EXPECT_NEAR(lp["token_logprobs"][0].get<double>(), want, 1e-5);
+  EXPECT_EQ(lp["tokens"][0], "token_id:" + std::to_string(arg));
+  EXPECT_EQ(lp["top_logprobs"][0].size(), 2u);
+  EXPECT_NEAR(lp["top_logprobs"][0]["token_id:" + std::to_string(arg)].get<double>(), want, 1e-5);
+  EXPECT_EQ(lp["token_logprobs"].size(), 2u);
+  // Streamed: each chunk its token's.
+  bool done = false;
+  const std::string sse = raw_post(s.port(), "/v1/completions",
+                                   json({{"prompt", {5, 6, 7}}, {"max_tokens", 2}, {"logprobs", 0}, {"stream", true}}).dump());
+  EXPECT_EQ(stream_tokens(sse, &done).size(), 2u);
+  const size_t at = sse.find("data: ");
+  const json first = json::parse(sse.substr(at + 6, sse.find("\n\n", at) - at - 6));
+  EXPECT_NEAR(first["choices"][0]["logprobs"]["token_logprobs"][0].get<double>(), want, 1e-5);
+  EXPECT_EQ(post(s, "/v1/completions", {{"prompt", {1}}, {"logprobs", 6}}, &status)["error"]["param"], "logprobs");
+  EXPECT_EQ(status, 400);
+  EXPECT_EQ(s.stop(), 0) << s.err();
+}
+
+TEST(CliServeLoad, ChatLogprobsNameTheTokens) {
+  Server s("--model " + chat_model() + " --compute fp32", 0);
+  ASSERT_GT(s.port(), 0) << s.err();
+  int status = 0;
+  const json body = {{"max_tokens", 3}, {"logprobs", true}, {"top_logprobs", 2},
+                     {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+  const json r = post(s, "/v1/chat/completions", body, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  const json& content = r["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), r["choices"][0]["token_ids"].size());
+  for (const json& e : content) {
+    EXPECT_LE(e["logprob"].get<double>(), 0.0);
+    EXPECT_EQ(e["top_logprobs"].size(), 2u);
+    EXPECT_GE(e["top_logprobs"][0]["logprob"].get<double>(), e["logprob"].get<double>() - 1e-6);  // greedy
+    EXPECT_EQ(e["bytes"].size(), e["token"].get<std::string>().size());
+  }
+  post(s, "/v1/chat/completions", {{"top_logprobs", 2}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}}, &status);
+  EXPECT_EQ(status, 400);  // top_logprobs without logprobs
   EXPECT_EQ(s.stop(), 0) << s.err();
 }
 

@@ -22,7 +22,7 @@ namespace {
 // Keys this server does not do yet: refused by name rather than ignored (an answer without the
 // tool calls or log probabilities asked for would look like the model's choice).
 const std::set<std::string> kUnsupported = {"tools", "functions", "tool_choice", "function_call",
-                                            "logprobs", "top_logprobs", "suffix", "best_of",
+                                            "suffix", "best_of",
                                             "response_format", "echo"};
 
 bool truthy(const json& v) {
@@ -130,6 +130,22 @@ void generation_keys(const json& j, const ApiContext& ctx, ApiRequest* r) {
     throw ApiError(400, "stop strings need the model's tokenizer.json (this model has none)", "invalid_request_error", "stop");
 }
 
+// Completions: logprobs N (0-5). Chat: logprobs true, with top_logprobs N (0-20).
+int64_t logprobs_wanted(Endpoint kind, const json& j) {
+  if (kind == Endpoint::Completions) {
+    const int64_t n = integer(j, "logprobs", -1);
+    if (n < -1 || n > 5) throw ApiError(400, "logprobs must be in [0, 5]", "invalid_request_error", "logprobs");
+    return n;
+  }
+  const int64_t top = integer(j, "top_logprobs", -1);
+  if (top < -1 || top > 20) throw ApiError(400, "top_logprobs must be in [0, 20]", "invalid_request_error", "top_logprobs");
+  if (!boolean(j, "logprobs", false)) {
+    if (top > 0) throw ApiError(400, "top_logprobs needs logprobs: true", "invalid_request_error", "top_logprobs");
+    return -1;
+  }
+  return std::max<int64_t>(top, 0);
+}
+
 }  // namespace
 
 ApiRequest parse_api_request(Endpoint kind, const std::string& body, const ApiContext& ctx) {
@@ -151,6 +167,7 @@ ApiRequest parse_api_request(Endpoint kind, const std::string& body, const ApiCo
   r.prompt = kind == Endpoint::Chat ? chat_prompt(j, ctx, r.thinking) : completion_prompt(j, ctx);
   if (r.prompt.empty()) throw ApiError(400, "the prompt gives no tokens", "invalid_request_error", "prompt");
   generation_keys(j, ctx, &r);
+  r.logprobs = logprobs_wanted(kind, j);
   if (ctx.bytes_needed) {
     const int64_t need = ctx.bytes_needed(int64_t(r.prompt.size()), r.gen.max_tokens, r.n);
     if (need > ctx.cache_budget)

@@ -49,6 +49,9 @@ struct ApiRequest {
   int64_t n = 1;
   bool stream = false, include_usage = false;
   bool thinking = false;  // chat: the prompt opens a <think> block, so the answer starts with reasoning
+  // Log probabilities of each chosen token and of the `logprobs` most likely ones (-1: none):
+  // completions' `logprobs` (0-5), chat's `logprobs: true` with `top_logprobs` (0-20).
+  int64_t logprobs = -1;
 };
 
 // Throws ApiError (status 400, or 404 for another model's name) naming what is wrong.

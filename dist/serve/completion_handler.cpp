@@ -89,6 +89,8 @@ void answer_whole(ServeHub&, LatencyStats& lat, const Accepted& a, httplib::Resp
       ChoiceResult& c = choices[size_t(e.sample)];
       clock.tokens(lat, e.tokens.size());
       c.tokens.insert(c.tokens.end(), e.tokens.begin(), e.tokens.end());
+      c.logprob.insert(c.logprob.end(), e.logprob.begin(), e.logprob.end());
+      c.top.insert(c.top.end(), e.top.begin(), e.top.end());
       split[size_t(e.sample)].push(e.text, &c.reasoning, &c.content);
       if (e.done) c.finish_reason = e.finish_reason;
     }
@@ -101,6 +103,7 @@ struct StreamState {
   std::shared_ptr<Accepted> a;
   std::vector<ReasoningSplit> split;
   std::vector<bool> opened;
+  std::vector<int64_t> offset;  // completions' text_offset so far, per choice
   Clock clock;
   bool ended = false;
 };
@@ -114,8 +117,13 @@ std::string piece(StreamState& st, const SampleEvent& e) {
   if (e.done) st.split[i].finish(&reasoning, &content);
   const bool first = !st.opened[i];
   st.opened[i] = true;
+  json lp = nullptr;
+  if (r.logprobs >= 0) {
+    lp = logprobs_json(r.kind, st.a->head.tokenizer, e.tokens, e.logprob, e.top, st.offset[i]);
+    for (int32_t id : e.tokens) st.offset[i] += st.a->head.tokenizer ? int64_t(st.a->head.tokenizer->token_bytes(id).size()) : 0;
+  }
   return sse(chunk_json(r, st.a->head, e.sample, reasoning, content, e.tokens, e.done ? e.finish_reason : "",
-                        first && r.kind == Endpoint::Chat));
+                        first && r.kind == Endpoint::Chat, lp));
 }
 
 std::string ending(StreamState& st, const SampleEvent& e) {
@@ -134,6 +142,7 @@ void answer_stream(ServeHub& hub, LatencyStats& lat, std::shared_ptr<Accepted> a
   st->a = a;
   st->split.assign(size_t(a->req.n), ReasoningSplit(a->req.thinking));
   st->opened.assign(size_t(a->req.n), false);
+  st->offset.assign(size_t(a->req.n), 0);
   st->clock = Clock{a->submitted};
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(

@@ -111,7 +111,7 @@ void HttpFront::routes() {
         return send_error(res, status == 429 ? ApiError(429, "the server's queue is full: try again later", "rate_limit_error")
                                              : ApiError(503, "the server is shutting down", "server_error"));
       a->head = {std::string(kind == Endpoint::Chat ? "chatcmpl-" : "cmpl-") + std::to_string(a->key),
-                 ctx_.model_name, int64_t(std::time(nullptr))};
+                 ctx_.model_name, int64_t(std::time(nullptr)), ctx_.tokenizer};
       if (a->req.stream) answer_stream(hub_, metrics_->latency, a, res);
       else answer_whole(hub_, metrics_->latency, *a, res);
     };

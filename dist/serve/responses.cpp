@@ -38,6 +38,43 @@ void ReasoningSplit::finish(std::string* reasoning, std::string* content) {
   held_.clear();
 }
 
+namespace {
+std::string token_text(const Tokenizer* tok, int32_t id) {
+  return tok ? tok->token_bytes(id) : "token_id:" + std::to_string(id);
+}
+
+json chat_entry(const Tokenizer* tok, int32_t id, float lp) {
+  const std::string t = token_text(tok, id);
+  return {{"token", t}, {"logprob", lp}, {"bytes", std::vector<int>(t.begin(), t.end())}};
+}
+}  // namespace
+
+json logprobs_json(Endpoint kind, const Tokenizer* tok, const std::vector<int32_t>& ids,
+                   const std::vector<float>& logprob, const TopLogprobs& top, int64_t offset) {
+  if (kind == Endpoint::Chat) {
+    json content = json::array();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      json e = chat_entry(tok, ids[i], logprob[i]);
+      e["top_logprobs"] = json::array();
+      for (const auto& [id, lp] : top[i]) e["top_logprobs"].push_back(chat_entry(tok, id, lp));
+      content.push_back(e);
+    }
+    return {{"content", content}};
+  }
+  json j = {{"tokens", json::array()}, {"token_logprobs", logprob}, {"top_logprobs", json::array()},
+            {"text_offset", json::array()}};
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string t = token_text(tok, ids[i]);
+    j["tokens"].push_back(t);
+    j["text_offset"].push_back(offset);
+    offset += tok ? int64_t(t.size()) : 0;
+    json alts = json::object();
+    for (const auto& [id, lp] : top[i]) alts[token_text(tok, id)] = lp;
+    j["top_logprobs"].push_back(alts);
+  }
+  return j;
+}
+
 json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
   return {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens},
           {"total_tokens", prompt_tokens + completion_tokens}};
@@ -57,6 +94,7 @@ json answer_json(const ApiRequest& r, const AnswerHead& h, const std::vector<Cho
   for (size_t i = 0; i < choices.size(); ++i) {
     const ChoiceResult& c = choices[i];
     json choice = {{"index", i}, {"finish_reason", c.finish_reason}, {"logprobs", nullptr}};
+    if (r.logprobs >= 0) choice["logprobs"] = logprobs_json(r.kind, h.tokenizer, c.tokens, c.logprob, c.top);
     if (r.kind == Endpoint::Chat) {
       choice["message"] = {{"role", "assistant"}, {"content", c.content}};
       if (r.thinking) choice["message"]["reasoning_content"] = c.reasoning;
@@ -72,7 +110,7 @@ json answer_json(const ApiRequest& r, const AnswerHead& h, const std::vector<Cho
 
 json chunk_json(const ApiRequest& r, const AnswerHead& h, int64_t index, const std::string& reasoning,
                 const std::string& content, const std::vector<int32_t>& tokens,
-                const std::string& finish_reason, bool first) {
+                const std::string& finish_reason, bool first, const json& logprobs) {
   json j = head(r, h, "chat.completion.chunk", "text_completion");
   json choice = {{"index", index}, {"finish_reason", finish_reason.empty() ? json() : json(finish_reason)}};
   if (r.kind == Endpoint::Chat) {
@@ -83,8 +121,8 @@ json chunk_json(const ApiRequest& r, const AnswerHead& h, int64_t index, const s
     choice["delta"] = delta;
   } else {
     choice["text"] = content;
-    choice["logprobs"] = nullptr;
   }
+  choice["logprobs"] = logprobs;
   if (!tokens.empty()) choice["token_ids"] = tokens;
   j["choices"] = json::array({choice});
   return j;

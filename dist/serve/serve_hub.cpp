@@ -9,7 +9,8 @@ using nlohmann::json;
 
 json event_json(const SampleEvent& e) {
   return {{"k", e.key}, {"s", e.sample}, {"t", e.tokens}, {"x", e.text}, {"d", e.done},
-          {"f", e.finish_reason}, {"e", e.error}, {"p", e.prompt_tokens}, {"c", e.completion_tokens}};
+          {"f", e.finish_reason}, {"e", e.error}, {"p", e.prompt_tokens}, {"c", e.completion_tokens},
+          {"l", e.logprob}, {"o", e.top}};
 }
 
 SampleEvent event_from_json(const json& j) {
@@ -23,6 +24,8 @@ SampleEvent event_from_json(const json& j) {
   e.error = j["e"];
   e.prompt_tokens = j["p"];
   e.completion_tokens = j["c"];
+  e.logprob = j["l"].get<std::vector<float>>();
+  e.top = j["o"].get<std::vector<std::vector<std::pair<int32_t, float>>>>();
   return e;
 }
 

@@ -23,6 +23,9 @@ struct SampleEvent {
   int sample = 0;
   std::vector<int32_t> tokens;  // new this step
   std::string text;             // new text safe to show (with a tokenizer)
+  // With logprobs: per new token its log probability and the most likely (id, logprob).
+  std::vector<float> logprob;
+  std::vector<std::vector<std::pair<int32_t, float>>> top;
   bool done = false;
   std::string finish_reason, error;
   int64_t prompt_tokens = 0, completion_tokens = 0;  // sample -1: the request's usage

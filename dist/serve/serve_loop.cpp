@@ -2,6 +2,7 @@
 #include "dist/serve/serve_loop.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "comm/clock.h"
@@ -18,15 +19,42 @@ namespace {
 class StreamGen : public SequenceGen {
  public:
   StreamGen(const GenerationSpec& spec, int64_t n_prompt, const Tokenizer* tok, const ModelConfig& cfg,
-            SampleEvent* ev)
-      : SequenceGen(spec, n_prompt, tok, cfg, [ev](const std::string& s) { ev->text += s; }), ev_(ev) {}
+            SampleEvent* ev, int64_t logprobs)
+      : SequenceGen(spec, n_prompt, tok, cfg, [ev](const std::string& s) { ev->text += s; }), ev_(ev),
+        logprobs_(logprobs) {}
+  // Runs on the threads, one sample each (its own event).
+  int32_t choose(const std::vector<float>& logits, const std::vector<int32_t>& tokens) override {
+    const int32_t tok = SequenceGen::choose(logits, tokens);
+    if (logprobs_ >= 0) record_logprobs(logits, tok);
+    return tok;
+  }
   bool stop(int32_t tok) override {
     ev_->tokens.push_back(tok);
     return SequenceGen::stop(tok);
   }
 
  private:
+  // The model's own distribution (log-softmax of the logits, before penalties and temperature,
+  // as vLLM reports by default): the chosen token's and the `logprobs_` likeliest.
+  void record_logprobs(const std::vector<float>& logits, int32_t tok) {
+    const float mx = *std::max_element(logits.begin(), logits.end());
+    double sum = 0;
+    for (float v : logits) sum += std::exp(double(v - mx));
+    const float lse = mx + float(std::log(sum));
+    ev_->logprob.push_back(logits[size_t(tok)] - lse);
+    std::vector<int32_t> ids(logits.size());
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i);
+    const size_t k = std::min(size_t(logprobs_), ids.size());
+    std::partial_sort(ids.begin(), ids.begin() + long(k), ids.end(), [&](int32_t a, int32_t b) {
+      return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+    });
+    std::vector<std::pair<int32_t, float>> top;
+    for (size_t i = 0; i < k; ++i) top.push_back({ids[i], logits[size_t(ids[i])] - lse});
+    ev_->top.push_back(std::move(top));
+  }
+
   SampleEvent* ev_;
+  int64_t logprobs_;
 };
 
 // A request this rank's group runs: each sample's events of the current step.
@@ -105,6 +133,8 @@ class Loop {
           if (reports_) out.push_back(event_json(*e));
           e->tokens.clear();
           e->text.clear();
+          e->logprob.clear();
+          e->top.clear();
         }
     if (reports_) for (const SampleEvent& e : ended_) out.push_back(event_json(e));
     ended_.clear();
@@ -131,7 +161,7 @@ class Loop {
         l.ev.back()->key = key;
         l.ev.back()->sample = int(i);
         s.samples.push_back(std::make_unique<StreamGen>(spec, int64_t(r.prompt.size()), ctx_.tokenizer,
-                                                        *ctx_.cfg, l.ev.back().get()));
+                                                        *ctx_.cfg, l.ev.back().get(), r.logprobs));
       }
       sched_.add(std::move(s));
     } catch (const std::exception& e) {  // rank 0 checked the body: the scheduler refused it
@@ -158,6 +188,8 @@ class Loop {
       if (reports_) ended_.push_back(e);  // its last tokens and text with the reason
       e.tokens.clear();
       e.text.clear();
+      e.logprob.clear();
+      e.top.clear();
     }
     ended_.push_back(end);
     gone_.push_back(f.key);

@@ -311,6 +311,42 @@ TEST(CliServeLoad, ChatLogprobsNameTheTokens) {
   EXPECT_EQ(s.stop(), 0) << s.err();
 }
 
+// SIGTERM while a request runs: new ones get 503, the running one finishes whole, every rank
+// ends with status 0.
+TEST(CliServeLoad, SigtermLetsTheRunningRequestFinish) {
+  Server s("--model tiny --compute fp32 --grace 60", 2);
+  ASSERT_GT(s.port(), 0) << s.err();
+  std::atomic<bool> started{false};
+  std::string sse;
+  std::thread longer([&] {
+    auto c = s.client();
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = R"({"prompt": [4, 5], "max_tokens": 300, "ignore_eos": true, "stream": true})";
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
+      sse.append(d, n);
+      started = true;
+      return true;
+    };
+    c.send(req);
+  });
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  s.term();
+  int status = 0;
+  for (int i = 0; i < 100 && status != 503; ++i) {  // the signal lands within a step
+    post(s, "/v1/completions", {{"prompt", {1}}, {"max_tokens", 1}}, &status);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(status, 503);
+  longer.join();
+  bool done = false;
+  EXPECT_EQ(stream_tokens(sse, &done).size(), 300u);
+  EXPECT_TRUE(done);
+  EXPECT_EQ(s.stop(), 0) << s.err();
+}
+
 TEST(CliServeLoad, TwoHundredRequestsFromSixtyFourClients) {
   constexpr int kRequests = 200, kClients = 64, kTokens = 8;
   std::vector<std::vector<int32_t>> prompts, want;
@@ -359,6 +395,39 @@ TEST(CliServeLoad, TwoHundredRequestsFromSixtyFourClients) {
   EXPECT_EQ(metric(s, "modelone_requests_running"), 0);
   EXPECT_EQ(metric(s, "modelone_requests_total"), kRequests);
   EXPECT_EQ(s.stop(), 0) << s.err();
+}
+
+// `bench serve` against a tiny server: a record per point with every requested token counted
+// (ignore_eos: requests x output-len), and a server that is not there or a model it does not
+// serve as one error line.
+TEST(CliServeLoad, BenchServeCountsEveryToken) {
+  Server s("--model tiny --compute fp32", 0);
+  ASSERT_GT(s.port(), 0) << s.err();
+  const std::string url = "--url http://127.0.0.1:" + std::to_string(s.port());
+  const Result r = run("bench serve " + url + " --concurrency 1,2 --num-prompts 4 --input-len 8 "
+                       "--output-len 5 --output json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json doc = json::parse(r.out);
+  ASSERT_EQ(doc["results"].size(), 2u) << r.out;
+  for (int i = 0; i < 2; ++i) {
+    const json& p = doc["results"][size_t(i)];
+    EXPECT_EQ(p["bench"], "serve");
+    EXPECT_EQ(p["model"], "tiny");
+    EXPECT_EQ(p["concurrency"], i + 1);
+    EXPECT_EQ(p["requests"], 4);
+    EXPECT_EQ(p["failed"]["median"], 0);
+    EXPECT_EQ(p["output_tokens"]["median"], 4 * 5);
+    EXPECT_EQ(p["input_tokens"]["median"], 4 * 8);
+    for (const char* k : {"duration_s", "requests_per_second", "output_tokens_per_second",
+                          "input_tokens_per_second", "ratio_vs_first", "ttft_p50_ms", "ttft_p90_ms",
+                          "ttft_p99_ms", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms"})
+      EXPECT_GT(p[k]["median"].get<double>(), 0) << k;
+    EXPECT_LE(p["ttft_p50_ms"]["median"].get<double>(), p["e2e_p99_ms"]["median"].get<double>());
+  }
+  EXPECT_EQ(doc["results"][0]["ratio_vs_first"]["median"], 1.0);
+  expect_error("bench serve " + url + " --model gpt-4", "--model 'gpt-4' is not served");
+  EXPECT_EQ(s.stop(), 0) << s.err();
+  expect_error("bench serve " + url, "no server answers at http://127.0.0.1:");
 }
 
 }  // namespace

@@ -61,8 +61,10 @@ httplib::Client Server::client() const {
   return c;
 }
 
+void Server::term() const { ::kill(pid_, SIGTERM); }
+
 int Server::stop() {
-  ::kill(pid_, SIGTERM);
+  term();
   for (int i = 0; i < 600; ++i) {
     const std::string rc = slurp(dir_ / "rc");
     if (!rc.empty()) return std::stoi(rc);

@@ -21,6 +21,7 @@ class Server {
   httplib::Client client() const;
   // SIGTERM to rank 0; the job's exit status (-1: not ended within 60 s).
   int stop();
+  void term() const;  // SIGTERM to rank 0, not waiting
 
  private:
   std::filesystem::path dir_;

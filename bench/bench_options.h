@@ -108,6 +108,23 @@ struct BatchBenchOptions {
   int threads = 0;
 };
 
+// `bench serve` (bench/serve_bench.cpp): a load generator against a running `modelone serve` (or
+// any OpenAI-compatible server that streams token_ids), in the manner of vLLM's benchmark_serving.
+struct ServeBenchOptions {
+  std::string url;                    // http://host:port of the server
+  std::string model;                  // empty: the first of GET /v1/models
+  std::string api_key;                // sent as "Authorization: Bearer KEY" when set
+  std::vector<int64_t> concurrency = {1, 2, 4, 8, 16, 32, 64};  // closed loop: clients at once
+  std::vector<double> request_rate;   // open loop (Poisson arrivals, requests/s); replaces the above
+  int64_t max_concurrency = 0;        // open loop: requests in flight at most (0: no cap)
+  int64_t num_prompts = 0;            // per point; 0: max(4 x concurrency, 16), or 10 s of arrivals
+  int64_t input_len = 128, output_len = 32;
+  double input_len_spread = 0, output_len_spread = 0;  // lengths uniform in len x [1-s, 1+s]
+  int64_t vocab = 256;                // prompt ids uniform in [10, vocab): below every tiny vocab
+  int64_t warmup = 2;                 // requests before the first point, not measured
+  uint64_t seed = 0;
+};
+
 struct BenchOptions {
   ReportOptions report;  // --repetitions, --output, --json: the same on every subcommand
   EpBenchOptions ep;
@@ -118,6 +135,7 @@ struct BenchOptions {
   ContextBenchOptions context;
   EngramBenchOptions engram;
   BatchBenchOptions batch;
+  ServeBenchOptions serve;
 };
 
 int gemm_bench(const GemmBenchOptions& o);
@@ -128,5 +146,6 @@ int engram_bench(const EngramBenchOptions& o);
 int moe_bench(const MoeBenchOptions& o);
 int batch_bench(const BatchBenchOptions& o);
 int context_bench(const ContextBenchOptions& o);
+int serve_bench(const ServeBenchOptions& o);
 
 }  // namespace modelone::bench

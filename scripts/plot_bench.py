@@ -36,6 +36,9 @@ PHASES = {
     "moe_layer": ["route_ms", "pack_ms", "exchange_ms", "experts_ms", "combine_ms"],
     "context_decode": ["indexer_ms", "topk_ms", "attend_ms", "merge_ms"],
 }
+# Benches plotted by default as several charts, each a group of measurements sharing a unit:
+# `bench serve`'s throughput, and its TTFT median against the tail, vs clients (or request rate).
+MULTI_Y = {"serve": [["output_tokens_per_second"], ["ttft_p50_ms", "ttft_p99_ms"]]}
 # Keys an x axis is taken from, in order of preference when several vary.
 X_PREFERENCE = ["ranks", "tokens_per_rank", "tokens", "T", "context", "global_tokens", "cp"]
 
@@ -60,6 +63,8 @@ def load(path):
             for k, v in r.items():  # one run's JSON lines hold plain numbers
                 if isinstance(v, float):
                     r[k] = {"median": v, "mean": v, "sd": 0.0, "n": 1, "values": [v]}
+            if isinstance(r.get("request_rate"), str):  # bench serve keeps it exact as text
+                r["request_rate"] = float(r["request_rate"])
             out.append(r)
     return out
 
@@ -231,6 +236,11 @@ def main(argv):
     written = []
     for tag in tags:
         rs = [r for r in rows if r.get("bench") == tag]
+        if tag in MULTI_Y and not a.y:
+            x = a.x or ("concurrency" if any("concurrency" in r for r in rs) else "request_rate")
+            by = series_keys(rs, x, a.by.split(",") if a.by else None)
+            written += [plot_scaling(tag, rs, x, ys, by, a.out) for ys in MULTI_Y[tag]]
+            continue
         x = pick_x(rs, a.x)
         measures = [k for k, v in rs[0].items() if is_measure(v)]
         ys = a.y.split(",") if a.y else \

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "tests/cli_support.h"
@@ -359,6 +360,12 @@ TEST(CliServeLoad, TwoHundredRequestsFromSixtyFourClients) {
   Server s("--model tiny --compute fp32", 3);
   ASSERT_GT(s.port(), 0) << s.err();
   std::atomic<int> next{0}, complete{0}, wrong{0}, gone{0};
+  std::mutex m;
+  std::string problems;  // what went wrong, request by request
+  auto note = [&](int i, const std::string& what) {
+    std::lock_guard<std::mutex> lock(m);
+    problems += "request " + std::to_string(i) + ": " + what + "\n";
+  };
   std::vector<std::thread> clients;
   for (int c = 0; c < kClients; ++c)
     clients.emplace_back([&] {
@@ -378,16 +385,19 @@ TEST(CliServeLoad, TwoHundredRequestsFromSixtyFourClients) {
           got = stream_tokens(raw_post(s.port(), "/v1/completions", body.dump()), &done);
           if (!done) got.clear();
         } else {
-          const json r = post(s, "/v1/completions", body);
+          auto res = s.client().Post("/v1/completions", body.dump(), "application/json");
+          const json r = res ? json::parse(res->body, nullptr, false) : json();
           if (r.contains("choices")) got = r["choices"][0]["token_ids"].get<std::vector<int32_t>>();
+          else note(i, res ? std::to_string(res->status) + " " + res->body : "no answer: " + httplib::to_string(res.error()));
         }
+        if (got != want[size_t(i % 8)]) note(i, "tokens " + json(got).dump() + ", alone " + json(want[size_t(i % 8)]).dump());
         ++(got == want[size_t(i % 8)] ? complete : wrong);
       }
     });
   for (auto& t : clients) t.join();
   EXPECT_EQ(gone, kRequests / 10);
   EXPECT_EQ(complete, kRequests - kRequests / 10);
-  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(wrong, 0) << problems;
   // The requests of the clients that left are cancelled at the next steps.
   for (int i = 0; i < 100 && metric(s, "modelone_cache_bytes") != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

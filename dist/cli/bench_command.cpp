@@ -172,6 +172,38 @@ void add_batch_bench(CLI::App* b, BenchOptions* o) {
   add_report_options(x, &o->report);
 }
 
+void add_serve_bench(CLI::App* b, BenchOptions* o) {
+  CLI::App* x = b->add_subcommand("serve", "Load against a running `modelone serve` (vLLM's "
+                                  "benchmark_serving): throughput, TTFT / ITL / end-to-end "
+                                  "percentiles per concurrency or request rate, vs the first point");
+  ServeBenchOptions& s = o->serve;
+  x->add_option("--url", s.url, "The server: http://HOST:PORT")->required();
+  x->add_option("--model", s.model, "Model name to request (default: the first of /v1/models)");
+  x->add_option("--api-key", s.api_key, "Sent as 'Authorization: Bearer KEY'");
+  CLI::Option* c = x->add_option("--concurrency", s.concurrency, "Closed loop: clients at once, "
+                                 "a point each")->delimiter(',')->check(count_in(1, 4096));
+  CLI::Option* r = x->add_option("--request-rate", s.request_rate, "Open loop instead: Poisson "
+                                 "arrivals at R requests/s, a point each")->delimiter(',')->check(positive());
+  r->excludes(c);
+  x->add_option("--max-concurrency", s.max_concurrency, "Open loop: requests in flight at most "
+                "(0: no cap)")->check(count_in(0, 4096))->needs(r);
+  x->add_option("--num-prompts", s.num_prompts, "Requests per point (default: max(4 x "
+                "concurrency, 16), or max(10 s of arrivals, 16))")->check(count_in(1, 1000000));
+  x->add_option("--input-len", s.input_len, "Prompt tokens (default 128)")->check(kContext);
+  x->add_option("--output-len", s.output_len, "Tokens generated per request, ignore_eos "
+                "(default 32)")->check(kContext);
+  x->add_option("--input-len-spread", s.input_len_spread, "Prompt lengths uniform in len x "
+                "[1-s, 1+s] (0: fixed)")->check(CLI::Range(0.0, 0.99));
+  x->add_option("--output-len-spread", s.output_len_spread, "The same for output lengths")
+      ->check(CLI::Range(0.0, 0.99));
+  x->add_option("--vocab", s.vocab, "Prompt ids are random in [10, vocab) (default 256)")
+      ->check(count_in(11, int64_t(1) << 31));
+  x->add_option("--warmup", s.warmup, "Untimed requests before the first point (default 2)")
+      ->check(count_in(0, 1000));
+  x->add_option("--seed", s.seed, "Prompt, length and arrival seed");
+  add_report_options(x, &o->report);
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App* app, BenchOptions* o) {
@@ -185,6 +217,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   add_context_bench(b, o);
   add_engram_bench(b, o);
   add_batch_bench(b, o);
+  add_serve_bench(b, o);
 }
 
 int bench_command(CLI::App* app, const BenchOptions& o) {
@@ -199,6 +232,7 @@ int bench_command(CLI::App* app, const BenchOptions& o) {
   if (b->got_subcommand("context")) body = [&] { return context_bench(o.context); };
   if (b->got_subcommand("engram")) body = [&] { return engram_bench(o.engram); };
   if (b->got_subcommand("batch")) body = [&] { return batch_bench(o.batch); };
+  if (b->got_subcommand("serve")) body = [&] { return serve_bench(o.serve); };
   if (!body) return -1;
   return run_report(o.report, body);
 }

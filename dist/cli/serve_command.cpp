@@ -94,7 +94,7 @@ int serve_command(const ServeOptions& so) {
     return n * sequence_bytes(cfg, kv, prompt + max_tokens, cp);
   };
   ctx.cache_budget = lo.sched.cache_budget;
-  HttpOptions ho{so.host, so.port, so.api_key, so.max_body_mib << 20, o.max_seqs};
+  HttpOptions ho{so.host, so.port, so.api_key, so.max_body_mib << 20, o.max_seqs, so.max_queue};
   std::unique_ptr<ServeHub> hub;
   std::unique_ptr<HttpFront> front;
   std::signal(SIGTERM, on_stop_signal);

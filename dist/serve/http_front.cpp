@@ -2,7 +2,9 @@
 #include "dist/serve/http_front.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "comm/clock.h"
@@ -25,11 +27,25 @@ HttpFront::~HttpFront() { stop(); }
 
 void HttpFront::start() {
   routes();
+  // A streamed answer holds its handler thread until it ends, so the pool must hold every request
+  // the queue admits (httplib's default of max(8, cores - 1) threads capped the batch at 8), plus
+  // a few for /health and /metrics.
+  const size_t threads = size_t(std::min<int64_t>(opt_.max_queue, 1024)) + 4;
+  svr_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // Debian's compiled httplib listens with a backlog of 5: a burst of clients overflows it and
+  // some see their connection dropped. The listening socket is listened on again with room for
+  // the whole queue once bound.
+  int listener = -1;
+  svr_->set_socket_options([&listener](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listener = sock;
+  });
   svr_->set_payload_max_length(size_t(opt_.max_body));
   if (opt_.port == 0) port_ = svr_->bind_to_any_port(opt_.host.c_str());
   else port_ = svr_->bind_to_port(opt_.host.c_str(), opt_.port) ? opt_.port : -1;
   MO_REQUIRE(port_ > 0, "serve: cannot listen on ", opt_.host, ":", opt_.port,
              " (the port is taken, or the address is not this machine's)");
+  if (listener >= 0) ::listen(listener, int(threads) + 64);
   thread_ = std::thread([this] { svr_->listen_after_bind(); });
 }
 

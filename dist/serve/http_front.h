@@ -23,6 +23,7 @@ struct HttpOptions {
   std::string api_key;             // empty: no key asked
   int64_t max_body = 8 << 20;      // bytes of a request body
   int64_t max_seqs = 64;           // n above it is refused
+  int64_t max_queue = 256;         // requests in flight (the hub's limit): one thread each
 };
 
 class HttpFront {

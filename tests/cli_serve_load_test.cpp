@@ -20,7 +20,6 @@
 #include "tests/cli_support.h"
 #include "tests/serve_support.h"
 #include "tests/support.h"
-#include "tests/tokenizer_json.h"
 #include "model/io/npy.h"
 
 namespace modelone::test {
@@ -170,44 +169,6 @@ TEST(CliServeLoad, KeyAndQueueLimits) {
   EXPECT_EQ(res->status, 200) << res->body;
   EXPECT_EQ(metric(s, "modelone_requests_cancelled_total"), 1);
   EXPECT_EQ(s.stop(), 0) << s.err();
-}
-
-// The transformers fixture with a byte-level tokenizer.json that knows DeepSeek-V4's chat tokens:
-// 0 BOS (the post-processor's), 1 EOS, 2..95 the bytes '!'..'~', 96 the space, 97 the newline,
-// 104 User, 105 Assistant, 106 <think>, 107 </think>.
-int byte_id(char c) { return c - '!' + 2; }
-
-std::string chat_model() {
-  static const std::string dir = [] {
-    json vocab = json::object();
-    for (char c = '!'; c <= '~'; ++c) vocab[std::string(1, c)] = byte_id(c);
-    vocab["Ġ"] = 96;
-    vocab["Ċ"] = 97;
-    auto added = [](int id, const std::string& content, bool special) {
-      return json{{"id", id}, {"content", content}, {"special", special}, {"normalized", false}};
-    };
-    const json tok = {
-        {"version", "1.0"},
-        {"added_tokens", {added(0, "<｜begin▁of▁sentence｜>", true), added(1, "<｜end▁of▁sentence｜>", true),
-                          added(104, "<｜User｜>", true), added(105, "<｜Assistant｜>", true),
-                          added(106, "<think>", false), added(107, "</think>", false)}},
-        {"normalizer", nullptr},
-        {"pre_tokenizer", deepseek_pre_tokenizer()},
-        {"post_processor",
-         {{"type", "TemplateProcessing"},
-          {"single", {{{"SpecialToken", {{"id", "<｜begin▁of▁sentence｜>"}, {"type_id", 0}}}},
-                      {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-          {"special_tokens", {{"<｜begin▁of▁sentence｜>", {{"id", "<｜begin▁of▁sentence｜>"}, {"ids", {0}},
-                                                        {"tokens", {"<｜begin▁of▁sentence｜>"}}}}}}}},
-        {"decoder", {{"type", "ByteLevel"}}},
-        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
-    const fs::path d = tmpdir() / "chat_model";
-    fs::remove_all(d);
-    fs::copy(data_dir("hf_v4_tiny"), d, fs::copy_options::recursive);
-    std::ofstream(d / "tokenizer.json") << tok.dump(1);
-    return d.string();
-  }();
-  return dir;
 }
 
 std::vector<int32_t> bytes(const std::string& s) {

@@ -94,8 +94,11 @@ TEST(CliServe, OfficialOpenAiClient) {
                  << " (scripts/setup.sh fetches the openai package with npm pack)";
   Server s("--model tiny --compute fp32", 0);
   ASSERT_GT(s.port(), 0) << s.err();
+  Server chat("--model " + chat_model() + " --compute fp32 --served-model-name chat", 0);
+  ASSERT_GT(chat.port(), 0) << chat.err();
   const Result r = shell("timeout 120 node " + (src / "tests/openai_client_test.mjs").string() +
-                         " http://127.0.0.1:" + std::to_string(s.port()) + "/v1");
+                         " http://127.0.0.1:" + std::to_string(s.port()) + "/v1 http://127.0.0.1:" +
+                         std::to_string(chat.port()) + "/v1");
   ASSERT_EQ(r.code, 0) << r.out << r.err << s.err();
   const nlohmann::json got = nlohmann::json::parse(r.out, nullptr, false);
   ASSERT_TRUE(got.is_object() && got.contains("completion")) << r.out;
@@ -103,6 +106,13 @@ TEST(CliServe, OfficialOpenAiClient) {
   EXPECT_EQ(got["stream"]["token_ids"], got["completion"]["token_ids"]) << r.out;
   EXPECT_EQ(got["chat_error"]["status"], 400) << r.out;
   EXPECT_EQ(got["not_found"]["status"], 404) << r.out;
+  // Chat through the client: the ids `run` gives after the prompt's ids in DeepSeek-V4's format.
+  std::vector<int32_t> ids = {0};
+  for (char ch : std::string("be brief")) ids.push_back(ch == ' ' ? 96 : byte_id(ch));
+  for (int32_t id : {104, byte_id('h'), byte_id('i'), 105, 107}) ids.push_back(id);
+  EXPECT_EQ(got["chat"]["token_ids"].get<std::vector<int32_t>>(), run_alone(chat_model(), ids, 5)) << r.out;
+  EXPECT_EQ(got["chat"]["stream_token_ids"], got["chat"]["token_ids"]) << r.out;
+  EXPECT_EQ(chat.stop(), 0) << chat.err();
   EXPECT_EQ(s.stop(), 0) << s.err();
 }
 

@@ -1,6 +1,6 @@
 // The official OpenAI Node client (npm package `openai`, fetched into .deps/node_modules/openai by
 // scripts/setup.sh) against a running `modelone serve --model tiny`:
-//   node tests/openai_client_test.mjs http://127.0.0.1:PORT/v1
+//   node tests/openai_client_test.mjs http://127.0.0.1:PORT/v1 [CHAT_URL]
 // Checks models.list, a whole and a streamed completion (token-id prompt, ignore_eos, usage) with
 // equal ids, chat on a model without a tokenizer (BadRequestError 400) and an unknown model
 // (NotFoundError 404). Prints one JSON line with the results and exits 0, or says what failed and
@@ -93,8 +93,34 @@ try {
   const missing = await rejects(client.completions.create({ model: 'no-such-model', prompt, max_tokens: 1 }),
                                 OpenAI.NotFoundError, 404, 'unknown model');
 
+  // (f) with a second server whose model has a tokenizer (CHAT_URL, model 'chat'): a whole and a
+  // streamed chat completion; the streamed pieces join into the whole answer's text.
+  let chatted = null;
+  if (process.argv[3]) {
+    const cc = new OpenAI({ baseURL: process.argv[3], apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+    const messages = [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }];
+    const w = await cc.chat.completions.create({ model: 'chat', messages, max_tokens: n, ignore_eos: true });
+    check(w.object === 'chat.completion', 'chat object', w.object);
+    const m = w.choices[0].message;
+    check(m.role === 'assistant' && typeof m.content === 'string', 'chat message', m);
+    check(w.usage?.completion_tokens === n, `chat usage.completion_tokens ${n}`, w.usage);
+    const st = await cc.chat.completions.create({ model: 'chat', messages, max_tokens: n, ignore_eos: true, stream: true });
+    let text = '', role = null, fin = null;
+    const ids = [];
+    for await (const chunk of st) {
+      const d = chunk.choices[0]?.delta ?? {};
+      if (d.role) role = d.role;
+      text += d.content ?? '';
+      ids.push(...(chunk.choices[0]?.token_ids ?? []));
+      if (chunk.choices[0]?.finish_reason) fin = chunk.choices[0].finish_reason;
+    }
+    check(role === 'assistant' && fin === 'length', 'chat stream role and finish', { role, fin });
+    check(text === m.content, 'streamed chat text equals the whole answer\'s', { text, whole: m.content });
+    chatted = { token_ids: w.choices[0].token_ids, content: m.content, stream_token_ids: ids, usage: w.usage };
+  }
+
   console.log(JSON.stringify({
-    openai: VERSION, node: process.version, models,
+    openai: VERSION, node: process.version, models, chat: chatted,
     completion: { token_ids: c.token_ids, finish_reason: c.finish_reason, usage: whole.usage },
     stream: { token_ids: streamed, chunks, finish_reason: finish, usage },
     chat_error: { status: chat.status, type: chat.type, message: chat.message },

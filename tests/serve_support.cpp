@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "tests/cli_support.h"
+#include "tests/support.h"
+#include "tests/tokenizer_json.h"
 
 namespace modelone::test {
 
@@ -90,6 +92,41 @@ std::vector<int32_t> run_alone(const std::string& model, const std::vector<int32
                        " --generate " + std::to_string(n));
   EXPECT_EQ(r.code, 0) << r.err;
   return json::parse(r.out)["generated"].get<std::vector<int32_t>>();
+}
+
+int byte_id(char c) { return c - '!' + 2; }
+
+std::string chat_model() {
+  static const std::string dir = [] {
+    json vocab = json::object();
+    for (char c = '!'; c <= '~'; ++c) vocab[std::string(1, c)] = byte_id(c);
+    vocab["Ġ"] = 96;
+    vocab["Ċ"] = 97;
+    auto added = [](int id, const std::string& content, bool special) {
+      return json{{"id", id}, {"content", content}, {"special", special}, {"normalized", false}};
+    };
+    const json tok = {
+        {"version", "1.0"},
+        {"added_tokens", {added(0, "<｜begin▁of▁sentence｜>", true), added(1, "<｜end▁of▁sentence｜>", true),
+                          added(104, "<｜User｜>", true), added(105, "<｜Assistant｜>", true),
+                          added(106, "<think>", false), added(107, "</think>", false)}},
+        {"normalizer", nullptr},
+        {"pre_tokenizer", deepseek_pre_tokenizer()},
+        {"post_processor",
+         {{"type", "TemplateProcessing"},
+          {"single", {{{"SpecialToken", {{"id", "<｜begin▁of▁sentence｜>"}, {"type_id", 0}}}},
+                      {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+          {"special_tokens", {{"<｜begin▁of▁sentence｜>", {{"id", "<｜begin▁of▁sentence｜>"}, {"ids", {0}},
+                                                        {"tokens", {"<｜begin▁of▁sentence｜>"}}}}}}}},
+        {"decoder", {{"type", "ByteLevel"}}},
+        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
+    const fs::path d = tmpdir() / "chat_model";
+    fs::remove_all(d);
+    fs::copy(data_dir("hf_v4_tiny"), d, fs::copy_options::recursive);
+    std::ofstream(d / "tokenizer.json") << tok.dump(1);
+    return d.string();
+  }();
+  return dir;
 }
 
 double metric(const Server& s, const std::string& name) {

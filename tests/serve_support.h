@@ -33,6 +33,12 @@ nlohmann::json post(const Server& s, const std::string& path, const nlohmann::js
                     int* status = nullptr);
 // `modelone run`'s greedy tokens (ignoring eos) after ids.
 std::vector<int32_t> run_alone(const std::string& model, const std::vector<int32_t>& ids, int n);
+// The transformers fixture with a byte-level tokenizer.json that knows DeepSeek-V4's chat tokens
+// (written once per test process): 0 BOS (the post-processor's), 1 EOS, 2..95 the bytes
+// '!'..'~' (byte_id), 96 the space, 97 the newline, 104 User, 105 Assistant, 106 <think>,
+// 107 </think>.
+std::string chat_model();
+int byte_id(char c);
 // A metric's value from GET /metrics (-1: absent).
 double metric(const Server& s, const std::string& name);
 

@@ -83,6 +83,13 @@ std::string metrics_text(const ServeCounters& c) {
 }  // namespace
 
 void HttpFront::routes() {
+  guard_routes();
+  info_routes();
+  completion_routes();
+  token_routes();
+}
+
+void HttpFront::guard_routes() {
   // With --api-key the API (/v1/...) wants "Authorization: Bearer KEY", as vLLM's does; /health
   // and /metrics stay open to probes and scrapers.
   svr_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -99,6 +106,9 @@ void HttpFront::routes() {
                                                : "the request could not be read";
     send_error(res, ApiError(res.status, what));
   });
+}
+
+void HttpFront::info_routes() {
   svr_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });
@@ -110,6 +120,9 @@ void HttpFront::routes() {
   svr_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_text(hub_.counters()) + metrics_->latency.prometheus(), "text/plain; version=0.0.4");
   });
+}
+
+void HttpFront::completion_routes() {
   auto completion = [this](Endpoint kind) {
     return [this, kind](const httplib::Request& req, httplib::Response& res) {
       auto a = std::make_shared<Accepted>();
@@ -134,6 +147,9 @@ void HttpFront::routes() {
   };
   svr_->Post("/v1/completions", completion(Endpoint::Completions));
   svr_->Post("/v1/chat/completions", completion(Endpoint::Chat));
+}
+
+void HttpFront::token_routes() {
   svr_->Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
     try {
       const json j = body_json(req);

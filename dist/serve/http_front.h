@@ -38,6 +38,10 @@ class HttpFront {
  private:
   struct Metrics;
   void routes();
+  void guard_routes();       // --api-key, and error objects for httplib's own errors
+  void info_routes();        // /health, /v1/models, /metrics
+  void completion_routes();  // /v1/completions, /v1/chat/completions
+  void token_routes();       // /tokenize, /detokenize
 
   ServeHub& hub_;
   const ApiContext& ctx_;

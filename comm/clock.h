@@ -20,13 +20,22 @@ inline double process_cpu_seconds() {
   return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
 }
 
-// Runs f, adding its wall time to `wall` and its CPU time to `cpu`.
+// Whether timed() reads the process's CPU time too. The server turns it off: the kernel sums
+// that time over every thread of the process, and its hundreds of HTTP threads made the reads a
+// tenth of a busy server's CPU (perf: thread_group_cputime), for a breakdown it never reports.
+inline bool& cpu_timing() {
+  static bool on = true;
+  return on;
+}
+
+// Runs f, adding its wall time to `wall` and its CPU time to `cpu` (when cpu_timing()).
 template <class F>
 void timed(double& wall, double& cpu, F&& f) {
-  const double w0 = now(), c0 = process_cpu_seconds();
+  const bool with_cpu = cpu_timing();
+  const double w0 = now(), c0 = with_cpu ? process_cpu_seconds() : 0;
   f();
   wall += now() - w0;
-  cpu += process_cpu_seconds() - c0;
+  if (with_cpu) cpu += process_cpu_seconds() - c0;
 }
 
 }  // namespace modelone::comm

@@ -75,6 +75,7 @@ int serve_command(const ServeOptions& so) {
   RunSetup r;
   set_up_run(o, &r);
   std::unique_ptr<Engine> engine = load_engine(o, r, t_start);
+  comm::cpu_timing() = false;  // the HTTP threads would make every CPU-time read walk them all
   ServeLoopOptions lo;
   lo.sched.max_seqs = o.max_seqs;
   lo.sched.step_tokens = o.step_tokens;

@@ -233,6 +233,9 @@ void serve_loop(Engine& engine, const RankGrid& grid, const ApiContext& ctx,
         }
       msg = dealer->decide(busy || end ? 0 : opt.idle_wait_s, end).dump(-1, ' ', false, json::error_handler_t::replace);
     }
+    // After an idle step (every rank knows: the step's reduction) the others wait asleep while
+    // rank 0 waits for work, instead of spinning in the broadcast (Open MPI polls).
+    if (!busy) grid.world.barrier_idle();
     grid.world.bcast_string(&msg, 0);
     if (loop.apply(json::parse(msg))) return;
     ServeCounters view;

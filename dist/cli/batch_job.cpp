@@ -13,6 +13,7 @@
 #include "comm/clock.h"
 #include "comm/comm.h"
 #include "dist/cli/commands.h"
+#include "dist/request_keys.h"
 #include "dist/engine.h"
 #include "dist/grid.h"
 #include "model/base/check.h"
@@ -47,16 +48,6 @@ const std::set<std::string> kKeys = {"id", "prompt", "ids", "max_tokens", "tempe
                                      "frequency_penalty", "repetition_penalty", "logit_bias", "n",
                                      "ignore_eos"};
 
-double number(const json& j, const char* key) {
-  MO_REQUIRE(j.is_number(), key, " must be a number, not ", j.dump());
-  return j.get<double>();
-}
-
-int64_t integer(const json& j, const char* key) {
-  MO_REQUIRE(j.is_number_integer(), key, " must be an integer, not ", j.dump());
-  return j.get<int64_t>();
-}
-
 std::vector<int32_t> prompt_ids(const json& j, const Tokenizer* tokenizer, const ModelConfig& cfg) {
   MO_REQUIRE(j.contains("prompt") != j.contains("ids"), "give the prompt as one of prompt (text) "
              "and ids (token ids)");
@@ -67,35 +58,13 @@ std::vector<int32_t> prompt_ids(const json& j, const Tokenizer* tokenizer, const
     ids = tokenizer->encode(j["prompt"].get<std::string>());
   } else {
     MO_REQUIRE(j["ids"].is_array(), "ids must be an array of token ids");
-    for (const json& v : j["ids"]) ids.push_back(int32_t(integer(v, "each of ids")));
+    for (const json& v : j["ids"]) ids.push_back(int32_t(json_integer(v, "each of ids")));
   }
   MO_REQUIRE(!ids.empty(), "the prompt gives no tokens");
   for (int32_t id : ids)
     MO_REQUIRE(id >= 0 && id < cfg.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
                cfg.vocab_size, ")");
   return ids;
-}
-
-void sampling_keys_of(const json& j, int64_t vocab, SamplingParams* p) {
-  if (j.contains("temperature")) p->temperature = number(j["temperature"], "temperature");
-  if (j.contains("top_p")) p->top_p = number(j["top_p"], "top_p");
-  if (j.contains("top_k")) p->top_k = integer(j["top_k"], "top_k");
-  if (j.contains("min_p")) p->min_p = number(j["min_p"], "min_p");
-  if (j.contains("presence_penalty")) p->presence_penalty = number(j["presence_penalty"], "presence_penalty");
-  if (j.contains("frequency_penalty")) p->frequency_penalty = number(j["frequency_penalty"], "frequency_penalty");
-  if (j.contains("repetition_penalty")) p->repetition_penalty = number(j["repetition_penalty"], "repetition_penalty");
-  if (j.contains("seed")) {
-    MO_REQUIRE(j["seed"].is_number_integer() && j["seed"].get<int64_t>() >= 0, "seed must be a "
-               "non-negative integer, not ", j["seed"].dump());
-    p->seed = j["seed"].get<uint64_t>();
-  }
-  if (j.contains("logit_bias")) {  // OpenAI: {"token id": bias}
-    MO_REQUIRE(j["logit_bias"].is_object(), "logit_bias must be an object of token id: bias");
-    p->logit_bias.clear();
-    for (const auto& [k, v] : j["logit_bias"].items())
-      p->logit_bias.emplace_back(parse_token_id(k, "logit_bias", vocab),
-                                 float(number(v, "a logit_bias value")));
-  }
 }
 
 // One input line as a request; throws Error on anything wrong with it.
@@ -109,13 +78,13 @@ BatchRequest parse_request(const json& j, const GenerationSpec& defaults,
   r.id = j["id"];
   r.ids = prompt_ids(j, tokenizer, cfg);
   r.gen = defaults;
-  if (j.contains("max_tokens")) r.gen.max_tokens = integer(j["max_tokens"], "max_tokens");
+  if (j.contains("max_tokens")) r.gen.max_tokens = json_integer(j["max_tokens"], "max_tokens");
   MO_REQUIRE(r.gen.max_tokens >= 1, "max_tokens ", r.gen.max_tokens, " must be 1 or more");
   if (j.contains("ignore_eos")) {
     MO_REQUIRE(j["ignore_eos"].is_boolean(), "ignore_eos must be true or false");
     r.gen.ignore_eos = j["ignore_eos"].get<bool>();
   }
-  if (j.contains("n")) r.n = integer(j["n"], "n");
+  if (j.contains("n")) r.n = json_integer(j["n"], "n");
   MO_REQUIRE(r.n >= 1 && r.n <= 64, "n ", r.n, " is outside [1, 64]");
   if (j.contains("stop")) {
     r.gen.stop = stop_strings(j["stop"]);
@@ -131,24 +100,6 @@ BatchRequest parse_request(const json& j, const GenerationSpec& defaults,
 }
 
 }  // namespace
-
-void sampling_keys(const json& j, int64_t vocab, SamplingParams* p) { sampling_keys_of(j, vocab, p); }
-
-std::vector<std::string> stop_strings(const json& s) {
-  std::vector<std::string> stop;
-  if (s.is_null()) return stop;  // OpenAI's clients send null for none
-  if (s.is_string()) {
-    stop.push_back(s.get<std::string>());
-  } else {
-    MO_REQUIRE(s.is_array(), "stop must be a string or an array of strings");
-    for (const json& v : s) {
-      MO_REQUIRE(v.is_string(), "stop must be a string or an array of strings");
-      stop.push_back(v.get<std::string>());
-    }
-  }
-  for (const std::string& t : stop) MO_REQUIRE(!t.empty(), "a stop string is empty");
-  return stop;
-}
 
 BatchInput parse_batch(const std::string& text, const std::string& path,
                        const GenerationSpec& defaults, const Tokenizer* tokenizer,

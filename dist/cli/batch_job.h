@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dist/batch_scheduler.h"
-#include "dist/cli/generation.h"
+#include "dist/generation.h"
 #include "model/config/config.h"
 #include "model/text/tokenizer.h"
 
@@ -42,13 +42,6 @@ struct BatchInput {
 // line cut by a kill is dropped). Throws Error naming the line that is not an answer.
 std::set<std::string> answered_ids(const std::string& out_text, const std::string& out_path,
                                    size_t* keep);
-
-// OpenAI's sampling keys of a request object (temperature, top_p, top_k, min_p, the three
-// penalties, seed, logit_bias) into p; an Error names a key of the wrong type. (The server reads
-// the same keys: dist/serve/api_request.h.)
-void sampling_keys(const nlohmann::json& j, int64_t vocab, SamplingParams* p);
-// OpenAI's stop: a string or an array of non-empty strings (null: none).
-std::vector<std::string> stop_strings(const nlohmann::json& s);
 
 // Every rank parses the same text the same way. defaults: the command line's generation.
 BatchInput parse_batch(const std::string& text, const std::string& path,

@@ -16,7 +16,7 @@
 #include "model/io/model_source.h"
 #include "dist/cli/batch_job.h"
 #include "dist/cli/run_setup.h"
-#include "dist/cli/generation.h"
+#include "dist/generation.h"
 #include "dist/cli/prompt_input.h"
 #include "dist/binding.h"
 #include "dist/engine.h"

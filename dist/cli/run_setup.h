@@ -7,7 +7,7 @@
 
 #include "dist/cli/batch_job.h"
 #include "dist/cli/commands.h"
-#include "dist/cli/generation.h"
+#include "dist/generation.h"
 #include "dist/engine.h"
 #include "dist/grid.h"
 #include "model/io/model_source.h"

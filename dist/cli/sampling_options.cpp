@@ -45,19 +45,6 @@ std::vector<std::string> fields(const std::string& text) {
 
 }  // namespace
 
-int32_t parse_token_id(const std::string& s, const char* flag, int64_t vocab) {
-  size_t used = 0;
-  long long v = -1;
-  try {
-    v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  MO_REQUIRE(used == s.size() && !s.empty(), flag, ": '", s, "' is not a token id");
-  MO_REQUIRE(v >= 0 && v < vocab, flag, ": token id ", v, " is outside the vocabulary [0, ", vocab, ")");
-  return int32_t(v);
-}
-
 SamplingParams sampling_params(const SampleCli& o, int64_t vocab) {
   SamplingParams p;
   p.temperature = o.temperature;

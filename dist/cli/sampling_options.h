@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/request_keys.h"  // parse_token_id
 #include "model/sample/sampler.h"
 
 namespace modelone {
@@ -25,7 +26,5 @@ void add_sampling_options(CLI::App* app, SampleCli* o);
 // The parameters, checked against the vocabulary; throws Error naming the flag or value.
 SamplingParams sampling_params(const SampleCli& o, int64_t vocab);
 std::vector<int32_t> stop_token_ids(const SampleCli& o, int64_t vocab);
-// A token id in [0, vocab) from its decimal text; `flag` starts the error ("--stop-ids: ...").
-int32_t parse_token_id(const std::string& s, const char* flag, int64_t vocab);
 
 }  // namespace modelone

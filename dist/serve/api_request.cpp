@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <set>
 
-#include "dist/cli/batch_job.h"
+#include "dist/request_keys.h"
 #include "dist/serve/chat_format.h"
 #include "model/base/check.h"
 

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dist/cli/generation.h"
+#include "dist/generation.h"
 #include "model/config/config.h"
 #include "model/text/tokenizer.h"
 

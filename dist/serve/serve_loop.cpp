@@ -42,7 +42,8 @@ class StreamGen : public SequenceGen {
     for (float v : logits) sum += std::exp(double(v - mx));
     const float lse = mx + float(std::log(sum));
     ev_->logprob.push_back(logits[size_t(tok)] - lse);
-    std::vector<int32_t> ids(logits.size());
+    std::vector<int32_t>& ids = ids_;  // kept: [V] ids per token would allocate each step
+    ids.resize(logits.size());
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i);
     const size_t k = std::min(size_t(logprobs_), ids.size());
     std::partial_sort(ids.begin(), ids.begin() + long(k), ids.end(), [&](int32_t a, int32_t b) {
@@ -55,6 +56,7 @@ class StreamGen : public SequenceGen {
 
   SampleEvent* ev_;
   int64_t logprobs_;
+  std::vector<int32_t> ids_;
 };
 
 // A request this rank's group runs: each sample's events of the current step.

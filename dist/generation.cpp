@@ -1,5 +1,5 @@
 // generate_sequence: see generation.h.
-#include "dist/cli/generation.h"
+#include "dist/generation.h"
 
 #include <algorithm>
 #include <memory>

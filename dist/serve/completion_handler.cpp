@@ -137,7 +137,8 @@ std::string ending(StreamState& st, const SampleEvent& e) {
 
 }  // namespace
 
-void answer_stream(ServeHub& hub, LatencyStats& lat, std::shared_ptr<Accepted> a, httplib::Response& res) {
+void answer_stream(ServeHub& hub, LatencyStats& lat, std::shared_ptr<Accepted> a, httplib::Response& res,
+                   std::function<void()> ended) {
   auto st = std::make_shared<StreamState>();
   st->a = a;
   st->split.assign(size_t(a->req.n), ReasoningSplit(a->req.thinking));
@@ -162,8 +163,9 @@ void answer_stream(ServeHub& hub, LatencyStats& lat, std::shared_ptr<Accepted> a
         if (st->ended) sink.done();
         return true;
       },
-      [st, &hub](bool success) {
+      [st, &hub, ended](bool success) {
         if (!success || !st->ended) hub.cancel(st->a->key);
+        ended();
       });
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <httplib.h>
 
+#include <functional>
 #include <memory>
 
 #include "dist/serve/api_request.h"
@@ -41,7 +42,9 @@ struct Accepted {
 };
 
 void answer_whole(ServeHub& hub, LatencyStats& lat, const Accepted& a, httplib::Response& res);
-void answer_stream(ServeHub& hub, LatencyStats& lat, std::shared_ptr<Accepted> a, httplib::Response& res);
+// ended() runs once the stream's last byte is written or the client has gone.
+void answer_stream(ServeHub& hub, LatencyStats& lat, std::shared_ptr<Accepted> a, httplib::Response& res,
+                   std::function<void()> ended);
 void send_error(httplib::Response& res, const ApiError& e);
 
 }  // namespace modelone

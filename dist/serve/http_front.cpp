@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 
 #include "comm/clock.h"
@@ -51,6 +52,9 @@ void HttpFront::start() {
 
 void HttpFront::stop() {
   if (!thread_.joinable()) return;
+  // httplib stops writing chunks once stopping: let the streams that ended write their last
+  // events and [DONE] first (their clients have them; a stuck client gets 10 s).
+  for (int i = 0; i < 1000 && answering_ > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   svr_->stop();
   thread_.join();
 }
@@ -141,8 +145,10 @@ void HttpFront::completion_routes() {
                                              : ApiError(503, "the server is shutting down", "server_error"));
       a->head = {std::string(kind == Endpoint::Chat ? "chatcmpl-" : "cmpl-") + std::to_string(a->key),
                  ctx_.model_name, int64_t(std::time(nullptr)), ctx_.tokenizer};
-      if (a->req.stream) answer_stream(hub_, metrics_->latency, a, res);
-      else answer_whole(hub_, metrics_->latency, *a, res);
+      ++answering_;
+      if (a->req.stream) return answer_stream(hub_, metrics_->latency, a, res, [this] { --answering_; });
+      answer_whole(hub_, metrics_->latency, *a, res);
+      --answering_;  // httplib writes a whole answer even while stopping
     };
   };
   svr_->Post("/v1/completions", completion(Endpoint::Completions));

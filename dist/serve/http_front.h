@@ -4,6 +4,7 @@
 // /tokenize, /detokenize. A request is checked here (an error object with a 4xx status, the
 // server goes on) and then handed to the step loop through the hub.
 #pragma once
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -50,6 +51,7 @@ class HttpFront {
   std::unique_ptr<httplib::Server> svr_;
   std::unique_ptr<Metrics> metrics_;
   std::thread thread_;
+  std::atomic<int64_t> answering_{0};  // handlers still writing an answer
 };
 
 }  // namespace modelone

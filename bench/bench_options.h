@@ -108,6 +108,15 @@ struct BatchBenchOptions {
   int threads = 0;
 };
 
+// `bench calibrate` (bench/calibrate*.cpp): the machine profile `modelone plan` reads.
+struct CalibrateBenchOptions {
+  std::string out = "machine.json";
+  std::vector<int64_t> threads;                        // default 1 .. the rank's threads
+  std::vector<std::string> dtypes = {"bf16", "fp8", "fp4"};  // stored weight dtypes
+  std::string compute = compute_choices().default_text();
+  bool quick = false;                                  // fewer, smaller points (tests)
+};
+
 // `bench serve` (bench/serve_bench.cpp): a load generator against a running `modelone serve` (or
 // any OpenAI-compatible server that streams token_ids), in the manner of vLLM's benchmark_serving.
 struct ServeBenchOptions {
@@ -136,9 +145,11 @@ struct BenchOptions {
   EngramBenchOptions engram;
   BatchBenchOptions batch;
   ServeBenchOptions serve;
+  CalibrateBenchOptions calibrate;
 };
 
 int gemm_bench(const GemmBenchOptions& o);
+int calibrate_bench(const CalibrateBenchOptions& o);
 int attention_bench(const AttentionBenchOptions& o);
 int engine_bench(const EngineBenchOptions& o);
 int ep_bench(const EpBenchOptions& o);

@@ -9,6 +9,8 @@ For each kind of result (the "bench" tag: ep, gemm, context_decode, ...) it writ
                              case, with the sd over the repetitions as error bars
   DIR/<tag>_breakdown.png    where the time goes, as stacked bars (benches that print phase times:
                              ep, moe_layer, context_decode), one bar per case and x
+`modelone plan --sweep-nodes --output json` is read too (tag plan_sweep): predicted decode ms per
+token against nodes, and the parts of the decode step as shares (where the exchange takes over).
 Rank counts come from separate mpirun runs, so several files may be given (one per rank count):
 each result takes the world size from its file's "machine" object as the field "ranks" when it
 has none of its own. JSON lines (--json, --output jsonl) are read too.
@@ -30,17 +32,20 @@ DEFAULT_Y = {
     "ep": "seconds", "moe_layer": "total_ms", "gemm": "bf16_gflops", "engine": "decode_ms",
     "attention_decode": "layer_ms", "context_decode": "ms", "context_prefill": "wall_s",
     "engram_fetch": "ms", "engram_step": "on_ms", "context_decode_growth": "exponent",
+    "plan_sweep": "decode_ms_per_token",
 }
 PHASES = {
     "ep": ["pack_seconds", "exchange_seconds", "add_seconds"],
     "moe_layer": ["route_ms", "pack_ms", "exchange_ms", "experts_ms", "combine_ms"],
     "context_decode": ["indexer_ms", "topk_ms", "attend_ms", "merge_ms"],
+    "plan_sweep": ["decode_attention_ms", "decode_indexer_ms", "decode_moe_experts_ms",
+                   "decode_moe_exchange_ms", "decode_engram_ms", "decode_head_ms", "decode_other_ms"],
 }
 # Benches plotted by default as several charts, each a group of measurements sharing a unit:
 # `bench serve`'s throughput, and its TTFT median against the tail, vs clients (or request rate).
 MULTI_Y = {"serve": [["output_tokens_per_second"], ["ttft_p50_ms", "ttft_p99_ms"]]}
 # Keys an x axis is taken from, in order of preference when several vary.
-X_PREFERENCE = ["ranks", "tokens_per_rank", "tokens", "T", "context", "global_tokens", "cp"]
+X_PREFERENCE = ["nodes", "ranks", "tokens_per_rank", "tokens", "T", "context", "global_tokens", "cp"]
 
 
 def load(path):
@@ -55,6 +60,8 @@ def load(path):
         docs = [{"machine": machine, "results": [d for d in docs if d.get("bench") != "machine"]}]
     out = []
     for doc in docs:
+        if "sweep" in doc:  # modelone plan --sweep-nodes: one predicted row per node count
+            doc = {"machine": {}, "results": [dict(r, bench="plan_sweep") for r in doc["sweep"]]}
         ranks = doc.get("machine", {}).get("ranks")
         for r in doc.get("results", []):
             r = dict(r)

@@ -42,6 +42,20 @@ void add_gemm_bench(CLI::App* b, BenchOptions* o) {
   add_report_options(g, &o->report);
 }
 
+void add_calibrate_bench(CLI::App* b, BenchOptions* o) {
+  CLI::App* c = b->add_subcommand("calibrate", "Measure this machine's per-operation costs "
+                                               "(products, attention, collectives) for `modelone plan`");
+  CalibrateBenchOptions& k = o->calibrate;
+  c->add_option("--out", k.out, "Machine profile to write (default machine.json)");
+  c->add_option("--threads", k.threads, "Thread counts to calibrate (default: 1 .. the node's "
+                "cores)")->delimiter(',')->check(count_in(1, max_threads_per_rank()));
+  c->add_option("--dtypes", k.dtypes, "Stored weight dtypes to time (bf16 is needed)")
+      ->delimiter(',')->check(CLI::IsMember({"bf16", "fp8", "fp4"}));
+  add_choice(c, &k.compute, compute_choices(), "Compute path of the products");
+  c->add_flag("--quick", k.quick, "Fewer and smaller points (about a tenth of the time; tests)");
+  add_report_options(c, &o->report);
+}
+
 void add_attention_bench(CLI::App* b, BenchOptions* o) {
   CLI::App* a = b->add_subcommand("attention", "Decode cost per layer kind vs context, vs dense");
   a->add_option("--model", o->attention.model, "Preset or config for the layer shape");
@@ -218,6 +232,7 @@ void add_bench_command(CLI::App* app, BenchOptions* o) {
   add_engram_bench(b, o);
   add_batch_bench(b, o);
   add_serve_bench(b, o);
+  add_calibrate_bench(b, o);
 }
 
 int bench_command(CLI::App* app, const BenchOptions& o) {
@@ -233,6 +248,7 @@ int bench_command(CLI::App* app, const BenchOptions& o) {
   if (b->got_subcommand("engram")) body = [&] { return engram_bench(o.engram); };
   if (b->got_subcommand("batch")) body = [&] { return batch_bench(o.batch); };
   if (b->got_subcommand("serve")) body = [&] { return serve_bench(o.serve); };
+  if (b->got_subcommand("calibrate")) body = [&] { return calibrate_bench(o.calibrate); };
   if (!body) return -1;
   return run_report(o.report, body);
 }

@@ -94,11 +94,28 @@ struct ServeOptions {
   double grace_s = 30;
 };
 
-struct PlanOptions {
+struct PlanExpertsOptions {
   std::string stats, out;
   int ep = 0;              // default: the ep the stats were recorded with
   int64_t redundant = -1;  // extra expert copies per layer; default: ep
   bool json = false;
+};
+
+// `modelone plan` (plan_command.cpp): layout 0s are searched.
+struct PlanOptions {
+  std::string model;
+  std::vector<std::string> sets;
+  std::string machine = "machine.json";  // `bench calibrate`'s profile
+  int nodes = 1, ranks_per_node = 0, threads = 0, cp = 0, ep = 0, engram_ranks = 0;
+  int cores_per_node = 0;                // 0: the profile's machine
+  double node_memory_gib = 0;            // 0: this machine's memory
+  int64_t context = 4096, batch = 1, prefill_chunk = 2048;
+  std::string network = "100g,2us", goal = "decode", weights = "stored";
+  std::string kv_cache = kv_cache_choices().default_text();
+  std::string output = "text";           // text, md, csv, json
+  bool json = false, sweep_nodes = false;
+  bool other_build = false;              // read a profile of another build (with a warning)
+  int top = 8;                           // layouts shown in text / md / csv
 };
 
 struct InspectOptions {
@@ -114,7 +131,7 @@ struct InspectOptions {
 void add_model_options(CLI::App* app, ModelOptions* o);
 void add_run_command(CLI::App* app, RunOptions* o);
 void add_inspect_command(CLI::App* app, InspectOptions* o);
-void add_plan_command(CLI::App* app, PlanOptions* o);
+void add_plan_experts_command(CLI::App* app, PlanExpertsOptions* o);
 
 int run_command(const RunOptions& o);
 void add_perplexity_command(CLI::App* app, PerplexityOptions* o);
@@ -122,6 +139,8 @@ void add_serve_command(CLI::App* app, ServeOptions* o);
 int serve_command(const ServeOptions& o);
 int perplexity_command(const PerplexityOptions& o);
 int inspect_command(const InspectOptions& o);
+int plan_experts_command(const PlanExpertsOptions& o);
+void add_plan_command(CLI::App* app, PlanOptions* o);
 int plan_command(const PlanOptions& o);
 
 // Progress and logs: stderr, rank 0 only, unless quiet.

@@ -1,0 +1,181 @@
+// `modelone bench calibrate`: the order of the work and the profile written (see calibrate.h).
+// Kernels are timed on world rank 0 alone while the other ranks wait asleep (a rank's own costs;
+// `plan` stretches them where ranks share cores), then every rank times the collectives.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <random>
+
+#include <unistd.h>
+
+#include "bench/bench_report.h"
+#include "bench/bench_util.h"
+#include "bench/calibrate.h"
+#include "comm/comm.h"
+#include "dist/build_info.h"
+#include "dist/grid.h"
+#include "dist/engine.h"
+#include "dist/engine_setup.h"
+#include "dist/plan/cost_model.h"
+#include "model/base/check.h"
+#include "model/io/model_source.h"
+#include "model/kernels/linear.h"
+
+namespace modelone::bench {
+
+namespace {
+
+void print_curve(const char* part, const std::string& key, const char* cls, const CostCurve& c,
+                 const char* unit) {
+  for (size_t i = 0; i < c.size.size(); ++i)
+    Line("calibrate").add("part", std::string(part)).add("key", key).add("class", std::string(cls))
+        .add("size", int64_t(c.size[i])).add(unit, 1e-9 / c.per_unit[i]).print();
+}
+
+// The two models the fixed costs are fitted on: narrow (tiny) and wide (V4-Flash's layer
+// width, 2 window layers, 8 experts, a small vocabulary so the head stays small).
+struct Anchor {
+  const char* model;
+  std::vector<std::string> sets;
+};
+const Anchor kAnchors[2] = {
+    {"tiny", {}},
+    {"v4-flash", {"num_hidden_layers=2", "n_routed_experts=8", "vocab_size=4096"}}};
+
+// Medians of a prefill of n tokens and of the decode steps after it, on one rank.
+std::pair<double, double> anchor_steps(const comm::Comm& solo, const ModelSource& ms, int64_t n, int reps) {
+  RankGrid g = RankGrid::make_on(solo.split(0, 0), 1, 1);
+  EngineOptions eo;
+  eo.kv_dtype = kv_cache_dtype(kv_cache_choices().parse("auto"), ms.cfg, compute_mode());
+  auto e = make_engine(ms, g, eo);
+  std::mt19937 rng(7);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& t : ids) t = int32_t(rng() % uint32_t(ms.cfg.vocab_size));
+  std::vector<double> pre, dec;
+  for (int rep = 0; rep < reps + 1; ++rep) {  // the first is a warm-up
+    e->reset();
+    const double t0 = comm::now();
+    e->prefill(ids);
+    if (rep > 0) pre.push_back(comm::now() - t0);
+    int32_t next = ids.back();
+    for (int i = 0; i < 8; ++i) {
+      const double s0 = comm::now();
+      e->decode(&next);
+      if (rep > 0) dec.push_back(comm::now() - s0);
+    }
+  }
+  return {median(pre), median(dec)};
+}
+
+// Per anchor: what a layer step of 1 row (decode) and of R rows (prefill) takes beyond the
+// priced operations; then the costs per layer (a) and per row (b), each linear in the width:
+// residual_decode / L = a + b, (residual_prefill - residual_decode) / L = b (R - 1).
+EngineFixed fit_fixed(const comm::Comm& solo, MachineProfile& prof, int t, bool quick) {
+  const int64_t R = quick ? 128 : 256;
+  prof.fixed[t] = {};
+  double w[2], a[2], b[2];
+  for (int i = 0; i < 2; ++i) {
+    const ModelSource ms = resolve_model(kAnchors[i].model, kAnchors[i].sets);
+    const auto [pre, dec] = anchor_steps(solo, ms, R, quick ? 3 : 7);
+    PlanLayout l;
+    l.threads = t;
+    PlanWork work;
+    work.context = R;
+    work.compute = prof.compute;
+    const PlanPrediction p = predict(ms.cfg, l, work, prof, NetworkModel{});
+    const double L = double(ms.cfg.num_layers);
+    const double rd = (dec - p.decode.total()) / L, rp = (pre - p.ttft_seconds) / L;
+    w[i] = double(layer_width(ms.cfg));
+    b[i] = std::max(0.0, (rp - rd) / double(R - 1));
+    a[i] = std::max(0.0, rd - b[i]);
+    Line("calibrate").add("part", std::string("fixed")).add("model", ms.cfg.name).add("threads", int64_t(t))
+        .add("width", int64_t(w[i])).add("prefill_ms", pre * 1e3).add("decode_ms", dec * 1e3)
+        .add("priced_prefill_ms", p.ttft_seconds * 1e3).add("priced_decode_ms", p.decode.total() * 1e3)
+        .add("per_layer_us", a[i] * 1e6).add("per_row_us", b[i] * 1e6).print();
+  }
+  EngineFixed f;
+  f.per_layer_width_s = std::max(0.0, (a[1] - a[0]) / (w[1] - w[0]));
+  f.per_layer_s = std::max(0.0, a[0] - f.per_layer_width_s * w[0]);
+  f.per_row_width_s = std::max(0.0, (b[1] - b[0]) / (w[1] - w[0]));
+  f.per_row_s = std::max(0.0, b[0] - f.per_row_width_s * w[0]);
+  return f;
+}
+
+void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, int t, MachineProfile& prof) {
+  set_compute_threads(t);
+  for (const std::string& d : o.dtypes) {
+    const std::string k = MachineProfile::key(prof.compute, d, t);
+    prof.products[k] = calibrate_products(d, o);
+    print_curve("product", k, "cached", prof.products[k].cached, "gflops");
+    print_curve("product", k, "streamed", prof.products[k].streamed, "gflops");
+    if (prof.compute == "bf16") {
+      prof.experts[k] = calibrate_experts(d, o);
+      print_curve("experts", k, "cached", prof.experts[k].cached, "gflops");
+      print_curve("experts", k, "streamed", prof.experts[k].streamed, "gflops");
+    }
+  }
+  if (prof.compute != "bf16") prof.experts = prof.products;  // fp32: experts run as products
+  prof.attention[t] = calibrate_attention(o);
+  const std::string tk = std::to_string(t);
+  print_curve("attend", tk, "16_queries", prof.attention[t].partial, "g_key_heads_per_s");
+  print_curve("attend", tk, "1_query", prof.attention[t].partial_one, "g_key_heads_per_s");
+  print_curve("index", tk, "16_queries", prof.attention[t].index, "g_key_dims_per_s");
+  print_curve("index", tk, "1_query", prof.attention[t].index_one, "g_key_dims_per_s");
+  prof.read_gbps[t] = read_bandwidth_gbps(t);
+  Line("calibrate").add("part", std::string("read")).add("threads", int64_t(t))
+      .add("gbps", prof.read_gbps[t]).print();
+  prof.fixed[t] = fit_fixed(solo, prof, t, o.quick);
+}
+
+}  // namespace
+
+int calibrate_bench(const CalibrateBenchOptions& o) {
+  const comm::Comm world = comm::Comm::world();
+  const int me = world.rank();
+  MachineProfile prof;
+  prof.build = executable_hash();
+  prof.compute = compute_name(resolve_compute(compute_choices().parse(o.compute)));
+  set_compute(resolve_compute(compute_choices().parse(o.compute)));
+  comm::agree(world, [&] {  // bad flags end every rank with one message, before any work
+    MO_REQUIRE(std::count(o.dtypes.begin(), o.dtypes.end(), "bf16") == 1,
+               "--dtypes must hold bf16 once (the engine's fixed costs are fitted on bf16 weights)");
+    if (me == 0) {
+      std::ofstream f(o.out, std::ios::app);
+      MO_REQUIRE(f, "--out ", o.out, ": cannot be written");
+    }
+  });
+  std::vector<int64_t> threads = o.threads;
+  comm::Comm node = world.split_shared();
+  // Default: 1 .. the node's cores (rank 0 times the kernels alone while the others sleep).
+  if (threads.empty())
+    for (int64_t t = 1; t <= std::min<int64_t>(max_threads_per_rank(), sysconf(_SC_NPROCESSORS_ONLN)); ++t)
+      threads.push_back(t);
+  for (int64_t t : threads) prof.threads.push_back(int(t));
+  std::sort(prof.threads.begin(), prof.threads.end());
+  prof.threads.erase(std::unique(prof.threads.begin(), prof.threads.end()), prof.threads.end());
+  {
+    comm::Comm solo = world.split(me == 0 ? 0 : 1, me);
+    if (me == 0)
+      for (int t : prof.threads) calibrate_threads(solo, o, t, prof);
+    world.barrier_idle();
+  }
+  set_compute_threads(1);
+  calibrate_links(node, "intra", o, &prof.links);
+  if (node.size() < world.size()) {  // several nodes: one rank of each, across the network
+    comm::Comm leaders = world.split(node.rank() == 0 ? 0 : 1, me);
+    if (node.rank() == 0) calibrate_links(leaders, "inter", o, &prof.links);
+    world.barrier_idle();
+  }
+  if (me != 0) return 0;
+  for (auto& [k, f] : prof.links)
+    for (size_t i = 0; i < f.ranks.size(); ++i)
+      Line("calibrate").add("part", std::string("link")).add("key", k).add("ranks", int64_t(f.ranks[i]))
+          .add("latency_us", f.latency_s[i] * 1e6).add("gbps", f.gbps[i]).print();
+  prof.machine = this_machine().json();
+  write_machine_profile(o.out, prof);
+  std::fprintf(stderr, "calibrate: wrote %s (%zu product tables, %zu links; for this build only)\n",
+               o.out.c_str(), prof.products.size(), prof.links.size());
+  return 0;
+}
+
+}  // namespace modelone::bench

@@ -1,0 +1,219 @@
+// `bench calibrate`, the compute half: the engine's own kernels timed at a grid of sizes, each
+// reduced to seconds per unit of work (dist/plan/machine_profile.h).
+//   products   linear() on a weight that stays in cache (256 x 256) and on weights streamed from
+//              memory (many copies of 4096 x 4096 in turn), rows 1 .. 512, bf16 repacked into
+//              panels as the engine loads them
+//   experts    the grouped expert kernel on 4 experts of 256 x 128 and 2-4 of 4096 x 2048
+//   attention  attn_partial per query, head, key (64 heads of 512) and the indexer's scoring
+//              with its top-k (64 heads of 128, top 512), for 16 queries (indexer_select) and
+//              for one (indexer_candidates over a store: the decode kernel)
+#include <omp.h>
+
+#include <algorithm>
+#include <random>
+
+#include "bench/bench_util.h"
+#include "bench/calibrate.h"
+#include "model/blocks/attention.h"
+#include "model/blocks/indexer.h"
+#include "model/blocks/moe_grouped.h"
+#include "model/io/release_quant.h"
+#include "model/kernels/linear.h"
+#include "model/kernels/panel_weights.h"
+
+namespace modelone::bench {
+
+namespace {
+
+// Median seconds of fn over at least 3 runs and about min_s (one warm-up first).
+double time_of(const std::function<void()>& fn, double min_s) {
+  return median_seconds(fn, 3, min_s);
+}
+
+Weight stored_weight(const std::string& dtype, int64_t N, int64_t K, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-0.05f, 0.05f);
+  std::vector<float> v(static_cast<size_t>(N * K));
+  for (auto& x : v) x = u(rng);
+  if (dtype == "fp8") return quantize_weight("w", DType::F8_E4M3, N, K, v, 128);
+  if (dtype == "fp4") return quantize_weight("w", DType::F4_E2M1, N, K, v);
+  Weight w = make_weight("w", DType::BF16, {N, K}, v);
+  if (compute_mode() == Compute::BF16) pack_weight_panels(w);  // as the engine's repack does
+  return w;
+}
+
+double weight_bytes(const Weight& w) {
+  return double(w.nbytes() + (w.scale ? w.scale->nbytes() : 0));
+}
+
+// Seconds per FLOP of linear() at each row count, cycling over `copies` weights of N x K.
+CostCurve product_curve(const std::vector<Weight>& ws, const std::vector<int64_t>& rows,
+                        double min_s, double* bytes) {
+  const int64_t N = ws[0].rows(), K = ws[0].cols();
+  *bytes = weight_bytes(ws[0]);
+  CostCurve c;
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int64_t T : rows) {
+    std::vector<float> x(static_cast<size_t>(T * K)), y(static_cast<size_t>(T * N));
+    for (auto& v : x) v = u(rng);
+    size_t next = 0;
+    const double s = time_of([&] {
+      linear(x.data(), T, K, ws[next], 0, N, y.data(), N);
+      next = (next + 1) % ws.size();
+    }, min_s);
+    c.size.push_back(double(T));
+    c.per_unit.push_back(s / (2.0 * double(T) * double(N) * double(K)));
+  }
+  return c;
+}
+
+}  // namespace
+
+ProductCosts calibrate_products(const std::string& dtype, const CalibrateBenchOptions& o) {
+  std::mt19937 rng(1);
+  const std::vector<int64_t> rows = o.quick ? std::vector<int64_t>{1, 4, 16, 64, 256}
+                                            : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+  ProductCosts p;
+  {
+    std::vector<Weight> small;
+    for (int i = 0; i < 2; ++i) small.push_back(stored_weight(dtype, 256, 256, rng));
+    p.cached = product_curve(small, rows, o.quick ? 0.02 : 0.1, &p.cached_bytes);
+  }
+  {
+    // Streamed: enough copies (over 256 MiB, 96 MiB quick) that none is in cache when its turn
+    // comes, as a model far larger than the caches.
+    const int64_t N = 4096, K = o.quick ? 2048 : 4096;
+    std::vector<Weight> big;
+    big.push_back(stored_weight(dtype, N, K, rng));
+    const double one = weight_bytes(big[0]), want = double(o.quick ? 96 : 256) * (1 << 20);
+    while (double(big.size()) * one < want) big.push_back(stored_weight(dtype, N, K, rng));
+    p.streamed = product_curve(big, rows, o.quick ? 0.05 : 0.2, &p.streamed_bytes);
+  }
+  {
+    std::vector<Weight> tiny = {stored_weight(dtype, 32, 32, rng)};  // FP4 blocks are 32 wide
+    std::vector<float> x(32), y(32);
+    p.call_s = time_of([&] { linear(x.data(), 1, 32, tiny[0], 0, 32, y.data(), 32); }, 0.02);
+  }
+  return p;
+}
+
+namespace {
+// The grouped kernel on n_exp experts of D x I, rows_each rows each: seconds per FLOP.
+CostCurve expert_curve(const std::string& dtype, int64_t D, int64_t I, int64_t n_exp,
+                       const std::vector<int64_t>& rows, double min_s, double* bytes) {
+  ModelConfig cfg;
+  cfg.hidden_size = D, cfg.moe_inter = I, cfg.n_experts = n_exp, cfg.swiglu_limit = 10.0;
+  std::mt19937 rng(3);
+  std::vector<ExpertWeights> ex(static_cast<size_t>(n_exp));
+  for (auto& e : ex) {
+    e.w1 = stored_weight(dtype, I, D, rng);
+    e.w3 = stored_weight(dtype, I, D, rng);
+    e.w2 = stored_weight(dtype, D, I, rng);
+  }
+  *bytes = weight_bytes(ex[0].w1) * 3;
+  CostCurve c;
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int64_t r : rows) {
+    const int64_t n = r * n_exp;
+    ExpertPairs P;
+    for (int64_t e = 0; e <= n_exp; ++e) P.offset.push_back(e * r);
+    for (int64_t i = 0; i < n; ++i) P.row.push_back(int32_t(i)), P.weight.push_back(1.f);
+    std::vector<float> x(static_cast<size_t>(n * D)), acc(static_cast<size_t>(n * D));
+    for (auto& v : x) v = u(rng);
+    const double s = time_of([&] { grouped_experts_bf16(cfg, ex, P, x.data(), acc.data()); }, min_s);
+    c.size.push_back(double(r));
+    c.per_unit.push_back(s / (double(n_exp) * 2.0 * double(r) * 3.0 * double(D) * double(I)));
+  }
+  return c;
+}
+}  // namespace
+
+ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOptions& o) {
+  const std::vector<int64_t> rows = o.quick ? std::vector<int64_t>{16, 64, 256}
+                                            : std::vector<int64_t>{16, 32, 64, 128, 256, 512};
+  ProductCosts p;
+  p.cached = expert_curve(dtype, 256, 128, 4, rows, o.quick ? 0.02 : 0.1, &p.cached_bytes);
+  const int64_t D = o.quick ? 2048 : 4096, I = o.quick ? 1024 : 2048;
+  p.streamed = expert_curve(dtype, D, I, o.quick ? 4 : 4, rows, o.quick ? 0.05 : 0.2, &p.streamed_bytes);
+  p.call_s = p.cached.per_unit.front() * 2.0 * 16 * 3 * 256 * 128;  // the smallest grouped call
+  return p;
+}
+
+namespace {
+// attn_partial of q queries (parallel over them, as the engine's attend) over S keys.
+double partial_seconds(int64_t q, int64_t S, double min_s) {
+  const int64_t H = 64, Dh = 512;
+  std::mt19937 rng(4);
+  std::normal_distribution<float> d;
+  std::vector<float> qs(static_cast<size_t>(q * H * Dh)), keys(static_cast<size_t>(S * Dh));
+  for (auto& v : qs) v = d(rng);
+  for (auto& v : keys) v = d(rng);
+  std::vector<float> o(static_cast<size_t>(q * H * Dh)), mx(static_cast<size_t>(q * H)), sum(mx.size());
+  return time_of([&] {
+#pragma omp parallel for schedule(dynamic, 1) if (q > 1)
+    for (int64_t t = 0; t < q; ++t) {
+      static thread_local std::vector<float> logits;
+      attn_partial(qs.data() + t * H * Dh, H, Dh, keys.data(), std::min<int64_t>(S, 128),
+                   keys.data() + std::min<int64_t>(S, 128) * Dh, S - std::min<int64_t>(S, 128),
+                   o.data() + t * H * Dh, mx.data() + t * H, sum.data() + t * H, logits);
+    }
+  }, min_s);
+}
+
+// The indexer of q queries over n keys, V4-Flash's 64 heads of 128, top 512.
+double index_seconds(int64_t q, int64_t n, double min_s) {
+  ModelConfig cfg;
+  cfg.index_n_heads = 64, cfg.index_head_dim = 128, cfg.index_topk = 512, cfg.csa_rate = 4;
+  const int64_t nI = 64, Di = 128;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> d;
+  IndexerQueries iq;
+  iq.q.resize(size_t(q * nI * Di)), iq.w.resize(size_t(q * nI));
+  for (auto& v : iq.q) v = d(rng);
+  for (auto& v : iq.w) v = d(rng);
+  std::vector<float> keys(static_cast<size_t>(n * Di));
+  for (auto& v : keys) v = d(rng);
+  std::vector<int64_t> pos(static_cast<size_t>(q), n * 4);
+  std::vector<int32_t> top(static_cast<size_t>(q * 512)), count(static_cast<size_t>(q));
+  if (q == 1) {  // decode: one query's candidates from a store, as each rank of a cp group scores
+    EntryStore st;
+    st.rows = KvStore(compute_mode() == Compute::BF16 ? DType::BF16 : DType::F32, Di);
+    st.append(keys.data(), n, int64_t(0));
+    std::vector<Candidate> cand;
+    return time_of([&] {
+      cand.clear();
+      indexer_candidates(cfg, iq.q.data(), iq.w.data(), n * 4, st, &cand);
+    }, min_s);
+  }
+  return time_of([&] {
+    indexer_select(cfg, iq, q, pos.data(), keys.data(), n, top.data(), count.data());
+  }, min_s);
+}
+}  // namespace
+
+namespace {
+void attention_curves(const CalibrateBenchOptions& o, int64_t queries, CostCurve* partial, CostCurve* index) {
+  const std::vector<int64_t> keys = o.quick ? std::vector<int64_t>{128, 1024, 8192}
+                                            : std::vector<int64_t>{128, 640, 2048, 8192, 32768};
+  const double ms = o.quick ? 0.02 : 0.1;
+  for (int64_t S : keys) {
+    partial->size.push_back(double(S));
+    partial->per_unit.push_back(partial_seconds(queries, S, ms) / double(queries * S * 64));
+  }
+  const std::vector<int64_t> nk = o.quick ? std::vector<int64_t>{1024, 16384}
+                                          : std::vector<int64_t>{1024, 8192, 65536, 262144};
+  for (int64_t n : nk) {
+    index->size.push_back(double(n));
+    index->per_unit.push_back(index_seconds(queries, n, ms) / double(queries * n * 64 * 128));
+  }
+}
+}  // namespace
+
+AttnCosts calibrate_attention(const CalibrateBenchOptions& o) {
+  AttnCosts a;
+  attention_curves(o, 16, &a.partial, &a.index);
+  attention_curves(o, 1, &a.partial_one, &a.index_one);
+  return a;
+}
+
+}  // namespace modelone::bench

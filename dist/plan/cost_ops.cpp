@@ -1,0 +1,95 @@
+// Pricing one operation from the machine profile (see cost_ops.h).
+#include "dist/plan/cost_ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace modelone {
+
+namespace {
+// Stored bytes per weight element (block scales included: FP8 one E8M0 per 128 x 128, FP4 one per
+// 32 inputs).
+double element_bytes(const std::string& dtype) {
+  if (dtype == "fp8") return 1.0 + 1.0 / 16384;
+  if (dtype == "fp4") return 0.5 + 1.0 / 32;
+  if (dtype == "fp32") return 4.0;
+  return 2.0;
+}
+}  // namespace
+
+OpCosts::OpCosts(const MachineProfile& prof, const PlanLayout& l, const PlanWork& w,
+                 const NetworkModel& net)
+    : prof_(prof), l_(l), w_(w), net_(net), t_(prof.nearest_threads(l.threads)) {
+  // Threads past the calibrated count: assumed to scale linearly (said in the plan's output).
+  stretch_ = double(t_) / double(l.threads);
+  // Ranks x threads past a node's cores share them: time slices stretch every compute part.
+  const int busy = l.ranks_per_node * l.threads;
+  if (w.cores_per_node > 0 && busy > w.cores_per_node) stretch_ *= double(busy) / w.cores_per_node;
+}
+
+double OpCosts::product(double rows, double K, double N, const std::string& dtype) const {
+  const std::string d = dtype.empty() ? w_.dense_dtype : dtype;
+  const ProductCosts& p = prof_.product(w_.compute, d, t_);
+  return stretch_ * p.seconds(rows, K, N, K * N * element_bytes(d));
+}
+
+double OpCosts::experts(double n_experts, double rows_each, double D, double I) const {
+  if (n_experts <= 0 || rows_each <= 0) return 0;
+  const std::string& d = w_.expert_dtype;
+  // Few rows per expert: each expert's three products on its own (the engine's row-wise path);
+  // more: the grouped kernel, priced per FLOP at the rows per expert.
+  if (rows_each <= 8 || w_.compute != "bf16") {
+    const ProductCosts& p = prof_.product(w_.compute, d, t_);
+    const double one = 2 * p.seconds(rows_each, D, I, D * I * element_bytes(d)) +
+                       p.seconds(rows_each, I, D, D * I * element_bytes(d));
+    return stretch_ * n_experts * one;
+  }
+  const ProductCosts& g = prof_.expert(w_.compute, d, t_);
+  // One expert's FLOPs: gate and up [D -> 2I], down [I -> D].
+  return stretch_ * n_experts * g.seconds(rows_each, D, 3 * I, 3 * D * I * element_bytes(d));
+}
+
+double OpCosts::attend(double q, double keys, double heads, double head_dim) const {
+  if (q <= 0 || keys <= 0) return 0;
+  const AttnCosts& a = prof_.attention.at(t_);
+  const CostCurve& c = q < 2 ? a.partial_one : a.partial;
+  return stretch_ * q * keys * heads * (head_dim / 512.0) * c.at(keys);
+}
+
+double OpCosts::index(double q, double keys, double nI, double Di) const {
+  if (q <= 0 || keys <= 0) return 0;
+  const AttnCosts& a = prof_.attention.at(t_);
+  const CostCurve& c = q < 2 ? a.index_one : a.index;
+  return stretch_ * q * keys * nI * Di * c.at(keys);
+}
+
+double OpCosts::collective(const std::string& kind, double bytes, int n, bool spans_nodes) const {
+  if (n <= 1) return 0;
+  const int rpn = l_.ranks_per_node;
+  // The ranks of the group on one node, and the nodes it covers.
+  const int local = spans_nodes ? std::min(n, std::max(1, n / std::max(1, l_.nodes))) : std::min(n, rpn);
+  const int nodes = (n + local - 1) / local;
+  const LinkFit& f = prof_.link("intra." + kind);
+  double t = f.seconds(bytes, local);
+  if (nodes > 1) {
+    // Off the node, through its one link: all-to-all sends the share of each local rank's
+    // bytes meant for ranks elsewhere; all-gather brings every remote rank's bytes to each local
+    // one; a point-to-point or one-sided read moves each local rank's bytes once.
+    double node_bytes = bytes * local;
+    if (kind == "alltoallv") node_bytes *= double(n - local) / double(n);
+    if (kind == "allgather") node_bytes *= double(n - local);
+    const auto inter = prof_.links.find("inter." + kind);
+    if (inter != prof_.links.end())
+      t += inter->second.seconds(node_bytes, nodes);  // measured across nodes at calibration
+    else
+      t += double(nodes - 1) * net_.latency_s + node_bytes * 8 / (net_.gbit * 1e9);
+  }
+  return t;
+}
+
+double OpCosts::fixed(double rows, double width) const {
+  const EngineFixed& f = prof_.fixed.at(t_);
+  return stretch_ * f.seconds(rows, width);
+}
+
+}  // namespace modelone

@@ -1,0 +1,40 @@
+// The pieces cost_model.cpp adds up: one product, one attention or indexer scan, one collective
+// over a group of ranks placed on nodes, each priced from the machine profile.
+#pragma once
+#include <string>
+
+#include "dist/plan/cost_model.h"
+
+namespace modelone {
+
+class OpCosts {
+ public:
+  OpCosts(const MachineProfile& prof, const PlanLayout& l, const PlanWork& w, const NetworkModel& net);
+
+  // rows x [K -> N] through a dense weight stored as dense_dtype (`dtype` overrides).
+  double product(double rows, double K, double N, const std::string& dtype = "") const;
+  // The routed experts of a rank: `experts` experts with rows_each rows, [D -> 2I], [I -> D].
+  double experts(double n_experts, double rows_each, double D, double I) const;
+  // q queries over `keys` keys each with `heads` heads of head_dim (the attention core).
+  double attend(double q, double keys, double heads, double head_dim) const;
+  // q queries scoring `keys` keys with nI heads of Di (and the top-k over them).
+  double index(double q, double keys, double nI, double Di) const;
+  // A collective of `kind` (alltoallv, allgather, p2p, rma_get) in a group of n ranks that are
+  // consecutive world ranks (a cp group) or spread over every node (an ep group), `bytes`
+  // sent (or read) per rank.
+  double collective(const std::string& kind, double bytes, int n, bool spans_nodes) const;
+  // The engine's fixed costs of one layer step with `rows` rows of a layer `width` wide.
+  double fixed(double rows, double width) const;
+
+  double stretch() const { return stretch_; }
+
+ private:
+  const MachineProfile& prof_;
+  const PlanLayout& l_;
+  const PlanWork& w_;
+  NetworkModel net_;
+  int t_;                 // calibrated threads used
+  double stretch_ = 1;    // compute slowdown: shared cores and threads past the calibration
+};
+
+}  // namespace modelone

@@ -1,0 +1,251 @@
+// Machine profiles: cost curves, fits and their JSON form (see machine_profile.h).
+#include "dist/plan/machine_profile.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include "model/base/check.h"
+
+namespace modelone {
+
+using json = nlohmann::ordered_json;
+
+double CostCurve::at(double s) const {
+  MO_CHECK(!size.empty() && size.size() == per_unit.size());
+  if (s <= size.front()) return per_unit.front();
+  if (s >= size.back()) return per_unit.back();
+  size_t i = 1;
+  while (size[i] < s) ++i;
+  // log-log between the points around s: costs per unit fall as powers of the size.
+  const double f = std::log(s / size[i - 1]) / std::log(size[i] / size[i - 1]);
+  return std::exp(std::log(per_unit[i - 1]) * (1 - f) + std::log(per_unit[i]) * f);
+}
+
+double ProductCosts::seconds(double rows, double K, double N, double weight_bytes) const {
+  if (rows <= 0 || K <= 0 || N <= 0) return 0;
+  // How far this weight sits between the cached and the streamed class, in log bytes.
+  double f = std::log(std::max(weight_bytes, 1.0) / cached_bytes) / std::log(streamed_bytes / cached_bytes);
+  f = std::clamp(f, 0.0, 1.0);
+  const double spf = std::exp(std::log(cached.at(rows)) * (1 - f) + std::log(streamed.at(rows)) * f);
+  return std::max(call_s, 2 * rows * K * N * spf);
+}
+
+double LinkFit::seconds(double bytes, int n) const {
+  if (n <= 1) return 0;
+  MO_CHECK(!ranks.empty());
+  size_t i = 0;
+  while (i + 1 < ranks.size() && ranks[i] < n) ++i;
+  const double lat = n > ranks[i] ? latency_s[i] * double(n - 1) / double(ranks[i] - 1) : latency_s[i];
+  return lat + bytes / (gbps[i] * 1e9);
+}
+
+std::string MachineProfile::key(const std::string& compute, const std::string& dtype, int t) {
+  return compute + "/" + dtype + "/" + std::to_string(t);
+}
+
+int MachineProfile::nearest_threads(int t) const {
+  MO_CHECK(!threads.empty());
+  int best = threads.front();
+  for (int x : threads)
+    if (x <= t) best = std::max(best, x);
+  return best;
+}
+
+namespace {
+template <class M>
+const auto& find_in(const M& m, const std::string& k, const char* what) {
+  auto it = m.find(k);
+  MO_REQUIRE(it != m.end(), "the machine profile has no ", what, " costs for ", k,
+             std::string(what) == "collective"
+                 ? " (calibrate under mpirun with as many ranks as a node runs)"
+                 : " (calibrate with those threads, or pick another compute path)");
+  return it->second;
+}
+}  // namespace
+
+const ProductCosts& MachineProfile::product(const std::string& c, const std::string& d, int t) const {
+  return find_in(products, key(c, d, nearest_threads(t)), "product");
+}
+const ProductCosts& MachineProfile::expert(const std::string& c, const std::string& d, int t) const {
+  return find_in(experts, key(c, d, nearest_threads(t)), "expert");
+}
+const LinkFit& MachineProfile::link(const std::string& name) const {
+  return find_in(links, name, "collective");
+}
+
+// ---- JSON ----
+
+namespace {
+json curve_json(const CostCurve& c) { return {{"size", c.size}, {"per_unit", c.per_unit}}; }
+json product_json(const ProductCosts& p) {
+  return {{"cached", curve_json(p.cached)}, {"streamed", curve_json(p.streamed)},
+          {"cached_bytes", p.cached_bytes}, {"streamed_bytes", p.streamed_bytes},
+          {"call_s", p.call_s}};
+}
+
+// Reading: every field present, every number finite and positive (a cost of 0 would make a
+// plan free), sizes increasing. Errors name the path inside the file.
+struct Reader {
+  std::string file;
+  [[noreturn]] void bad(const std::string& where, const std::string& what) const {
+    fail("machine profile ", file, ": ", where, " ", what,
+         " (make a new one with `modelone bench calibrate --out FILE`)");
+  }
+  const json& at(const json& j, const char* k, const std::string& where) const {
+    if (!j.is_object() || !j.contains(k)) bad(where, std::string("has no \"") + k + "\"");
+    return j[k];
+  }
+  double value(const json& v, const std::string& where, bool zero_ok = false) const {
+    if (!v.is_number()) bad(where, "is not a number");
+    const double x = v.get<double>();
+    if (!std::isfinite(x) || x < 0 || (!zero_ok && x == 0)) bad(where, "is not a positive number");
+    return x;
+  }
+  double num(const json& j, const char* k, const std::string& where, bool zero_ok = false) const {
+    return value(at(j, k, where), where + "." + k, zero_ok);
+  }
+  CostCurve curve(const json& j, const std::string& where) const {
+    CostCurve c;
+    const json &s = at(j, "size", where), &u = at(j, "per_unit", where);
+    if (!s.is_array() || !u.is_array() || s.empty() || s.size() != u.size())
+      bad(where, "needs equal, non-empty size and per_unit lists");
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (!s[i].is_number() || !u[i].is_number()) bad(where, "holds a value that is not a number");
+      c.size.push_back(s[i].get<double>());
+      c.per_unit.push_back(u[i].get<double>());
+      if (!(c.size[i] > 0) || !(c.per_unit[i] > 0) || !std::isfinite(c.size[i]) || !std::isfinite(c.per_unit[i]))
+        bad(where, "holds a value that is not positive");
+      if (i > 0 && !(c.size[i] > c.size[i - 1])) bad(where, "sizes do not increase");
+    }
+    return c;
+  }
+  ProductCosts product(const json& j, const std::string& w) const {
+    ProductCosts p;
+    p.cached = curve(at(j, "cached", w), w + ".cached");
+    p.streamed = curve(at(j, "streamed", w), w + ".streamed");
+    p.cached_bytes = num(j, "cached_bytes", w);
+    p.streamed_bytes = num(j, "streamed_bytes", w);
+    if (!(p.streamed_bytes > p.cached_bytes)) bad(w, "streamed_bytes must exceed cached_bytes");
+    p.call_s = num(j, "call_s", w);
+    return p;
+  }
+  std::vector<double> list(const json& j, const char* k, const std::string& w, bool zero_ok) const {
+    const json& v = at(j, k, w);
+    if (!v.is_array() || v.empty()) bad(w + "." + k, "is not a non-empty list");
+    std::vector<double> out;
+    for (size_t i = 0; i < v.size(); ++i)
+      out.push_back(value(v[i], w + "." + k + "[" + std::to_string(i) + "]", zero_ok));
+    return out;
+  }
+  LinkFit link(const json& j, const std::string& w) const {
+    LinkFit l;
+    for (double n : list(j, "ranks", w, false)) {
+      if (n < 2 || n != double(int(n)) || (!l.ranks.empty() && int(n) <= l.ranks.back()))
+        bad(w + ".ranks", "must be increasing group sizes of 2 or more");
+      l.ranks.push_back(int(n));
+    }
+    l.latency_s = list(j, "latency_s", w, true);
+    l.gbps = list(j, "gbps", w, false);
+    if (l.latency_s.size() != l.ranks.size() || l.gbps.size() != l.ranks.size())
+      bad(w, "needs one latency and bandwidth per group size");
+    return l;
+  }
+  int threads(const std::string& k, const std::string& where) const {
+    try {
+      size_t used = 0;
+      const int t = std::stoi(k, &used);
+      if (used == k.size() && t >= 1) return t;
+    } catch (const std::exception&) {
+    }
+    bad(where + "." + k, "is not a thread count");
+  }
+};
+}  // namespace
+
+json MachineProfile::to_json() const {
+  json j = {{"format", kFormat}, {"build", build}, {"machine", machine}, {"threads", threads},
+            {"compute", compute}};
+  for (auto& [k, p] : products) j["products"][k] = product_json(p);
+  for (auto& [k, p] : experts) j["experts"][k] = product_json(p);
+  for (auto& [t, a] : attention)
+    j["attention"][std::to_string(t)] = {{"partial", curve_json(a.partial)}, {"index", curve_json(a.index)},
+                                         {"partial_one", curve_json(a.partial_one)},
+                                         {"index_one", curve_json(a.index_one)}};
+  for (auto& [t, g] : read_gbps) j["read_gbps"][std::to_string(t)] = g;
+  j["links"] = json::object();  // empty on one rank: plan then prices no collective
+  for (auto& [k, l] : links) j["links"][k] = {{"ranks", l.ranks}, {"latency_s", l.latency_s}, {"gbps", l.gbps}};
+  for (auto& [t, f] : fixed)
+    j["fixed"][std::to_string(t)] = {{"per_layer_s", f.per_layer_s}, {"per_layer_width_s", f.per_layer_width_s},
+                                     {"per_row_s", f.per_row_s}, {"per_row_width_s", f.per_row_width_s}};
+  return j;
+}
+
+namespace {
+void read_tables(const Reader& r, const json& j, MachineProfile* p) {
+  for (const char* section : {"products", "experts"}) {
+    const json& s = r.at(j, section, "the file");
+    if (!s.is_object() || s.empty()) r.bad(section, "is empty");
+    auto& out = std::string(section) == "products" ? p->products : p->experts;
+    for (auto& [k, v] : s.items()) out[k] = r.product(v, std::string(section) + "." + k);
+  }
+  for (auto& [k, v] : r.at(j, "attention", "the file").items()) {
+    const std::string w = "attention." + k;
+    auto curve = [&](const char* name) { return r.curve(r.at(v, name, w), w + "." + name); };
+    p->attention[r.threads(k, "attention")] = {curve("partial"), curve("index"), curve("partial_one"),
+                                               curve("index_one")};
+  }
+  for (auto& [k, v] : r.at(j, "read_gbps", "the file").items())
+    p->read_gbps[r.threads(k, "read_gbps")] = r.value(v, "read_gbps." + k);
+  for (auto& [k, v] : r.at(j, "links", "the file").items()) p->links[k] = r.link(v, "links." + k);
+  for (auto& [k, v] : r.at(j, "fixed", "the file").items()) {
+    const std::string w = "fixed." + k;
+    p->fixed[r.threads(k, "fixed")] = {r.num(v, "per_layer_s", w, true), r.num(v, "per_layer_width_s", w, true),
+                                       r.num(v, "per_row_s", w, true), r.num(v, "per_row_width_s", w, true)};
+  }
+}
+}  // namespace
+
+MachineProfile read_machine_profile(const std::string& path, const std::string& build) {
+  Reader r{path};
+  std::ifstream f(path);
+  MO_REQUIRE(f, "machine profile ", path, ": cannot be read");
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const std::exception&) {
+    r.bad("the file", "is not JSON (corrupt or cut short)");
+  }
+  if (!j.is_object() || !j.contains("format") || j["format"] != MachineProfile::kFormat)
+    r.bad("the file", std::string("is not a profile of format ") + MachineProfile::kFormat);
+  MachineProfile p;
+  const json& b = r.at(j, "build", "the file");
+  if (!b.is_string()) r.bad("build", "is not a string");
+  p.build = b.get<std::string>();
+  if (!build.empty() && p.build != build)
+    fail("machine profile ", path, ": made by another build of modelone (", p.build, ", this is ",
+         build, "); calibrate again with this one: `modelone bench calibrate --out ", path, "`");
+  p.machine = r.at(j, "machine", "the file");
+  for (const json& t : r.at(j, "threads", "the file")) {
+    if (!t.is_number_integer() || t.get<int>() < 1) r.bad("threads", "holds a bad thread count");
+    p.threads.push_back(t.get<int>());
+  }
+  if (p.threads.empty()) r.bad("threads", "is empty");
+  const json& c = r.at(j, "compute", "the file");
+  if (!c.is_string() || (c != "bf16" && c != "fp32")) r.bad("compute", "is not bf16 or fp32");
+  p.compute = c.get<std::string>();
+  read_tables(r, j, &p);
+  for (int t : p.threads)
+    if (!p.attention.count(t) || !p.read_gbps.count(t) || !p.fixed.count(t))
+      r.bad("the file", "lacks the attention, bandwidth or fixed costs of " + std::to_string(t) + " threads");
+  return p;
+}
+
+void write_machine_profile(const std::string& path, const MachineProfile& p) {
+  std::ofstream f(path);
+  MO_REQUIRE(f, "--out ", path, ": cannot be written");
+  f << p.to_json().dump(1) << "\n";
+  MO_REQUIRE(f.good(), "--out ", path, ": write failed");
+}
+
+}  // namespace modelone

@@ -1,0 +1,89 @@
+// A machine profile: this machine's per-operation costs as `modelone bench calibrate` measured
+// them with the engine's own kernels and collectives, written as JSON and read by `modelone
+// plan`. Every number is a measurement or a fit of measurements (never a datasheet figure); a
+// profile holds for the build that made it (the kernels are part of the cost), so reading checks
+// the build and every field.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace modelone {
+
+// Seconds per unit of work measured at increasing sizes (rows of a product, entries of a scan),
+// read between the points in log-log and held flat past the ends.
+struct CostCurve {
+  std::vector<double> size, per_unit;
+  double at(double s) const;
+};
+
+// The weight products of one (compute path, stored dtype, thread count): seconds per FLOP against
+// rows for a weight that stays in cache and one streamed from memory (many copies in turn), and
+// the fixed cost of one call. A product in between reads between them by its weight bytes.
+struct ProductCosts {
+  CostCurve cached, streamed;
+  double cached_bytes = 0, streamed_bytes = 0;  // stored weight bytes of each class's shape
+  double call_s = 0;                            // the smallest product: the fixed cost of a call
+  // rows x [K -> N] with weight_bytes of stored weight.
+  double seconds(double rows, double K, double N, double weight_bytes) const;
+};
+
+// Attention cores at one thread count, per unit of work (queries run in parallel over threads).
+struct AttnCosts {
+  CostCurve partial;  // attn_partial: per query x key x head at head_dim 512, against keys
+  CostCurve index;    // indexer scoring + top-k: per query x key x indexer head x dim
+  CostCurve partial_one, index_one;  // the same for one query alone (a decode step of one sequence)
+};
+
+// A collective on ranks of one node (or across nodes when the world spanned them), fitted per
+// group size n as latency + bytes / bandwidth (bytes per rank). A size past the largest measured
+// grows its latency in proportion to the peers; one below the smallest takes the smallest's.
+struct LinkFit {
+  std::vector<int> ranks;          // group sizes measured, increasing, >= 2
+  std::vector<double> latency_s, gbps;
+  double seconds(double bytes, int n) const;
+};
+
+// The engine's costs the operations above do not count (mHC mixes, norms, RoPE, thread
+// start-ups, per-query calls, bookkeeping), per layer and step and per row and layer, each linear
+// in the layer's width w = hc x hidden + heads x head_dim (the floats a row's element-wise work
+// touches): fitted at calibration from the measured steps of two models of different widths
+// (the tiny preset, and a 2-layer V4-Flash cut) less what their operations are priced at.
+struct EngineFixed {
+  double per_layer_s = 0, per_layer_width_s = 0, per_row_s = 0, per_row_width_s = 0;
+  double seconds(double rows, double width) const {
+    return per_layer_s + per_layer_width_s * width + (per_row_s + per_row_width_s * width) * rows;
+  }
+};
+
+struct MachineProfile {
+  static constexpr const char* kFormat = "modelone-machine-1";
+  std::string build;              // executable_hash() of the build that measured it
+  nlohmann::ordered_json machine; // bench's machine line: CPU, cores, ranks, libraries, date
+  std::vector<int> threads;       // the thread counts calibrated
+  std::string compute;            // the compute path `auto` takes here (bf16 or fp32)
+  std::map<std::string, ProductCosts> products;  // key(compute, dtype, threads)
+  std::map<std::string, ProductCosts> experts;   // the routed experts' kernels, same keys
+  std::map<int, AttnCosts> attention;            // by threads
+  std::map<int, double> read_gbps;               // by threads
+  std::map<std::string, LinkFit> links;          // "intra.alltoallv", ..., "inter.*" if measured
+  std::map<int, EngineFixed> fixed;              // by threads
+
+  static std::string key(const std::string& compute, const std::string& dtype, int threads);
+  // The nearest calibrated thread count at or below t (else the smallest).
+  int nearest_threads(int t) const;
+  const ProductCosts& product(const std::string& compute, const std::string& dtype, int t) const;
+  const ProductCosts& expert(const std::string& compute, const std::string& dtype, int t) const;
+  const LinkFit& link(const std::string& name) const;
+
+  nlohmann::ordered_json to_json() const;
+};
+
+// Reads and checks a profile: a one-line error naming the file and what is wrong (unreadable, not
+// JSON, another format, another build unless build is empty, a missing or non-finite field).
+MachineProfile read_machine_profile(const std::string& path, const std::string& build);
+void write_machine_profile(const std::string& path, const MachineProfile& p);
+
+}  // namespace modelone

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Predicted against measured: `modelone plan` beside the engine's own benchmarks for layouts
+this machine can run, every measurement warm (after a warm-up step) and a median where the
+bench takes one.
+
+    scripts/plan_check.py --machine machine.json [--quick] > table.md
+
+Measured by:
+  engine   `bench engine` (one sequence at cp 1; at np > 1 the other ranks serve experts:
+           ep = world): prefill seconds and decode ms per token at a context
+  context  `bench context` (V4-Flash's first CSA and HCA layers, 8 experts): prefill of a
+           long prompt split over cp = world (ep = world), and decode ms per token at
+           synthetic contexts at cp = 1 (rank 0 alone) and cp = world
+  batch    `bench batch` (4-layer V4-Flash cut, 16 experts, context 256): one decode step at a
+           batch of sequences
+  run      `modelone run --json` (cold: its first prefill, its mean decode step) for the cp /
+           ep / dp mixes the benchmarks do not cover
+Every case prints predicted, measured and their ratio; the last line the worst |ratio - 1|.
+More ranks than cores run oversubscribed, as plan assumes when ranks x threads pass the cores.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+EXE = os.environ.get("MODELONE", "./build/modelone")
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", OMPI_MCA_rmaps_base_oversubscribe="1")
+CUT4 = ["--set", "num_hidden_layers=4", "--set", "n_routed_experts=16"]
+CUT_CTX = ["--set", "n_routed_experts=8", "--set", "num_hidden_layers=2", "--set",
+           "layer_types=compressed_sparse_attention,heavily_compressed_attention"]
+
+
+def mpirun(np_, args):
+    cmd = (["mpirun", "-np", str(np_)] if np_ > 1 else []) + [EXE] + args
+    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, check=True).stdout
+    return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+
+
+class Plan:
+    def __init__(self, machine, cores, other_build):
+        self.machine, self.cores, self.other = machine, cores, other_build
+
+    def __call__(self, model, sets, rpn, threads, cp, ep, context, batch=1, chunk=2048):
+        cmd = [EXE, "plan", "--model", model, *sets, "--machine", self.machine, "--ranks-per-node",
+               str(rpn), "--threads", str(threads), "--cp", str(cp), "--ep", str(ep), "--context",
+               str(context), "--batch", str(batch), "--prefill-chunk", str(chunk),
+               "--cores-per-node", str(self.cores), "--json"] + (["--allow-other-build"] if self.other else [])
+        return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+ROWS = []
+
+
+def row(what, layout, pred, meas, unit):
+    ROWS.append(abs(pred / meas - 1))
+    print(f"| {what} | {layout} | {pred:.4g} | {meas:.4g} | {unit} | {pred / meas:.2f} |", flush=True)
+
+
+def engine_cases(plan, quick):
+    cases = [("tiny", [], 1, 1, 2048), ("tiny", [], 1, 2, 2048), ("tiny", [], 2, 1, 4096),
+             ("v4-flash", CUT4, 1, 2, 2048), ("v4-flash", CUT4, 1, 1, 2048), ("v4-flash", CUT4, 2, 1, 2048)]
+    if not quick:
+        cases += [("tiny", [], 1, 1, 8192), ("tiny", [], 3, 1, 4096), ("v4-flash", CUT4, 1, 2, 4096),
+                  ("v4-flash", CUT4, 3, 1, 2048)]
+    for model, sets, np_, th, ctx in cases:
+        lines = mpirun(np_, ["bench", "engine", "--model", model, *sets, "--threads", str(th),
+                             "--contexts", str(ctx), "--decode-steps", "16", "--json"])
+        m = [l for l in lines if l.get("bench") == "engine" and l["compute"] == "bf16"][0]
+        p = plan(model, sets, np_, th, 1, np_, ctx)
+        name = model + (" cut" if sets else "")
+        lay = f"{np_} x {th}, cp 1, ep {np_}"
+        row(f"{name} prefill {ctx}", lay, p["ttft_seconds"], m["prefill_s"], "s")
+        row(f"{name} decode at {ctx}", lay, p["decode_ms_per_token"], m["decode_ms"], "ms")
+
+
+def context_cases(plan, quick):
+    for np_, prefill, decode in ([(2, 4096, [8192, 65536])] if quick else
+                                 [(2, 8192, [8192, 262144]), (3, 4096, [65536]), (4, 8192, [1048576])]):
+        lines = mpirun(np_, ["bench", "context", "--threads", "1", "--prefill", str(prefill),
+                             "--decode", ",".join(map(str, decode)), "--json"])
+        pre = [l for l in lines if l.get("bench") == "context_prefill"][0]
+        p = plan("v4-flash", CUT_CTX, np_, 1, np_, np_, prefill)
+        row(f"ctx cut prefill {prefill}", f"{np_} x 1, cp {np_}, ep {np_}", p["ttft_seconds"], pre["wall_s"], "s")
+        for d in [l for l in lines if l.get("bench") == "context_decode"]:
+            c = d["context"]
+            p1 = plan("v4-flash", CUT_CTX, 1, 1, 1, 1, c)
+            row(f"ctx cut decode at {c}", "1 x 1, cp 1, ep 1", p1["decode_ms_per_token"], d["cp1_ms"], "ms")
+            pc = plan("v4-flash", CUT_CTX, np_, 1, np_, np_, c)
+            row(f"ctx cut decode at {c}", f"{np_} x 1, cp {np_}, ep {np_}", pc["decode_ms_per_token"], d["ms"], "ms")
+
+
+def batch_cases(plan, quick):
+    batches = [1, 8, 32] if quick else [1, 4, 16, 32]
+    lines = mpirun(1, ["bench", "batch", "--model", "v4-flash", "--threads", "2", "--batches",
+                       ",".join(map(str, batches)), "--mixed-batch", "0", "--json"])
+    for m in [l for l in lines if l.get("bench") == "batch"]:
+        p = plan("v4-flash", CUT4, 1, 2, 1, 1, m["context"], m["batch"])
+        row(f"cut decode step, batch {m['batch']}", "1 x 2", p["decode_ms_per_token"], m["step_ms"], "ms")
+
+
+def run_cases(plan, quick):
+    cases = [("tiny", [], 2, 1, 2, 1, 4096), ("tiny", [], 4, 1, 2, 4, 4096),
+             ("v4-flash", CUT4, 2, 1, 1, 2, 2048)]
+    if not quick:
+        cases += [("v4-flash", CUT4, 2, 1, 2, 1, 2048), ("v4-flash", CUT4, 4, 1, 2, 4, 2048)]
+    for model, sets, np_, th, cp, ep, ctx in cases:
+        j = mpirun(np_, ["run", "--model", model, *sets, "--threads", str(th), "--cp", str(cp), "--ep",
+                         str(ep), "--random-prompt", str(ctx), "--generate", "9", "--ignore-eos", "--json",
+                         "--quiet"])[0]
+        p = plan(model, sets, np_, th, cp, ep, ctx)
+        name = model + (" cut" if sets else "")
+        lay = f"{np_} x {th}, cp {cp}, ep {ep}"
+        row(f"{name} run prefill {ctx}", lay, p["ttft_seconds"], j["ttft_seconds"], "s")
+        row(f"{name} run decode at {ctx}", lay, p["decode_ms_per_token"],
+            1e3 * j["decode_seconds"] / j["decode_steps"], "ms")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--machine", required=True)
+    ap.add_argument("--cores", type=int, default=os.cpu_count())
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--parts", default="engine,context,batch,run")
+    ap.add_argument("--allow-other-build", action="store_true")
+    a = ap.parse_args()
+    plan = Plan(a.machine, a.cores, a.allow_other_build)
+    print("| case | ranks x threads, layout | predicted | measured | unit | ratio |\n|---|---|---|---|---|---|")
+    for part in a.parts.split(","):
+        {"engine": engine_cases, "context": context_cases, "batch": batch_cases, "run": run_cases}[part](plan, a.quick)
+    print(f"\n{len(ROWS)} cases; worst |predicted / measured - 1| = {max(ROWS):.2f}; "
+          f"within 20%: {sum(r <= 0.2 for r in ROWS)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+// The planner's pieces on a made-up machine profile: cost curves and fits read as documented,
+// profiles written and read back (and every kind of bad file refused with its reason), layouts
+// checked, and predictions that move the way the engine does (more context, more ranks, a
+// slower network, shared cores). Predicted against measured runs: cli_plan_test.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include <unistd.h>
+
+#include "dist/plan/cost_model.h"
+#include "dist/plan/plan_search.h"
+#include "model/base/check.h"
+#include "model/io/model_source.h"
+#include "model/io/weight_sizes.h"
+#include "tests/plan_profile.h"
+
+namespace modelone {
+namespace {
+
+std::filesystem::path tmp(const std::string& name) {
+  const auto d = std::filesystem::temp_directory_path() / ("modelone_plan_test_" + std::to_string(getpid()));
+  std::filesystem::create_directories(d);
+  return d / name;
+}
+
+// Threads 1: the made-up curves unscaled.
+ProductCosts product() { return test::made_up_profile().products.at("bf16/bf16/1"); }
+MachineProfile profile() { return test::made_up_profile(); }
+
+TEST(PlanCosts, CurvesReadLogLogAndFlatPastTheEnds) {
+  const CostCurve c{{1, 64}, {1e-10, 1e-12}};
+  EXPECT_DOUBLE_EQ(c.at(1), 1e-10);
+  EXPECT_NEAR(c.at(8), 1e-11, 1e-20);  // halfway in log size: halfway in log cost
+  EXPECT_DOUBLE_EQ(c.at(0.5), 1e-10);
+  EXPECT_DOUBLE_EQ(c.at(1000), 1e-12);
+}
+
+TEST(PlanCosts, ProductsPickTheirClassByWeightBytes) {
+  const ProductCosts p = product();
+  const double flop = 2.0 * 64 * 1024 * 1024;
+  EXPECT_NEAR(p.seconds(64, 1024, 1024, 1 << 10), flop * 5e-12, 1e-12);   // in cache
+  EXPECT_NEAR(p.seconds(64, 1024, 1024, 1 << 30), flop * 1e-11, 1e-12);   // from memory
+  const double mid = p.seconds(64, 1024, 1024, std::sqrt(double(1 << 17) * double(1 << 25)));
+  EXPECT_NEAR(mid, flop * std::sqrt(5e-12 * 1e-11), 1e-12);
+  EXPECT_DOUBLE_EQ(p.seconds(1, 2, 2, 8), 1e-6);  // never below one call's cost
+}
+
+TEST(PlanCosts, LinksByGroupSize) {
+  const LinkFit f{{2, 4}, {5e-6, 2e-5}, {10, 8}};
+  EXPECT_EQ(f.seconds(1e6, 1), 0);
+  EXPECT_NEAR(f.seconds(1e6, 2), 5e-6 + 1e-4, 1e-12);
+  EXPECT_NEAR(f.seconds(1e6, 3), 2e-5 + 1.25e-4, 1e-12);      // the next size measured
+  EXPECT_NEAR(f.seconds(0, 8), 2e-5 * 7.0 / 3.0, 1e-12);      // past it: latency per peer
+}
+
+TEST(PlanProfile, WritesAndReadsBack) {
+  const auto path = tmp("machine.json");
+  write_machine_profile(path.string(), profile());
+  const MachineProfile p = read_machine_profile(path.string(), "test-build");
+  EXPECT_EQ(p.threads, (std::vector<int>{1, 2}));
+  EXPECT_EQ(p.products.size(), 6u);
+  EXPECT_DOUBLE_EQ(p.product("bf16", "fp8", 2).streamed.per_unit[1], 0.5e-11);
+  EXPECT_EQ(p.link("intra.p2p").ranks, (std::vector<int>{2, 4}));
+  EXPECT_EQ(p.nearest_threads(8), 2);
+  EXPECT_EQ(p.fixed.at(2).per_row_s, 1e-6);
+}
+
+// Writes text as a profile and expects the read to fail with a message matching `why`.
+void expect_bad(const std::string& text, const std::string& why, const std::string& build = "test-build") {
+  const auto path = tmp("bad_machine.json");
+  std::ofstream(path) << text;
+  try {
+    read_machine_profile(path.string(), build);
+    ADD_FAILURE() << "read a bad profile: " << why;
+  } catch (const Error& e) {
+    EXPECT_TRUE(std::regex_search(e.what(), std::regex(why))) << e.what();
+  }
+}
+
+TEST(PlanProfile, RefusesBadFiles) {
+  const std::string good = profile().to_json().dump();
+  expect_bad(good.substr(0, good.size() / 2), "is not JSON");
+  expect_bad("[1, 2]", "is not a profile of format modelone-machine-1");
+  expect_bad(good, "made by another build of modelone", "other-build");
+  auto j = profile().to_json();
+  j.erase("products");
+  expect_bad(j.dump(), "has no \"products\"");
+  j = profile().to_json();
+  j["links"]["intra.p2p"]["gbps"][0] = -1;
+  expect_bad(j.dump(), "links.intra.p2p.gbps\\[0\\] is not a positive number");
+  j = profile().to_json();
+  j["products"]["bf16/bf16/1"]["cached"]["size"] = {64, 1, 512};
+  expect_bad(j.dump(), "sizes do not increase");
+  j = profile().to_json();
+  j["fixed"].erase("2");
+  expect_bad(j.dump(), "lacks the attention, bandwidth or fixed costs of 2 threads");
+}
+
+TEST(PlanProfile, MissingFileIsOneLine) {
+  EXPECT_THROW(read_machine_profile(tmp("none.json").string(), ""), Error);
+}
+
+TEST(PlanLayout, ChecksWhatDoesNotDivide) {
+  const ModelConfig cfg = resolve_model("tiny", {}).cfg;
+  auto err = [&](PlanLayout l) {
+    try {
+      check_plan_layout(cfg, l);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(err({1, 4, 1, 2, 4}), "");
+  EXPECT_NE(err({1, 4, 1, 3, 1}).find("--cp 3 does not divide the world of 4 ranks"), std::string::npos);
+  EXPECT_NE(err({1, 6, 1, 2, 3}).find("--ep 3 cannot be laid over --cp 2"), std::string::npos);
+  EXPECT_NE(err({2, 8, 1, 1, 16}).find("more expert-parallel ranks than the model's 8 experts"), std::string::npos);
+  EXPECT_NE(err({0, 1, 1, 1, 1}).find("--nodes 0"), std::string::npos);
+}
+
+TEST(PlanNetwork, Parses) {
+  EXPECT_DOUBLE_EQ(parse_network("100g").gbit, 100);
+  EXPECT_DOUBLE_EQ(parse_network("100g").latency_s, 2e-6);
+  EXPECT_DOUBLE_EQ(parse_network("25g,5us").latency_s, 5e-6);
+  EXPECT_DOUBLE_EQ(parse_network("400gbit,1.5us").gbit, 400);
+  for (const char* bad : {"fast", "100g,5ms", "-3g", "100g,", "100x"})
+    EXPECT_THROW(parse_network(bad), Error) << bad;
+}
+
+PlanPrediction plan(const ModelConfig& c, PlanLayout l, int64_t context, const NetworkModel& net = {},
+                    int cores = 0) {
+  PlanWork w;
+  w.context = context;
+  w.cores_per_node = cores;
+  return predict(c, l, w, profile(), net);
+}
+
+TEST(PlanPredict, MovesAsTheEngineDoes) {
+  const ModelConfig cut = resolve_model("v4-flash", {"num_hidden_layers=4", "n_routed_experts=16"}).cfg;
+  // One rank: no exchange; two expert-parallel ranks exchange rows every layer.
+  EXPECT_EQ(plan(cut, {1, 1, 1, 1, 1}, 4096).decode.parts.at("moe_exchange").total(), 0);
+  EXPECT_GT(plan(cut, {1, 2, 1, 1, 2}, 4096).decode.parts.at("moe_exchange").exchange, 0);
+  // The indexer scans every closed entry: decode grows with the context by at least the scan of
+  // the added entries (64 heads x 128 at the made-up curve's cheapest 1e-11 s per key x dim).
+  const double grown = plan(cut, {1, 1, 1, 1, 1}, 262144).decode.parts.at("indexer").compute -
+                       plan(cut, {1, 1, 1, 1, 1}, 8192).decode.parts.at("indexer").compute;
+  EXPECT_GT(grown, (262144 - 8192) / 4 * 64 * 128 * 1e-11);
+  // Splitting a long prompt over two ranks nearly halves the prefill.
+  const double one = plan(cut, {1, 1, 1, 1, 1}, 16384).ttft_seconds;
+  const double two = plan(cut, {1, 2, 1, 2, 2}, 16384).ttft_seconds;
+  EXPECT_LT(two, 0.7 * one);
+  // Across nodes on a slow link the exchange costs more than on a fast one.
+  const double slow = plan(cut, {4, 2, 1, 2, 8}, 4096, parse_network("10g,20us")).decode.parts.at("moe_exchange").exchange;
+  const double fast = plan(cut, {4, 2, 1, 2, 8}, 4096, parse_network("400g,1us")).decode.parts.at("moe_exchange").exchange;
+  EXPECT_GT(slow, 1.5 * fast);
+  // Four ranks on two cores time-slice: twice the compute of the same ranks on four cores.
+  const double shared = plan(cut, {1, 4, 1, 1, 4}, 4096, {}, 2).decode.parts.at("attention").compute;
+  const double own = plan(cut, {1, 4, 1, 1, 4}, 4096, {}, 4).decode.parts.at("attention").compute;
+  EXPECT_NEAR(shared / own, 2.0, 1e-9);
+  // A 1M prompt: 512 steps of 2048 tokens at cp 1, priced from samples.
+  EXPECT_EQ(plan(cut, {1, 1, 1, 1, 1}, 1 << 20).prefill_steps, 512);
+}
+
+TEST(PlanSearch, FittingLayoutsFirstThenTheGoal) {
+  const ModelSource ms = resolve_model("v4-flash", {"num_hidden_layers=4", "n_routed_experts=16"});
+  PlanQuery q;
+  q.layout = {1, 4, 1, 0, 0, 0};
+  q.work.context = 8192;
+  q.weights = uniform_weight_bytes(ms.cfg, DType::BF16);
+  q.node_memory_bytes = 16.0 * double(1ll << 30);  // 4 GiB a rank: only wide expert splits fit
+  const MachineProfile prof = profile();
+  const std::vector<PlanRow> rows = plan_search(ms.cfg, q, prof);
+  ASSERT_FALSE(rows.empty());
+  EXPECT_TRUE(rows.front().fits);
+  bool seen_unfit = false;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    seen_unfit |= !rows[i].fits;
+    if (seen_unfit) {
+      EXPECT_FALSE(rows[i].fits);
+    }
+    if (i > 0 && rows[i].fits == rows[i - 1].fits) {
+      EXPECT_LE(goal_cost(rows[i - 1], "decode"), goal_cost(rows[i], "decode"));
+    }
+  }
+  EXPECT_TRUE(seen_unfit);
+}
+
+}  // namespace
+}  // namespace modelone

@@ -33,14 +33,16 @@ void print_curve(const char* part, const std::string& key, const char* cls, cons
 }
 
 // The two models the fixed costs are fitted on: narrow (tiny) and wide (V4-Flash's layer
-// width, 2 window layers, 8 experts, a small vocabulary so the head stays small).
+// width; one window, one CSA and one HCA layer as V4 mixes them; 8 experts; a small vocabulary
+// so the head stays small).
 struct Anchor {
   const char* model;
   std::vector<std::string> sets;
 };
 const Anchor kAnchors[2] = {
     {"tiny", {}},
-    {"v4-flash", {"num_hidden_layers=2", "n_routed_experts=8", "vocab_size=4096"}}};
+    {"v4-flash", {"num_hidden_layers=3", "n_routed_experts=8", "vocab_size=4096",
+                  "layer_types=sliding_attention,compressed_sparse_attention,heavily_compressed_attention"}}};
 
 // Medians of a prefill of n tokens and of the decode steps after it, on one rank.
 std::pair<double, double> anchor_steps(const comm::Comm& solo, const ModelSource& ms, int64_t n, int reps) {

@@ -50,7 +50,7 @@ struct LinkFit {
 // start-ups, per-query calls, bookkeeping), per layer and step and per row and layer, each linear
 // in the layer's width w = hc x hidden + heads x head_dim (the floats a row's element-wise work
 // touches): fitted at calibration from the measured steps of two models of different widths
-// (the tiny preset, and a 2-layer V4-Flash cut) less what their operations are priced at.
+// (the tiny preset, and a 3-layer V4-Flash cut) less what their operations are priced at.
 struct EngineFixed {
   double per_layer_s = 0, per_layer_width_s = 0, per_row_s = 0, per_row_width_s = 0;
   double seconds(double rows, double width) const {

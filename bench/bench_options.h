@@ -115,6 +115,7 @@ struct CalibrateBenchOptions {
   std::vector<std::string> dtypes = {"bf16", "fp8", "fp4"};  // stored weight dtypes
   std::string compute = compute_choices().default_text();
   bool quick = false;                                  // fewer, smaller points (tests)
+  std::string links_as;  // "inter": only the world's collectives, added to --out as inter-node
 };
 
 // `bench serve` (bench/serve_bench.cpp): a load generator against a running `modelone serve` (or

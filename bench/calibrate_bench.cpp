@@ -3,6 +3,7 @@
 // `plan` stretches them where ranks share cores), then every rank times the collectives.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <random>
 
@@ -30,6 +31,11 @@ void print_curve(const char* part, const std::string& key, const char* cls, cons
   for (size_t i = 0; i < c.size.size(); ++i)
     Line("calibrate").add("part", std::string(part)).add("key", key).add("class", std::string(cls))
         .add("size", int64_t(c.size[i])).add(unit, 1e-9 / c.per_unit[i]).print();
+}
+
+void print_classes(const char* part, const std::string& key, const ProductCosts& p) {
+  for (const ProductClass& c : p.classes)
+    print_curve(part, key, (std::to_string(int64_t(c.bytes) >> 10) + "KiB").c_str(), c.curve, "gflops");
 }
 
 // The two models the fixed costs are fitted on: narrow (tiny) and wide (V4-Flash's layer
@@ -78,7 +84,7 @@ EngineFixed fit_fixed(const comm::Comm& solo, MachineProfile& prof, int t, bool 
   double w[2], a[2], b[2];
   for (int i = 0; i < 2; ++i) {
     const ModelSource ms = resolve_model(kAnchors[i].model, kAnchors[i].sets);
-    const auto [pre, dec] = anchor_steps(solo, ms, R, quick ? 3 : 7);
+    const auto [pre, dec] = anchor_steps(solo, ms, R, quick ? 5 : 7);
     PlanLayout l;
     l.threads = t;
     PlanWork work;
@@ -108,12 +114,10 @@ void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, i
   for (const std::string& d : o.dtypes) {
     const std::string k = MachineProfile::key(prof.compute, d, t);
     prof.products[k] = calibrate_products(d, o);
-    print_curve("product", k, "cached", prof.products[k].cached, "gflops");
-    print_curve("product", k, "streamed", prof.products[k].streamed, "gflops");
+    print_classes("product", k, prof.products[k]);
     if (prof.compute == "bf16") {
       prof.experts[k] = calibrate_experts(d, o);
-      print_curve("experts", k, "cached", prof.experts[k].cached, "gflops");
-      print_curve("experts", k, "streamed", prof.experts[k].streamed, "gflops");
+      print_classes("experts", k, prof.experts[k]);
     }
   }
   if (prof.compute != "bf16") prof.experts = prof.products;  // fp32: experts run as products
@@ -131,49 +135,83 @@ void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, i
 
 }  // namespace
 
-int calibrate_bench(const CalibrateBenchOptions& o) {
-  const comm::Comm world = comm::Comm::world();
-  const int me = world.rank();
-  MachineProfile prof;
-  prof.build = executable_hash();
-  prof.compute = compute_name(resolve_compute(compute_choices().parse(o.compute)));
-  set_compute(resolve_compute(compute_choices().parse(o.compute)));
-  comm::agree(world, [&] {  // bad flags end every rank with one message, before any work
-    MO_REQUIRE(std::count(o.dtypes.begin(), o.dtypes.end(), "bf16") == 1,
-               "--dtypes must hold bf16 once (the engine's fixed costs are fitted on bf16 weights)");
-    if (me == 0) {
-      std::ofstream f(o.out, std::ios::app);
-      MO_REQUIRE(f, "--out ", o.out, ": cannot be written");
-    }
-  });
-  std::vector<int64_t> threads = o.threads;
-  comm::Comm node = world.split_shared();
+namespace {
+
+std::vector<int> thread_counts(const CalibrateBenchOptions& o) {
+  std::vector<int> t;
+  for (int64_t x : o.threads) t.push_back(int(x));
   // Default: 1 .. the node's cores (rank 0 times the kernels alone while the others sleep).
-  if (threads.empty())
-    for (int64_t t = 1; t <= std::min<int64_t>(max_threads_per_rank(), sysconf(_SC_NPROCESSORS_ONLN)); ++t)
-      threads.push_back(t);
-  for (int64_t t : threads) prof.threads.push_back(int(t));
-  std::sort(prof.threads.begin(), prof.threads.end());
-  prof.threads.erase(std::unique(prof.threads.begin(), prof.threads.end()), prof.threads.end());
-  {
-    comm::Comm solo = world.split(me == 0 ? 0 : 1, me);
-    if (me == 0)
-      for (int t : prof.threads) calibrate_threads(solo, o, t, prof);
-    world.barrier_idle();
-  }
-  set_compute_threads(1);
-  calibrate_links(node, "intra", o, &prof.links);
-  if (node.size() < world.size()) {  // several nodes: one rank of each, across the network
-    comm::Comm leaders = world.split(node.rank() == 0 ? 0 : 1, me);
-    if (node.rank() == 0) calibrate_links(leaders, "inter", o, &prof.links);
-    world.barrier_idle();
-  }
-  if (me != 0) return 0;
+  if (t.empty())
+    for (int64_t x = 1; x <= std::min<int64_t>(max_threads_per_rank(), sysconf(_SC_NPROCESSORS_ONLN)); ++x)
+      t.push_back(int(x));
+  std::sort(t.begin(), t.end());
+  t.erase(std::unique(t.begin(), t.end()), t.end());
+  return t;
+}
+
+void print_links(const MachineProfile& prof) {
   for (auto& [k, f] : prof.links)
     for (size_t i = 0; i < f.ranks.size(); ++i)
       Line("calibrate").add("part", std::string("link")).add("key", k).add("ranks", int64_t(f.ranks[i]))
           .add("latency_us", f.latency_s[i] * 1e6).add("gbps", f.gbps[i]).print();
-  prof.machine = this_machine().json();
+}
+
+// Every rank's checks, agreed, before any work; with --links-as inter, the profile to add to.
+MachineProfile start_profile(const comm::Comm& world, const CalibrateBenchOptions& o) {
+  MachineProfile prof;
+  comm::agree(world, [&] {
+    MO_REQUIRE(std::count(o.dtypes.begin(), o.dtypes.end(), "bf16") == 1,
+               "--dtypes must hold bf16 once (the engine's fixed costs are fitted on bf16 weights)");
+    if (o.links_as == "inter") {
+      MO_REQUIRE(std::ifstream(o.out).good(), "--links-as inter adds the collectives to the profile "
+                 "--out names, which does not exist: make it first with `bench calibrate --out ", o.out, "`");
+      prof = read_machine_profile(o.out, executable_hash());
+    }
+    if (world.rank() == 0) {  // writable? (a file made for the check alone is removed)
+      const bool existed = std::filesystem::exists(o.out);
+      MO_REQUIRE(std::ofstream(o.out, std::ios::app).good(), "--out ", o.out, ": cannot be written");
+      if (!existed) std::filesystem::remove(o.out);
+    }
+  });
+  return prof;
+}
+
+}  // namespace
+
+int calibrate_bench(const CalibrateBenchOptions& o) {
+  const comm::Comm world = comm::Comm::world();
+  const int me = world.rank();
+  MachineProfile prof = start_profile(world, o);
+  comm::Comm node = world.split_shared();
+  if (o.links_as == "inter") {
+    // The world's collectives as links between nodes: a run across nodes, or one node under
+    // `--mca btl self,tcp` standing in for a network.
+    set_compute_threads(1);
+    for (auto it = prof.links.begin(); it != prof.links.end();)
+      it = it->first.rfind("inter.", 0) == 0 ? prof.links.erase(it) : std::next(it);
+    calibrate_links(world, "inter", o, &prof.links);
+  } else {
+    prof.build = executable_hash();
+    prof.compute = compute_name(resolve_compute(compute_choices().parse(o.compute)));
+    set_compute(resolve_compute(compute_choices().parse(o.compute)));
+    prof.threads = thread_counts(o);
+    {
+      comm::Comm solo = world.split(me == 0 ? 0 : 1, me);
+      if (me == 0)
+        for (int t : prof.threads) calibrate_threads(solo, o, t, prof);
+      world.barrier_idle();
+    }
+    set_compute_threads(1);
+    calibrate_links(node, "intra", o, &prof.links);
+    if (node.size() < world.size()) {  // several nodes: one rank of each, across the network
+      comm::Comm leaders = world.split(node.rank() == 0 ? 0 : 1, me);
+      if (node.rank() == 0) calibrate_links(leaders, "inter", o, &prof.links);
+      world.barrier_idle();
+    }
+    prof.machine = this_machine().json();
+  }
+  if (me != 0) return 0;
+  print_links(prof);
   write_machine_profile(o.out, prof);
   std::fprintf(stderr, "calibrate: wrote %s (%zu product tables, %zu links; for this build only)\n",
                o.out.c_str(), prof.products.size(), prof.links.size());

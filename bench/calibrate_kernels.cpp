@@ -31,9 +31,13 @@ double time_of(const std::function<void()>& fn, double min_s) {
 }
 
 Weight stored_weight(const std::string& dtype, int64_t N, int64_t K, std::mt19937& rng) {
+  // Random values, a block of them repeated (the values do not change the time; drawing 512M
+  // of them for the head-sized weight would).
   std::uniform_real_distribution<float> u(-0.05f, 0.05f);
   std::vector<float> v(static_cast<size_t>(N * K));
-  for (auto& x : v) x = u(rng);
+  const size_t block = std::min<size_t>(v.size(), size_t(1) << 20);
+  for (size_t i = 0; i < block; ++i) v[i] = u(rng);
+  for (size_t i = block; i < v.size(); ++i) v[i] = v[i - block];
   if (dtype == "fp8") return quantize_weight("w", DType::F8_E4M3, N, K, v, 128);
   if (dtype == "fp4") return quantize_weight("w", DType::F4_E2M1, N, K, v);
   Weight w = make_weight("w", DType::BF16, {N, K}, v);
@@ -74,10 +78,15 @@ ProductCosts calibrate_products(const std::string& dtype, const CalibrateBenchOp
   const std::vector<int64_t> rows = o.quick ? std::vector<int64_t>{1, 4, 16, 64, 256}
                                             : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
   ProductCosts p;
+  auto add = [&](const std::vector<Weight>& ws, double min_s) {
+    ProductClass c;
+    c.curve = product_curve(ws, rows, min_s, &c.bytes);
+    p.classes.push_back(c);
+  };
   {
     std::vector<Weight> small;
     for (int i = 0; i < 2; ++i) small.push_back(stored_weight(dtype, 256, 256, rng));
-    p.cached = product_curve(small, rows, o.quick ? 0.02 : 0.1, &p.cached_bytes);
+    add(small, o.quick ? 0.02 : 0.1);
   }
   {
     // Streamed: enough copies (over 256 MiB, 96 MiB quick) that none is in cache when its turn
@@ -87,7 +96,13 @@ ProductCosts calibrate_products(const std::string& dtype, const CalibrateBenchOp
     big.push_back(stored_weight(dtype, N, K, rng));
     const double one = weight_bytes(big[0]), want = double(o.quick ? 96 : 256) * (1 << 20);
     while (double(big.size()) * one < want) big.push_back(stored_weight(dtype, N, K, rng));
-    p.streamed = product_curve(big, rows, o.quick ? 0.05 : 0.2, &p.streamed_bytes);
+    add(big, o.quick ? 0.05 : 0.2);
+  }
+  if (!o.quick) {  // one head-sized weight (V4's vocabulary x hidden 4096), rows up to 64
+    std::vector<Weight> head = {stored_weight(dtype, 131072, 4096, rng)};
+    ProductClass c;
+    c.curve = product_curve(head, {1, 4, 16, 64}, 0.2, &c.bytes);
+    p.classes.push_back(c);
   }
   {
     std::vector<Weight> tiny = {stored_weight(dtype, 32, 32, rng)};  // FP4 blocks are 32 wide
@@ -132,10 +147,11 @@ ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOpt
   const std::vector<int64_t> rows = o.quick ? std::vector<int64_t>{16, 64, 256}
                                             : std::vector<int64_t>{16, 32, 64, 128, 256, 512};
   ProductCosts p;
-  p.cached = expert_curve(dtype, 256, 128, 4, rows, o.quick ? 0.02 : 0.1, &p.cached_bytes);
+  p.classes.resize(2);
+  p.classes[0].curve = expert_curve(dtype, 256, 128, 4, rows, o.quick ? 0.02 : 0.1, &p.classes[0].bytes);
   const int64_t D = o.quick ? 2048 : 4096, I = o.quick ? 1024 : 2048;
-  p.streamed = expert_curve(dtype, D, I, o.quick ? 4 : 4, rows, o.quick ? 0.05 : 0.2, &p.streamed_bytes);
-  p.call_s = p.cached.per_unit.front() * 2.0 * 16 * 3 * 256 * 128;  // the smallest grouped call
+  p.classes[1].curve = expert_curve(dtype, D, I, 4, rows, o.quick ? 0.05 : 0.2, &p.classes[1].bytes);
+  p.call_s = p.classes[0].curve.per_unit.front() * 2.0 * 16 * 3 * 256 * 128;  // the smallest grouped call
   return p;
 }
 

@@ -51,6 +51,16 @@ TEST(CliPlan, PredictsMeasuredRunsFromACalibrationMadeHere) {
   Result r = run("bench calibrate --quick --threads 1 --dtypes bf16 --out " + m, 2);
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_NE(r.out.find("part=link key=intra.alltoallv ranks=2"), std::string::npos) << r.out;
+  // The same two ranks' collectives added as links between nodes (as under --mca btl self,tcp):
+  // plans over nodes then use them instead of the --network model.
+  r = run("bench calibrate --quick --links-as inter --out " + m, 2);
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_NE(r.out.find("part=link key=inter.allgather ranks=2"), std::string::npos) << r.out;
+  const double fast_net = plan_json(kCut + " --machine " + m + " --nodes 2 --ranks-per-node 1 --threads 1"
+                                    " --cp 1 --ep 2 --network 1000g,0us")["decode_parts"]["moe_exchange"]["exchange_s"];
+  const double slow_net = plan_json(kCut + " --machine " + m + " --nodes 2 --ranks-per-node 1 --threads 1"
+                                    " --cp 1 --ep 2 --network 1g,1000us")["decode_parts"]["moe_exchange"]["exchange_s"];
+  EXPECT_EQ(fast_net, slow_net);  // measured links win over the model
   // Tiny, warm (bench engine: its first prefill is a warm-up; at 3 ranks the others serve
   // experts, ep 3): a run's first prefill pays one-time costs that dwarf tiny's.
   for (int np : {1, 3}) {
@@ -116,6 +126,8 @@ TEST(CliPlan, BadInputIsOneLine) {
   expect_error("plan --model tiny --machine " + corrupt, "corrupt.json: the file is not JSON");
   expect_error("plan --model tiny --machine " + (tmpdir() / "absent.json").string(), "absent.json: cannot be read");
   expect_error("bench calibrate --dtypes fp8 --out " + (tmpdir() / "x.json").string(), "--dtypes must hold bf16");
+  expect_error("bench calibrate --links-as inter --out " + (tmpdir() / "none.json").string(),
+               "--links-as inter adds the collectives to the profile --out names, which does not exist");
   // Another build's profile is read when asked, with a warning.
   const Result r = run("plan --model tiny --ranks-per-node 1 --threads 1 --machine " +
                        made_up("other2.json", "build-id 0456") + " --allow-other-build");

@@ -7,9 +7,9 @@ namespace {
 // Seconds per FLOP falling with rows, a streamed weight dearer than a cached one; scale: 1 / threads.
 ProductCosts product(double scale) {
   ProductCosts p;
-  p.cached = {{1, 64, 512}, {1e-10 * scale, 5e-12 * scale, 3e-12 * scale}};
-  p.streamed = {{1, 64, 512}, {4e-10 * scale, 1e-11 * scale, 4e-12 * scale}};
-  p.cached_bytes = 1 << 17, p.streamed_bytes = 1 << 25, p.call_s = 1e-6;
+  p.classes = {{1 << 17, {{1, 64, 512}, {1e-10 * scale, 5e-12 * scale, 3e-12 * scale}}},
+               {1 << 25, {{1, 64, 512}, {4e-10 * scale, 1e-11 * scale, 4e-12 * scale}}}};
+  p.call_s = 1e-6;
   return p;
 }
 }  // namespace

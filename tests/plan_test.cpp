@@ -47,6 +47,12 @@ TEST(PlanCosts, ProductsPickTheirClassByWeightBytes) {
   const double mid = p.seconds(64, 1024, 1024, std::sqrt(double(1 << 17) * double(1 << 25)));
   EXPECT_NEAR(mid, flop * std::sqrt(5e-12 * 1e-11), 1e-12);
   EXPECT_DOUBLE_EQ(p.seconds(1, 2, 2, 8), 1e-6);  // never below one call's cost
+  // A third, larger class: weights past the second read toward it, past it take it.
+  ProductCosts q = p;
+  q.classes.push_back({double(1 << 29), {{1, 512}, {1e-9, 1e-9}}});
+  EXPECT_NEAR(q.seconds(64, 1024, 1024, 1 << 25), flop * 1e-11, 1e-12);
+  EXPECT_NEAR(q.seconds(64, 1024, 1024, 1 << 27), flop * std::sqrt(1e-11 * 1e-9), 1e-9);
+  EXPECT_NEAR(q.seconds(64, 1024, 1024, 1e12), flop * 1e-9, 1e-9);
 }
 
 TEST(PlanCosts, LinksByGroupSize) {
@@ -63,7 +69,7 @@ TEST(PlanProfile, WritesAndReadsBack) {
   const MachineProfile p = read_machine_profile(path.string(), "test-build");
   EXPECT_EQ(p.threads, (std::vector<int>{1, 2}));
   EXPECT_EQ(p.products.size(), 6u);
-  EXPECT_DOUBLE_EQ(p.product("bf16", "fp8", 2).streamed.per_unit[1], 0.5e-11);
+  EXPECT_DOUBLE_EQ(p.product("bf16", "fp8", 2).classes[1].curve.per_unit[1], 0.5e-11);
   EXPECT_EQ(p.link("intra.p2p").ranks, (std::vector<int>{2, 4}));
   EXPECT_EQ(p.nearest_threads(8), 2);
   EXPECT_EQ(p.fixed.at(2).per_row_s, 1e-6);
@@ -93,7 +99,7 @@ TEST(PlanProfile, RefusesBadFiles) {
   j["links"]["intra.p2p"]["gbps"][0] = -1;
   expect_bad(j.dump(), "links.intra.p2p.gbps\\[0\\] is not a positive number");
   j = profile().to_json();
-  j["products"]["bf16/bf16/1"]["cached"]["size"] = {64, 1, 512};
+  j["products"]["bf16/bf16/1"]["classes"][0]["curve"]["size"] = {64, 1, 512};
   expect_bad(j.dump(), "sizes do not increase");
   j = profile().to_json();
   j["fixed"].erase("2");

@@ -53,6 +53,9 @@ void add_calibrate_bench(CLI::App* b, BenchOptions* o) {
       ->delimiter(',')->check(CLI::IsMember({"bf16", "fp8", "fp4"}));
   add_choice(c, &k.compute, compute_choices(), "Compute path of the products");
   c->add_flag("--quick", k.quick, "Fewer and smaller points (about a tenth of the time; tests)");
+  c->add_option("--links-as", k.links_as, "inter: time only the world's collectives and add them "
+                "to the profile --out names as links between nodes (a run across nodes, or one node "
+                "under --mca btl self,tcp)")->check(CLI::IsMember({"inter"}));
   add_report_options(c, &o->report);
 }
 

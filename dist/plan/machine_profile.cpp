@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "model/base/check.h"
@@ -24,10 +25,15 @@ double CostCurve::at(double s) const {
 
 double ProductCosts::seconds(double rows, double K, double N, double weight_bytes) const {
   if (rows <= 0 || K <= 0 || N <= 0) return 0;
-  // How far this weight sits between the cached and the streamed class, in log bytes.
-  double f = std::log(std::max(weight_bytes, 1.0) / cached_bytes) / std::log(streamed_bytes / cached_bytes);
+  MO_CHECK(!classes.empty());
+  // The two classes around this weight's bytes, and how far between them it sits in log bytes.
+  size_t i = 1;
+  while (i + 1 < classes.size() && classes[i].bytes < weight_bytes) ++i;
+  const ProductClass& a = classes[i - (classes.size() > 1 ? 1 : 0)];
+  const ProductClass& b = classes[std::min(i, classes.size() - 1)];
+  double f = b.bytes > a.bytes ? std::log(std::max(weight_bytes, 1.0) / a.bytes) / std::log(b.bytes / a.bytes) : 0;
   f = std::clamp(f, 0.0, 1.0);
-  const double spf = std::exp(std::log(cached.at(rows)) * (1 - f) + std::log(streamed.at(rows)) * f);
+  const double spf = std::exp(std::log(a.curve.at(rows)) * (1 - f) + std::log(b.curve.at(rows)) * f);
   return std::max(call_s, 2 * rows * K * N * spf);
 }
 
@@ -79,9 +85,9 @@ const LinkFit& MachineProfile::link(const std::string& name) const {
 namespace {
 json curve_json(const CostCurve& c) { return {{"size", c.size}, {"per_unit", c.per_unit}}; }
 json product_json(const ProductCosts& p) {
-  return {{"cached", curve_json(p.cached)}, {"streamed", curve_json(p.streamed)},
-          {"cached_bytes", p.cached_bytes}, {"streamed_bytes", p.streamed_bytes},
-          {"call_s", p.call_s}};
+  json c = json::array();
+  for (const ProductClass& k : p.classes) c.push_back({{"bytes", k.bytes}, {"curve", curve_json(k.curve)}});
+  return {{"classes", c}, {"call_s", p.call_s}};
 }
 
 // Reading: every field present, every number finite and positive (a cost of 0 would make a
@@ -122,11 +128,13 @@ struct Reader {
   }
   ProductCosts product(const json& j, const std::string& w) const {
     ProductCosts p;
-    p.cached = curve(at(j, "cached", w), w + ".cached");
-    p.streamed = curve(at(j, "streamed", w), w + ".streamed");
-    p.cached_bytes = num(j, "cached_bytes", w);
-    p.streamed_bytes = num(j, "streamed_bytes", w);
-    if (!(p.streamed_bytes > p.cached_bytes)) bad(w, "streamed_bytes must exceed cached_bytes");
+    const json& cs = at(j, "classes", w);
+    if (!cs.is_array() || cs.empty()) bad(w + ".classes", "is not a non-empty list");
+    for (size_t i = 0; i < cs.size(); ++i) {
+      const std::string wi = w + ".classes[" + std::to_string(i) + "]";
+      p.classes.push_back({num(cs[i], "bytes", wi), curve(at(cs[i], "curve", wi), wi + ".curve")});
+      if (i > 0 && !(p.classes[i].bytes > p.classes[i - 1].bytes)) bad(wi, "bytes do not increase");
+    }
     p.call_s = num(j, "call_s", w);
     return p;
   }
@@ -242,10 +250,17 @@ MachineProfile read_machine_profile(const std::string& path, const std::string& 
 }
 
 void write_machine_profile(const std::string& path, const MachineProfile& p) {
-  std::ofstream f(path);
-  MO_REQUIRE(f, "--out ", path, ": cannot be written");
-  f << p.to_json().dump(1) << "\n";
-  MO_REQUIRE(f.good(), "--out ", path, ": write failed");
+  // Beside the file, then renamed over it: a failed write leaves the old profile whole.
+  const std::string tmp = path + ".part";
+  {
+    std::ofstream f(tmp);
+    MO_REQUIRE(f, "--out ", path, ": cannot be written");
+    f << p.to_json().dump(1) << "\n";
+    MO_REQUIRE(f.good(), "--out ", path, ": write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  MO_REQUIRE(!ec, "--out ", path, ": ", ec.message());
 }
 
 }  // namespace modelone

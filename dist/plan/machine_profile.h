@@ -20,12 +20,17 @@ struct CostCurve {
 };
 
 // The weight products of one (compute path, stored dtype, thread count): seconds per FLOP against
-// rows for a weight that stays in cache and one streamed from memory (many copies in turn), and
-// the fixed cost of one call. A product in between reads between them by its weight bytes.
+// rows for weights of increasing size (calibrate: one that stays in cache, copies of a 32 MiB one
+// streamed from memory in turn, and one head-sized weight of 1 GiB, which streams slower on one
+// thread), and the fixed cost of one call. A weight between two sizes reads between them in log
+// bytes; past the ends, the end's curve.
+struct ProductClass {
+  double bytes = 0;  // stored bytes of the class's weight
+  CostCurve curve;
+};
 struct ProductCosts {
-  CostCurve cached, streamed;
-  double cached_bytes = 0, streamed_bytes = 0;  // stored weight bytes of each class's shape
-  double call_s = 0;                            // the smallest product: the fixed cost of a call
+  std::vector<ProductClass> classes;  // increasing bytes
+  double call_s = 0;                  // the smallest product: the fixed cost of a call
   // rows x [K -> N] with weight_bytes of stored weight.
   double seconds(double rows, double K, double N, double weight_bytes) const;
 };

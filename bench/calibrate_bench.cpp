@@ -133,10 +133,6 @@ void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, i
   prof.fixed[t] = fit_fixed(solo, prof, t, o.quick);
 }
 
-}  // namespace
-
-namespace {
-
 std::vector<int> thread_counts(const CalibrateBenchOptions& o) {
   std::vector<int> t;
   for (int64_t x : o.threads) t.push_back(int(x));

@@ -15,7 +15,7 @@ namespace modelone::bench {
 namespace {
 
 struct Point {
-  double n, bytes, seconds;
+  double bytes, seconds;
 };
 
 // Seconds of one call of `kind` on c with `bytes` per rank (the slowest rank, median).
@@ -81,7 +81,7 @@ void calibrate_links(const comm::Comm& c, const std::string& prefix, const Calib
         const double t = c.rank() < n ? time_collective(sub, kind, b, o.quick ? 5 : 11) : 0;
         c.barrier_idle();  // the ranks outside the group wait asleep: they leave it the cores
         const double tmax = c.allreduce(t, comm::Op::Max);
-        pts.push_back({double(n), double(b), tmax});
+        pts.push_back({double(b), tmax});
       }
       const auto [lat, gbps] = fit(pts);
       f.ranks.push_back(n), f.latency_s.push_back(lat), f.gbps.push_back(gbps);

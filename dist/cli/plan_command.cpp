@@ -87,8 +87,6 @@ PlanQuery make_query(const PlanOptions& o, const ModelSource& ms, const MachineP
   q.node_memory_bytes = (o.node_memory_gib > 0 ? o.node_memory_gib * double(1ll << 30) : this_machine_memory());
   q.net = parse_network(o.network);
   q.goal = o.goal;
-  MO_REQUIRE(o.context <= c.max_position_embeddings, "--context ", o.context, ": the model holds ",
-             c.max_position_embeddings, " positions");
   return q;
 }
 

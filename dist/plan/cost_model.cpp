@@ -68,7 +68,6 @@ struct StepShape {
 struct Pricer {
   const ModelConfig& c;
   const PlanLayout& l;
-  const PlanWork& w;
   const OpCosts& op;
 
   // Positions a query at position p sees in a store of ratio r (entries that have closed).
@@ -162,7 +161,7 @@ struct Pricer {
 
   // Engram on its layers: the gate's products, and the remote rows not hidden behind the
   // compute of the layers before it (the lookups are issued at the step's start).
-  void engram(int64_t layer, const StepShape& s, double before, StepCost* out) const {
+  void engram(const StepShape& s, double before, StepCost* out) const {
     const EngramConfig& e = c.engram;
     const double D = double(c.hidden_size), hc = double(c.hc_mult), R = s.rows;
     const double t = op.product(R, double(e.dim()), (hc + 1) * D);
@@ -170,7 +169,6 @@ struct Pricer {
     const double row_bytes = double(e.head_dim) * (e.table_dtype == DType::F32 ? 4 : e.table_dtype == DType::BF16 ? 2 : 1);
     const double bytes = R * double(e.columns()) * row_bytes * double(owners - 1) / owners;
     const double fetch = op.collective("rma_get", bytes, owners, owners > l.ranks_per_node);
-    (void)layer;
     out->parts["engram"] += {t, std::max(0.0, fetch - before), 0};
   }
 
@@ -180,7 +178,7 @@ struct Pricer {
     // Layers of the same kind cost the same in a step: each kind is priced once.
     std::map<std::array<int64_t, 5>, StepCost> kinds;
     for (int64_t layer = 0; layer < c.num_layers; ++layer) {
-      if (c.engram.index_of(layer) >= 0) engram(layer, s, out.total(), &out);
+      if (c.engram.index_of(layer) >= 0) engram(s, out.total(), &out);
       const bool v41 = c.v41();
       const std::array<int64_t, 5> kind = {c.compress_rate(layer), int64_t(c.attn[size_t(layer)]),
                                            v41 && c.shared.is_kv_source(layer),
@@ -216,10 +214,10 @@ PlanPrediction predict(const ModelConfig& cfg, const PlanLayout& l, const PlanWo
                        const MachineProfile& prof, const NetworkModel& net) {
   check_plan_layout(cfg, l);
   MO_REQUIRE(w.context >= 1 && w.context <= cfg.max_position_embeddings, "--context ", w.context,
-             ": must be in [1, ", cfg.max_position_embeddings, "] (the model's positions)");
+             ": the model holds ", cfg.max_position_embeddings, " positions");
   MO_REQUIRE(w.batch >= 1, "--batch ", w.batch, ": must be at least 1");
   const OpCosts op(prof, l, w, net);
-  const Pricer pr{cfg, l, w, op};
+  const Pricer pr{cfg, l, op};
   PlanPrediction out;
   out.extrapolated_threads = l.threads > prof.threads.back();
   // Prefill: a sequence's prompt over its cp group, chunk rows per rank per step; the dp groups

@@ -26,7 +26,6 @@ class OpCosts {
   // The engine's fixed costs of one layer step with `rows` rows of a layer `width` wide.
   double fixed(double rows, double width) const;
 
-  double stretch() const { return stretch_; }
 
  private:
   const MachineProfile& prof_;

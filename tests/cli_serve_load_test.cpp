@@ -171,6 +171,29 @@ TEST(CliServeLoad, KeyAndQueueLimits) {
   EXPECT_EQ(s.stop(), 0) << s.err();
 }
 
+// A client that leaves while its whole (non-streamed) answer is being made: nothing was written to
+// it yet, so only the closed socket tells; its request is cancelled and its caches freed.
+TEST(CliServeLoad, WholeAnswerLeaverCancelled) {
+  Server s("--model tiny --compute fp32", 0);
+  ASSERT_GT(s.port(), 0) << s.err();
+  {
+    auto l = s.client();
+    l.set_read_timeout(0, 400000);  // gives up after 0.4 s and closes the connection
+    auto res = l.Post("/v1/completions", R"({"prompt": [1], "max_tokens": 60000, "ignore_eos": true})",
+                      "application/json");
+    EXPECT_FALSE(res);
+  }
+  for (int i = 0; i < 100 && (metric(s, "modelone_requests_running") != 0 || metric(s, "modelone_cache_bytes") != 0); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(metric(s, "modelone_requests_running"), 0);
+  EXPECT_EQ(metric(s, "modelone_requests_cancelled_total"), 1);
+  EXPECT_EQ(metric(s, "modelone_cache_bytes"), 0);
+  int status = 0;
+  const json ok = post(s, "/v1/completions", {{"prompt", {5, 6}}, {"max_tokens", 2}}, &status);
+  EXPECT_EQ(status, 200) << ok.dump();
+  EXPECT_EQ(s.stop(), 0) << s.err();
+}
+
 std::vector<int32_t> bytes(const std::string& s) {
   std::vector<int32_t> ids;
   for (char c : s) ids.push_back(c == ' ' ? 96 : byte_id(c));

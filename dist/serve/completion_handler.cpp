@@ -73,12 +73,19 @@ std::vector<SampleEvent> wait_events(Channel& ch, double timeout_s) {
 
 }  // namespace
 
-void answer_whole(ServeHub&, LatencyStats& lat, const Accepted& a, httplib::Response& res) {
+void answer_whole(ServeHub& hub, LatencyStats& lat, const Accepted& a, httplib::Response& res,
+                  const std::function<bool()>& client_gone) {
   std::vector<ChoiceResult> choices(size_t(a.req.n));
   std::vector<ReasoningSplit> split(size_t(a.req.n), ReasoningSplit(a.req.thinking));
   Clock clock{a.submitted};
+  double looked = comm::now();
   for (;;) {
-    for (const SampleEvent& e : wait_events(*a.ch, 1.0)) {
+    const std::vector<SampleEvent> events = wait_events(*a.ch, 0.25);
+    if (comm::now() - looked >= 0.25) {  // a peek at the socket: cheap, but not every token
+      if (client_gone()) return hub.cancel(a.key);
+      looked = comm::now();
+    }
+    for (const SampleEvent& e : events) {
       if (e.sample < 0) {
         if (!e.error.empty()) return send_error(res, ApiError(503, e.error, "server_error"));
         for (size_t i = 0; i < choices.size(); ++i) split[i].finish(&choices[i].reasoning, &choices[i].content);

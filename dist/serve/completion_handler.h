@@ -41,7 +41,10 @@ struct Accepted {
   double submitted = 0;
 };
 
-void answer_whole(ServeHub& hub, LatencyStats& lat, const Accepted& a, httplib::Response& res);
+// client_gone() is asked between the engine's events (at least every 0.25 s): a client that left
+// has its request cancelled (its caches freed at the next step) and gets no answer.
+void answer_whole(ServeHub& hub, LatencyStats& lat, const Accepted& a, httplib::Response& res,
+                  const std::function<bool()>& client_gone);
 // ended() runs once the stream's last byte is written or the client has gone.
 void answer_stream(ServeHub& hub, LatencyStats& lat, std::shared_ptr<Accepted> a, httplib::Response& res,
                    std::function<void()> ended);

@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "comm/clock.h"
+#include "dist/serve/client_socket.h"
 #include "dist/serve/completion_handler.h"
 #include "model/base/check.h"
 
@@ -147,7 +148,8 @@ void HttpFront::completion_routes() {
                  ctx_.model_name, int64_t(std::time(nullptr)), ctx_.tokenizer};
       ++answering_;
       if (a->req.stream) return answer_stream(hub_, metrics_->latency, a, res, [this] { --answering_; });
-      answer_whole(hub_, metrics_->latency, *a, res);
+      const ClientSocket client(req.remote_addr, req.remote_port, req.local_port);
+      answer_whole(hub_, metrics_->latency, *a, res, [&client] { return client.gone(); });
       --answering_;  // httplib writes a whole answer even while stopping
     };
   };

@@ -22,7 +22,7 @@ namespace modelone::bench {
 
 namespace {
 
-double percentile(std::vector<double> v, double p) {
+double quantile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   const size_t i = size_t(std::min<double>(double(v.size() - 1), p * double(v.size() - 1) + 0.5));
@@ -130,7 +130,7 @@ void mixed_lines(Bench& b) {
       if (b.g.is_root()) extra.push_back({&fresh, prompt.data(), chunk});
       steps.push_back(b.decode_step(seqs, extra));
     }
-    const double p50 = percentile(steps, 0.5), p99 = percentile(steps, 0.99);
+    const double p50 = quantile(steps, 0.5), p99 = quantile(steps, 0.99);
     Line l("batch_mixed");
     l.add("model", b.e.config().name)
         .add("world", int64_t(b.g.W))

@@ -14,7 +14,7 @@ namespace modelone::bench {
 
 namespace {
 
-struct Point {
+struct SizeTime {
   double bytes, seconds;
 };
 
@@ -50,14 +50,14 @@ double time_collective(const comm::Comm& c, const std::string& kind, int64_t byt
 
 // Least squares of t = a + b MB over one group size's points, a and b kept >= 0 (a flat or
 // falling slope, noise, leaves the largest transfer's rate).
-std::pair<double, double> fit(const std::vector<Point>& pts) {
+std::pair<double, double> fit(const std::vector<SizeTime>& pts) {
   double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (const Point& p : pts) {
+  for (const SizeTime& p : pts) {
     const double x = p.bytes / 1e6;
     n += 1, sx += x, sy += p.seconds, sxx += x * x, sxy += x * p.seconds;
   }
   double b = (n * sxy - sx * sy) / (n * sxx - sx * sx), a = (sy - b * sx) / n;
-  const Point& big = *std::max_element(pts.begin(), pts.end(), [](auto& x, auto& y) { return x.bytes < y.bytes; });
+  const SizeTime& big = *std::max_element(pts.begin(), pts.end(), [](auto& x, auto& y) { return x.bytes < y.bytes; });
   if (!(b > 0) || !std::isfinite(b)) b = big.seconds / (big.bytes / 1e6);
   if (a < 0) a = 0, b = big.seconds / (big.bytes / 1e6);
   return {a, 1e-3 / b};  // latency s, GB/s
@@ -75,7 +75,7 @@ void calibrate_links(const comm::Comm& c, const std::string& prefix, const Calib
   for (const char* kind : {"alltoallv", "allgather", "p2p", "rma_get"}) {
     LinkFit& f = (*links)[prefix + "." + kind];
     for (int n = 2; n <= P; ++n) {
-      std::vector<Point> pts;
+      std::vector<SizeTime> pts;
       comm::Comm sub = c.split(c.rank() < n ? 0 : 1, c.rank());
       for (int64_t b : sizes) {
         const double t = c.rank() < n ? time_collective(sub, kind, b, o.quick ? 5 : 11) : 0;

@@ -8,14 +8,17 @@
 
 namespace modelone {
 
-namespace {
+// A named namespace, not an anonymous one: BatchScheduler::Active (declared in the header) holds
+// these, and a class with external linkage may not hold a type local to one file.
+namespace batch_detail {
 struct Sample {
   SequenceState state;
   std::vector<int32_t> out;
   int32_t next = -1;  // the token chosen last, the sample's input in the next step
   bool done = false;
 };
-}  // namespace
+}  // namespace batch_detail
+using batch_detail::Sample;
 
 struct BatchScheduler::Active {
   ScheduledRequest req;

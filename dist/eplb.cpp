@@ -9,7 +9,7 @@
 
 namespace modelone {
 
-using json = nlohmann::json;
+using nlohmann::json;
 
 namespace {
 

@@ -6,14 +6,14 @@
 
 namespace modelone {
 
-using json = nlohmann::ordered_json;
+using ojson = nlohmann::ordered_json;  // keys in the order written
 
 namespace {
 
 double gib(double b) { return b / double(1ll << 30); }
 
-json parts_json(const StepCost& s) {
-  json j = json::object();
+ojson parts_json(const StepCost& s) {
+  ojson j = ojson::object();
   for (const std::string& p : kPlanParts) {
     const PartTime& t = s.parts.at(p);
     j[p] = {{"compute_s", t.compute}, {"exchange_s", t.exchange}, {"wait_s", t.wait}};
@@ -23,9 +23,9 @@ json parts_json(const StepCost& s) {
 
 // One layout's figures (flat: the csv and md columns), the parts as seconds of one decode step
 // and of the whole prefill.
-json row_json(const PlanRow& r) {
+ojson row_json(const PlanRow& r) {
   const PlanLayout& l = r.layout;
-  json j = {{"nodes", l.nodes}, {"ranks_per_node", l.ranks_per_node}, {"threads", l.threads},
+  ojson j = {{"nodes", l.nodes}, {"ranks_per_node", l.ranks_per_node}, {"threads", l.threads},
             {"world", l.world()}, {"cp", l.cp}, {"ep", l.ep}, {"dp", l.dp()},
             {"memory_gib_per_rank", gib(double(r.memory_total))}, {"fits", r.fits},
             {"prefill_tokens_per_second", r.p.prefill_tokens_per_second},
@@ -41,7 +41,7 @@ json row_json(const PlanRow& r) {
   return j;
 }
 
-json header_json(const PlanReport& r) {
+ojson header_json(const PlanReport& r) {
   return {{"model", r.cfg.name}, {"context", r.q.work.context}, {"batch", r.q.work.batch},
           {"compute", r.q.work.compute}, {"weights", r.q.work.dense_dtype + " dense, " + r.q.work.expert_dtype + " experts"},
           {"network", r.q.net.describe()}, {"goal", r.q.goal},
@@ -49,7 +49,7 @@ json header_json(const PlanReport& r) {
           {"machine", r.prof.machine}};
 }
 
-void print_table(const std::vector<json>& rows, const std::string& format) {
+void print_table(const std::vector<ojson>& rows, const std::string& format) {
   if (rows.empty()) return;
   const char* sep = format == "csv" ? "," : " | ";
   std::string line = format == "md" ? "| " : "";
@@ -61,7 +61,7 @@ void print_table(const std::vector<json>& rows, const std::string& format) {
     for (size_t i = 0; i < rows[0].size(); ++i) rule += "---|";
     std::printf("%s\n", rule.c_str());
   }
-  for (const json& r : rows) {
+  for (const ojson& r : rows) {
     line = format == "md" ? "| " : "";
     for (auto& [k, v] : r.items()) {
       char b[64];
@@ -112,26 +112,26 @@ void print_plan(const PlanReport& r, const std::vector<PlanRow>& rows) {
   if (r.format == "text") return print_text(r, rows);
   if (r.format == "json") {
     const PlanRow& b = rows.front();
-    json j = header_json(r);
-    const json best = row_json(b);  // items() of a temporary would dangle
+    ojson j = header_json(r);
+    const ojson best = row_json(b);  // items() of a temporary would dangle
     for (auto& [k, v] : best.items()) j[k] = v;
     j["prefill_parts"] = parts_json(b.p.prefill);
     j["decode_parts"] = parts_json(b.p.decode);
-    j["layouts"] = json::array();
+    j["layouts"] = ojson::array();
     for (const PlanRow& x : rows) j["layouts"].push_back(row_json(x));
     std::printf("%s\n", j.dump(1).c_str());
     return;
   }
-  std::vector<json> t;
+  std::vector<ojson> t;
   for (size_t i = 0; i < rows.size() && int(i) < r.top; ++i) t.push_back(row_json(rows[i]));
   print_table(t, r.format);
 }
 
 void print_plan_sweep(const PlanReport& r, const std::vector<PlanRow>& best) {
-  std::vector<json> t;
+  std::vector<ojson> t;
   for (const PlanRow& x : best) t.push_back(row_json(x));
   if (r.format == "json") {
-    json j = header_json(r);
+    ojson j = header_json(r);
     j["sweep"] = t;
     std::printf("%s\n", j.dump(1).c_str());
     return;

@@ -10,7 +10,7 @@
 
 namespace modelone {
 
-using json = nlohmann::ordered_json;
+using ojson = nlohmann::ordered_json;  // keys in the order written
 
 double CostCurve::at(double s) const {
   MO_CHECK(!size.empty() && size.size() == per_unit.size());
@@ -83,9 +83,9 @@ const LinkFit& MachineProfile::link(const std::string& name) const {
 // ---- JSON ----
 
 namespace {
-json curve_json(const CostCurve& c) { return {{"size", c.size}, {"per_unit", c.per_unit}}; }
-json product_json(const ProductCosts& p) {
-  json c = json::array();
+ojson curve_json(const CostCurve& c) { return {{"size", c.size}, {"per_unit", c.per_unit}}; }
+ojson product_json(const ProductCosts& p) {
+  ojson c = ojson::array();
   for (const ProductClass& k : p.classes) c.push_back({{"bytes", k.bytes}, {"curve", curve_json(k.curve)}});
   return {{"classes", c}, {"call_s", p.call_s}};
 }
@@ -98,22 +98,22 @@ struct Reader {
     fail("machine profile ", file, ": ", where, " ", what,
          " (make a new one with `modelone bench calibrate --out FILE`)");
   }
-  const json& at(const json& j, const char* k, const std::string& where) const {
+  const ojson& at(const ojson& j, const char* k, const std::string& where) const {
     if (!j.is_object() || !j.contains(k)) bad(where, std::string("has no \"") + k + "\"");
     return j[k];
   }
-  double value(const json& v, const std::string& where, bool zero_ok = false) const {
+  double value(const ojson& v, const std::string& where, bool zero_ok = false) const {
     if (!v.is_number()) bad(where, "is not a number");
     const double x = v.get<double>();
     if (!std::isfinite(x) || x < 0 || (!zero_ok && x == 0)) bad(where, "is not a positive number");
     return x;
   }
-  double num(const json& j, const char* k, const std::string& where, bool zero_ok = false) const {
+  double num(const ojson& j, const char* k, const std::string& where, bool zero_ok = false) const {
     return value(at(j, k, where), where + "." + k, zero_ok);
   }
-  CostCurve curve(const json& j, const std::string& where) const {
+  CostCurve curve(const ojson& j, const std::string& where) const {
     CostCurve c;
-    const json &s = at(j, "size", where), &u = at(j, "per_unit", where);
+    const ojson &s = at(j, "size", where), &u = at(j, "per_unit", where);
     if (!s.is_array() || !u.is_array() || s.empty() || s.size() != u.size())
       bad(where, "needs equal, non-empty size and per_unit lists");
     for (size_t i = 0; i < s.size(); ++i) {
@@ -126,9 +126,9 @@ struct Reader {
     }
     return c;
   }
-  ProductCosts product(const json& j, const std::string& w) const {
+  ProductCosts product(const ojson& j, const std::string& w) const {
     ProductCosts p;
-    const json& cs = at(j, "classes", w);
+    const ojson& cs = at(j, "classes", w);
     if (!cs.is_array() || cs.empty()) bad(w + ".classes", "is not a non-empty list");
     for (size_t i = 0; i < cs.size(); ++i) {
       const std::string wi = w + ".classes[" + std::to_string(i) + "]";
@@ -138,15 +138,15 @@ struct Reader {
     p.call_s = num(j, "call_s", w);
     return p;
   }
-  std::vector<double> list(const json& j, const char* k, const std::string& w, bool zero_ok) const {
-    const json& v = at(j, k, w);
+  std::vector<double> list(const ojson& j, const char* k, const std::string& w, bool zero_ok) const {
+    const ojson& v = at(j, k, w);
     if (!v.is_array() || v.empty()) bad(w + "." + k, "is not a non-empty list");
     std::vector<double> out;
     for (size_t i = 0; i < v.size(); ++i)
       out.push_back(value(v[i], w + "." + k + "[" + std::to_string(i) + "]", zero_ok));
     return out;
   }
-  LinkFit link(const json& j, const std::string& w) const {
+  LinkFit link(const ojson& j, const std::string& w) const {
     LinkFit l;
     for (double n : list(j, "ranks", w, false)) {
       if (n < 2 || n != double(int(n)) || (!l.ranks.empty() && int(n) <= l.ranks.back()))
@@ -171,8 +171,8 @@ struct Reader {
 };
 }  // namespace
 
-json MachineProfile::to_json() const {
-  json j = {{"format", kFormat}, {"build", build}, {"machine", machine}, {"threads", threads},
+ojson MachineProfile::to_json() const {
+  ojson j = {{"format", kFormat}, {"build", build}, {"machine", machine}, {"threads", threads},
             {"compute", compute}};
   for (auto& [k, p] : products) j["products"][k] = product_json(p);
   for (auto& [k, p] : experts) j["experts"][k] = product_json(p);
@@ -181,7 +181,7 @@ json MachineProfile::to_json() const {
                                          {"partial_one", curve_json(a.partial_one)},
                                          {"index_one", curve_json(a.index_one)}};
   for (auto& [t, g] : read_gbps) j["read_gbps"][std::to_string(t)] = g;
-  j["links"] = json::object();  // empty on one rank: plan then prices no collective
+  j["links"] = ojson::object();  // empty on one rank: plan then prices no collective
   for (auto& [k, l] : links) j["links"][k] = {{"ranks", l.ranks}, {"latency_s", l.latency_s}, {"gbps", l.gbps}};
   for (auto& [t, f] : fixed)
     j["fixed"][std::to_string(t)] = {{"per_layer_s", f.per_layer_s}, {"per_layer_width_s", f.per_layer_width_s},
@@ -190,9 +190,9 @@ json MachineProfile::to_json() const {
 }
 
 namespace {
-void read_tables(const Reader& r, const json& j, MachineProfile* p) {
+void read_tables(const Reader& r, const ojson& j, MachineProfile* p) {
   for (const char* section : {"products", "experts"}) {
-    const json& s = r.at(j, section, "the file");
+    const ojson& s = r.at(j, section, "the file");
     if (!s.is_object() || s.empty()) r.bad(section, "is empty");
     auto& out = std::string(section) == "products" ? p->products : p->experts;
     for (auto& [k, v] : s.items()) out[k] = r.product(v, std::string(section) + "." + k);
@@ -218,28 +218,28 @@ MachineProfile read_machine_profile(const std::string& path, const std::string& 
   Reader r{path};
   std::ifstream f(path);
   MO_REQUIRE(f, "machine profile ", path, ": cannot be read");
-  json j;
+  ojson j;
   try {
-    j = json::parse(f);
+    j = ojson::parse(f);
   } catch (const std::exception&) {
     r.bad("the file", "is not JSON (corrupt or cut short)");
   }
   if (!j.is_object() || !j.contains("format") || j["format"] != MachineProfile::kFormat)
     r.bad("the file", std::string("is not a profile of format ") + MachineProfile::kFormat);
   MachineProfile p;
-  const json& b = r.at(j, "build", "the file");
+  const ojson& b = r.at(j, "build", "the file");
   if (!b.is_string()) r.bad("build", "is not a string");
   p.build = b.get<std::string>();
   if (!build.empty() && p.build != build)
     fail("machine profile ", path, ": made by another build of modelone (", p.build, ", this is ",
          build, "); calibrate again with this one: `modelone bench calibrate --out ", path, "`");
   p.machine = r.at(j, "machine", "the file");
-  for (const json& t : r.at(j, "threads", "the file")) {
+  for (const ojson& t : r.at(j, "threads", "the file")) {
     if (!t.is_number_integer() || t.get<int>() < 1) r.bad("threads", "holds a bad thread count");
     p.threads.push_back(t.get<int>());
   }
   if (p.threads.empty()) r.bad("threads", "is empty");
-  const json& c = r.at(j, "compute", "the file");
+  const ojson& c = r.at(j, "compute", "the file");
   if (!c.is_string() || (c != "bf16" && c != "fp32")) r.bad("compute", "is not bf16 or fp32");
   p.compute = c.get<std::string>();
   read_tables(r, j, &p);

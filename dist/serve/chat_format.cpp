@@ -8,7 +8,7 @@ namespace modelone {
 
 namespace {
 
-using json = nlohmann::json;
+using nlohmann::json;
 
 enum class Role { System, User, Assistant };
 

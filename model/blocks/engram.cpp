@@ -4,18 +4,9 @@
 
 #include "model/base/check.h"
 #include "model/kernels/linear.h"
+#include "model/base/splitmix.h"
 
 namespace modelone {
-
-namespace {
-
-uint64_t mix64(uint64_t z) {  // splitmix64 finalizer
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 int64_t engram_row_bytes(DType dtype, int64_t head_dim) {
   switch (dtype) {
@@ -49,9 +40,9 @@ void synth_engram_rows(uint64_t seed, int64_t table, DType dtype, int64_t head_d
   const int64_t rb = engram_row_bytes(dtype, head_dim);
   std::vector<float> v(static_cast<size_t>(head_dim));
   for (int64_t r = 0; r < n; ++r) {
-    const uint64_t base = mix64(seed ^ mix64(uint64_t(table) * 0x9e3779b97f4a7c15ull + uint64_t(r0 + r)));
+    const uint64_t base = splitmix64(seed ^ splitmix64(uint64_t(table) * 0x9e3779b97f4a7c15ull + uint64_t(r0 + r)));
     for (int64_t i = 0; i < head_dim; ++i)  // uniform in [-1, 1)
-      v[size_t(i)] = float(double(mix64(base + uint64_t(i)) >> 11) * 0x1p-52 - 1.0);
+      v[size_t(i)] = float(double(splitmix64(base + uint64_t(i)) >> 11) * 0x1p-52 - 1.0);
     uint8_t* row = out + r * rb;
     if (dtype == DType::F8_E4M3) {
       for (int64_t b = 0; b < head_dim / 32; ++b) {
@@ -70,7 +61,7 @@ void synth_engram_rows(uint64_t seed, int64_t table, DType dtype, int64_t head_d
 std::vector<int32_t> synthetic_compression_map(uint64_t seed, int64_t vocab, int64_t compressed_vocab) {
   std::vector<int32_t> m(static_cast<size_t>(vocab));
   for (int64_t i = 0; i < vocab; ++i)
-    m[size_t(i)] = int32_t(mix64(seed * 31 + 0x5eed + uint64_t(i)) % uint64_t(compressed_vocab));
+    m[size_t(i)] = int32_t(splitmix64(seed * 31 + 0x5eed + uint64_t(i)) % uint64_t(compressed_vocab));
   return m;
 }
 

@@ -19,14 +19,8 @@ namespace {
 
 constexpr int64_t kWin = 32, kEnt = 16, kKey = 32;  // values per scale
 
-float block_amax(const float* x, int64_t n) {
-  float a = 0.f;
-  for (int64_t i = 0; i < n; ++i) a = std::max(a, std::fabs(x[i]));
-  return a;
-}
-
 // The e2m1 code of a value on the e2m1 grid.
-uint8_t e2m1_code(float q) {
+uint8_t e2m1_exact_code(float q) {
   static constexpr float kMag[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
   const float a = std::fabs(q);
   uint8_t m = 0;
@@ -57,8 +51,8 @@ float entry_scale(const float* x) {
 
 void put_fp4(const float* x, int64_t n, float s, uint8_t* codes) {
   for (int64_t i = 0; i < n; i += 2) {
-    const uint8_t lo = e2m1_code(e2m1_round(std::clamp(x[i] / s, -6.f, 6.f)));
-    const uint8_t hi = e2m1_code(e2m1_round(std::clamp(x[i + 1] / s, -6.f, 6.f)));
+    const uint8_t lo = e2m1_exact_code(e2m1_round(std::clamp(x[i] / s, -6.f, 6.f)));
+    const uint8_t hi = e2m1_exact_code(e2m1_round(std::clamp(x[i + 1] / s, -6.f, 6.f)));
     codes[i / 2] = uint8_t(lo | (hi << 4));
   }
 }

@@ -70,7 +70,7 @@ bool find_preset(const std::string& name, pb::ModelConfig* out) {
 
 namespace {
 
-using json = nlohmann::json;
+using nlohmann::json;
 
 // Set one scalar field of msg from a JSON value, by the field's protobuf type.
 void set_from_json(gp::Message* msg, const gp::FieldDescriptor* f, const json& v,

@@ -21,7 +21,7 @@ Weight owned(std::string name, DType dtype, std::vector<int64_t> shape, std::vec
   return w;
 }
 
-uint8_t e2m1_code(float v) {  // nearest of 0, .5, 1, 1.5, 2, 3, 4, 6 (the lower on a tie)
+uint8_t e2m1_nearest_code(float v) {  // nearest of 0, .5, 1, 1.5, 2, 3, 4, 6 (the lower on a tie)
   static constexpr float kMag[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
   const float a = std::fabs(v);
   uint8_t best = 0;
@@ -67,7 +67,7 @@ Weight quantize_weight(std::string name, DType dtype, int64_t rows, int64_t cols
       scales[size_t(r * (cols / 32) + g)] = e;
       const float inv = 1.f / ue8m0_to_f32(e);
       uint8_t* p = packed.data() + (r * cols + g * 32) / 2;
-      for (int i = 0; i < 32; i += 2) p[i / 2] = uint8_t(e2m1_code(v[i] * inv) | (e2m1_code(v[i + 1] * inv) << 4));
+      for (int i = 0; i < 32; i += 2) p[i / 2] = uint8_t(e2m1_nearest_code(v[i] * inv) | (e2m1_nearest_code(v[i + 1] * inv) << 4));
     }
   Weight w = owned(name, dtype, {rows, cols}, std::move(packed));
   w.scale = std::make_shared<Weight>(owned(name + ".scale", DType::F8_E8M0, {rows, cols / 32}, std::move(scales)));

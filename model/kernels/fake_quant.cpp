@@ -11,12 +11,6 @@ namespace modelone {
 
 namespace {
 
-float block_amax(const float* x, int64_t n) {
-  float a = 0.f;
-  for (int64_t i = 0; i < n; ++i) a = std::max(a, std::fabs(x[i]));
-  return a;
-}
-
 void check_blocks(int64_t n, int64_t block) {
   MO_CHECK(block > 0 && n % block == 0, n, " values do not split into blocks of ", block);
 }
@@ -27,6 +21,12 @@ void fp4_block(float* x, int64_t n, float s) {
 }
 
 }  // namespace
+
+float block_amax(const float* x, int64_t n) {
+  float a = 0.f;
+  for (int64_t i = 0; i < n; ++i) a = std::max(a, std::fabs(x[i]));
+  return a;
+}
 
 float pow2_ceil(float x) {
   uint32_t u;

@@ -14,6 +14,7 @@ namespace modelone {
 
 float pow2_ceil(float x);   // 2^ceil(log2 x) for positive normal x, exactly
 float e2m1_round(float v);  // v within [-6, 6]: the nearest e2m1 value, ties to the even code
+float block_amax(const float* x, int64_t n);  // max |x[i]| over n values (0 for none)
 
 // n values, n a multiple of block.
 void fake_quant_fp8_ue8m0(float* x, int64_t n, int64_t block);

@@ -9,6 +9,7 @@
 #include "model/base/check.h"
 #include "model/base/cpu_features.h"
 #include "model/kernels/linear_gemv_bf16.h"
+#include "model/kernels/omp_threads.h"
 #include "model/kernels/panel_weights.h"
 
 namespace modelone {
@@ -46,8 +47,6 @@ void sgemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, cons
 }
 
 namespace {
-
-int threads_here() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 // Decode-sized products: each thread widens a few weight rows into L1 and dots them with all T
 // rows of x, so the weight streams from memory once at its stored width.

@@ -8,14 +8,13 @@
 #include "model/base/check.h"
 #include "model/base/cpu_features.h"
 #include "model/kernels/linear.h"
+#include "model/kernels/omp_threads.h"
 #include "model/kernels/onednn_matmul.h"
 #include "model/kernels/panel_weights.h"
 
 namespace modelone {
 
 namespace {
-
-int threads_here() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 // Decode-sized products: threads split the weight rows; each streams its rows once at their
 // stored width (bf16, FP8, FP4 decoded in registers) against all T rows of x.

@@ -8,6 +8,7 @@
 
 #include "model/base/cpu_features.h"
 #include "model/base/dtype.h"
+#include "model/kernels/omp_threads.h"
 
 namespace modelone {
 
@@ -59,7 +60,7 @@ void rows_scalar(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int6
 MO_AVX512 void gemv_avx512(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int64_t K,
                            int64_t N, float* y, int64_t ldy, bool accumulate) {
   const int64_t nb = N / 4;
-#pragma omp parallel for schedule(static) num_threads(omp_in_parallel() ? 1 : omp_get_max_threads())
+#pragma omp parallel for schedule(static) num_threads(threads_here())
   for (int64_t b = 0; b < nb; ++b) {
     const uint16_t* w = W + b * 4 * K;
     float* yb = y + b * 4;

@@ -12,6 +12,7 @@
 #include "model/base/large_alloc.h"
 #include "model/base/cpu_features.h"
 #include "model/kernels/bf16_decode.h"
+#include "model/kernels/omp_threads.h"
 
 namespace modelone {
 
@@ -110,7 +111,7 @@ void over_panels(const Weight& w, int64_t T, int64_t r0, int64_t N, float* y, in
   const int64_t p0 = r0 / kPanelRows, np = (r0 + N - 1) / kPanelRows + 1 - p0;
   const int64_t nb = (T + kRowsPerTask - 1) / kRowsPerTask, tasks = np * nb;
   // Task k on thread k mod threads: each knows the task it runs next, k + threads.
-#pragma omp parallel num_threads(omp_in_parallel() ? 1 : omp_get_max_threads())
+#pragma omp parallel num_threads(threads_here())
   {
     const int64_t stride = omp_get_num_threads();
     for (int64_t k = omp_get_thread_num(); k < tasks; k += stride) {

@@ -5,16 +5,11 @@
 #include <cmath>
 
 #include "model/base/check.h"
+#include "model/base/splitmix.h"
 
 namespace modelone {
 
 namespace {
-
-uint64_t mix(uint64_t z) {  // splitmix64's finalizer
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 void require_in(double v, double lo, double hi, bool lo_open, const char* name) {
   const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
@@ -41,9 +36,9 @@ void SamplingParams::validate(int64_t vocab) const {
 }
 
 double sample_uniform(uint64_t seed, uint64_t sequence, int64_t position) {
-  uint64_t h = mix(seed ^ 0x5ea3b1e5f00dull);
-  h = mix(h + sequence * 0x9e3779b97f4a7c15ull);
-  h = mix(h ^ (uint64_t(position) * 0xc2b2ae3d27d4eb4full));
+  uint64_t h = splitmix64(seed ^ 0x5ea3b1e5f00dull);
+  h = splitmix64(h + sequence * 0x9e3779b97f4a7c15ull);
+  h = splitmix64(h ^ (uint64_t(position) * 0xc2b2ae3d27d4eb4full));
   return double(h >> 11) * 0x1p-53;
 }
 

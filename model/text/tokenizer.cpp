@@ -14,7 +14,7 @@ namespace modelone {
 
 namespace {
 
-using json = nlohmann::json;
+using nlohmann::json;
 
 std::string utf8_of(uint32_t c) {
   std::string s;

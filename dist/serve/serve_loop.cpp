@@ -126,23 +126,34 @@ class Loop {
     for (FinishedRequest& f : sched_.step()) finish(f);
     return true;
   }
-  // This step's events of this rank's requests, in a message for rank 0.
-  std::string events() {
-    json out = json::array();
+  // This step's events of this rank's requests. World rank 0 keeps its own (`own`: no text
+  // round trip, most of a one-rank server's work per token) and returns nothing; the others
+  // return theirs as one line of JSON for rank 0.
+  std::string events(std::vector<SampleEvent>* own) {
+    std::vector<SampleEvent> out;
     for (auto& [key, live] : live_)
       for (auto& e : live.ev)
         if (!e->tokens.empty() || !e->text.empty()) {
-          if (reports_) out.push_back(event_json(*e));
-          e->tokens.clear();
-          e->text.clear();
-          e->logprob.clear();
-          e->top.clear();
+          SampleEvent c;
+          c.key = e->key;
+          c.sample = e->sample;
+          c.tokens.swap(e->tokens);
+          c.text.swap(e->text);
+          c.logprob.swap(e->logprob);
+          c.top.swap(e->top);
+          if (reports_) out.push_back(std::move(c));
         }
-    if (reports_) for (const SampleEvent& e : ended_) out.push_back(event_json(e));
+    if (reports_) for (SampleEvent& e : ended_) out.push_back(std::move(e));
     ended_.clear();
     for (int64_t k : gone_) live_.erase(k);
     gone_.clear();
-    return out.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    if (own) {
+      *own = std::move(out);
+      return "";
+    }
+    json j = json::array();
+    for (const SampleEvent& e : out) j.push_back(event_json(e));
+    return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   }
 
  private:
@@ -243,11 +254,16 @@ void serve_loop(Engine& engine, const RankGrid& grid, const ApiContext& ctx,
     ServeCounters view;
     busy = loop.step(&view);
     std::vector<char> all;
-    const std::string mine = loop.events();
+    std::vector<SampleEvent> own;
+    const std::string mine = loop.events(hub ? &own : nullptr);
     grid.world.gatherv(mine.data(), int64_t(mine.size()), &all, 0);
     if (!hub) continue;
     hub->set_view(view);
-    // Each rank's events as one line of JSON, in rank order.
+    for (const SampleEvent& ev : own) {
+      if (ev.sample < 0) dealer->forget(ev.key);
+      hub->deliver(ev);
+    }
+    // Each other rank's events as one line of JSON, in rank order.
     size_t at = 0;
     while (at < all.size()) {
       const size_t nl = size_t(std::find(all.begin() + long(at), all.end(), '\n') - all.begin());

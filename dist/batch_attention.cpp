@@ -10,6 +10,7 @@
 #include "comm/clock.h"
 #include "dist/cp_attention.h"
 #include "model/base/check.h"
+#include "model/kernels/omp_threads.h"
 
 namespace modelone {
 
@@ -35,8 +36,10 @@ void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rop
     p_.q.resize(size_t(T * cfg_.num_heads * cfg_.head_dim));
     attn_project_heads(cfg_, w, rope, p_.q_lat.data(), T, pos.data(), 0, cfg_.num_heads, p_.q.data());
     wins_.resize(S);
-    for (size_t i = 0; i < S; ++i)
-      attn_advance(cfg_, l, w, rope, p_, segs[i], (*seqs[i].caches)[size_t(l)], &wins_[i]);
+    // Each sequence's own caches and window: independent, so side by side over the threads.
+    parallel_each(int64_t(S), [&](int64_t i) {
+      attn_advance(cfg_, l, w, rope, p_, segs[size_t(i)], (*seqs[size_t(i)].caches)[size_t(l)], &wins_[size_t(i)]);
+    });
   });
 
   // Each sequence's tables (cp = 1: its own stores) and picks, at its rows of s_.picks.
@@ -48,25 +51,32 @@ void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rop
   s_.n_picks.resize(size_t(T));
   const bool shared = kind == AttnKind::Shared;
   const bool scores = kind == AttnKind::CSA || (shared && cfg_.shared.is_index_source(l));
-  for (size_t i = 0; i < S; ++i) {
-    if (kind == AttnKind::Sliding) break;
+  // Per sequence (its own stores, scratch and rows of the picks). A decode step's sequences have a
+  // query or a few each, too few to split inside: they run side by side over the threads. A step
+  // holding a prompt chunk runs them in turn, each split over its queries inside.
+  const bool few_queries = std::all_of(segs.begin(), segs.end(), [](const Segment& g) { return g.n <= 4; });
+  const int64_t n_select = kind == AttnKind::Sliding ? 0 : int64_t(S);
+  auto select = [&](int64_t si) {
+    const size_t i = size_t(si);
     const std::vector<LayerCache>& caches = *seqs[i].caches;
     // V4.1: a Shared layer reads its kv source's stores (the layer's own when it is one).
     const LayerCache& c = caches[size_t(shared ? cfg_.shared.kv_of[size_t(l)] : l)];
     ents[i] = table(c.entries, batch_dense_[2 * i], "cp.entries");
-    if (!scores) continue;
+    if (!scores) return;
     const EntryTable keys = table(c.idx_keys, batch_dense_[2 * i + 1], "cp.index_keys");
     const Segment& s = segs[i];
     int32_t* top = s_.picks.data() + s.row * K;
     int32_t* count = s_.n_picks.data() + s.row;
-    comm::timed(timers.indexer, cpu, [&] {
-      if (shared)
-        shared_select(cfg_, l, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, &batch_blocks_[i],
-                      top, count, s.row);
-      else
-        indexer_select(cfg_, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, top, count, s.row);
-    });
-  }
+    if (shared)
+      shared_select(cfg_, l, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, &batch_blocks_[i],
+                    top, count, s.row);
+    else
+      indexer_select(cfg_, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, top, count, s.row);
+  };
+  comm::timed(timers.indexer, cpu, [&] {
+    if (few_queries) return parallel_each(n_select, select);
+    for (int64_t i = 0; i < n_select; ++i) select(i);
+  });
   const std::vector<float> sink = w.attn_sink.to_f32();
   comm::timed(timers.attend, cpu, [&] {
     attn_attend(cfg_, l, p_, segs, wins_, ents, s_.picks.data(), s_.n_picks.data(), &part_);

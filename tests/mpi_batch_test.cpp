@@ -5,6 +5,8 @@
 // 16 sequences of mixed lengths arrive at different steps, their prompts fed in chunks beside
 // other sequences' decode tokens; under fp32 and greedy each must give the logits and tokens it
 // gives alone on one rank.
+#include <omp.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -148,6 +150,18 @@ TEST(Batch, Fp8CacheSequencesMatchAlone) {
 TEST(Batch, EngramSequencesMatchAlone) { batch_matches_alone("tiny-engram", {}, 0); }
 
 TEST(Batch, V41SequencesMatchAlone) { batch_matches_alone("tiny-v41", {"fake_quant=false"}, 0); }
+
+// On two threads a decode step's sequences run their cache updates and indexer picks side by side
+// (dist/batch_attention.cpp); each must still match its run alone.
+TEST(Batch, SideBySideOnTwoThreadsMatchesAlone) {
+  // One rank: more ranks of two spinning threads each would crowd the two cores (4 ranks: 56 s).
+  if (comm::Comm::world().size() > 1) GTEST_SKIP() << "runs at one rank";
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(2);
+  batch_matches_alone("tiny", {}, 0);
+  batch_matches_alone("tiny-v41", {"fake_quant=false"}, 0);
+  omp_set_num_threads(before);
+}
 
 // Under cp > 1 (a cp group of 2 at np 4, with two dp groups; the whole world at np 2 and 3) each
 // sequence is split over its group as alone; V4.1's hand-over between layers and Engram's n-grams

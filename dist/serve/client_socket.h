@@ -11,11 +11,10 @@ namespace modelone {
 class ClientSocket {
  public:
   // Finds the connection (local_port, remote_addr:remote_port) among this process's sockets;
-  // none found (an address httplib did not fill) means gone() always answers false.
+  // when none is found (an address httplib did not fill), gone() always answers false.
   ClientSocket(const std::string& remote_addr, int remote_port, int local_port);
   // True once the peer has closed its end (a pipelined next request still counts as present).
   bool gone() const;
-  bool found() const { return fd_ >= 0; }
 
  private:
   int fd_ = -1;

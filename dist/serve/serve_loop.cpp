@@ -59,6 +59,15 @@ class StreamGen : public SequenceGen {
   std::vector<int32_t> ids_;
 };
 
+// What a sample's event gathered this step, leaving it empty (its key and sample kept) for the next.
+SampleEvent take(SampleEvent& e) {
+  SampleEvent step = std::move(e);
+  e = SampleEvent{};
+  e.key = step.key;
+  e.sample = step.sample;
+  return step;
+}
+
 // A request this rank's group runs: each sample's events of the current step.
 struct Live {
   std::vector<std::unique_ptr<SampleEvent>> ev;
@@ -126,21 +135,14 @@ class Loop {
     for (FinishedRequest& f : sched_.step()) finish(f);
     return true;
   }
-  // This step's events of this rank's requests. World rank 0 keeps its own (`own`: no text
-  // round trip, most of a one-rank server's work per token) and returns nothing; the others
-  // return theirs as one line of JSON for rank 0.
+  // This step's events of this rank's requests. World rank 0 keeps its own (`own`: no JSON
+  // round trip) and returns nothing; the others return theirs as one line of JSON for rank 0.
   std::string events(std::vector<SampleEvent>* own) {
     std::vector<SampleEvent> out;
     for (auto& [key, live] : live_)
       for (auto& e : live.ev)
         if (!e->tokens.empty() || !e->text.empty()) {
-          SampleEvent c;
-          c.key = e->key;
-          c.sample = e->sample;
-          c.tokens.swap(e->tokens);
-          c.text.swap(e->text);
-          c.logprob.swap(e->logprob);
-          c.top.swap(e->top);
+          SampleEvent c = take(*e);
           if (reports_) out.push_back(std::move(c));
         }
     if (reports_) for (SampleEvent& e : ended_) out.push_back(std::move(e));
@@ -198,11 +200,8 @@ class Loop {
       e.done = true;
       e.finish_reason = g.finish_reason;
       end.completion_tokens += int64_t(g.tokens.size());
-      if (reports_) ended_.push_back(e);  // its last tokens and text with the reason
-      e.tokens.clear();
-      e.text.clear();
-      e.logprob.clear();
-      e.top.clear();
+      SampleEvent last = take(e);  // its last tokens and text with the reason
+      if (reports_) ended_.push_back(std::move(last));
     }
     ended_.push_back(end);
     gone_.push_back(f.key);

@@ -26,6 +26,7 @@ httplib::Client client(const ServeTarget& t) {
   // A new connection per request (Connection: close): a kept-alive idle connection would hold
   // one of the server's HTTP threads between requests.
   c.set_keep_alive(false);
+  c.set_tcp_nodelay(true);
   if (!t.api_key.empty()) c.set_bearer_token_auth(t.api_key.c_str());
   return c;
 }

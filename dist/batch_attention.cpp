@@ -52,26 +52,38 @@ void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rop
   const bool shared = kind == AttnKind::Shared;
   const bool scores = kind == AttnKind::CSA || (shared && cfg_.shared.is_index_source(l));
   // Per sequence (its own stores, scratch and rows of the picks). A decode step's sequences have a
-  // query or a few each, too few to split inside: they run side by side over the threads. A step
+  // query or a few each, too few to split inside: they run side by side over the threads, and
+  // decode only the entries their queries picked (index_topk each, not the whole store). A step
   // holding a prompt chunk runs them in turn, each split over its queries inside.
   const bool few_queries = std::all_of(segs.begin(), segs.end(), [](const Segment& g) { return g.n <= 4; });
+  const bool picked = few_queries && (kind == AttnKind::CSA || shared);
+  // The bf16 path reads a CSA layer's bf16 (or fp8) index keys as they are stored.
+  const bool keys_bf16 = few_queries && kind == AttnKind::CSA && compute_mode() == Compute::BF16;
+  if (picked) batch_picks_.resize(size_t(T * K));
+  if (batch_keys_bf16_.size() < S) batch_keys_bf16_.resize(S);
   const int64_t n_select = kind == AttnKind::Sliding ? 0 : int64_t(S);
   auto select = [&](int64_t si) {
     const size_t i = size_t(si);
     const std::vector<LayerCache>& caches = *seqs[i].caches;
     // V4.1: a Shared layer reads its kv source's stores (the layer's own when it is one).
     const LayerCache& c = caches[size_t(shared ? cfg_.shared.kv_of[size_t(l)] : l)];
-    ents[i] = table(c.entries, batch_dense_[2 * i], "cp.entries");
-    if (!scores) return;
-    const EntryTable keys = table(c.idx_keys, batch_dense_[2 * i + 1], "cp.index_keys");
     const Segment& s = segs[i];
     int32_t* top = s_.picks.data() + s.row * K;
     int32_t* count = s_.n_picks.data() + s.row;
-    if (shared)
-      shared_select(cfg_, l, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, &batch_blocks_[i],
-                    top, count, s.row);
-    else
-      indexer_select(cfg_, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, top, count, s.row);
+    if (keys_bf16) {
+      const int64_t nk = c.idx_keys.size();
+      const uint16_t* kb = c.idx_keys.rows.view_bf16(0, nk, (nk + 63) / 64 * 64, batch_keys_bf16_[i]);
+      indexer_select_bf16(cfg_, p_.iq, s.n, pos.data() + s.row, kb, nk, top, count, s.row);
+    } else if (scores) {
+      const EntryTable keys = table(c.idx_keys, batch_dense_[2 * i + 1], "cp.index_keys");
+      if (shared)
+        shared_select(cfg_, l, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, &batch_blocks_[i],
+                      top, count, s.row);
+      else
+        indexer_select(cfg_, p_.iq, s.n, pos.data() + s.row, keys.rows, keys.n, top, count, s.row);
+    }
+    ents[i] = picked ? picked_entries(c.entries, s, batch_dense_[2 * i])
+                     : table(c.entries, batch_dense_[2 * i], "cp.entries");
   };
   comm::timed(timers.indexer, cpu, [&] {
     if (few_queries) return parallel_each(n_select, select);
@@ -79,10 +91,30 @@ void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rop
   });
   const std::vector<float> sink = w.attn_sink.to_f32();
   comm::timed(timers.attend, cpu, [&] {
-    attn_attend(cfg_, l, p_, segs, wins_, ents, s_.picks.data(), s_.n_picks.data(), &part_);
+    attn_attend(cfg_, l, p_, segs, wins_, ents, picked ? batch_picks_.data() : s_.picks.data(),
+                s_.n_picks.data(), &part_);
     attn_merge(T, cfg_.num_heads, cfg_.head_dim, sink.data(), {&part_}, part_.o.data());
   });
   comm::timed(timers.output, cpu, [&] { attn_output(cfg_, w, rope, part_.o.data(), T, pos.data(), out); });
+}
+
+// The entries the segment's queries picked (s_.picks rows [s.row, s.row + s.n)), decoded in pick
+// order into dense [picks, width], and the picks renumbered into it in batch_picks_: the same
+// rows and order attn_attend would read from the whole store's table. s_.picks keeps the store's
+// numbers (a V4.1 layer after it may reuse them).
+EntryTable CpAttention::picked_entries(const EntryStore& store, const Segment& s, std::vector<float>& dense) {
+  const int64_t K = cfg_.index_topk, W = store.rows.width();
+  int64_t n = 0;
+  for (int64_t t = s.row; t < s.row + s.n; ++t) n += s_.n_picks[size_t(t)];
+  dense.resize(size_t(n * W));
+  int64_t j = 0;
+  for (int64_t t = s.row; t < s.row + s.n; ++t)
+    for (int64_t i = 0; i < s_.n_picks[size_t(t)]; ++i, ++j) {
+      const int32_t* e = s_.picks.data() + t * K + i;
+      store.rows.gather(e, 1, dense.data() + j * W);
+      batch_picks_[size_t(t * K + i)] = int32_t(j);
+    }
+  return {dense.data(), n};
 }
 
 // Swaps a batch item's step state into the one the single-sequence code reads, and back on

@@ -172,6 +172,11 @@ class CpAttention {
   // candidate blocks (kept from the candidate source to the layers after it).
   std::vector<std::vector<float>> batch_dense_;
   std::vector<BlockPicks> batch_blocks_;
+  // A decode step's: each sequence's bf16 index keys, and the picks renumbered into the entries
+  // its queries picked (picked_entries), [T, index_topk].
+  std::vector<std::vector<uint16_t>> batch_keys_bf16_;
+  std::vector<int32_t> batch_picks_;
+  EntryTable picked_entries(const EntryStore& store, const Segment& s, std::vector<float>& dense);
 };
 
 }  // namespace modelone

@@ -7,6 +7,7 @@
 
 #include "model/base/check.h"
 #include "model/kernels/linear.h"
+#include "model/kernels/omp_threads.h"
 
 namespace modelone {
 
@@ -175,18 +176,16 @@ void MoeParallel::run_each_expert(const LayerWeights* w, const MoeBatch& b, cons
     if (m == 0) continue;
     xin_.resize(size_t(m * D));
     yout_.resize(size_t(m * D));
-#pragma omp parallel for schedule(static) if (m * D > 65536)
-    for (int64_t i = 0; i < m; ++i)
-      codec_.decode_dispatch(in[size_t(P.row[size_t(p0 + i)])], xin_.data() + i * D);
+    const int nt = m * D > 65536 ? threads_here() : 1;
+    parallel_for(m, nt, [&](int64_t i) { codec_.decode_dispatch(in[size_t(P.row[size_t(p0 + i)])], xin_.data() + i * D); });
     expert_ffn(cfg_, w->experts[size_t(e)], xin_.data(), m, yout_.data());
     // An expert sees each row at most once, so its rows can be accumulated in parallel.
-#pragma omp parallel for schedule(static) if (m * D > 65536)
-    for (int64_t i = 0; i < m; ++i) {
+    parallel_for(m, nt, [&](int64_t i) {
       float* o = acc_.data() + int64_t(P.row[size_t(p0 + i)]) * D;
       const float s = P.weight[size_t(p0 + i)];
       const float* src = yout_.data() + i * D;
       for (int64_t d = 0; d < D; ++d) o[d] += s * src[d];
-    }
+    });
     if (progress) progress();
   }
 }
@@ -213,15 +212,15 @@ void MoeParallel::run_experts(int64_t layer, const LayerWeights* w, MoeBatch* b,
     if (opt_.grouped_experts && compute_mode() == Compute::BF16 && P.max_rows() > kGemvMaxRows) {
       // Prefill-sized: every expert's rows in one grouped product (model/blocks/moe_grouped.h).
       xin_.resize(size_t(n * D));
-#pragma omp parallel for schedule(static) if (n * D > 65536)
-      for (int64_t i = 0; i < n; ++i) codec_.decode_dispatch(in[size_t(i)], xin_.data() + i * D);
+      parallel_for(n, n * D > 65536 ? threads_here() : 1,
+                   [&](int64_t i) { codec_.decode_dispatch(in[size_t(i)], xin_.data() + i * D); });
       grouped_experts_bf16(cfg_, w->experts, P, xin_.data(), acc_.data(), progress);
     } else {
       run_each_expert(w, *b, P, progress);
     }
   }
-#pragma omp parallel for schedule(static) if (n * D > 65536)
-  for (int64_t i = 0; i < n; ++i) codec_.encode_combine(acc_.data() + i * D, b->out_rows[size_t(i)]);
+  parallel_for(n, n * D > 65536 ? threads_here() : 1,
+               [&](int64_t i) { codec_.encode_combine(acc_.data() + i * D, b->out_rows[size_t(i)]); });
   timers.experts += comm::now() - c0;
 }
 

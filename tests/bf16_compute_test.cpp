@@ -383,6 +383,48 @@ TEST(Bf16Compute, IndexerScores) {
   omp_set_num_threads(threads);
 }
 
+// A batched decode step reads a CSA layer's index keys as stored (KvStore::view_bf16, zero rows to
+// the next 64) instead of widening the store to fp32 and rounding it back: the same picks, in
+// the same order, from bf16 and fp8 stores, at key counts on and off a multiple of 64.
+TEST(Bf16Compute, IndexerSelectFromStoredKeys) {
+  if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
+  ModelConfig cfg;
+  cfg.index_n_heads = 16;
+  cfg.index_head_dim = 32;
+  cfg.index_topk = 8;
+  cfg.csa_rate = 4;
+  const int64_t nI = 16, Di = 32, T = 3;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d(0.f, 1.f);
+  IndexerQueries iq;
+  iq.q.resize(size_t(T * nI * Di));
+  iq.w.resize(size_t(T * nI));
+  for (auto& v : iq.q) v = d(rng);
+  for (auto& v : iq.w) v = d(rng);
+  set_compute(Compute::BF16);
+  for (DType dt : {DType::BF16, DType::F8_E4M3})
+    for (int64_t n : {5, 64, 130}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " keys: " + std::to_string(n));
+      std::vector<float> keys(size_t(n * Di));
+      for (auto& v : keys) v = d(rng);
+      EntryStore store;
+      store.rows = KvStore(dt, Di);
+      store.append(keys.data(), n, int64_t(0));
+      std::vector<float> widened;
+      const float* kf = store.rows.view(0, n, widened);
+      std::vector<uint16_t> tmp;
+      const uint16_t* kb = store.rows.view_bf16(0, n, (n + 63) / 64 * 64, tmp);
+      const int64_t pos[T] = {4 * n - 1, 4 * n + 7, 2 * n + 1};  // all keys, all, about half
+      std::vector<int32_t> want(size_t(T * 8), -1), got(size_t(T * 8), -1), cw(T), cg(T);
+      indexer_select(cfg, iq, T, pos, kf, n, want.data(), cw.data());
+      indexer_select_bf16(cfg, iq, T, pos, kb, n, got.data(), cg.data());
+      EXPECT_EQ(cg, cw);
+      EXPECT_EQ(got, want);
+      EXPECT_EQ(cw[0], std::min<int64_t>(8, n));
+    }
+  set_compute(Compute::F32);
+}
+
 TEST(Bf16Compute, ModeSwitchesLinear) {
   if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
   std::mt19937 rng(7);

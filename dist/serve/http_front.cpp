@@ -42,6 +42,7 @@ void HttpFront::start() {
     httplib::default_socket_options(sock);
     listener = sock;
   });
+  svr_->set_tcp_nodelay(true);
   svr_->set_payload_max_length(size_t(opt_.max_body));
   if (opt_.port == 0) port_ = svr_->bind_to_any_port(opt_.host.c_str());
   else port_ = svr_->bind_to_port(opt_.host.c_str(), opt_.port) ? opt_.port : -1;

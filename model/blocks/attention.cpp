@@ -11,6 +11,7 @@
 #include "model/blocks/attention_v41.h"
 #include "model/blocks/compressor.h"
 #include "model/kernels/fake_quant.h"
+#include "model/kernels/omp_threads.h"
 #include "model/kernels/linear.h"
 #include "model/kernels/elementwise.h"
 #include "model/cache/kv_store.h"
@@ -27,13 +28,12 @@ void attn_project_keys(const ModelConfig& cfg, int64_t layer, const AttnWeights&
   linear(h, T, D, w.wkv, 0, Dh, p->kv.data(), Dh);
   const std::vector<float> kn = w.norm.to_f32();
   const bool fq = cfg.fake_quant;  // V4.1: the window KV in FP8, RoPE tail included
-#pragma omp parallel for schedule(static) if (T > 1)
-  for (int64_t t = 0; t < T; ++t) {
+  parallel_for(T, T * Dh > kSplitRowWork ? threads_here() : 1, [&](int64_t t) {
     float* kt = p->kv.data() + t * Dh;
     rms_norm(kt, Dh, eps, kn.data());
     rope.apply(kt, 1, Dh, pos[t]);
     if (fq) fake_quant_fp8_ue8m0(kt, Dh, kWindowQuantBlock);
-  }
+  });
   // Later queries read these rows back from the cache, so use them as the cache will hold them.
   KvRowFormat{cache_dtype, Dh, cfg.rope_dim, /*window=*/true}.round_trip(p->kv.data(), T);
   const AttnKind kind = cfg.attn[size_t(layer)];
@@ -71,14 +71,13 @@ void attn_project_heads(const ModelConfig& cfg, const AttnWeights& w, const Rope
   const int64_t Dh = cfg.head_dim, R = cfg.q_lora_rank;
   const float eps = float(cfg.rms_norm_eps);
   linear(q_lat, T, R, w.wq_b, h0 * Dh, nh * Dh, q, nh * Dh);
-#pragma omp parallel for schedule(static) if (T > 1)
-  for (int64_t t = 0; t < T; ++t) {
+  parallel_for(T, T * nh * Dh > kSplitRowWork ? threads_here() : 1, [&](int64_t t) {
     float* qt = q + t * nh * Dh;
     // V4's q_b_norm (unweighted, per head); V4.1 has none.
     if (!cfg.v41())
       for (int64_t hh = 0; hh < nh; ++hh) rms_norm(qt + hh * Dh, Dh, eps);
     rope.apply(qt, nh, Dh, pos[t]);
-  }
+  });
 }
 
 void attn_advance(const ModelConfig& cfg, int64_t layer, const AttnWeights& w, const Rope& rope,
@@ -177,52 +176,51 @@ void attn_attend(const ModelConfig& cfg, int64_t layer, const AttnProj& p,
     for (int64_t t = segs[s].row; t < segs[s].row + segs[s].n; ++t) seg_of[size_t(t)] = int32_t(s);
 
   // Work items: (query, block of heads). Decode has one query, so it splits heads instead.
-  const int nthreads = omp_get_max_threads();
+  // Threads by the work (a small model's decode step is too short to split): keys read per head,
+  // at most the window and the larger of the picks and the entries (HCA reads them all).
+  int64_t keys = cfg.index_topk;
+  for (const EntryTable& e : ents) keys = std::max(keys, e.n);
+  const int nthreads = threads_for(T * H * Dh * (Wn + keys) * 4);
   const int64_t h_blocks = T >= nthreads ? 1 : std::min<int64_t>(H, (nthreads + T - 1) / T);
   const int64_t hb = (H + h_blocks - 1) / h_blocks;
-#pragma omp parallel
-  {
-    std::vector<float> logits, gathered;
-#pragma omp for schedule(dynamic, 1) collapse(2)
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t b = 0; b < h_blocks; ++b) {
-        const int64_t h0 = b * hb, nh = std::min(hb, H - h0);
-        if (nh <= 0) continue;
-        const size_t si = size_t(seg_of[size_t(t)]);
-        const SegmentWindow& win = wins[si];
-        const EntryTable& ent = ents[ents.size() == 1 ? 0 : si];
-        const int64_t pos = p.pos[size_t(t)];
-        // Sliding window: positions max(0, pos - Wn + 1) .. pos.
-        const int64_t w_lo = std::max<int64_t>(0, pos - Wn + 1) - win.first_pos;
-        const int64_t nw = pos - win.first_pos + 1 - w_lo;
-        const float* kw = win.rows.data() + w_lo * Dh;
-        // Compressed keys: HCA sees every closed window, CSA the indexer's picks.
-        const float* kc = nullptr;
-        int64_t nc = 0;
-        if (kind == AttnKind::HCA) {
-          nc = std::min(ent.n, (pos + 1) / rate);
-          kc = ent.rows;
-        } else if (kind == AttnKind::CSA || kind == AttnKind::Shared) {
-          nc = n_picks[t];
-          gathered.resize(size_t(nc * Dh));
-          const int32_t* pk = picks + t * cfg.index_topk;
-          for (int64_t i = 0; i < nc; ++i)
-            std::memcpy(gathered.data() + i * Dh, ent.rows + int64_t(pk[i]) * Dh, size_t(Dh) * 4);
-          kc = gathered.data();
-        }
-        const size_t at = size_t(t * H + h0);
-        attn_partial(p.q.data() + at * size_t(Dh), nh, Dh, kw, nw, kc, nc,
-                     out->o.data() + at * size_t(Dh), out->mx.data() + at, out->sum.data() + at,
-                     logits);
-      }
-  }
+  parallel_dynamic(T * h_blocks, nthreads, [&](int64_t k) {
+    static thread_local std::vector<float> logits, gathered;
+    const int64_t t = k / h_blocks, b = k % h_blocks;
+    const int64_t h0 = b * hb, nh = std::min(hb, H - h0);
+    if (nh <= 0) return;
+    const size_t si = size_t(seg_of[size_t(t)]);
+    const SegmentWindow& win = wins[si];
+    const EntryTable& ent = ents[ents.size() == 1 ? 0 : si];
+    const int64_t pos = p.pos[size_t(t)];
+    // Sliding window: positions max(0, pos - Wn + 1) .. pos.
+    const int64_t w_lo = std::max<int64_t>(0, pos - Wn + 1) - win.first_pos;
+    const int64_t nw = pos - win.first_pos + 1 - w_lo;
+    const float* kw = win.rows.data() + w_lo * Dh;
+    // Compressed keys: HCA sees every closed window, CSA the indexer's picks.
+    const float* kc = nullptr;
+    int64_t nc = 0;
+    if (kind == AttnKind::HCA) {
+      nc = std::min(ent.n, (pos + 1) / rate);
+      kc = ent.rows;
+    } else if (kind == AttnKind::CSA || kind == AttnKind::Shared) {
+      nc = n_picks[t];
+      gathered.resize(size_t(nc * Dh));
+      const int32_t* pk = picks + t * cfg.index_topk;
+      for (int64_t i = 0; i < nc; ++i)
+        std::memcpy(gathered.data() + i * Dh, ent.rows + int64_t(pk[i]) * Dh, size_t(Dh) * 4);
+      kc = gathered.data();
+    }
+    const size_t at = size_t(t * H + h0);
+    attn_partial(p.q.data() + at * size_t(Dh), nh, Dh, kw, nw, kc, nc,
+                 out->o.data() + at * size_t(Dh), out->mx.data() + at, out->sum.data() + at,
+                 logits);
+  });
 }
 
 void attn_merge(int64_t T, int64_t H, int64_t Dh, const float* sink,
                 const std::vector<const AttnPartials*>& parts, float* o) {
   const size_t P = parts.size();
-#pragma omp parallel for schedule(static) if (T > 1)
-  for (int64_t t = 0; t < T; ++t) {
+  parallel_for(T, T * H * Dh * int64_t(P) > kSplitRowWork ? threads_here() : 1, [&](int64_t t) {
     std::vector<float> wgt(P);
     for (int64_t h = 0; h < H; ++h) {
       const size_t at = size_t(t * H + h);
@@ -243,7 +241,7 @@ void attn_merge(int64_t T, int64_t H, int64_t Dh, const float* sink,
         oh[d] = acc * inv;
       }
     }
-  }
+  });
 }
 
 void attn_output_groups(const ModelConfig& cfg, const AttnWeights& w, const Rope& rope, float* o,
@@ -251,8 +249,8 @@ void attn_output_groups(const ModelConfig& cfg, const AttnWeights& w, const Rope
   const int64_t H = cfg.num_heads, Dh = cfg.head_dim, G = cfg.o_groups, R = cfg.o_lora_rank;
   const int64_t gw = H * Dh / G, ng = g1 - g0, ld = ng * gw;  // o row: the groups' heads
   // V carries RoPE (K = V), so rotate the output back at the query position.
-#pragma omp parallel for schedule(static) if (T > 1)
-  for (int64_t t = 0; t < T; ++t) rope.apply(o + t * ld, ng * H / G, Dh, pos[t], /*inverse=*/true);
+  parallel_for(T, T * ld > kSplitRowWork ? threads_here() : 1,
+               [&](int64_t t) { rope.apply(o + t * ld, ng * H / G, Dh, pos[t], /*inverse=*/true); });
   // Group g's heads (contiguous) through rows [g*R, (g+1)*R) of wo_a.
   for (int64_t g = 0; g < ng; ++g)
     linear(o + g * gw, T, ld, w.wo_a, (g0 + g) * R, R, z + g * R, ng * R);

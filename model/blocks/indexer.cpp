@@ -9,6 +9,7 @@
 #include "model/kernels/fake_quant.h"
 #include "model/kernels/linear.h"
 #include "model/kernels/elementwise.h"
+#include "model/kernels/omp_threads.h"
 #include "model/kernels/onednn_matmul.h"
 
 namespace modelone {
@@ -48,39 +49,66 @@ void accumulate_scores(const float* l, int64_t ld, int64_t nI, int64_t n, const 
 }
 }  // namespace
 
+namespace {
+// One query's selection over n visible keys: logits[nI, ld] from the bf16 keys kb (ld = n rounded
+// up to 64: the matmul sees n_keys / 64 shapes, not one per token) or the fp32 keys, then the
+// weighted ReLU sum and the top k.
+void select_one(const ModelConfig& cfg, const float* q, const uint16_t* qb, const float* w,
+                const float* keys, const uint16_t* kb, int64_t n, int32_t* top,
+                std::vector<float>& logits, std::vector<float>& score) {
+  const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim;
+  const float scale = 1.f / std::sqrt(float(Di));
+  const int64_t ld = kb ? (n + 63) / 64 * 64 : n;
+  logits.resize(size_t(nI * ld));
+  score.assign(size_t(n), 0.f);
+  if (kb)
+    matmul_bf16_nt(nI, ld, Di, qb, Di, kb, Di, logits.data(), ld, false);
+  else
+    sgemm_nt(nI, n, Di, q, Di, keys, Di, logits.data(), n);
+  accumulate_scores(logits.data(), ld, nI, n, w, scale, score.data());
+  top_k(score.data(), n, std::min(cfg.index_topk, n), top);
+}
+
+// The T queries' selections over the threads.
+void select_rows(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T, const int64_t* pos,
+                 const float* keys, const uint16_t* kb, const uint16_t* qb, int64_t n_keys,
+                 int32_t* top, int32_t* count, int64_t r0) {
+  const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim, K = cfg.index_topk;
+  const float* iqq = iq.q.data() + r0 * nI * Di;
+  const float* iqw = iq.w.data() + r0 * nI;
+  parallel_dynamic(T, threads_here(), [&](int64_t t) {
+    static thread_local std::vector<float> logits, score;  // per thread, kept between calls
+    const int64_t n = std::min(n_keys, (pos[t] + 1) / cfg.csa_rate);  // closed windows
+    count[t] = int32_t(std::min(K, n));
+    if (n == 0) return;
+    select_one(cfg, iqq + t * nI * Di, kb ? qb + t * nI * Di : nullptr, iqw + t * nI, keys, kb,
+               n, top + t * K, logits, score);
+  });
+}
+}  // namespace
+
 void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
                     const int64_t* pos, const float* keys, int64_t n_keys, int32_t* top,
                     int32_t* count, int64_t r0) {
-  const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim, K = cfg.index_topk;
-  const float scale = 1.f / std::sqrt(float(Di));
-  // bf16 path: queries and keys rounded once; each token's key count is rounded up to 64 (zero
-  // rows past the end), so the matmul sees n_keys / 64 shapes, not one per token.
-  const bool bf16 = compute_mode() == Compute::BF16;
-  auto pad = [](int64_t n) { return (n + 63) / 64 * 64; };
-  std::vector<uint16_t> kb, qb;
-  const float* iqq = iq.q.data() + r0 * nI * Di;
-  const float* iqw = iq.w.data() + r0 * nI;
-  if (bf16) indexer_inputs_bf16(keys, n_keys, iqq, T, nI, Di, &kb, &qb);
-#pragma omp parallel
-  {
-    std::vector<float> logits, score;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t n = std::min(n_keys, (pos[t] + 1) / cfg.csa_rate);  // closed windows
-      const int64_t k = std::min(K, n);
-      count[t] = int32_t(k);
-      if (k == 0) continue;
-      const int64_t ld = bf16 ? pad(n) : n;
-      logits.resize(size_t(nI * ld));
-      score.assign(size_t(n), 0.f);
-      if (bf16)
-        matmul_bf16_nt(nI, ld, Di, qb.data() + t * nI * Di, Di, kb.data(), Di, logits.data(), ld, false);
-      else
-        sgemm_nt(nI, n, Di, iqq + t * nI * Di, Di, keys, Di, logits.data(), n);
-      accumulate_scores(logits.data(), ld, nI, n, iqw + t * nI, scale, score.data());
-      top_k(score.data(), n, k, top + t * K);
-    }
+  const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim;
+  if (compute_mode() != Compute::BF16) {
+    select_rows(cfg, iq, T, pos, keys, nullptr, nullptr, n_keys, top, count, r0);
+    return;
   }
+  // bf16 path: queries and keys rounded once.
+  std::vector<uint16_t> kb, qb;
+  indexer_inputs_bf16(keys, n_keys, iq.q.data() + r0 * nI * Di, T, nI, Di, &kb, &qb);
+  select_rows(cfg, iq, T, pos, nullptr, kb.data(), qb.data(), n_keys, top, count, r0);
+}
+
+void indexer_select_bf16(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
+                         const int64_t* pos, const uint16_t* kb, int64_t n_keys, int32_t* top,
+                         int32_t* count, int64_t r0) {
+  const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim;
+  static thread_local std::vector<uint16_t> qb;  // kept: no allocation per decode call
+  qb.resize(size_t(T * nI * Di));
+  rows_to_bf16(iq.q.data() + r0 * nI * Di, T, nI * Di, nI * Di, qb.data());
+  select_rows(cfg, iq, T, pos, nullptr, kb, qb.data(), n_keys, top, count, r0);
 }
 
 void indexer_candidates(const ModelConfig& cfg, const float* q, const float* w, int64_t pos,
@@ -104,26 +132,22 @@ void indexer_candidates(const ModelConfig& cfg, const float* q, const float* w, 
   qbuf.resize(size_t(nI * Di));
   if (bf16) rows_to_bf16(q, 1, nI * Di, nI * Di, qbuf.data());
   const uint16_t* qb = qbuf.data();
-#pragma omp parallel if (n_tiles > 1)
-  {
+  parallel_for(n_tiles, n_tiles > 1 ? threads_here() : 1, [&](int64_t b) {
     static thread_local std::vector<float> kt, logits;
     static thread_local std::vector<uint16_t> kb;
     logits.resize(size_t(nI * kTile));
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < n_tiles; ++b) {
-      const int64_t s0 = b * kTile, ns = std::min(kTile, n - s0);
-      if (bf16) {
-        const int64_t np = (ns + 63) / 64 * 64;
-        const uint16_t* k = keys.rows.view_bf16(s0, ns, np, kb);
-        matmul_bf16_nt(nI, np, Di, qb, Di, k, Di, logits.data(), np, false);
-        accumulate_scores(logits.data(), np, nI, ns, w, scale, sc + s0);
-      } else {
-        const float* kf = keys.rows.view(s0, ns, kt);
-        sgemm_nt(nI, ns, Di, q, Di, kf, Di, logits.data(), ns);
-        accumulate_scores(logits.data(), ns, nI, ns, w, scale, sc + s0);
-      }
+    const int64_t s0 = b * kTile, ns = std::min(kTile, n - s0);
+    if (bf16) {
+      const int64_t np = (ns + 63) / 64 * 64;
+      const uint16_t* k = keys.rows.view_bf16(s0, ns, np, kb);
+      matmul_bf16_nt(nI, np, Di, qb, Di, k, Di, logits.data(), np, false);
+      accumulate_scores(logits.data(), np, nI, ns, w, scale, sc + s0);
+    } else {
+      const float* kf = keys.rows.view(s0, ns, kt);
+      sgemm_nt(nI, ns, Di, q, Di, kf, Di, logits.data(), ns);
+      accumulate_scores(logits.data(), ns, nI, ns, w, scale, sc + s0);
     }
-  }
+  });
   const int64_t k = std::min(cfg.index_topk, n);
   static thread_local std::vector<int32_t> top;
   top.resize(size_t(k));

@@ -35,6 +35,11 @@ void indexer_queries(const ModelConfig& cfg, const AttnWeights& w, const Rope& r
 void indexer_select(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
                     const int64_t* pos, const float* keys, int64_t n_keys, int32_t* top,
                     int32_t* count, int64_t r0 = 0);
+// The same on the bf16 path with the keys already in bf16: kb[n_keys rounded up to 64, Di], zero
+// rows past n_keys (as KvStore::view_bf16 gives them), so a bf16 or fp8 store is read as is.
+void indexer_select_bf16(const ModelConfig& cfg, const IndexerQueries& iq, int64_t T,
+                         const int64_t* pos, const uint16_t* kb, int64_t n_keys, int32_t* top,
+                         int32_t* count, int64_t r0 = 0);
 
 struct Candidate {
   float score;

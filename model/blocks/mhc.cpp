@@ -5,6 +5,7 @@
 
 #include "model/kernels/linear.h"
 #include "model/kernels/elementwise.h"
+#include "model/kernels/omp_threads.h"
 
 namespace modelone {
 
@@ -62,15 +63,14 @@ void hc_pre(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t 
 }
 
 void hc_collapse(const float* x, int64_t T, int64_t hc, int64_t D, const float* pre, float* y) {
-#pragma omp parallel for schedule(static) if (T > 16)
-  for (int64_t t = 0; t < T; ++t) {
+  parallel_for(T, T * hc * D > kSplitRowWork ? threads_here() : 1, [&](int64_t t) {
     float* out = y + t * D;
     const float* xt = x + t * hc * D;
     const float* p = pre + t * hc;
     for (int64_t d = 0; d < D; ++d) out[d] = p[0] * xt[d];
     for (int64_t i = 1; i < hc; ++i)
       for (int64_t d = 0; d < D; ++d) out[d] += p[i] * xt[i * D + d];
-  }
+  });
 }
 
 void hc_mix(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t T, float* pre,
@@ -80,8 +80,8 @@ void hc_mix(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t 
   std::vector<float> mixes(static_cast<size_t>(T * n_mix));
   hc_mixes(cfg, site.fn, x, T, mixes.data());
   const std::vector<float> base = site.base.to_f32(), scale = site.scale.to_f32();
-#pragma omp parallel for schedule(static) if (T > 16)
-  for (int64_t t = 0; t < T; ++t) {
+  // Sinkhorn's iterations make a token's mix a few microseconds: worth splitting past 16.
+  parallel_for(T, T > 16 ? threads_here() : 1, [&](int64_t t) {
     const float* mx = mixes.data() + t * n_mix;
     for (int64_t i = 0; i < hc; ++i) {
       pre[t * hc + i] = sigmoid(mx[i] * scale[0] + base[size_t(i)]) + eps;
@@ -90,32 +90,29 @@ void hc_mix(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t 
     float* cb = comb + t * hc * hc;
     for (int64_t j = 0; j < hc * hc; ++j) cb[j] = mx[2 * hc + j] * scale[2] + base[size_t(2 * hc + j)];
     sinkhorn(cb, hc, cfg.hc_sinkhorn_iters, eps);
-  }
+  });
 }
 
 void hc_post(int64_t T, int64_t hc, int64_t D, const float* out, const float* post,
              const float* comb, float* x) {
-#pragma omp parallel
-  {
-    std::vector<float> old(static_cast<size_t>(hc * D));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; ++t) {
-      float* xt = x + t * hc * D;
-      std::copy(xt, xt + hc * D, old.begin());
-      const float* cb = comb + t * hc * hc;
-      const float* ot = out + t * D;
-      for (int64_t k = 0; k < hc; ++k) {
-        float* dst = xt + k * D;
-        const float pk = post[t * hc + k];
-        for (int64_t d = 0; d < D; ++d) dst[d] = pk * ot[d];
-        for (int64_t j = 0; j < hc; ++j) {
-          const float c = cb[j * hc + k];
-          const float* src = old.data() + j * D;
-          for (int64_t d = 0; d < D; ++d) dst[d] += c * src[d];
-        }
+  parallel_for(T, T * hc * hc * D > kSplitRowWork ? threads_here() : 1, [&](int64_t t) {
+    static thread_local std::vector<float> old;  // per thread, kept between calls
+    old.resize(size_t(hc * D));
+    float* xt = x + t * hc * D;
+    std::copy(xt, xt + hc * D, old.begin());
+    const float* cb = comb + t * hc * hc;
+    const float* ot = out + t * D;
+    for (int64_t k = 0; k < hc; ++k) {
+      float* dst = xt + k * D;
+      const float pk = post[t * hc + k];
+      for (int64_t d = 0; d < D; ++d) dst[d] = pk * ot[d];
+      for (int64_t j = 0; j < hc; ++j) {
+        const float c = cb[j * hc + k];
+        const float* src = old.data() + j * D;
+        for (int64_t d = 0; d < D; ++d) dst[d] += c * src[d];
       }
     }
-  }
+  });
 }
 
 void hc_head(const ModelConfig& cfg, const Weight& fn, const Weight& base, const Weight& scale,

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "model/kernels/omp_threads.h"
+
 namespace modelone {
 
 void rms_norm(float* x, int64_t n, float eps, const float* w) {
@@ -20,8 +22,7 @@ void rms_norm(float* x, int64_t n, float eps, const float* w) {
 }
 
 void rms_norm_rows(float* x, int64_t rows, int64_t n, int64_t ld, float eps, const float* w) {
-#pragma omp parallel for schedule(static) if (rows * n > 32768)
-  for (int64_t r = 0; r < rows; ++r) rms_norm(x + r * ld, n, eps, w);
+  parallel_for(rows, rows * n > 32768 ? threads_here() : 1, [&](int64_t r) { rms_norm(x + r * ld, n, eps, w); });
 }
 
 void softmax(float* x, int64_t n) {

@@ -54,28 +54,24 @@ void gemv_widen(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t
                 float* y, int64_t ldy, bool accumulate) {
   const int64_t K = w.cols();
   constexpr int64_t kRowsPerStep = 4;
-#pragma omp parallel num_threads(threads_here())
-  {
+  parallel_for((N + kRowsPerStep - 1) / kRowsPerStep, threads_for(N * K * (1 + T / 16)), [&](int64_t b) {
     // Per thread and kept between calls: a fresh buffer each call would be page-faulted in anew.
     static thread_local std::vector<float> buf;
     buf.resize(size_t(kRowsPerStep * K));
-#pragma omp for schedule(static)
-    for (int64_t n0 = 0; n0 < N; n0 += kRowsPerStep) {
-      const int64_t nr = std::min(kRowsPerStep, N - n0);
-      w.rows_f32(r0 + n0, nr, buf.data());
-      for (int64_t t = 0; t < T; ++t) {
-        const float* xt = x + t * ldx;
-        for (int64_t r = 0; r < nr; ++r) {
-          const float* wr = buf.data() + r * K;
-          float acc = 0.f;
+    const int64_t n0 = b * kRowsPerStep, nr = std::min(kRowsPerStep, N - n0);
+    w.rows_f32(r0 + n0, nr, buf.data());
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xt = x + t * ldx;
+      for (int64_t r = 0; r < nr; ++r) {
+        const float* wr = buf.data() + r * K;
+        float acc = 0.f;
 #pragma omp simd reduction(+ : acc)
-          for (int64_t k = 0; k < K; ++k) acc += xt[k] * wr[k];
-          float& out = y[t * ldy + n0 + r];
-          out = accumulate ? out + acc : acc;
-        }
+        for (int64_t k = 0; k < K; ++k) acc += xt[k] * wr[k];
+        float& out = y[t * ldy + n0 + r];
+        out = accumulate ? out + acc : acc;
       }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -124,7 +120,7 @@ void linear_fp32(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_
   // Work items are (row block of x) x (tile of weight rows). sgemm re-reads all of x for every
   // tile, so tiles grow with T: ~2 MiB fp32 for small batches (the widened tile stays in
   // cache), up to ~16 MiB for large ones, where re-streaming x would dominate instead.
-  const int nt = threads_here();
+  const int nt = threads_for(N * K * (1 + T / 16));
   const int64_t tile_floats = T <= 64 ? (int64_t(1) << 19) : (int64_t(1) << 22);
   int64_t tile = std::clamp<int64_t>(tile_floats / std::max<int64_t>(K, 1), 16, 4096);
   tile = std::min(tile, std::max<int64_t>(16, (N + nt - 1) / nt));
@@ -132,26 +128,22 @@ void linear_fp32(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_
   const int64_t t_blocks = n_tiles >= nt ? 1 : std::min<int64_t>((nt + n_tiles - 1) / n_tiles,
                                                                  std::max<int64_t>(1, T / 64));
   const int64_t t_block = (T + t_blocks - 1) / t_blocks;
-#pragma omp parallel num_threads(nt)
-  {
+  parallel_dynamic(n_tiles * t_blocks, nt, [&](int64_t item) {
     static thread_local std::vector<float> buf;  // per thread, kept between calls (see above)
-#pragma omp for schedule(dynamic, 1) collapse(2)
-    for (int64_t i = 0; i < n_tiles; ++i)
-      for (int64_t b = 0; b < t_blocks; ++b) {
-        const int64_t n0 = i * tile, nn = std::min(tile, N - n0);
-        const int64_t t0 = b * t_block, tn = std::min(t_block, T - t0);
-        if (tn <= 0) continue;
-        const float* wt;
-        if (f32) {
-          wt = static_cast<const float*>(w.data) + (r0 + n0) * K;
-        } else {
-          buf.resize(size_t(nn * K));
-          w.rows_f32(r0 + n0, nn, buf.data());
-          wt = buf.data();
-        }
-        sgemm_nt(tn, nn, K, x + t0 * ldx, ldx, wt, K, y + t0 * ldy + n0, ldy, beta);
-      }
-  }
+    const int64_t i = item / t_blocks, b = item % t_blocks;
+    const int64_t n0 = i * tile, nn = std::min(tile, N - n0);
+    const int64_t t0 = b * t_block, tn = std::min(t_block, T - t0);
+    if (tn <= 0) return;
+    const float* wt;
+    if (f32) {
+      wt = static_cast<const float*>(w.data) + (r0 + n0) * K;
+    } else {
+      buf.resize(size_t(nn * K));
+      w.rows_f32(r0 + n0, nn, buf.data());
+      wt = buf.data();
+    }
+    sgemm_nt(tn, nn, K, x + t0 * ldx, ldx, wt, K, y + t0 * ldy + n0, ldy, beta);
+  });
 }
 
 }  // namespace modelone

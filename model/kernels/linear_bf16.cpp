@@ -21,10 +21,12 @@ namespace {
 void gemv(const uint16_t* xb, int64_t T, const Weight& w, int64_t r0, int64_t N, float* y,
           int64_t ldy, bool accumulate) {
   constexpr int64_t kRows = 64;
-#pragma omp parallel for schedule(static) num_threads(threads_here())
-  for (int64_t n0 = 0; n0 < N; n0 += kRows)
+  const int64_t blocks = (N + kRows - 1) / kRows;
+  parallel_for(blocks, threads_for(N * w.cols() * (1 + T / 16)), [&](int64_t b) {
+    const int64_t n0 = b * kRows;
     dot_weight_rows_bf16(xb, T, w.cols(), w, r0 + n0, std::min(kRows, N - n0), y + n0, ldy,
                          accumulate);
+  });
 }
 
 }  // namespace
@@ -40,8 +42,7 @@ void linear_bf16(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_
   xbuf.resize(size_t(T * K));
   uint16_t* xb = xbuf.data();
   const int nt = threads_here();
-#pragma omp parallel for schedule(static) num_threads(nt) if (T * K > 65536)
-  for (int64_t t = 0; t < T; ++t) rows_to_bf16(x + t * ldx, 1, ldx, K, xb + t * K);
+  parallel_for(T, T * K > 65536 ? nt : 1, [&](int64_t t) { rows_to_bf16(x + t * ldx, 1, ldx, K, xb + t * K); });
   if (w.dtype == DType::BF16_P64) {  // packed at load (routed experts): every T
     linear_panels(xb, T, K, w, r0, N, y, ldy, accumulate);
     return;
@@ -65,11 +66,10 @@ void linear_bf16(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_
   for (int64_t n0 = 0; n0 < N; n0 += chunk) {
     const int64_t nn = std::min(chunk, N - n0);
     const int64_t per = (nn + nt - 1) / nt;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t i = 0; i < nt; ++i) {
+    parallel_for(nt, nt, [&](int64_t i) {
       const int64_t a = i * per, b = std::min(nn, a + per);
       if (a < b) weight_rows_bf16(w, r0 + n0 + a, b - a, wb + a * K);
-    }
+    });
     matmul_bf16_nt(T, nn, K, xb, K, wb, K, y + n0, ldy, accumulate);
   }
 }

@@ -60,8 +60,7 @@ void rows_scalar(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int6
 MO_AVX512 void gemv_avx512(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int64_t K,
                            int64_t N, float* y, int64_t ldy, bool accumulate) {
   const int64_t nb = N / 4;
-#pragma omp parallel for schedule(static) num_threads(threads_here())
-  for (int64_t b = 0; b < nb; ++b) {
+  parallel_for(nb, threads_for(N * K * (1 + T / 16)), [&](int64_t b) {
     const uint16_t* w = W + b * 4 * K;
     float* yb = y + b * 4;
     for (int64_t t0 = 0; t0 < T; t0 += 4) {
@@ -74,7 +73,7 @@ MO_AVX512 void gemv_avx512(const float* x, int64_t T, int64_t ldx, const uint16_
         default: block4<1>(xt, ldx, w, K, yt, ldy, accumulate); break;
       }
     }
-  }
+  });
   if (N % 4) rows_scalar(x, T, ldx, W + nb * 4 * K, K, N % 4, y + nb * 4, ldy, accumulate);
 }
 

@@ -110,11 +110,12 @@ void over_panels(const Weight& w, int64_t T, int64_t r0, int64_t N, float* y, in
   constexpr int64_t kRowsPerTask = 256;  // 2 MiB of bf16 x at K = 4096, against a K * 128 B panel
   const int64_t p0 = r0 / kPanelRows, np = (r0 + N - 1) / kPanelRows + 1 - p0;
   const int64_t nb = (T + kRowsPerTask - 1) / kRowsPerTask, tasks = np * nb;
-  // Task k on thread k mod threads: each knows the task it runs next, k + threads.
-#pragma omp parallel num_threads(threads_here())
-  {
-    const int64_t stride = omp_get_num_threads();
-    for (int64_t k = omp_get_thread_num(); k < tasks; k += stride) {
+  // Task k on thread k mod threads: each knows the task it runs next, k + threads. Threads by
+  // the work: the weight's elements read plus the multiply-adds at 16 a read (a small model's
+  // products are too short to split).
+  const int nt = int(std::min<int64_t>(threads_for(np * kPanelRows * w.cols() * (1 + T / 16)), tasks));
+  team(nt, [&](int th, int stride) {
+    for (int64_t k = th; k < tasks; k += stride) {
       const int64_t p = p0 + k / nb, b = k % nb, c0 = p * kPanelRows, lo = std::max(c0, r0);
       const int64_t hi = std::min(c0 + kPanelRows, r0 + N);
       const int64_t t0 = b * kRowsPerTask, m = std::min(kRowsPerTask, T - t0);
@@ -134,7 +135,7 @@ void over_panels(const Weight& w, int64_t T, int64_t r0, int64_t N, float* y, in
           o = accumulate ? o + v : v;
         }
     }
-  }
+  });
 }
 
 }  // namespace

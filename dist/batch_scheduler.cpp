@@ -5,6 +5,7 @@
 
 #include "comm/clock.h"
 #include "model/base/check.h"
+#include "model/kernels/omp_threads.h"
 
 namespace modelone {
 
@@ -82,11 +83,13 @@ void BatchScheduler::admit() {
 void BatchScheduler::pick(const std::vector<std::pair<Active*, size_t>>& picks) {
   // The choices are independent (the sampler keys each draw by sequence and position), so they
   // run over the threads: at batch 32 a top-p draw over V-Flash's vocabulary each (2-18 ms) would
-  // otherwise rival the step. The first error is raised after the loop (none may leave it).
+  // otherwise rival the step; a small vocabulary's choices are too short to split. The first
+  // error is raised after the loop (none may leave it).
   std::vector<int32_t> toks(picks.size());
   std::string error;
-#pragma omp parallel for schedule(dynamic)
-  for (size_t k = 0; k < picks.size(); ++k) {
+  const int64_t n = int64_t(picks.size());
+  parallel_dynamic(n, threads_for(n * engine_.config().vocab_size * 4), [&](int64_t kk) {
+    const size_t k = size_t(kk);
     Active& a = *picks[k].first;
     const size_t i = picks[k].second;
     const SequenceState& st = a.samples[i].state;
@@ -99,7 +102,7 @@ void BatchScheduler::pick(const std::vector<std::pair<Active*, size_t>>& picks) 
 #pragma omp critical
       if (error.empty()) error = e.what();
     }
-  }
+  });
   MO_REQUIRE(error.empty(), error);
   for (size_t k = 0; k < picks.size(); ++k) {
     Active& a = *picks[k].first;

@@ -13,6 +13,7 @@
 #include "comm/clock.h"
 #include "model/base/check.h"
 #include "model/base/even_split.h"
+#include "model/kernels/omp_threads.h"
 
 namespace modelone {
 
@@ -101,16 +102,15 @@ void CpAttention::decode_partial(const float* q, const float* kw, int64_t nw, co
                                  int64_t nc) {
   const int64_t H = cfg_.num_heads, Dh = cfg_.head_dim;
   part_.resize(1, H, Dh);
-  // One query: threads split the heads.
-  const int64_t nt = std::min<int64_t>(H, omp_get_max_threads()), hb = (H + nt - 1) / nt;
-#pragma omp parallel for schedule(static) if (nt > 1)
-  for (int64_t b = 0; b < nt; ++b) {
+  // One query: threads split the heads (a small model's are too short to split).
+  const int64_t nt = std::min<int64_t>(H, threads_for(H * Dh * (nw + nc) * 4)), hb = (H + nt - 1) / nt;
+  parallel_for(nt, int(nt), [&](int64_t b) {
     static thread_local std::vector<float> logits;
     const int64_t h0 = b * hb, nh = std::min(hb, H - h0);
-    if (nh <= 0) continue;
+    if (nh <= 0) return;
     attn_partial(q + h0 * Dh, nh, Dh, kw, nw, kc, nc, part_.o.data() + h0 * Dh,
                  part_.mx.data() + h0, part_.sum.data() + h0, logits);
-  }
+  });
 }
 
 int64_t CpAttention::merge_ranks_topk(std::vector<Candidate>& mine, int32_t* top, CpTimers& timers) {

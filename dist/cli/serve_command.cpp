@@ -26,6 +26,9 @@ extern "C" void on_stop_signal(int) { g_stop.store(true); }
 // The layout, compute and batch flags `serve` shares with `run`.
 void add_engine_flags(CLI::App* s, RunOptions* o) {
   add_model_options(s, &o->m);
+  s->get_option("--threads")->description("Compute threads per rank (default: OMP_NUM_THREADS, "
+                                          "or all cores, one fewer on world rank 0, which also "
+                                          "runs the HTTP threads)");
   add_sampling_options(s, &o->sample);
   s->add_flag("--ignore-eos", o->ignore_eos, "Default of requests' ignore_eos");
   s->add_option("--generate", o->generate, "Default max_tokens of requests that give none "

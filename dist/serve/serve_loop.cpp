@@ -3,7 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "comm/clock.h"
 #include "comm/comm.h"
@@ -105,6 +109,51 @@ class Dealer {
   ServeHub& hub_;
   std::vector<int64_t> load_;
   std::map<int64_t, std::pair<int, int64_t>> owner_;
+};
+
+// Hands each step's events to the HTTP threads from a thread of its own, in order: waking a
+// handler (a futex call and, on a busy core, a switch to it) cost the step loop 15-20 us an event,
+// 13% of a 32-stream step of a small model. The loop only queues the step's events.
+class Courier {
+ public:
+  explicit Courier(ServeHub& hub) : hub_(hub), thread_([this] { run(); }) {}
+  ~Courier() {  // what was queued is delivered first
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void send(std::vector<SampleEvent> events) {
+    if (events.empty()) return;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      queue_.push_back(std::move(events));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(m_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      std::vector<SampleEvent> batch = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      for (const SampleEvent& e : batch) hub_.deliver(e);
+      lock.lock();
+    }
+  }
+
+  ServeHub& hub_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::vector<SampleEvent>> queue_;
+  bool stop_ = false;
+  std::thread thread_;  // last: it starts once the members above exist
 };
 
 class Loop {
@@ -223,7 +272,11 @@ void serve_loop(Engine& engine, const RankGrid& grid, const ApiContext& ctx,
                 const ServeLoopOptions& opt, ServeHub* hub, const std::atomic<bool>& stop) {
   Loop loop(engine, grid, ctx, opt);
   std::unique_ptr<Dealer> dealer;
-  if (hub) dealer = std::make_unique<Dealer>(*hub, grid.dp);
+  std::unique_ptr<Courier> courier;
+  if (hub) {
+    dealer = std::make_unique<Dealer>(*hub, grid.dp);
+    courier = std::make_unique<Courier>(*hub);
+  }
   bool busy = false, draining = false;
   double drain_from = 0;
   for (;;) {
@@ -258,21 +311,17 @@ void serve_loop(Engine& engine, const RankGrid& grid, const ApiContext& ctx,
     grid.world.gatherv(mine.data(), int64_t(mine.size()), &all, 0);
     if (!hub) continue;
     hub->set_view(view);
-    for (const SampleEvent& ev : own) {
-      if (ev.sample < 0) dealer->forget(ev.key);
-      hub->deliver(ev);
-    }
-    // Each other rank's events as one line of JSON, in rank order.
+    // Each other rank's events as one line of JSON, in rank order, after rank 0's own.
     size_t at = 0;
     while (at < all.size()) {
       const size_t nl = size_t(std::find(all.begin() + long(at), all.end(), '\n') - all.begin());
-      for (const json& e : json::parse(all.begin() + long(at), all.begin() + long(nl))) {
-        const SampleEvent ev = event_from_json(e);
-        if (ev.sample < 0) dealer->forget(ev.key);
-        hub->deliver(ev);
-      }
+      for (const json& e : json::parse(all.begin() + long(at), all.begin() + long(nl)))
+        own.push_back(event_from_json(e));
       at = nl + 1;
     }
+    for (const SampleEvent& ev : own)
+      if (ev.sample < 0) dealer->forget(ev.key);
+    courier->send(std::move(own));
   }
 }
 

@@ -10,6 +10,7 @@
 #include "model/base/check.h"
 #include "model/kernels/linear.h"
 #include "model/kernels/elementwise.h"
+#include "model/kernels/omp_threads.h"
 #include "model/kernels/onednn_matmul.h"
 
 namespace modelone {
@@ -89,13 +90,11 @@ void shared_select(const ModelConfig& cfg, int64_t layer, const IndexerQueries& 
   const float* iqq = iq.q.data() + r0 * nI * Di;
   const float* iqw = iq.w.data() + r0 * nI;
   if (bf16) indexer_inputs_bf16(keys, n_keys, iqq, T, nI, Di, &kb, &qb);
-#pragma omp parallel
-  {
-    std::vector<float> score, tile;
-    std::vector<uint16_t> tile16;
-    std::vector<int32_t> gidx;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < T; ++t) {
+  parallel_dynamic(T, threads_here(), [&](int64_t t) {
+    static thread_local std::vector<float> score, tile;  // per thread, kept between calls
+    static thread_local std::vector<uint16_t> tile16;
+    static thread_local std::vector<int32_t> gidx;
+    {
       const int64_t n = std::min(n_keys, (pos[t] + 1) / r);  // visible entries
       const float* q = iqq + t * nI * Di;
       const uint16_t* qt = bf16 ? qb.data() + t * nI * Di : nullptr;
@@ -136,7 +135,7 @@ void shared_select(const ModelConfig& cfg, int64_t layer, const IndexerQueries& 
       count[t] = int32_t(picks.size());
       for (size_t i = 0; i < picks.size(); ++i) top[t * K + int64_t(i)] = picks[i].index;
     }
-  }
+  });
 }
 
 void shared_candidates(const ModelConfig& cfg, int64_t layer, const float* q, const float* w,
@@ -174,8 +173,7 @@ void shared_candidates(const ModelConfig& cfg, int64_t layer, const float* q, co
   constexpr int64_t kTile = 1024;
   const int64_t n_tiles = (n + kTile - 1) / kTile;
   float* sc = score.data();
-#pragma omp parallel for schedule(static) if (n_tiles > 1)
-  for (int64_t b = 0; b < n_tiles; ++b) {
+  parallel_for(n_tiles, n_tiles > 1 ? threads_here() : 1, [&](int64_t b) {
     static thread_local std::vector<float> kt;
     static thread_local std::vector<uint16_t> k16;
     const int64_t s0 = b * kTile, ns = std::min(kTile, n - s0);
@@ -194,7 +192,7 @@ void shared_candidates(const ModelConfig& cfg, int64_t layer, const float* q, co
       k32 = keys.rows.view(s0, ns, kt);
     }
     score_rows(cfg, q, qb.data(), w, k32, kb, ns, sc + s0);
-  }
+  });
   local_top(sc, n, K, gidx, out);
   if (!block_out || layer != sa.candidate_source) return;
   // Partial block maxima of the local entries (a block's entries may sit on several ranks).

@@ -84,6 +84,20 @@ TEST(Synthetic, AnySliceMatchesTheWhole) {
   }
 }
 
+// The lanes of sinkhorn_many are the scalar sinkhorn bit for bit: 37 matrices (two full blocks
+// of 16 and a short one), hc 4 and 3, logits large enough that the softmax saturates some rows.
+TEST(Sinkhorn, ManyAtOnceMatchesOneByOneExactly) {
+  for (int hc : {4, 3}) {
+    const int64_t T = 37, n = hc * hc;
+    auto many = randn(size_t(T * n), 7, 6.f);
+    auto one = many;
+    sinkhorn_many(many.data(), T, hc, 20, 1e-6f);
+    for (int64_t t = 0; t < T; ++t) sinkhorn(one.data() + t * n, hc, 20, 1e-6f);
+    for (size_t i = 0; i < many.size(); ++i)
+      ASSERT_EQ(many[i], one[i]) << "hc " << hc << ", matrix " << i / size_t(n) << ", element " << i % size_t(n);
+  }
+}
+
 TEST(Sinkhorn, MatchesNaiveAndIsDoublyStochastic) {
   for (uint64_t seed = 0; seed < 20; ++seed) {
     const auto logits = randn(16, seed, 1.f);

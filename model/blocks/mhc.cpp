@@ -54,6 +54,54 @@ void sinkhorn(float* m, int64_t hc, int64_t iters, float eps) {
   }
 }
 
+void sinkhorn_many(float* m, int64_t T, int64_t hc, int64_t iters, float eps) {
+  constexpr int64_t L = 16;  // lanes: matrices at once
+  const int64_t n = hc * hc;
+  static thread_local std::vector<float> v;  // [n, L]: element i of lane l at v[i * L + l]
+  v.resize(size_t(n * L));
+  float* vv = v.data();
+  // One normalisation: for each a, the sum over b of element at(a, b), then each divided by it.
+  auto normalise = [&](auto at) {
+    for (int64_t a = 0; a < hc; ++a) {
+      float s[L] = {};
+      for (int64_t b = 0; b < hc; ++b) {
+        const float* x = vv + at(a, b) * L;
+#pragma omp simd
+        for (int64_t l = 0; l < L; ++l) s[l] += x[l];
+      }
+      for (int64_t b = 0; b < hc; ++b) {
+        float* x = vv + at(a, b) * L;
+#pragma omp simd
+        for (int64_t l = 0; l < L; ++l) x[l] /= (s[l] + eps);
+      }
+    }
+  };
+  auto col = [hc](int64_t c, int64_t r) { return r * hc + c; };
+  auto row = [hc](int64_t r, int64_t c) { return r * hc + c; };
+  for (int64_t t0 = 0; t0 < T; t0 += L) {
+    const int64_t nl = std::min(L, T - t0);
+    for (int64_t l = 0; l < L; ++l) {
+      if (l >= nl) {  // spare lanes: any finite values
+        for (int64_t i = 0; i < n; ++i) vv[i * L + l] = 1.f;
+        continue;
+      }
+      float* mt = m + (t0 + l) * n;
+      for (int64_t r = 0; r < hc; ++r) {
+        softmax(mt + r * hc, hc);
+        for (int64_t c = 0; c < hc; ++c) mt[r * hc + c] += eps;
+      }
+      for (int64_t i = 0; i < n; ++i) vv[i * L + l] = mt[i];
+    }
+    normalise(col);
+    for (int64_t i = 1; i < iters; ++i) {
+      normalise(row);
+      normalise(col);
+    }
+    for (int64_t l = 0; l < nl; ++l)
+      for (int64_t i = 0; i < n; ++i) m[(t0 + l) * n + i] = vv[i * L + l];
+  }
+}
+
 void hc_pre(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t T,
             float* collapsed, float* post, float* comb) {
   static thread_local std::vector<float> pre;
@@ -80,16 +128,21 @@ void hc_mix(const ModelConfig& cfg, const HcSite& site, const float* x, int64_t 
   std::vector<float> mixes(static_cast<size_t>(T * n_mix));
   hc_mixes(cfg, site.fn, x, T, mixes.data());
   const std::vector<float> base = site.base.to_f32(), scale = site.scale.to_f32();
-  // Sinkhorn's iterations make a token's mix a few microseconds: worth splitting past 16.
-  parallel_for(T, T > 16 ? threads_here() : 1, [&](int64_t t) {
-    const float* mx = mixes.data() + t * n_mix;
-    for (int64_t i = 0; i < hc; ++i) {
-      pre[t * hc + i] = sigmoid(mx[i] * scale[0] + base[size_t(i)]) + eps;
-      post[t * hc + i] = 2.f * sigmoid(mx[hc + i] * scale[1] + base[size_t(hc + i)]);
+  // Blocks of 16 tokens, sinkhorn_many's lanes; split over the threads past a prompt's few.
+  constexpr int64_t kBlock = 16;
+  const int64_t blocks = (T + kBlock - 1) / kBlock;
+  parallel_for(blocks, T > 64 ? threads_here() : 1, [&](int64_t b) {
+    const int64_t t0 = b * kBlock, nt = std::min(kBlock, T - t0);
+    for (int64_t t = t0; t < t0 + nt; ++t) {
+      const float* mx = mixes.data() + t * n_mix;
+      for (int64_t i = 0; i < hc; ++i) {
+        pre[t * hc + i] = sigmoid(mx[i] * scale[0] + base[size_t(i)]) + eps;
+        post[t * hc + i] = 2.f * sigmoid(mx[hc + i] * scale[1] + base[size_t(hc + i)]);
+      }
+      float* cb = comb + t * hc * hc;
+      for (int64_t j = 0; j < hc * hc; ++j) cb[j] = mx[2 * hc + j] * scale[2] + base[size_t(2 * hc + j)];
     }
-    float* cb = comb + t * hc * hc;
-    for (int64_t j = 0; j < hc * hc; ++j) cb[j] = mx[2 * hc + j] * scale[2] + base[size_t(2 * hc + j)];
-    sinkhorn(cb, hc, cfg.hc_sinkhorn_iters, eps);
+    sinkhorn_many(comb + t0 * hc * hc, nt, hc, cfg.hc_sinkhorn_iters, eps);
   });
 }
 

@@ -2,6 +2,7 @@
 // Kernels are timed on world rank 0 alone while the other ranks wait asleep (a rank's own costs;
 // `plan` stretches them where ranks share cores), then every rank times the collectives.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -75,6 +76,20 @@ std::pair<double, double> anchor_steps(const comm::Comm& solo, const ModelSource
   return {median(pre), median(dec)};
 }
 
+// A width term through the anchors (w0, c0) and (w1, c1), w0 < w1, never below zero: the line
+// when its value at width 0 is not negative, else c * w^p through both (at0 = 0; p at most 4,
+// a narrow anchor with no cost left counting as 1 ns).
+void fit_width(double w0, double c0, double w1, double c1, double* at0, double* c, double* p) {
+  *p = 1;
+  *c = std::max(0.0, (c1 - c0) / (w1 - w0));
+  *at0 = c0 - *c * w0;
+  if (*at0 >= 0) return;
+  *at0 = 0;
+  c0 = std::max(c0, 1e-9);
+  *p = std::min(4.0, std::log(c1 / c0) / std::log(w1 / w0));
+  *c = c1 / std::pow(w1, *p);
+}
+
 // Per anchor: what a layer step of 1 row (decode) and of R rows (prefill) takes beyond the
 // priced operations; then the costs per layer (a) and per row (b), each linear in the width:
 // residual_decode / L = a + b, (residual_prefill - residual_decode) / L = b (R - 1).
@@ -102,10 +117,8 @@ EngineFixed fit_fixed(const comm::Comm& solo, MachineProfile& prof, int t, bool 
         .add("per_layer_us", a[i] * 1e6).add("per_row_us", b[i] * 1e6).print();
   }
   EngineFixed f;
-  f.per_layer_width_s = std::max(0.0, (a[1] - a[0]) / (w[1] - w[0]));
-  f.per_layer_s = std::max(0.0, a[0] - f.per_layer_width_s * w[0]);
-  f.per_row_width_s = std::max(0.0, (b[1] - b[0]) / (w[1] - w[0]));
-  f.per_row_s = std::max(0.0, b[0] - f.per_row_width_s * w[0]);
+  fit_width(w[0], a[0], w[1], a[1], &f.per_layer_s, &f.per_layer_width_s, &f.per_layer_power);
+  fit_width(w[0], b[0], w[1], b[1], &f.per_row_s, &f.per_row_width_s, &f.per_row_power);
   return f;
 }
 

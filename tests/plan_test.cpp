@@ -73,6 +73,10 @@ TEST(PlanProfile, WritesAndReadsBack) {
   EXPECT_EQ(p.link("intra.p2p").ranks, (std::vector<int>{2, 4}));
   EXPECT_EQ(p.nearest_threads(8), 2);
   EXPECT_EQ(p.fixed.at(2).per_row_s, 1e-6);
+  EXPECT_EQ(p.fixed.at(1).per_layer_power, 2.5);
+  EXPECT_EQ(p.fixed.at(2).per_layer_power, 1);
+  // 2e-12 * 1000^2.5 + 1e-6 per row x 3 rows.
+  EXPECT_NEAR(p.fixed.at(1).seconds(3, 1000), 2e-12 * std::pow(1000.0, 2.5) + 3e-6, 1e-15);
 }
 
 // Writes text as a profile and expects the read to fail with a message matching `why`.

@@ -185,7 +185,8 @@ ojson MachineProfile::to_json() const {
   for (auto& [k, l] : links) j["links"][k] = {{"ranks", l.ranks}, {"latency_s", l.latency_s}, {"gbps", l.gbps}};
   for (auto& [t, f] : fixed)
     j["fixed"][std::to_string(t)] = {{"per_layer_s", f.per_layer_s}, {"per_layer_width_s", f.per_layer_width_s},
-                                     {"per_row_s", f.per_row_s}, {"per_row_width_s", f.per_row_width_s}};
+                                     {"per_layer_power", f.per_layer_power}, {"per_row_s", f.per_row_s},
+                                     {"per_row_width_s", f.per_row_width_s}, {"per_row_power", f.per_row_power}};
   return j;
 }
 
@@ -208,8 +209,12 @@ void read_tables(const Reader& r, const ojson& j, MachineProfile* p) {
   for (auto& [k, v] : r.at(j, "links", "the file").items()) p->links[k] = r.link(v, "links." + k);
   for (auto& [k, v] : r.at(j, "fixed", "the file").items()) {
     const std::string w = "fixed." + k;
-    p->fixed[r.threads(k, "fixed")] = {r.num(v, "per_layer_s", w, true), r.num(v, "per_layer_width_s", w, true),
-                                       r.num(v, "per_row_s", w, true), r.num(v, "per_row_width_s", w, true)};
+    EngineFixed& f = p->fixed[r.threads(k, "fixed")];
+    f = {r.num(v, "per_layer_s", w, true), r.num(v, "per_layer_width_s", w, true),
+         r.num(v, "per_row_s", w, true), r.num(v, "per_row_width_s", w, true)};
+    // Profiles written before the powers: linear terms.
+    if (v.is_object() && v.contains("per_layer_power")) f.per_layer_power = r.num(v, "per_layer_power", w);
+    if (v.is_object() && v.contains("per_row_power")) f.per_row_power = r.num(v, "per_row_power", w);
   }
 }
 }  // namespace

@@ -4,6 +4,7 @@
 // profile holds for the build that made it (the kernels are part of the cost), so reading checks
 // the build and every field.
 #pragma once
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -56,10 +57,15 @@ struct LinkFit {
 // in the layer's width w = hc x hidden + heads x head_dim (the floats a row's element-wise work
 // touches): fitted at calibration from the measured steps of two models of different widths
 // (the tiny preset, and a 3-layer V4-Flash cut) less what their operations are priced at.
+// Each width term is linear (power 1) unless the wide anchor's cost outgrows its width so far
+// that a line through both anchors goes below zero at width 0: then it is c * w^p through both
+// (the line's clamped intercept overshot the narrow anchor 3x: tiny's one-thread decode).
 struct EngineFixed {
   double per_layer_s = 0, per_layer_width_s = 0, per_row_s = 0, per_row_width_s = 0;
+  double per_layer_power = 1, per_row_power = 1;
   double seconds(double rows, double width) const {
-    return per_layer_s + per_layer_width_s * width + (per_row_s + per_row_width_s * width) * rows;
+    return per_layer_s + per_layer_width_s * std::pow(width, per_layer_power) +
+           (per_row_s + per_row_width_s * std::pow(width, per_row_power)) * rows;
   }
 };
 

@@ -42,6 +42,8 @@ void HttpFront::start() {
     httplib::default_socket_options(sock);
     listener = sock;
   });
+  // A streamed event is one small write: sent at once, not held back (Nagle) for the ACK of
+  // the one before.
   svr_->set_tcp_nodelay(true);
   svr_->set_payload_max_length(size_t(opt_.max_body));
   if (opt_.port == 0) port_ = svr_->bind_to_any_port(opt_.host.c_str());

@@ -72,7 +72,7 @@ void CpAttention::forward_batch(int64_t l, const AttnWeights& w, const Rope& rop
     int32_t* count = s_.n_picks.data() + s.row;
     if (keys_bf16) {
       const int64_t nk = c.idx_keys.size();
-      const uint16_t* kb = c.idx_keys.rows.view_bf16(0, nk, (nk + 63) / 64 * 64, batch_keys_bf16_[i]);
+      const uint16_t* kb = c.idx_keys.rows.view_bf16(0, nk, pad64(nk), batch_keys_bf16_[i]);
       indexer_select_bf16(cfg_, p_.iq, s.n, pos.data() + s.row, kb, nk, top, count, s.row);
     } else if (scores) {
       const EntryTable keys = table(c.idx_keys, batch_dense_[2 * i + 1], "cp.index_keys");
@@ -108,12 +108,12 @@ EntryTable CpAttention::picked_entries(const EntryStore& store, const Segment& s
   for (int64_t t = s.row; t < s.row + s.n; ++t) n += s_.n_picks[size_t(t)];
   dense.resize(size_t(n * W));
   int64_t j = 0;
-  for (int64_t t = s.row; t < s.row + s.n; ++t)
-    for (int64_t i = 0; i < s_.n_picks[size_t(t)]; ++i, ++j) {
-      const int32_t* e = s_.picks.data() + t * K + i;
-      store.rows.gather(e, 1, dense.data() + j * W);
-      batch_picks_[size_t(t * K + i)] = int32_t(j);
-    }
+  for (int64_t t = s.row; t < s.row + s.n; ++t) {
+    const int64_t m = s_.n_picks[size_t(t)];
+    store.rows.gather(s_.picks.data() + t * K, m, dense.data() + j * W);
+    for (int64_t i = 0; i < m; ++i) batch_picks_[size_t(t * K + i)] = int32_t(j + i);
+    j += m;
+  }
   return {dense.data(), n};
 }
 

@@ -16,7 +16,7 @@ namespace modelone {
 
 void indexer_inputs_bf16(const float* keys, int64_t n_keys, const float* q, int64_t T, int64_t nI,
                          int64_t Di, std::vector<uint16_t>* kb, std::vector<uint16_t>* qb) {
-  kb->assign(size_t((n_keys + 63) / 64 * 64 * Di), 0);
+  kb->assign(size_t(pad64(n_keys) * Di), 0);
   rows_to_bf16(keys, n_keys, Di, Di, kb->data());
   qb->resize(size_t(T * nI * Di));
   rows_to_bf16(q, T, nI * Di, nI * Di, qb->data());
@@ -50,15 +50,14 @@ void accumulate_scores(const float* l, int64_t ld, int64_t nI, int64_t n, const 
 }  // namespace
 
 namespace {
-// One query's selection over n visible keys: logits[nI, ld] from the bf16 keys kb (ld = n rounded
-// up to 64: the matmul sees n_keys / 64 shapes, not one per token) or the fp32 keys, then the
-// weighted ReLU sum and the top k.
+// One query's selection over n visible keys: logits[nI, ld] from the bf16 keys kb (ld =
+// pad64(n)) or the fp32 keys, then the weighted ReLU sum and the top k.
 void select_one(const ModelConfig& cfg, const float* q, const uint16_t* qb, const float* w,
                 const float* keys, const uint16_t* kb, int64_t n, int32_t* top,
                 std::vector<float>& logits, std::vector<float>& score) {
   const int64_t nI = cfg.index_n_heads, Di = cfg.index_head_dim;
   const float scale = 1.f / std::sqrt(float(Di));
-  const int64_t ld = kb ? (n + 63) / 64 * 64 : n;
+  const int64_t ld = kb ? pad64(n) : n;
   logits.resize(size_t(nI * ld));
   score.assign(size_t(n), 0.f);
   if (kb)
@@ -138,7 +137,7 @@ void indexer_candidates(const ModelConfig& cfg, const float* q, const float* w, 
     logits.resize(size_t(nI * kTile));
     const int64_t s0 = b * kTile, ns = std::min(kTile, n - s0);
     if (bf16) {
-      const int64_t np = (ns + 63) / 64 * 64;
+      const int64_t np = pad64(ns);
       const uint16_t* k = keys.rows.view_bf16(s0, ns, np, kb);
       matmul_bf16_nt(nI, np, Di, qb, Di, k, Di, logits.data(), np, false);
       accumulate_scores(logits.data(), np, nI, ns, w, scale, sc + s0);

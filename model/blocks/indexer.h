@@ -55,6 +55,10 @@ void indexer_candidates(const ModelConfig& cfg, const float* q, const float* w, 
 // returns how many.
 int64_t merge_candidates(std::vector<Candidate> c, int64_t k, int32_t* top);
 
+// Key rows the bf16 path feeds a product: n rounded up to 64 (zero rows past n), so the matmul
+// sees n / 64 shapes, not one per key count.
+inline int64_t pad64(int64_t n) { return (n + 63) / 64 * 64; }
+
 // The bf16 path's indexer inputs, rounded once: keys[n_keys, Di] into kb [n_keys rounded up to
 // 64, Di] (zero rows past the end, so products see n_keys / 64 shapes, not one per token) and
 // the queries q[T, nI * Di] into qb.

@@ -17,8 +17,6 @@ namespace modelone {
 
 namespace {
 
-int64_t pad64(int64_t n) { return (n + 63) / 64 * 64; }
-
 // score[n] of one query (q or, on the bf16 path, qb) against n key rows: k32 [n, Di] fp32, or
 // k16 [pad64(n), Di] bf16 (rows past n read but their scores dropped).
 void score_rows(const ModelConfig& cfg, const float* q, const uint16_t* qb, const float* w,

@@ -54,7 +54,7 @@ void gemv_widen(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_t
                 float* y, int64_t ldy, bool accumulate) {
   const int64_t K = w.cols();
   constexpr int64_t kRowsPerStep = 4;
-  parallel_for((N + kRowsPerStep - 1) / kRowsPerStep, threads_for(N * K * (1 + T / 16)), [&](int64_t b) {
+  parallel_for((N + kRowsPerStep - 1) / kRowsPerStep, threads_for_product(T, N, K), [&](int64_t b) {
     // Per thread and kept between calls: a fresh buffer each call would be page-faulted in anew.
     static thread_local std::vector<float> buf;
     buf.resize(size_t(kRowsPerStep * K));
@@ -120,7 +120,7 @@ void linear_fp32(const float* x, int64_t T, int64_t ldx, const Weight& w, int64_
   // Work items are (row block of x) x (tile of weight rows). sgemm re-reads all of x for every
   // tile, so tiles grow with T: ~2 MiB fp32 for small batches (the widened tile stays in
   // cache), up to ~16 MiB for large ones, where re-streaming x would dominate instead.
-  const int nt = threads_for(N * K * (1 + T / 16));
+  const int nt = threads_for_product(T, N, K);
   const int64_t tile_floats = T <= 64 ? (int64_t(1) << 19) : (int64_t(1) << 22);
   int64_t tile = std::clamp<int64_t>(tile_floats / std::max<int64_t>(K, 1), 16, 4096);
   tile = std::min(tile, std::max<int64_t>(16, (N + nt - 1) / nt));

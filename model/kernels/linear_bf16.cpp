@@ -22,7 +22,7 @@ void gemv(const uint16_t* xb, int64_t T, const Weight& w, int64_t r0, int64_t N,
           int64_t ldy, bool accumulate) {
   constexpr int64_t kRows = 64;
   const int64_t blocks = (N + kRows - 1) / kRows;
-  parallel_for(blocks, threads_for(N * w.cols() * (1 + T / 16)), [&](int64_t b) {
+  parallel_for(blocks, threads_for_product(T, N, w.cols()), [&](int64_t b) {
     const int64_t n0 = b * kRows;
     dot_weight_rows_bf16(xb, T, w.cols(), w, r0 + n0, std::min(kRows, N - n0), y + n0, ldy,
                          accumulate);

@@ -60,7 +60,7 @@ void rows_scalar(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int6
 MO_AVX512 void gemv_avx512(const float* x, int64_t T, int64_t ldx, const uint16_t* W, int64_t K,
                            int64_t N, float* y, int64_t ldy, bool accumulate) {
   const int64_t nb = N / 4;
-  parallel_for(nb, threads_for(N * K * (1 + T / 16)), [&](int64_t b) {
+  parallel_for(nb, threads_for_product(T, N, K), [&](int64_t b) {
     const uint16_t* w = W + b * 4 * K;
     float* yb = y + b * 4;
     for (int64_t t0 = 0; t0 < T; t0 += 4) {

@@ -30,6 +30,12 @@ inline int threads_for(int64_t work) {
   return here <= 1 ? 1 : int(std::clamp<int64_t>(work / kMinWorkPerThread, 1, here));
 }
 
+// The threads a product of T rows through an N x K weight is worth: its weight elements read
+// plus its multiply-adds at 16 a read (a small model's products are too short to split).
+inline int threads_for_product(int64_t T, int64_t N, int64_t K) {
+  return threads_for(N * K * (1 + T / 16));
+}
+
 // Thread th's share [*b, *e) of n items split in nth contiguous blocks (OpenMP's static split).
 inline void static_share(int64_t n, int th, int nth, int64_t* b, int64_t* e) {
   const int64_t q = n / nth, r = n % nth;

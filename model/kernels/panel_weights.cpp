@@ -110,10 +110,8 @@ void over_panels(const Weight& w, int64_t T, int64_t r0, int64_t N, float* y, in
   constexpr int64_t kRowsPerTask = 256;  // 2 MiB of bf16 x at K = 4096, against a K * 128 B panel
   const int64_t p0 = r0 / kPanelRows, np = (r0 + N - 1) / kPanelRows + 1 - p0;
   const int64_t nb = (T + kRowsPerTask - 1) / kRowsPerTask, tasks = np * nb;
-  // Task k on thread k mod threads: each knows the task it runs next, k + threads. Threads by
-  // the work: the weight's elements read plus the multiply-adds at 16 a read (a small model's
-  // products are too short to split).
-  const int nt = int(std::min<int64_t>(threads_for(np * kPanelRows * w.cols() * (1 + T / 16)), tasks));
+  // Task k on thread k mod threads: each knows the task it runs next, k + threads.
+  const int nt = int(std::min<int64_t>(threads_for_product(T, np * kPanelRows, w.cols()), tasks));
   team(nt, [&](int th, int stride) {
     for (int64_t k = th; k < tasks; k += stride) {
       const int64_t p = p0 + k / nb, b = k % nb, c0 = p * kPanelRows, lo = std::max(c0, r0);

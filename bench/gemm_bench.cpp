@@ -13,6 +13,7 @@
 #include "bench/bench_util.h"
 #include "model/base/cpu_features.h"
 #include "model/kernels/linear.h"
+#include "model/kernels/panel_weights.h"
 #include "model/io/release_quant.h"
 
 namespace modelone::bench {
@@ -32,7 +33,9 @@ Weight stored(const std::string& name, const std::string& as, int64_t N, int64_t
               const std::vector<float>& v) {
   if (as == "fp8") return quantize_weight(name, DType::F8_E4M3, N, K, v, 128);
   if (as == "fp4") return quantize_weight(name, DType::F4_E2M1, N, K, v);
-  return make_weight(name, DType::BF16, {N, K}, v);
+  Weight w = make_weight(name, DType::BF16, {N, K}, v);
+  if (as == "bf16p") MO_CHECK(pack_weight_panels(w), name, ": not packable into panels");
+  return w;
 }
 }  // namespace
 

@@ -266,6 +266,26 @@ TEST(Indexer, CausalTopK) {
   }
 }
 
+// top_k against its definition (a stable sort by value, largest first, ties to the lower index)
+// over values with many ties, both zeros, negatives and infinities, at every k.
+TEST(TopK, LargestFirstTiesToTheLowerIndex) {
+  const std::vector<float> pool = {0.f, -0.f, 1.5f, -2.f, 1.5f, INFINITY, -INFINITY, 3e-39f, -3e-39f, 7.f};
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int64_t n = 1 + int64_t(rng() % 70);
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = pool[rng() % pool.size()] * (rng() % 3 == 0 ? float(1 + rng() % 4) : 1.f);
+    std::vector<int32_t> want(static_cast<size_t>(n));
+    std::iota(want.begin(), want.end(), 0);
+    std::stable_sort(want.begin(), want.end(), [&](int32_t a, int32_t b) { return x[size_t(a)] > x[size_t(b)]; });
+    for (int64_t k = 0; k <= n; ++k) {
+      std::vector<int32_t> got(static_cast<size_t>(k));
+      top_k(x.data(), n, k, got.data());
+      for (int64_t i = 0; i < k; ++i) ASSERT_EQ(got[size_t(i)], want[size_t(i)]) << "n " << n << " k " << k << " i " << i << ": " << x[size_t(got[size_t(i)])] << " vs " << x[size_t(want[size_t(i)])];
+    }
+  }
+}
+
 TEST(Router, BiasChoosesWeightsDoNot) {
   ModelConfig cfg;
   cfg.hidden_size = 4;

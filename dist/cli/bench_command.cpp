@@ -34,8 +34,9 @@ namespace {
 void add_gemm_bench(CLI::App* b, BenchOptions* o) {
   CLI::App* g = b->add_subcommand("gemm", "Weight products of the fp32 and bf16 compute paths vs "
                                            "OpenBLAS sgemm on fp32 weights");
-  g->add_option("--weights", o->gemm.weights, "Stored weights: bf16, fp8 (e4m3, 128 x 128 "
-                "scales) or fp4 (e2m1, a scale per 32)")->check(CLI::IsMember({"bf16", "fp8", "fp4"}));
+  g->add_option("--weights", o->gemm.weights, "Stored weights: bf16, bf16p (bf16 repacked into "
+                "64-row panels, as the engine holds routed experts), fp8 (e4m3, 128 x 128 scales) or fp4 "
+                "(e2m1, a scale per 32)")->check(CLI::IsMember({"bf16", "bf16p", "fp8", "fp4"}));
   g->add_option("--tokens", o->gemm.tokens, "Rows of x (batch sizes)")->delimiter(',')->check(kRows);
   g->add_option("--shape", o->gemm.shape, "Only this V4-Flash projection (e.g. wq_b)");
   g->add_option("--threads", o->gemm.threads, "Threads (default: all cores)")->check(threads_per_rank());

@@ -29,8 +29,12 @@ struct LatencyStats {
   static void add(Hist& h, double s);
   static std::string text(const char* name, const char* help, const Hist& h);
   mutable std::mutex m_;
-  Hist ttft_{{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}, std::vector<int64_t>(10, 0)};
-  Hist itl_{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}, std::vector<int64_t>(9, 0)};
+  // Buckets from 1 ms (TTFT) and 0.25 ms (ITL): a small model's tokens come in well under the
+  // 50 and 5 ms the first buckets used to start at, where every request fell into one bucket.
+  Hist ttft_{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+             std::vector<int64_t>(15, 0)};
+  Hist itl_{{0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+            std::vector<int64_t>(13, 0)};
 };
 
 struct Accepted {

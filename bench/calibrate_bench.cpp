@@ -136,10 +136,12 @@ void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, i
   if (prof.compute != "bf16") prof.experts = prof.products;  // fp32: experts run as products
   prof.attention[t] = calibrate_attention(o);
   const std::string tk = std::to_string(t);
-  print_curve("attend", tk, "16_queries", prof.attention[t].partial, "g_key_heads_per_s");
-  print_curve("attend", tk, "1_query", prof.attention[t].partial_one, "g_key_heads_per_s");
-  print_curve("index", tk, "16_queries", prof.attention[t].index, "g_key_dims_per_s");
-  print_curve("index", tk, "1_query", prof.attention[t].index_one, "g_key_dims_per_s");
+  for (const auto& [cls, c] : {std::pair{"16_queries", &prof.attention[t].many}, std::pair{"1_query", &prof.attention[t].one}}) {
+    print_curve("attend", tk, cls, c->partial, "g_key_heads_per_s");
+    print_curve("attend_key", tk, cls, c->partial_key, "g_keys_per_s");
+    print_curve("index", tk, cls, c->index, "g_key_dims_per_s");
+    print_curve("index_key", tk, cls, c->index_key, "g_keys_per_s");
+  }
   prof.read_gbps[t] = read_bandwidth_gbps(t);
   Line("calibrate").add("part", std::string("read")).add("threads", int64_t(t))
       .add("gbps", prof.read_gbps[t]).print();

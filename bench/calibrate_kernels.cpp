@@ -4,9 +4,10 @@
 //              memory (many copies of 4096 x 4096 in turn), rows 1 .. 512, bf16 repacked into
 //              panels as the engine loads them
 //   experts    the grouped expert kernel on 4 experts of 256 x 128 and 2-4 of 4096 x 2048
-//   attention  attn_partial per query, head, key (64 heads of 512) and the indexer's scoring
-//              with its top-k (64 heads of 128, top 512), for 16 queries (indexer_select) and
-//              for one (indexer_candidates over a store: the decode kernel)
+//   attention  attn_partial per query and key (64 heads of 512, and 4 of 64) and the indexer's
+//              scoring with its top-k (64 heads of 128 top 512, and 16 of 32 top 8), for 16
+//              queries (indexer_select) and for one (indexer_candidates over a store: the decode
+//              kernel); the two shapes split each cost into a part by the width and one per key
 #include <omp.h>
 
 #include <algorithm>
@@ -156,9 +157,9 @@ ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOpt
 }
 
 namespace {
-// attn_partial of q queries (parallel over them, as the engine's attend) over S keys.
-double partial_seconds(int64_t q, int64_t S, double min_s) {
-  const int64_t H = 64, Dh = 512;
+// attn_partial of q queries (parallel over them, as the engine's attend) over S keys of H heads
+// of Dh.
+double partial_seconds(int64_t q, int64_t S, int64_t H, int64_t Dh, double min_s) {
   std::mt19937 rng(4);
   std::normal_distribution<float> d;
   std::vector<float> qs(static_cast<size_t>(q * H * Dh)), keys(static_cast<size_t>(S * Dh));
@@ -176,11 +177,10 @@ double partial_seconds(int64_t q, int64_t S, double min_s) {
   }, min_s);
 }
 
-// The indexer of q queries over n keys, V4-Flash's 64 heads of 128, top 512.
-double index_seconds(int64_t q, int64_t n, double min_s) {
+// The indexer of q queries over n keys: nI heads of Di, the best `top`.
+double index_seconds(int64_t q, int64_t n, int64_t nI, int64_t Di, int64_t top, double min_s) {
   ModelConfig cfg;
-  cfg.index_n_heads = 64, cfg.index_head_dim = 128, cfg.index_topk = 512, cfg.csa_rate = 4;
-  const int64_t nI = 64, Di = 128;
+  cfg.index_n_heads = nI, cfg.index_head_dim = Di, cfg.index_topk = top, cfg.csa_rate = 4;
   std::mt19937 rng(5);
   std::normal_distribution<float> d;
   IndexerQueries iq;
@@ -190,7 +190,7 @@ double index_seconds(int64_t q, int64_t n, double min_s) {
   std::vector<float> keys(static_cast<size_t>(n * Di));
   for (auto& v : keys) v = d(rng);
   std::vector<int64_t> pos(static_cast<size_t>(q), n * 4);
-  std::vector<int32_t> top(static_cast<size_t>(q * 512)), count(static_cast<size_t>(q));
+  std::vector<int32_t> picks(static_cast<size_t>(q * top)), count(static_cast<size_t>(q));
   if (q == 1) {  // decode: one query's candidates from a store, as each rank of a cp group scores
     EntryStore st;
     st.rows = KvStore(compute_mode() == Compute::BF16 ? DType::BF16 : DType::F32, Di);
@@ -202,33 +202,59 @@ double index_seconds(int64_t q, int64_t n, double min_s) {
     }, min_s);
   }
   return time_of([&] {
-    indexer_select(cfg, iq, q, pos.data(), keys.data(), n, top.data(), count.data());
+    indexer_select(cfg, iq, q, pos.data(), keys.data(), n, picks.data(), count.data());
   }, min_s);
 }
-}  // namespace
 
-namespace {
-void attention_curves(const CalibrateBenchOptions& o, int64_t queries, CostCurve* partial, CostCurve* index) {
+// Seconds per query and key, t = width x a + b, through a wide and a narrow shape's times (per
+// query and key): a per unit of width, b what a key costs whatever the heads (its loads, packing,
+// the top-k). Each kept positive (a curve's values are): noise may cross them.
+void split_widths(double wide_s, double wide_w, double narrow_s, double narrow_w, double* a, double* b) {
+  constexpr double kFloor = 1e-18;
+  *a = std::max(kFloor, (wide_s - narrow_s) / (wide_w - narrow_w));
+  *b = narrow_s - narrow_w * *a;
+  if (*b < kFloor) *b = kFloor, *a = wide_s / wide_w;  // no key term to see: all by the width
+}
+
+// Wide: V4-Flash's 64 heads of 512 (attention) and 64 of 128, top 512 (indexer). Narrow: the tiny
+// preset's 4 of 64 and 16 of 32, top 8. The attend widths count heads at dim 512, the index widths
+// head x dim, as OpCosts prices them.
+struct Shapes {
+  int64_t heads, dim, top;
+};
+constexpr Shapes kWideAttn{64, 512, 0}, kNarrowAttn{4, 64, 0}, kWideIndex{64, 128, 512}, kNarrowIndex{16, 32, 8};
+
+void attention_curves(const CalibrateBenchOptions& o, int64_t queries, AttnCurves* c) {
   const std::vector<int64_t> keys = o.quick ? std::vector<int64_t>{128, 1024, 8192}
                                             : std::vector<int64_t>{128, 640, 2048, 8192, 32768};
   const double ms = o.quick ? 0.02 : 0.1;
+  auto attn_width = [](Shapes s) { return double(s.heads) * double(s.dim) / 512.0; };
   for (int64_t S : keys) {
-    partial->size.push_back(double(S));
-    partial->per_unit.push_back(partial_seconds(queries, S, ms) / double(queries * S * 64));
+    const double per = double(queries * S), a = attn_width(kWideAttn), b = attn_width(kNarrowAttn);
+    const double wide = partial_seconds(queries, S, kWideAttn.heads, kWideAttn.dim, ms) / per;
+    const double narrow = partial_seconds(queries, S, kNarrowAttn.heads, kNarrowAttn.dim, ms) / per;
+    c->partial.size.push_back(double(S)), c->partial_key.size.push_back(double(S));
+    c->partial.per_unit.push_back(0), c->partial_key.per_unit.push_back(0);
+    split_widths(wide, a, narrow, b, &c->partial.per_unit.back(), &c->partial_key.per_unit.back());
   }
   const std::vector<int64_t> nk = o.quick ? std::vector<int64_t>{1024, 16384}
                                           : std::vector<int64_t>{1024, 8192, 65536, 262144};
   for (int64_t n : nk) {
-    index->size.push_back(double(n));
-    index->per_unit.push_back(index_seconds(queries, n, ms) / double(queries * n * 64 * 128));
+    const double per = double(queries * n);
+    const double a = double(kWideIndex.heads * kWideIndex.dim), b = double(kNarrowIndex.heads * kNarrowIndex.dim);
+    const double wide = index_seconds(queries, n, kWideIndex.heads, kWideIndex.dim, kWideIndex.top, ms) / per;
+    const double narrow = index_seconds(queries, n, kNarrowIndex.heads, kNarrowIndex.dim, kNarrowIndex.top, ms) / per;
+    c->index.size.push_back(double(n)), c->index_key.size.push_back(double(n));
+    c->index.per_unit.push_back(0), c->index_key.per_unit.push_back(0);
+    split_widths(wide, a, narrow, b, &c->index.per_unit.back(), &c->index_key.per_unit.back());
   }
 }
 }  // namespace
 
 AttnCosts calibrate_attention(const CalibrateBenchOptions& o) {
   AttnCosts a;
-  attention_curves(o, 16, &a.partial, &a.index);
-  attention_curves(o, 1, &a.partial_one, &a.index_one);
+  attention_curves(o, 16, &a.many);
+  attention_curves(o, 1, &a.one);
   return a;
 }
 

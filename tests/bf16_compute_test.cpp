@@ -231,6 +231,34 @@ TEST(Bf16Compute, MicroKernelNN) {
   }
 }
 
+// A @ B^T on the calling thread with B's pairs packed in registers (even K and ldb: the 16 x 16
+// transpose, columns past N zero) and by the scalar loop (odd K or ldb), exact to fp32 summation.
+TEST(Bf16Compute, MicroKernelNTPackings) {
+  if (!has_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16 or AMX";
+  std::mt19937 rng(12);
+  std::normal_distribution<float> d(0.f, 1.f);
+  for (auto [M, N, K, ldb] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{5, 70, 64, 64}, {3, 130, 96, 98},
+                              {1, 1, 2, 2}, {6, 64, 34, 40}, {7, 20, 33, 34}, {2, 17, 40, 41}}) {
+    std::vector<uint16_t> a(size_t(M * K)), b(size_t(N * ldb));
+    for (auto& v : a) v = f32_to_bf16(d(rng));
+    for (auto& v : b) v = f32_to_bf16(d(rng));
+    std::vector<float> c(size_t(M * N));
+    gemm_bf16_nt_here(M, N, K, a.data(), K, b.data(), ldb, c.data(), N, false);
+    double worst = 0;
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double e = 0, mag = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          const double p = double(bf16_to_f32(a[size_t(i * K + k)])) * bf16_to_f32(b[size_t(j * ldb + k)]);
+          e += p;
+          mag += std::fabs(p);
+        }
+        worst = std::max(worst, std::fabs(c[size_t(i * N + j)] - e) / (mag + 1e-30));
+      }
+    EXPECT_LE(worst, 1e-6) << M << "x" << N << "x" << K << " ldb " << ldb;
+  }
+}
+
 // One query's attention core on the bf16 path against the same math in double over the bf16
 // operands: the probabilities are rounded to bf16 before P @ V, at most 2^-9 of each, so o is held
 // to 2^-8 of sum_s p_s |k_s|; the running max and the sum to 1e-5.

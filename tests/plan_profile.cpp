@@ -26,7 +26,8 @@ MachineProfile made_up_profile(const std::string& build) {
       p.experts[MachineProfile::key("bf16", d, t)] = product(1.0 / t);
     }
     const CostCurve flat{{128, 8192}, {1e-8 / t, 1e-8 / t}}, idx{{1024, 65536}, {1e-11 / t, 2e-11 / t}};
-    p.attention[t] = {flat, idx, flat, idx};
+    const CostCurve key{{128, 8192}, {1e-9 / t, 1e-9 / t}};
+    p.attention[t] = {{flat, idx, key, key}, {flat, idx, key, key}};
     p.read_gbps[t] = 40.0 * t;
     p.fixed[t] = {1e-5, 0, 1e-6, 0};
     if (t == 1) p.fixed[t] = {0, 2e-12, 1e-6, 0, 2.5, 1};  // a width term past linear

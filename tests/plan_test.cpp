@@ -77,6 +77,20 @@ TEST(PlanProfile, WritesAndReadsBack) {
   EXPECT_EQ(p.fixed.at(2).per_layer_power, 1);
   // 2e-12 * 1000^2.5 + 1e-6 per row x 3 rows.
   EXPECT_NEAR(p.fixed.at(1).seconds(3, 1000), 2e-12 * std::pow(1000.0, 2.5) + 3e-6, 1e-15);
+  EXPECT_DOUBLE_EQ(p.attention.at(1).many.partial_key.per_unit[0], 1e-9);
+  EXPECT_DOUBLE_EQ(p.attention.at(2).one.index_key.per_unit[1], 0.5e-9);
+}
+
+// A profile from before the per-key attention curves reads, with no key term.
+TEST(PlanProfile, ReadsWithoutKeyCurves) {
+  const auto path = tmp("machine_nokey.json");
+  auto j = profile().to_json();
+  for (auto& [t, a] : j["attention"].items())
+    for (const char* k : {"partial_key", "index_key", "partial_key_one", "index_key_one"}) a.erase(k);
+  std::ofstream(path) << j.dump();
+  const MachineProfile p = read_machine_profile(path.string(), "test-build");
+  EXPECT_TRUE(p.attention.at(1).many.partial_key.size.empty());
+  EXPECT_FALSE(p.attention.at(1).many.partial.size.empty());
 }
 
 // Writes text as a profile and expects the read to fail with a message matching `why`.

@@ -15,6 +15,8 @@ double element_bytes(const std::string& dtype) {
   if (dtype == "fp32") return 4.0;
   return 2.0;
 }
+// A key curve's cost per query and key; none where the profile has no key curves.
+double key_term(const CostCurve& c, double keys) { return c.size.empty() ? 0.0 : c.at(keys); }
 }  // namespace
 
 OpCosts::OpCosts(const MachineProfile& prof, const PlanLayout& l, const PlanWork& w,
@@ -51,16 +53,14 @@ double OpCosts::experts(double n_experts, double rows_each, double D, double I) 
 
 double OpCosts::attend(double q, double keys, double heads, double head_dim) const {
   if (q <= 0 || keys <= 0) return 0;
-  const AttnCosts& a = prof_.attention.at(t_);
-  const CostCurve& c = q < 2 ? a.partial_one : a.partial;
-  return stretch_ * q * keys * heads * (head_dim / 512.0) * c.at(keys);
+  const AttnCurves& a = q < 2 ? prof_.attention.at(t_).one : prof_.attention.at(t_).many;
+  return stretch_ * q * keys * (heads * (head_dim / 512.0) * a.partial.at(keys) + key_term(a.partial_key, keys));
 }
 
 double OpCosts::index(double q, double keys, double nI, double Di) const {
   if (q <= 0 || keys <= 0) return 0;
-  const AttnCosts& a = prof_.attention.at(t_);
-  const CostCurve& c = q < 2 ? a.index_one : a.index;
-  return stretch_ * q * keys * nI * Di * c.at(keys);
+  const AttnCurves& a = q < 2 ? prof_.attention.at(t_).one : prof_.attention.at(t_).many;
+  return stretch_ * q * keys * (nI * Di * a.index.at(keys) + key_term(a.index_key, keys));
 }
 
 double OpCosts::collective(const std::string& kind, double bytes, int n, bool spans_nodes) const {

@@ -177,9 +177,11 @@ ojson MachineProfile::to_json() const {
   for (auto& [k, p] : products) j["products"][k] = product_json(p);
   for (auto& [k, p] : experts) j["experts"][k] = product_json(p);
   for (auto& [t, a] : attention)
-    j["attention"][std::to_string(t)] = {{"partial", curve_json(a.partial)}, {"index", curve_json(a.index)},
-                                         {"partial_one", curve_json(a.partial_one)},
-                                         {"index_one", curve_json(a.index_one)}};
+    j["attention"][std::to_string(t)] = {
+        {"partial", curve_json(a.many.partial)}, {"index", curve_json(a.many.index)},
+        {"partial_key", curve_json(a.many.partial_key)}, {"index_key", curve_json(a.many.index_key)},
+        {"partial_one", curve_json(a.one.partial)}, {"index_one", curve_json(a.one.index)},
+        {"partial_key_one", curve_json(a.one.partial_key)}, {"index_key_one", curve_json(a.one.index_key)}};
   for (auto& [t, g] : read_gbps) j["read_gbps"][std::to_string(t)] = g;
   j["links"] = ojson::object();  // empty on one rank: plan then prices no collective
   for (auto& [k, l] : links) j["links"][k] = {{"ranks", l.ranks}, {"latency_s", l.latency_s}, {"gbps", l.gbps}};
@@ -201,8 +203,11 @@ void read_tables(const Reader& r, const ojson& j, MachineProfile* p) {
   for (auto& [k, v] : r.at(j, "attention", "the file").items()) {
     const std::string w = "attention." + k;
     auto curve = [&](const char* name) { return r.curve(r.at(v, name, w), w + "." + name); };
-    p->attention[r.threads(k, "attention")] = {curve("partial"), curve("index"), curve("partial_one"),
-                                               curve("index_one")};
+    // The key curves are newer: a profile without them prices no key term.
+    auto key_curve = [&](const char* name) { return v.contains(name) ? curve(name) : CostCurve{}; };
+    AttnCosts& a = p->attention[r.threads(k, "attention")];
+    a.many = {curve("partial"), curve("index"), key_curve("partial_key"), key_curve("index_key")};
+    a.one = {curve("partial_one"), curve("index_one"), key_curve("partial_key_one"), key_curve("index_key_one")};
   }
   for (auto& [k, v] : r.at(j, "read_gbps", "the file").items())
     p->read_gbps[r.threads(k, "read_gbps")] = r.value(v, "read_gbps." + k);

@@ -37,10 +37,18 @@ struct ProductCosts {
 };
 
 // Attention cores at one thread count, per unit of work (queries run in parallel over threads).
+// Each against keys: seconds per query x key = width x curve + key curve, the width being heads at
+// head_dim 512 (attend) or indexer heads x dim (index). The key curves hold what a key costs
+// whatever the heads (its loads and packing, the top-k): the tiny preset's 4 heads spend most of
+// their time there, V4-Flash's 64 little. Empty in profiles written before them: no key term.
+struct AttnCurves {
+  CostCurve partial;      // attn_partial
+  CostCurve index;        // the indexer's scoring and top-k
+  CostCurve partial_key, index_key;
+};
 struct AttnCosts {
-  CostCurve partial;  // attn_partial: per query x key x head at head_dim 512, against keys
-  CostCurve index;    // indexer scoring + top-k: per query x key x indexer head x dim
-  CostCurve partial_one, index_one;  // the same for one query alone (a decode step of one sequence)
+  AttnCurves many;  // queries in a batch (prefill)
+  AttnCurves one;   // one query alone (a decode step of one sequence)
 };
 
 // A collective on ranks of one node (or across nodes when the world spanned them), fitted per

@@ -90,6 +90,38 @@ MO_AVX512_BF16 void block(const uint16_t* A, int64_t lda, int64_t K, const uint3
     }
 }
 
+// pack_b's nn case in registers: each pair of B's rows, 16 columns at a time, widened to 32 bits
+// and the second row's value shifted into the high half (zeros past nb and K, as pack_b writes).
+// The attention cores' P @ V packs every key this way once per query and head block: the scalar
+// loop was a large part of a small model's attend.
+MO_AVX512_BF16 void pack_nn_avx512(const uint16_t* B, int64_t ldb, int64_t n0, int64_t nb, int64_t K,
+                                   uint32_t* Bp) {
+  const int64_t kp = (K + 1) / 2;
+  for (int64_t p = 0; p < kp; ++p) {
+    const uint16_t* r0 = B + (2 * p) * ldb + n0;
+    const uint16_t* r1 = 2 * p + 1 < K ? r0 + ldb : nullptr;
+    for (int64_t j0 = 0; j0 < kNb; j0 += 16) {
+      const int64_t left = std::clamp<int64_t>(nb - j0, 0, 16);
+      const __mmask16 m = left == 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+      const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r0 + j0));
+      const __m512i hi = r1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r1 + j0)) : _mm512_setzero_si512();
+      _mm512_storeu_si512(Bp + p * kNb + j0, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+  }
+}
+
+MO_AVX512_BF16 void pack_transpose(const uint16_t* B, int64_t ldb, int64_t nb, int64_t K, uint32_t* panel);
+
+// pack_b in registers where it can be (the same values): nt through the 16 x 16 transpose when
+// K and ldb are even (pairs aligned to 32 bits), nn always.
+MO_AVX512_BF16 void pack_b_avx512(bool nt, const uint16_t* B, int64_t ldb, int64_t n0, int64_t nb,
+                                  int64_t K, uint32_t* Bp) {
+  if (K == 0) return;
+  if (!nt) return pack_nn_avx512(B, ldb, n0, nb, K, Bp);
+  if (K % 2 == 0 && ldb % 2 == 0) return pack_transpose(B + n0 * ldb, ldb, nb, K, Bp);
+  pack_b(nt, B, ldb, n0, nb, K, Bp);
+}
+
 MO_AVX512_BF16 void gemm_avx512(bool nt, int64_t M, int64_t N, int64_t K, const uint16_t* A,
                                 int64_t lda, const uint16_t* B, int64_t ldb, float* C, int64_t ldc,
                                 bool accumulate) {
@@ -97,7 +129,7 @@ MO_AVX512_BF16 void gemm_avx512(bool nt, int64_t M, int64_t N, int64_t K, const 
   bp.resize(size_t((K + 1) / 2 * kNb));
   for (int64_t n0 = 0; n0 < N; n0 += kNb) {
     const int64_t nb = std::min(kNb, N - n0);
-    pack_b(nt, B, ldb, n0, nb, K, bp.data());
+    pack_b_avx512(nt, B, ldb, n0, nb, K, bp.data());
     int64_t m = 0;
     for (; m + kMb <= M; m += kMb) block<kMb>(A + m * lda, lda, K, bp.data(), C + m * ldc + n0, ldc, nb, accumulate);
     const uint16_t* a = A + m * lda;

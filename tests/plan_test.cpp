@@ -184,6 +184,11 @@ TEST(PlanPredict, MovesAsTheEngineDoes) {
   const double shared = plan(cut, {1, 4, 1, 1, 4}, 4096, {}, 2).decode.parts.at("attention").compute;
   const double own = plan(cut, {1, 4, 1, 1, 4}, 4096, {}, 4).decode.parts.at("attention").compute;
   EXPECT_NEAR(shared / own, 2.0, 1e-9);
+  // One sequence's decode: replicas (dp) beside its group leave its experts' work as it was (its
+  // row goes to one ep group whole, not a share of it to each).
+  const double alone = plan(cut, {1, 2, 1, 2, 2}, 4096, {}, 8).decode.parts.at("moe_experts").compute;
+  const double beside = plan(cut, {1, 4, 1, 2, 2}, 4096, {}, 8).decode.parts.at("moe_experts").compute;
+  EXPECT_NEAR(beside / alone, 1.0, 1e-9);
   // A 1M prompt: 512 steps of 2048 tokens at cp 1, priced from samples.
   EXPECT_EQ(plan(cut, {1, 1, 1, 1, 1}, 1 << 20).prefill_steps, 512);
 }

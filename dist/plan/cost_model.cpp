@@ -142,7 +142,10 @@ struct Pricer {
     const double k = double(c.top_k), R = s.rows;
     double t = op.product(R, D, E) + double(c.n_shared_experts) * (2 * op.product(R, D, I) + op.product(R, I, D));
     const int W = l.world(), ep = l.ep;
-    const double group_rows = s.rows_world * double(ep) / W;  // an ep group's rows
+    // An ep group's rows, whole: with fewer sequences than ep groups (batch 1 over dp replicas)
+    // the group holding a sequence's row does its experts' work; a mean share of a row would
+    // price the step lighter the more replicas there are.
+    const double group_rows = std::ceil(s.rows_world * double(ep) / W);
     const double recv = group_rows * k / ep;                   // a rank's routed rows (mean)
     const double local = std::ceil(E / ep);
     // Experts a rank's rows touch (uniform routing, k distinct experts a row), and rows each.

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 #include <numeric>
+#include <vector>
 
 #include "model/kernels/omp_threads.h"
 
@@ -42,8 +42,8 @@ void softmax(float* x, int64_t n) {
 
 namespace {
 // One sortable key per value: ascending keys = descending values, then ascending index (the
-// order top_k promises). Sorting plain integers instead of indices through a comparator that
-// reads x twice per compare made the indexer's choice 3x faster at a decode step's 64 keys.
+// order top_k promises). Plain integers sort faster than indices through a comparator that reads
+// x twice a compare (tiny's batch-32 decode step: top_k 9.4% of its samples before, 7.1% after).
 // The value's bits are mapped to an order-preserving unsigned integer (negatives flipped,
 // positives offset) and complemented; -0 first becomes +0, as the comparison ties them.
 inline uint64_t top_key(float v, int32_t i) {
@@ -53,9 +53,7 @@ inline uint64_t top_key(float v, int32_t i) {
   u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
   return (uint64_t(~u) << 32) | uint32_t(i);
 }
-}  // namespace
 
-namespace {
 // The k best keys of x[n] for k much smaller than n: one pass holding candidates, of which only
 // the ones better than the k-th best so far get in; when 2k are held they are cut to the best k
 // (the bar rises). Most values fail the one compare, so the pass costs about a load and a compare

@@ -110,16 +110,13 @@ MO_AVX512_BF16 void pack_nn_avx512(const uint16_t* B, int64_t ldb, int64_t n0, i
   }
 }
 
-MO_AVX512_BF16 void pack_transpose(const uint16_t* B, int64_t ldb, int64_t nb, int64_t K, uint32_t* panel);
-
-// pack_b in registers where it can be (the same values): nt through the 16 x 16 transpose when
-// K and ldb are even (pairs aligned to 32 bits), nn always.
+// pack_b in registers where it can be (the same values): nt as a weight panel is packed
+// (pack_panel_bf16: the 16 x 16 transpose when K and ldb are even), nn always.
 MO_AVX512_BF16 void pack_b_avx512(bool nt, const uint16_t* B, int64_t ldb, int64_t n0, int64_t nb,
                                   int64_t K, uint32_t* Bp) {
   if (K == 0) return;
   if (!nt) return pack_nn_avx512(B, ldb, n0, nb, K, Bp);
-  if (K % 2 == 0 && ldb % 2 == 0) return pack_transpose(B + n0 * ldb, ldb, nb, K, Bp);
-  pack_b(nt, B, ldb, n0, nb, K, Bp);
+  pack_panel_bf16(B + n0 * ldb, ldb, nb, K, Bp);
 }
 
 MO_AVX512_BF16 void gemm_avx512(bool nt, int64_t M, int64_t N, int64_t K, const uint16_t* A,

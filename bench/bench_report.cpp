@@ -15,6 +15,7 @@
 
 #include "bench/bench_util.h"
 #include "comm/comm.h"
+#include "dist/malloc_policy.h"
 #include "model/base/check.h"
 #include "model/base/cpu_features.h"
 #include "model/kernels/linear.h"
@@ -399,6 +400,7 @@ Machine this_machine() {
   char date[64];
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S%z", std::localtime(&now));
   m.date = date;
+  m.malloc = malloc_settings();
   return m;
 }
 
@@ -412,7 +414,7 @@ nlohmann::ordered_json Machine::json() const {
   return {{"cpu", cpu}, {"cores", cores}, {"ranks", ranks}, {"threads", threads},
           {"host", host}, {"mpi", mpi}, {"mpi_detail", mpi_detail}, {"blas", blas},
           {"blas_config", blas_config}, {"onednn", onednn}, {"compute", compute},
-          {"cpu_features", features}, {"date", date}};
+          {"cpu_features", features}, {"date", date}, {"malloc", malloc}};
 }
 
 void report_line(const Line& l) {

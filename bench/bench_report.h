@@ -40,6 +40,7 @@ struct Machine {
   std::string compute;   // the compute path `auto` takes here: bf16 or fp32
   std::string features;  // what model/base/cpu_features.h reports: "avx512 avx512_bf16" or "none"
   std::string date;      // local time, ISO 8601
+  std::string malloc;    // the allocator's settings (dist/malloc_policy.h)
 
   std::string line() const;  // one line for the text and md headers
   nlohmann::ordered_json json() const;

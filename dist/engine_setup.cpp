@@ -1,6 +1,7 @@
 #include "dist/engine_setup.h"
 
 #include "comm/comm.h"
+#include "dist/malloc_policy.h"
 #include "model/base/check.h"
 #include "model/blocks/engram.h"
 #include "model/blocks/weight_packing.h"
@@ -37,6 +38,7 @@ std::unique_ptr<Engine> make_engine(const ModelSource& ms, const RankGrid& grid,
         ms.synthetic ? EngramTables::synthetic(cfg)
                      : EngramTables::from_checkpoint(cfg, *ms.checkpoint, engram_table_rows(cfg)));
   });
+  keep_freed_buffers();  // step buffers stay in the heap from here (dist/malloc_policy.cpp)
   std::unique_ptr<EngramStore> engram;
   if (with_engram)
     engram = std::make_unique<EngramStore>(cfg, grid.world, opt.engram, std::move(cmap), *tables, nullptr);

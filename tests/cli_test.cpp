@@ -32,6 +32,26 @@ TEST(Cli, RunTextAndJson) {
     EXPECT_TRUE(j.contains(k)) << k;
 }
 
+// The allocator as dist/malloc_policy.h sets it: huge pages asked for through a re-exec, the
+// user's own GLIBC_TUNABLES kept, MODELONE_MALLOC=system leaving glibc as it is.
+TEST(Cli, RunsWithTheAllocatorSet) {
+  const auto malloc_of = [](const std::string& env, int np) {
+    const std::string args = " run --model tiny --random-prompt 8 --generate 2 --json --quiet";
+    Result r = np > 0 ? shell("timeout 120 env " + env + " " + MODELONE_MPIEXEC + " -n " + std::to_string(np) +
+                              " --oversubscribe " + MODELONE_BIN + args)
+                      : shell("timeout 120 env " + env + " " + MODELONE_BIN + args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.code == 0 ? nlohmann::json::parse(r.out)["malloc"].get<std::string>() : std::string();
+  };
+  EXPECT_EQ(malloc_of("-u GLIBC_TUNABLES", 0), "GLIBC_TUNABLES=glibc.malloc.hugetlb=1, freed buffers kept");
+  EXPECT_EQ(malloc_of("-u GLIBC_TUNABLES", 2), "GLIBC_TUNABLES=glibc.malloc.hugetlb=1, freed buffers kept");
+  EXPECT_EQ(malloc_of("GLIBC_TUNABLES=glibc.malloc.arena_max=2", 0),
+            "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1, freed buffers kept");
+  EXPECT_EQ(malloc_of("GLIBC_TUNABLES=glibc.malloc.hugetlb=0", 0),
+            "GLIBC_TUNABLES=glibc.malloc.hugetlb=0, freed buffers kept");
+  EXPECT_EQ(malloc_of("-u GLIBC_TUNABLES MODELONE_MALLOC=system", 0), "glibc defaults");
+}
+
 TEST(Cli, InspectPublishedSizes) {
   Result r = run("inspect --model v4-flash --json --context 1048576 --ep 64");
   ASSERT_EQ(r.code, 0) << r.err;

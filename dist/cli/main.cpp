@@ -12,12 +12,14 @@
 #include "dist/cli/commands.h"
 #include "dist/build_info.h"
 #include "dist/grid.h"
+#include "dist/malloc_policy.h"
 #include "model/base/check.h"
 
 using namespace modelone;
 
 
 int main(int argc, char** argv) {
+  reexec_with_malloc_tunables(argv);  // before MPI and threads: the allocator reads it at start
   // --watchdog's thread calls MPI, and the thread level is fixed before the flags are parsed.
   bool watchdog = false;
   for (int i = 1; i < argc; ++i) watchdog |= std::string(argv[i]).rfind("--watchdog", 0) == 0;

@@ -20,6 +20,7 @@
 #include "dist/cli/prompt_input.h"
 #include "dist/binding.h"
 #include "dist/engine.h"
+#include "dist/malloc_policy.h"
 #include "dist/engine_setup.h"
 #include "dist/eplb.h"
 #include "dist/grid.h"
@@ -171,6 +172,7 @@ nlohmann::json run_json(const RunOptions& o, const RunSetup& r, Engine& engine,
   j["ep"] = r.grid.ep;
   j["kv_cache"] = kv_cache_name(r.kv);  // what auto chose
   j["compute"] = compute_name(compute_mode());
+  j["malloc"] = malloc_settings();
   j["load_seconds"] = t.load;
   j["prefill_seconds"] = t.prefill;
   j["prefill_tokens_per_second"] = t.prefill > 0 ? double(T) / t.prefill : 0.0;

@@ -18,6 +18,8 @@ namespace modelone::bench {
 ProductCosts calibrate_products(const std::string& dtype, const CalibrateBenchOptions& o);
 ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOptions& o);
 AttnCosts calibrate_attention(const CalibrateBenchOptions& o);
+// MachineProfile::poll_share, measured on the node's ranks (1 when they do not outnumber the cores).
+double calibrate_poll_share(const comm::Comm& node, int cores);
 void calibrate_links(const comm::Comm& c, const std::string& prefix, const CalibrateBenchOptions& o,
                      std::map<std::string, LinkFit>* links);
 

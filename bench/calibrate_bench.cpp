@@ -122,30 +122,47 @@ EngineFixed fit_fixed(const comm::Comm& solo, MachineProfile& prof, int t, bool 
   return f;
 }
 
-void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, int t, MachineProfile& prof) {
-  set_compute_threads(t);
-  for (const std::string& d : o.dtypes) {
-    const std::string k = MachineProfile::key(prof.compute, d, t);
-    prof.products[k] = calibrate_products(d, o);
-    print_classes("product", k, prof.products[k]);
-    if (prof.compute == "bf16") {
+// Every part at every thread count, a part's thread counts one after another: a drift of the
+// machine between parts (a neighbour's load coming and going) then moves a part's thread counts
+// together rather than skewing one count against another (1 against 2 threads was timed up to
+// minutes apart when each count ran every part in turn, and once read the streamed product no
+// faster at 2 threads than at 1).
+void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, MachineProfile& prof) {
+  for (const std::string& d : o.dtypes)
+    for (int t : prof.threads) {
+      set_compute_threads(t);
+      const std::string k = MachineProfile::key(prof.compute, d, t);
+      prof.products[k] = calibrate_products(d, o);
+      print_classes("product", k, prof.products[k]);
+    }
+  if (prof.compute != "bf16") prof.experts = prof.products;  // fp32: experts run as products
+  for (const std::string& d : prof.compute == "bf16" ? o.dtypes : std::vector<std::string>{})
+    for (int t : prof.threads) {
+      set_compute_threads(t);
+      const std::string k = MachineProfile::key(prof.compute, d, t);
       prof.experts[k] = calibrate_experts(d, o);
       print_classes("experts", k, prof.experts[k]);
     }
+  for (int t : prof.threads) {
+    set_compute_threads(t);
+    prof.attention[t] = calibrate_attention(o);
+    const std::string tk = std::to_string(t);
+    for (const auto& [cls, c] : {std::pair{"16_queries", &prof.attention[t].many}, std::pair{"1_query", &prof.attention[t].one}}) {
+      print_curve("attend", tk, cls, c->partial, "g_key_heads_per_s");
+      print_curve("attend_key", tk, cls, c->partial_key, "g_keys_per_s");
+      print_curve("index", tk, cls, c->index, "g_key_dims_per_s");
+      print_curve("index_key", tk, cls, c->index_key, "g_keys_per_s");
+    }
   }
-  if (prof.compute != "bf16") prof.experts = prof.products;  // fp32: experts run as products
-  prof.attention[t] = calibrate_attention(o);
-  const std::string tk = std::to_string(t);
-  for (const auto& [cls, c] : {std::pair{"16_queries", &prof.attention[t].many}, std::pair{"1_query", &prof.attention[t].one}}) {
-    print_curve("attend", tk, cls, c->partial, "g_key_heads_per_s");
-    print_curve("attend_key", tk, cls, c->partial_key, "g_keys_per_s");
-    print_curve("index", tk, cls, c->index, "g_key_dims_per_s");
-    print_curve("index_key", tk, cls, c->index_key, "g_keys_per_s");
+  for (int t : prof.threads) {
+    prof.read_gbps[t] = read_bandwidth_gbps(t);
+    Line("calibrate").add("part", std::string("read")).add("threads", int64_t(t))
+        .add("gbps", prof.read_gbps[t]).print();
   }
-  prof.read_gbps[t] = read_bandwidth_gbps(t);
-  Line("calibrate").add("part", std::string("read")).add("threads", int64_t(t))
-      .add("gbps", prof.read_gbps[t]).print();
-  prof.fixed[t] = fit_fixed(solo, prof, t, o.quick);
+  for (int t : prof.threads) {  // last: the fit prices the models' steps with the parts above
+    set_compute_threads(t);
+    prof.fixed[t] = fit_fixed(solo, prof, t, o.quick);
+  }
 }
 
 std::vector<int> thread_counts(const CalibrateBenchOptions& o) {
@@ -209,11 +226,15 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     {
       comm::Comm solo = world.split(me == 0 ? 0 : 1, me);
       if (me == 0)
-        for (int t : prof.threads) calibrate_threads(solo, o, t, prof);
+        calibrate_threads(solo, o, prof);
       world.barrier_idle();
     }
     set_compute_threads(1);
     calibrate_links(node, "intra", o, &prof.links);
+    prof.poll_share = calibrate_poll_share(node, int(sysconf(_SC_NPROCESSORS_ONLN)));
+    if (me == 0)
+      Line("calibrate").add("part", std::string("poll_share")).add("ranks", int64_t(node.size()))
+          .add("share", prof.poll_share).print();
     if (node.size() < world.size()) {  // several nodes: one rank of each, across the network
       comm::Comm leaders = world.split(node.rank() == 0 ? 0 : 1, me);
       if (node.rank() == 0) calibrate_links(leaders, "inter", o, &prof.links);

@@ -1,14 +1,17 @@
 // `bench calibrate`, the collectives: all-to-all, all-gather, point-to-point and one-sided get
 // between 2 .. P ranks of a node (and between nodes, one rank each, when the world spans nodes),
+// and on a node the MoE's exchange through node-shared memory,
 // timed through comm/ as the engine calls it, each group size fitted as latency + bytes /
 // bandwidth by least squares (groups past the cores time-slice: their own fit says so).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "bench/bench_util.h"
 #include "bench/calibrate.h"
 #include "comm/comm.h"
 #include "comm/rma_window.h"
+#include "comm/shared_window.h"
 
 namespace modelone::bench {
 
@@ -17,6 +20,28 @@ namespace {
 struct SizeTime {
   double bytes, seconds;
 };
+
+// The MoE's exchange on one node (dist/moe_transport.cpp), dispatch and combine: each rank writes
+// its rows into its segment, a fence, reads its share of every segment, writes results back into
+// the sources' segments, a fence, and reads its own results. bytes per rank, as all-to-all.
+double time_shm_exchange(const comm::Comm& c, int64_t bytes, int iters) {
+  const int n = c.size(), me = c.rank();
+  const int64_t share = std::max<int64_t>(bytes / n, 1), half = share * n;
+  comm::SharedWindow win(c, size_t(2 * half));
+  std::vector<uint8_t> rows(static_cast<size_t>(half), 1), mine(static_cast<size_t>(half));
+  const double t = median_max(c, iters, [&] {
+    std::memcpy(win.segment(me), rows.data(), size_t(half));
+    win.fence();
+    for (int s = 0; s < n; ++s) {
+      std::memcpy(mine.data() + s * share, win.segment(s) + me * share, size_t(share));
+      std::memcpy(win.segment(s) + half + me * share, mine.data() + s * share, size_t(share));
+    }
+    win.fence();
+    std::memcpy(rows.data(), win.segment(me) + half, size_t(half));
+  });
+  c.barrier();
+  return t;
+}
 
 // Seconds of one call of `kind` on c with `bytes` per rank (the slowest rank, median).
 double time_collective(const comm::Comm& c, const std::string& kind, int64_t bytes, int iters) {
@@ -28,6 +53,7 @@ double time_collective(const comm::Comm& c, const std::string& kind, int64_t byt
   }
   if (kind == "allgather")
     return median_max(c, iters, [&] { c.allgather(send.data(), bytes, recv.data()); });
+  if (kind == "shm") return time_shm_exchange(c, bytes, iters);
   if (kind == "p2p")  // a ring: every rank sends to the next and receives from the previous
     return median_max(c, iters, [&] {
       comm::RequestSet rs;
@@ -63,7 +89,41 @@ std::pair<double, double> fit(const std::vector<SizeTime>& pts) {
   return {a, 1e-3 / b};  // latency s, GB/s
 }
 
+// Seconds of arithmetic (dependent multiply-adds, ~1 ms a phase, no memory traffic) on each of
+// the first `cores` ranks over 40 phases, the node's ranks meeting after each: the others wait
+// in a polling barrier, or an idle one.
+double compute_beside_waiters(const comm::Comm& node, int cores, bool poll) {
+  double busy = 0, x = 1;
+  for (int phase = 0; phase < 40; ++phase) {
+    if (node.rank() < cores) {
+      const double t0 = comm::now();
+      for (int i = 0; i < 250000; ++i) x = x * 1.0000001 + 1e-9;
+      busy += comm::now() - t0;
+    }
+    poll ? node.barrier() : node.barrier_idle();
+  }
+  volatile double sink = x;
+  (void)sink;
+  return busy;
+}
+
 }  // namespace
+
+// As many ranks as cores compute while the other P - cores wait, in MPI's polling barrier against
+// an idle one (alternated, medians of 3): the computing ranks' mean slowdown s gives the waiters'
+// share f from s = (cores + f (P - cores)) / cores, clamped to [0, 1].
+double calibrate_poll_share(const comm::Comm& node, int cores) {
+  const int P = node.size();
+  if (P <= cores) return 1;
+  std::vector<double> polled, idle;
+  for (int rep = 0; rep < 3; ++rep) {
+    idle.push_back(compute_beside_waiters(node, cores, false));
+    polled.push_back(compute_beside_waiters(node, cores, true));
+  }
+  const double s = node.rank() < cores ? median(polled) / median(idle) : 0;
+  const double mean_s = node.allreduce(s, comm::Op::Sum) / cores;
+  return std::clamp((mean_s - 1) * cores / (P - cores), 0.0, 1.0);
+}
 
 // Fits every kind on groups of 2 .. size of `c` ranks (the first n of c), into links[prefix.kind].
 void calibrate_links(const comm::Comm& c, const std::string& prefix, const CalibrateBenchOptions& o,
@@ -72,7 +132,9 @@ void calibrate_links(const comm::Comm& c, const std::string& prefix, const Calib
   if (P < 2) return;
   const std::vector<int64_t> sizes = o.quick ? std::vector<int64_t>{256, 65536, 1 << 20}
                                              : std::vector<int64_t>{256, 16384, 262144, 2 << 20};
-  for (const char* kind : {"alltoallv", "allgather", "p2p", "rma_get"}) {
+  std::vector<const char*> kinds = {"alltoallv", "allgather", "p2p", "rma_get"};
+  if (prefix == "intra") kinds.push_back("shm");  // node-shared memory: within a node only
+  for (const char* kind : kinds) {
     LinkFit& f = (*links)[prefix + "." + kind];
     for (int n = 2; n <= P; ++n) {
       std::vector<SizeTime> pts;

@@ -79,18 +79,26 @@ TEST(PlanProfile, WritesAndReadsBack) {
   EXPECT_NEAR(p.fixed.at(1).seconds(3, 1000), 2e-12 * std::pow(1000.0, 2.5) + 3e-6, 1e-15);
   EXPECT_DOUBLE_EQ(p.attention.at(1).many.partial_key.per_unit[0], 1e-9);
   EXPECT_DOUBLE_EQ(p.attention.at(2).one.index_key.per_unit[1], 0.5e-9);
+  EXPECT_EQ(p.poll_share, 0);
+  EXPECT_EQ(p.link("intra.shm").latency_s[1], 2e-6);
 }
 
-// A profile from before the per-key attention curves reads, with no key term.
+// A profile from before the per-key attention curves, the shared-memory round and the poll share
+// reads: no key term, all-to-all on a node (PlanPredict.NodeSharedExchangeOnOneNode), waiters
+// taking whole cores.
 TEST(PlanProfile, ReadsWithoutKeyCurves) {
   const auto path = tmp("machine_nokey.json");
   auto j = profile().to_json();
   for (auto& [t, a] : j["attention"].items())
     for (const char* k : {"partial_key", "index_key", "partial_key_one", "index_key_one"}) a.erase(k);
+  j.erase("poll_share");
+  j["links"].erase("intra.shm");
   std::ofstream(path) << j.dump();
   const MachineProfile p = read_machine_profile(path.string(), "test-build");
   EXPECT_TRUE(p.attention.at(1).many.partial_key.size.empty());
   EXPECT_FALSE(p.attention.at(1).many.partial.size.empty());
+  EXPECT_EQ(p.poll_share, 1);
+  EXPECT_EQ(p.links.count("intra.shm"), 0u);
 }
 
 // Writes text as a profile and expects the read to fail with a message matching `why`.
@@ -180,10 +188,28 @@ TEST(PlanPredict, MovesAsTheEngineDoes) {
   const double slow = plan(cut, {4, 2, 1, 2, 8}, 4096, parse_network("10g,20us")).decode.parts.at("moe_exchange").exchange;
   const double fast = plan(cut, {4, 2, 1, 2, 8}, 4096, parse_network("400g,1us")).decode.parts.at("moe_exchange").exchange;
   EXPECT_GT(slow, 1.5 * fast);
-  // Four ranks on two cores time-slice: twice the compute of the same ranks on four cores.
-  const double shared = plan(cut, {1, 4, 1, 1, 4}, 4096, {}, 2).decode.parts.at("attention").compute;
-  const double own = plan(cut, {1, 4, 1, 1, 4}, 4096, {}, 4).decode.parts.at("attention").compute;
-  EXPECT_NEAR(shared / own, 2.0, 1e-9);
+  // Four ranks on two cores time-slice while all four compute: twice the compute of the same
+  // ranks on four cores. Prefill at cp 4: every rank attends. Decode at cp 1: the attention runs
+  // on one rank while the others wait (no stretch); the routed experts run on all four.
+  const auto on = [&](int cores, const PlanLayout& l, bool pre, const char* part) {
+    const PlanPrediction p = plan(cut, l, 4096, {}, cores);
+    return (pre ? p.prefill : p.decode).parts.at(part).compute;
+  };
+  const PlanLayout cp4 = {1, 4, 1, 4, 4}, cp1 = {1, 4, 1, 1, 4};
+  EXPECT_NEAR(on(2, cp4, true, "attention") / on(4, cp4, true, "attention"), 2.0, 1e-9);
+  EXPECT_NEAR(on(2, cp1, false, "attention") / on(4, cp1, false, "attention"), 1.0, 1e-9);
+  const double experts = on(2, cp1, false, "moe_experts") / on(4, cp1, false, "moe_experts");
+  EXPECT_GT(experts, 1.5);  // the routed experts doubled, the router and shared expert not
+  EXPECT_LT(experts, 2.0);
+  // Waiters that take a whole core each (poll_share 1, as profiles before it read): the decode's
+  // attention on one rank stretches as if all four computed.
+  MachineProfile polling = profile();
+  polling.poll_share = 1;
+  PlanWork w4;
+  w4.context = 4096;
+  w4.cores_per_node = 2;
+  const double polled = predict(cut, cp1, w4, polling, {}).decode.parts.at("attention").compute;
+  EXPECT_NEAR(polled / on(2, cp1, false, "attention"), 2.0, 1e-9);
   // One sequence's decode: replicas (dp) beside its group leave its experts' work as it was (its
   // row goes to one ep group whole, not a share of it to each).
   const double alone = plan(cut, {1, 2, 1, 2, 2}, 4096, {}, 8).decode.parts.at("moe_experts").compute;
@@ -191,6 +217,26 @@ TEST(PlanPredict, MovesAsTheEngineDoes) {
   EXPECT_NEAR(beside / alone, 1.0, 1e-9);
   // A 1M prompt: 512 steps of 2048 tokens at cp 1, priced from samples.
   EXPECT_EQ(plan(cut, {1, 1, 1, 1, 1}, 1 << 20).prefill_steps, 512);
+}
+
+// The MoE's exchange as the engine's auto transport makes it: node-shared memory while the ep
+// group is on one node (the profile's intra.shm round, out and back), MPI all-to-all each way
+// once it spans nodes; a profile from before intra.shm prices all-to-all on a node too.
+TEST(PlanPredict, NodeSharedExchangeOnOneNode) {
+  const ModelConfig cut = resolve_model("v4-flash", {"num_hidden_layers=4", "n_routed_experts=16"}).cfg;
+  const auto exchange = [&](const MachineProfile& prof, const PlanLayout& l) {
+    PlanWork w;
+    w.context = 4096;
+    return predict(cut, l, w, prof, {}).decode.parts.at("moe_exchange").exchange;
+  };
+  MachineProfile old = profile();
+  old.links.erase("intra.shm");
+  const PlanLayout node = {1, 4, 1, 1, 4}, nodes = {4, 2, 1, 2, 8};
+  // 4 layers, one row of 6 experts x 4096 fp32, 3/4 of it to other ranks: latency-bound.
+  const double row = 6 * 4096 * 4 * 0.75;
+  EXPECT_NEAR(exchange(profile(), node), 4 * (2e-6 + row / 20e9), 1e-12);
+  EXPECT_NEAR(exchange(old, node), 4 * 2 * (2e-5 + row / 8e9), 1e-12);
+  EXPECT_DOUBLE_EQ(exchange(profile(), nodes), exchange(old, nodes));
 }
 
 TEST(PlanSearch, FittingLayoutsFirstThenTheGoal) {

@@ -63,12 +63,26 @@ struct StepShape {
   double rows_world = 0;  // rows over the world (the MoE's)
   double pos = 0;         // mean position of the rows
   bool decode = false;
+  double active = 1;      // cp groups with a sequence in this step
 };
 
 struct Pricer {
   const ModelConfig& c;
   const PlanLayout& l;
   const OpCosts& op;
+
+  // Ranks of the world computing at once, for time slicing on shared cores (OpCosts::shared):
+  // where the rows live (prefill: every rank of an active cp group; decode: its tail rank), ...
+  double home_busy(const StepShape& s) const { return s.active * (s.decode ? 1 : l.cp); }
+  // ... the attention (decode: a compressed layer's work is split over the group, a window
+  // layer's stays on the tail) ...
+  double attn_busy(const StepShape& s, double r) const { return s.active * (s.decode && r <= 0 ? 1 : l.cp); }
+  // ... and the experts: every rank of the ep groups the rows go to (a decode row at cp > ep
+  // reaches only its tail's ep group).
+  double expert_busy(const StepShape& s) const {
+    if (s.decode && l.ep < l.cp) return s.active * l.ep;
+    return std::min(double(l.world()), l.ep * std::ceil(s.active * l.cp / l.ep));
+  }
 
   // Positions a query at position p sees in a store of ratio r (entries that have closed).
   static double entries(double p, double r) { return r > 0 ? std::floor((p + 1) / r) : 0; }
@@ -127,13 +141,14 @@ struct Pricer {
     const double comp = attended_keys(layer, s.pos, r) / split;
     t += op.attend(R, win + comp, H, Dh);
     const double keys = scored_keys(layer, s.pos, r);
-    out->parts["attention"] += {t, s.decode && r <= 0 ? 0 : cp_exchange(s, r, keys > 0), 0};
+    const double sliced = op.shared(attn_busy(s, r));
+    out->parts["attention"] += {t * sliced, s.decode && r <= 0 ? 0 : cp_exchange(s, r, keys > 0), 0};
     if (keys > 0) {
       const double nI = double(c.index_n_heads), Di = double(c.index_head_dim);
       double ti = op.product(R, qr, nI * Di) + op.product(R, D, nI);
       if (!c.v41()) ti += 2 * op.product(R, D, 2 * Di);  // the indexer's compressor
       ti += op.index(R, keys / split, nI, Di);
-      out->parts["indexer"] += {ti, 0, 0};
+      out->parts["indexer"] += {ti * sliced, 0, 0};
     }
   }
 
@@ -154,11 +169,17 @@ struct Pricer {
     // The busiest rank of the group waits the others out: max of ep Poisson loads ~ mean +
     // sqrt(2 ln ep * mean).
     const double excess = ep > 1 && recv > 0 ? std::sqrt(2 * std::log(double(ep)) * recv) / recv : 0;
-    out->parts["moe_experts"] += {t + te, 0, te * excess};
+    const double home = t * op.shared(home_busy(s)), routed = te * op.shared(expert_busy(s));
+    out->parts["moe_experts"] += {home + routed, 0, routed * excess};
     if (ep > 1) {
       const double bytes = R * k * double(ep - 1) / ep * D * 4;  // fp32 rows out (and back)
       const bool spans = ep > l.ranks_per_node;
-      out->parts["moe_exchange"] += {0, 2 * op.collective("alltoallv", bytes, ep, spans), 0};
+      // On one node the engine exchanges through node-shared memory (its auto transport), out
+      // and back in one priced round; across nodes, MPI all-to-all each way. Profiles from
+      // before the shared-memory round price all-to-all on a node too.
+      const double t = !spans && op.has_link("intra.shm") ? op.collective("shm", bytes, ep, false)
+                                                          : 2 * op.collective("alltoallv", bytes, ep, spans);
+      out->parts["moe_exchange"] += {0, t, 0};
     }
   }
 
@@ -167,7 +188,7 @@ struct Pricer {
   void engram(const StepShape& s, double before, StepCost* out) const {
     const EngramConfig& e = c.engram;
     const double D = double(c.hidden_size), hc = double(c.hc_mult), R = s.rows;
-    const double t = op.product(R, double(e.dim()), (hc + 1) * D);
+    const double t = op.product(R, double(e.dim()), (hc + 1) * D) * op.shared(home_busy(s));
     const int owners = l.engram_ranks > 0 ? l.engram_ranks : std::max(l.cp, l.ep);
     const double row_bytes = double(e.head_dim) * (e.table_dtype == DType::F32 ? 4 : e.table_dtype == DType::BF16 ? 2 : 1);
     const double bytes = R * double(e.columns()) * row_bytes * double(owners - 1) / owners;
@@ -192,21 +213,21 @@ struct Pricer {
         StepCost one;
         attention(layer, s, &one);
         moe(s, &one);
-        one.parts["other"] += {op.fixed(s.rows, double(layer_width(c))), 0, 0};
+        one.parts["other"] += {op.fixed(s.rows, double(layer_width(c))) * op.shared(home_busy(s)), 0, 0};
         it = kinds.emplace(kind, std::move(one)).first;
       }
       out += it->second;
     }
-    if (head_rows > 0) out.parts["head"] += head(head_rows);
+    if (head_rows > 0) out.parts["head"] += head(head_rows, s.active);
     return out;
   }
 
   // The head, after every step (prefill steps too: the newest position's logits), split by
-  // vocabulary over the group, the logits gathered.
-  PartTime head(double rows) const {
+  // vocabulary over the group, the logits gathered; `active` groups at once.
+  PartTime head(double rows, double active) const {
     const int hs = l.cp;
     const double V = double(c.vocab_size);
-    return {op.product(rows, double(c.hidden_size), V / hs),
+    return {op.product(rows, double(c.hidden_size), V / hs) * op.shared(active * hs),
             op.collective("allgather", rows * V / hs * 4, hs, false), 0};
   }
 };
@@ -236,10 +257,10 @@ PlanPrediction predict(const ModelConfig& cfg, const PlanLayout& l, const PlanWo
   for (double k = 0; k < sampled; ++k) {
     const double i = sampled == n_steps ? k : std::floor((k + 0.5) * n_steps / sampled);
     const double done = i * per_step, rows = std::min(chunk, std::ceil((P - done) / cp));
-    StepShape s{rows, rows * cp * side, done + rows * cp / 2, false};
+    StepShape s{rows, rows * cp * side, done + rows * cp / 2, false, side};
     seq += pr.step(s, 0).scaled(n_steps / sampled);
   }
-  seq.parts["head"] += pr.head(1).scaled(n_steps);
+  seq.parts["head"] += pr.head(1, side).scaled(n_steps);
   out.prefill_steps = int64_t(n_steps);
   out.ttft_seconds = seq.total();
   out.prefill = seq.scaled(rounds);
@@ -248,7 +269,7 @@ PlanPrediction predict(const ModelConfig& cfg, const PlanLayout& l, const PlanWo
   out.prefill_tokens_per_second = double(w.batch) * P / out.prefill_seconds;
   // Decode: one token of every sequence per step, a group's rows on its tail rank.
   const double per_group = std::ceil(double(w.batch) / l.dp());
-  out.decode = pr.step({per_group, double(w.batch), P, true}, per_group);
+  out.decode = pr.step({per_group, double(w.batch), P, true, std::ceil(double(w.batch) / per_group)}, per_group);
   out.decode_ms_per_token = out.decode.total() * 1e3;
   out.decode_tokens_per_second = double(w.batch) / out.decode.total();
   return out;

@@ -24,9 +24,13 @@ OpCosts::OpCosts(const MachineProfile& prof, const PlanLayout& l, const PlanWork
     : prof_(prof), l_(l), w_(w), net_(net), t_(prof.nearest_threads(l.threads)) {
   // Threads past the calibrated count: assumed to scale linearly (said in the plan's output).
   stretch_ = double(t_) / double(l.threads);
-  // Ranks x threads past a node's cores share them: time slices stretch every compute part.
-  const int busy = l.ranks_per_node * l.threads;
-  if (w.cores_per_node > 0 && busy > w.cores_per_node) stretch_ *= double(busy) / w.cores_per_node;
+}
+
+double OpCosts::shared(double busy) const {
+  if (w_.cores_per_node <= 0) return 1;
+  const double per_node = std::min(double(l_.ranks_per_node), std::ceil(busy / double(l_.nodes)));
+  const double waiting = double(l_.ranks_per_node) - per_node;
+  return std::max(1.0, (per_node + prof_.poll_share * waiting) * double(l_.threads) / double(w_.cores_per_node));
 }
 
 double OpCosts::product(double rows, double K, double N, const std::string& dtype) const {

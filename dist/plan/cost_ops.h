@@ -19,12 +19,18 @@ class OpCosts {
   double attend(double q, double keys, double heads, double head_dim) const;
   // q queries scoring `keys` keys with nI heads of Di (and the top-k over them).
   double index(double q, double keys, double nI, double Di) const;
-  // A collective of `kind` (alltoallv, allgather, p2p, rma_get) in a group of n ranks that are
-  // consecutive world ranks (a cp group) or spread over every node (an ep group), `bytes`
-  // sent (or read) per rank.
+  // Whether the profile measured this link ("intra.shm": profiles before it did not).
+  bool has_link(const std::string& name) const { return prof_.links.count(name) > 0; }
+  // A collective of `kind` (alltoallv, allgather, p2p, rma_get; shm: the MoE's node-shared
+  // exchange, out and back) in a group of n ranks that are consecutive world ranks (a cp group)
+  // or spread over every node (an ep group), `bytes` sent (or read) per rank.
   double collective(const std::string& kind, double bytes, int n, bool spans_nodes) const;
   // The engine's fixed costs of one layer step with `rows` rows of a layer `width` wide.
   double fixed(double rows, double width) const;
+  // Time slicing: while `busy` ranks of the world compute at once (spread evenly over the nodes,
+  // each with its threads), past a node's cores their compute stretches by the ratio; the node's
+  // other ranks, waiting meanwhile, count as the profile's poll_share of a rank each.
+  double shared(double busy) const;
 
 
  private:
@@ -33,7 +39,7 @@ class OpCosts {
   const PlanWork& w_;
   NetworkModel net_;
   int t_;                 // calibrated threads used
-  double stretch_ = 1;    // compute slowdown: shared cores and threads past the calibration
+  double stretch_ = 1;    // compute slowdown of threads past the calibration
 };
 
 }  // namespace modelone

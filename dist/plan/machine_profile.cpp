@@ -185,6 +185,7 @@ ojson MachineProfile::to_json() const {
   for (auto& [t, g] : read_gbps) j["read_gbps"][std::to_string(t)] = g;
   j["links"] = ojson::object();  // empty on one rank: plan then prices no collective
   for (auto& [k, l] : links) j["links"][k] = {{"ranks", l.ranks}, {"latency_s", l.latency_s}, {"gbps", l.gbps}};
+  j["poll_share"] = poll_share;
   for (auto& [t, f] : fixed)
     j["fixed"][std::to_string(t)] = {{"per_layer_s", f.per_layer_s}, {"per_layer_width_s", f.per_layer_width_s},
                                      {"per_layer_power", f.per_layer_power}, {"per_row_s", f.per_row_s},
@@ -212,6 +213,7 @@ void read_tables(const Reader& r, const ojson& j, MachineProfile* p) {
   for (auto& [k, v] : r.at(j, "read_gbps", "the file").items())
     p->read_gbps[r.threads(k, "read_gbps")] = r.value(v, "read_gbps." + k);
   for (auto& [k, v] : r.at(j, "links", "the file").items()) p->links[k] = r.link(v, "links." + k);
+  if (j.contains("poll_share")) p->poll_share = r.value(j.at("poll_share"), "poll_share", true);  // newer
   for (auto& [k, v] : r.at(j, "fixed", "the file").items()) {
     const std::string w = "fixed." + k;
     EngineFixed& f = p->fixed[r.threads(k, "fixed")];

@@ -89,6 +89,10 @@ struct MachineProfile {
   std::map<int, double> read_gbps;               // by threads
   std::map<std::string, LinkFit> links;          // "intra.alltoallv", ..., "inter.*" if measured
   std::map<int, EngineFixed> fixed;              // by threads
+  // The share of a core a rank waiting in MPI takes from ranks computing beside it when the
+  // node's ranks outnumber its cores (Open MPI polls, yielding when oversubscribed): 0 none, 1
+  // a whole one (the value for profiles without it, or calibrated on no more ranks than cores).
+  double poll_share = 1;
 
   static std::string key(const std::string& compute, const std::string& dtype, int threads);
   // The nearest calibrated thread count at or below t (else the smallest).

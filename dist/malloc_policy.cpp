@@ -18,6 +18,8 @@
 namespace modelone {
 
 namespace {
+bool kept = false;  // whether glibc took keep_freed_buffers' settings (a sanitizer's allocator does not)
+
 bool system_malloc() {
   const char* choice = std::getenv("MODELONE_MALLOC");
   return choice != nullptr && std::string(choice) == "system";
@@ -40,14 +42,13 @@ void reexec_with_malloc_tunables(char** argv) {
 
 void keep_freed_buffers() {
   if (system_malloc()) return;
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  kept = mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
 }
 
 std::string malloc_settings() {
   const char* t = std::getenv("GLIBC_TUNABLES");
   std::string s = t != nullptr && *t ? std::string("GLIBC_TUNABLES=") + t : "";
-  if (!system_malloc()) s += std::string(s.empty() ? "" : ", ") + "freed buffers kept";
+  if (kept) s += std::string(s.empty() ? "" : ", ") + "freed buffers kept";
   return s.empty() ? "glibc defaults" : s;
 }
 

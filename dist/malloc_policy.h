@@ -14,8 +14,9 @@ void reexec_with_malloc_tunables(char** argv);
 // calls it once the weights are loaded, so the loader's temporaries went back to the system.
 void keep_freed_buffers();
 
-// What this process runs with, for the report lines: "GLIBC_TUNABLES=..., freed buffers kept",
-// or "glibc defaults" (MODELONE_MALLOC=system, and GLIBC_TUNABLES unset).
+// What this process runs with, for the report lines: "GLIBC_TUNABLES=..., freed buffers kept"
+// (kept: once an engine is loaded), or "glibc defaults" (MODELONE_MALLOC=system, and
+// GLIBC_TUNABLES unset).
 std::string malloc_settings();
 
 }  // namespace modelone

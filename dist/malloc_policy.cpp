@@ -29,14 +29,16 @@ bool system_malloc() {
 void reexec_with_malloc_tunables(char** argv) {
   if (system_malloc()) return;
   const char* have = std::getenv("GLIBC_TUNABLES");
-  std::string tunables = have != nullptr ? have : "";
+  const bool had = have != nullptr;
+  const std::string before = had ? have : "";
+  std::string tunables = before;
   // Set already: by the user (whose value wins), or this is the re-executed program.
   if (tunables.find("glibc.malloc.hugetlb=") != std::string::npos) return;
   tunables += std::string(tunables.empty() ? "" : ":") + "glibc.malloc.hugetlb=1";
   if (setenv("GLIBC_TUNABLES", tunables.c_str(), 1) != 0) return;
   execv("/proc/self/exe", argv);
   // exec failed (no /proc): the program runs on with glibc's defaults.
-  if (have != nullptr) setenv("GLIBC_TUNABLES", have, 1);
+  if (had) setenv("GLIBC_TUNABLES", before.c_str(), 1);
   else unsetenv("GLIBC_TUNABLES");
 }
 

@@ -45,6 +45,7 @@ double time_shm_exchange(const comm::Comm& c, int64_t bytes, int iters) {
 
 // Seconds of one call of `kind` on c with `bytes` per rank (the slowest rank, median).
 double time_collective(const comm::Comm& c, const std::string& kind, int64_t bytes, int iters) {
+  if (kind == "shm") return time_shm_exchange(c, bytes, iters);  // its own buffers: the window
   const int n = c.size(), me = c.rank();
   std::vector<uint8_t> send(size_t(std::max<int64_t>(bytes, 1)), 1), recv(size_t(bytes) * size_t(n) + 1);
   if (kind == "alltoallv") {
@@ -53,7 +54,6 @@ double time_collective(const comm::Comm& c, const std::string& kind, int64_t byt
   }
   if (kind == "allgather")
     return median_max(c, iters, [&] { c.allgather(send.data(), bytes, recv.data()); });
-  if (kind == "shm") return time_shm_exchange(c, bytes, iters);
   if (kind == "p2p")  // a ring: every rank sends to the next and receives from the previous
     return median_max(c, iters, [&] {
       comm::RequestSet rs;

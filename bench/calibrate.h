@@ -20,7 +20,9 @@ ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOpt
 AttnCosts calibrate_attention(const CalibrateBenchOptions& o);
 // MachineProfile::poll_share, measured on the node's ranks (1 when they do not outnumber the cores).
 double calibrate_poll_share(const comm::Comm& node, int cores);
-void calibrate_links(const comm::Comm& c, const std::string& prefix, const CalibrateBenchOptions& o,
-                     std::map<std::string, LinkFit>* links);
+// Collectives fitted per group size into links["PREFIX.KIND"]; on a node whose ranks outnumber
+// `cores`, groups smaller than the node also beside polling waiters: "PREFIX_polled.KIND".
+void calibrate_links(const comm::Comm& c, const std::string& prefix, int cores,
+                     const CalibrateBenchOptions& o, std::map<std::string, LinkFit>* links);
 
 }  // namespace modelone::bench

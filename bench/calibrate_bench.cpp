@@ -217,7 +217,7 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     set_compute_threads(1);
     for (auto it = prof.links.begin(); it != prof.links.end();)
       it = it->first.rfind("inter.", 0) == 0 ? prof.links.erase(it) : std::next(it);
-    calibrate_links(world, "inter", o, &prof.links);
+    calibrate_links(world, "inter", 0, o, &prof.links);
   } else {
     prof.build = executable_hash();
     prof.compute = compute_name(resolve_compute(compute_choices().parse(o.compute)));
@@ -230,14 +230,15 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
       world.barrier_idle();
     }
     set_compute_threads(1);
-    calibrate_links(node, "intra", o, &prof.links);
-    prof.poll_share = calibrate_poll_share(node, int(sysconf(_SC_NPROCESSORS_ONLN)));
+    const int cores = int(sysconf(_SC_NPROCESSORS_ONLN));
+    calibrate_links(node, "intra", cores, o, &prof.links);
+    prof.poll_share = calibrate_poll_share(node, cores);
     if (me == 0)
       Line("calibrate").add("part", std::string("poll_share")).add("ranks", int64_t(node.size()))
           .add("share", prof.poll_share).print();
     if (node.size() < world.size()) {  // several nodes: one rank of each, across the network
       comm::Comm leaders = world.split(node.rank() == 0 ? 0 : 1, me);
-      if (node.rank() == 0) calibrate_links(leaders, "inter", o, &prof.links);
+      if (node.rank() == 0) calibrate_links(leaders, "inter", 0, o, &prof.links);
       world.barrier_idle();
     }
     prof.machine = this_machine().json();

@@ -125,29 +125,45 @@ double calibrate_poll_share(const comm::Comm& node, int cores) {
   return std::clamp((mean_s - 1) * cores / (P - cores), 0.0, 1.0);
 }
 
-// Fits every kind on groups of 2 .. size of `c` ranks (the first n of c), into links[prefix.kind].
-void calibrate_links(const comm::Comm& c, const std::string& prefix, const CalibrateBenchOptions& o,
-                     std::map<std::string, LinkFit>* links) {
-  const int P = c.size();
-  if (P < 2) return;
+namespace {
+// One kind on groups of 2 .. `upto` ranks of c (the first n), fitted per group size. The ranks
+// outside a group wait asleep (they leave it the cores) or, `polled`, in MPI's polling barrier
+// as the engine's waiting ranks do: a group of a node whose ranks outnumber its cores then
+// shares them with the waiters' polling and yields.
+LinkFit fit_groups(const comm::Comm& c, const std::string& kind, int upto, bool polled,
+                   const CalibrateBenchOptions& o) {
   const std::vector<int64_t> sizes = o.quick ? std::vector<int64_t>{256, 65536, 1 << 20}
                                              : std::vector<int64_t>{256, 16384, 262144, 2 << 20};
+  LinkFit f;
+  for (int n = 2; n <= upto; ++n) {
+    std::vector<SizeTime> pts;
+    comm::Comm sub = c.split(c.rank() < n ? 0 : 1, c.rank());
+    for (int64_t b : sizes) {
+      const double t = c.rank() < n ? time_collective(sub, kind, b, o.quick ? 5 : 11) : 0;
+      polled ? c.barrier() : c.barrier_idle();
+      const double tmax = c.allreduce(t, comm::Op::Max);
+      pts.push_back({double(b), tmax});
+    }
+    const auto [lat, gbps] = fit(pts);
+    f.ranks.push_back(n), f.latency_s.push_back(lat), f.gbps.push_back(gbps);
+  }
+  return f;
+}
+}  // namespace
+
+// Fits every kind on groups of 2 .. size of `c` ranks into links[prefix.kind]; on a node with
+// more ranks than `cores`, the groups smaller than the node once more beside polling waiters,
+// into links[prefix_polled.kind].
+void calibrate_links(const comm::Comm& c, const std::string& prefix, int cores,
+                     const CalibrateBenchOptions& o, std::map<std::string, LinkFit>* links) {
+  const int P = c.size();
+  if (P < 2) return;
   std::vector<const char*> kinds = {"alltoallv", "allgather", "p2p", "rma_get"};
   if (prefix == "intra") kinds.push_back("shm");  // node-shared memory: within a node only
   for (const char* kind : kinds) {
-    LinkFit& f = (*links)[prefix + "." + kind];
-    for (int n = 2; n <= P; ++n) {
-      std::vector<SizeTime> pts;
-      comm::Comm sub = c.split(c.rank() < n ? 0 : 1, c.rank());
-      for (int64_t b : sizes) {
-        const double t = c.rank() < n ? time_collective(sub, kind, b, o.quick ? 5 : 11) : 0;
-        c.barrier_idle();  // the ranks outside the group wait asleep: they leave it the cores
-        const double tmax = c.allreduce(t, comm::Op::Max);
-        pts.push_back({double(b), tmax});
-      }
-      const auto [lat, gbps] = fit(pts);
-      f.ranks.push_back(n), f.latency_s.push_back(lat), f.gbps.push_back(gbps);
-    }
+    (*links)[prefix + "." + kind] = fit_groups(c, kind, P, false, o);
+    if (prefix == "intra" && P > cores && P > 2)
+      (*links)[prefix + "_polled." + kind] = fit_groups(c, kind, P - 1, true, o);
   }
 }
 

@@ -92,7 +92,7 @@ def engine_cases(plan, quick):
              ("v4-flash", CUT4, 1, 2, 2048), ("v4-flash", CUT4, 1, 1, 2048), ("v4-flash", CUT4, 2, 1, 2048)]
     if not quick:
         cases += [("tiny", [], 1, 1, 8192), ("tiny", [], 3, 1, 4096), ("v4-flash", CUT4, 1, 2, 4096),
-                  ("v4-flash", CUT4, 3, 1, 2048)]
+                  ("v4-flash", CUT4, 3, 1, 2048), ("tiny", [], 1, 2, 32768)]
     for model, sets, np_, th, ctx in cases:
         lines = mpirun(np_, ["bench", "engine", "--model", model, *sets, "--threads", str(th),
                              "--contexts", str(ctx), "--decode-steps", "16", "--json"])

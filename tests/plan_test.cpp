@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dist/plan/cost_model.h"
+#include "dist/plan/cost_ops.h"
 #include "dist/plan/plan_search.h"
 #include "model/base/check.h"
 #include "model/io/model_source.h"
@@ -237,6 +238,23 @@ TEST(PlanPredict, NodeSharedExchangeOnOneNode) {
   EXPECT_NEAR(exchange(profile(), node), 4 * (2e-6 + row / 20e9), 1e-12);
   EXPECT_NEAR(exchange(old, node), 4 * 2 * (2e-5 + row / 8e9), 1e-12);
   EXPECT_DOUBLE_EQ(exchange(profile(), nodes), exchange(old, nodes));
+}
+
+// A group smaller than a node whose ranks outnumber its cores is priced by the fit measured
+// beside polling waiters; a group of the whole node, a node with cores for every rank, or a
+// profile without that fit keep the plain one.
+TEST(PlanPredict, SmallGroupsBesidePollers) {
+  MachineProfile prof = profile();
+  prof.links["intra_polled.allgather"] = {{2, 3}, {4e-5, 6e-5}, {5, 5}};
+  const auto gather = [&](const MachineProfile& p, int n, int cores) {
+    PlanWork w;
+    w.cores_per_node = cores;
+    return OpCosts(p, {1, 4, 1, 2, 4}, w, {}).collective("allgather", 1e6, n, false);
+  };
+  EXPECT_NEAR(gather(prof, 2, 2), 4e-5 + 1e6 / 5e9, 1e-12);
+  EXPECT_NEAR(gather(prof, 2, 4), 5e-6 + 1e6 / 10e9, 1e-12);
+  EXPECT_NEAR(gather(prof, 4, 2), 2e-5 + 1e6 / 8e9, 1e-12);
+  EXPECT_NEAR(gather(profile(), 2, 2), 5e-6 + 1e6 / 10e9, 1e-12);
 }
 
 TEST(PlanSearch, FittingLayoutsFirstThenTheGoal) {

@@ -73,7 +73,11 @@ double OpCosts::collective(const std::string& kind, double bytes, int n, bool sp
   // The ranks of the group on one node, and the nodes it covers.
   const int local = spans_nodes ? std::min(n, std::max(1, n / std::max(1, l_.nodes))) : std::min(n, rpn);
   const int nodes = (n + local - 1) / local;
-  const LinkFit& f = prof_.link("intra." + kind);
+  // A group smaller than a node whose ranks outnumber its cores meets the others polling beside
+  // it (measured so where the profile has it).
+  const bool beside_pollers = local < rpn && w_.cores_per_node > 0 && rpn > w_.cores_per_node &&
+                              prof_.links.count("intra_polled." + kind);
+  const LinkFit& f = prof_.link((beside_pollers ? "intra_polled." : "intra.") + kind);
   double t = f.seconds(bytes, local);
   if (nodes > 1) {
     // Off the node, through its one link: all-to-all sends the share of each local rank's

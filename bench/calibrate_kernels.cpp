@@ -145,14 +145,19 @@ CostCurve expert_curve(const std::string& dtype, int64_t D, int64_t I, int64_t n
 }  // namespace
 
 ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOptions& o) {
-  const std::vector<int64_t> rows = o.quick ? std::vector<int64_t>{16, 64, 256}
-                                            : std::vector<int64_t>{16, 32, 64, 128, 256, 512};
+  // From 1 row each: the engine takes this kernel as soon as one expert has more than
+  // kGemvMaxRows rows, the others then having fewer (a decode batch).
+  const std::vector<int64_t> rows = o.quick ? std::vector<int64_t>{2, 16, 64, 256}
+                                            : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
   ProductCosts p;
   p.classes.resize(2);
   p.classes[0].curve = expert_curve(dtype, 256, 128, 4, rows, o.quick ? 0.02 : 0.1, &p.classes[0].bytes);
   const int64_t D = o.quick ? 2048 : 4096, I = o.quick ? 1024 : 2048;
   p.classes[1].curve = expert_curve(dtype, D, I, 4, rows, o.quick ? 0.05 : 0.2, &p.classes[1].bytes);
-  p.call_s = p.classes[0].curve.per_unit.front() * 2.0 * 16 * 3 * 256 * 128;  // the smallest grouped call
+  // A floor per expert: one small expert's share of the smallest grouped call (its FLOPs at the
+  // first row count, 3 products of 256 x 128).
+  const CostCurve& first = p.classes[0].curve;
+  p.call_s = first.per_unit.front() * 2.0 * first.size.front() * 3 * 256 * 128;
   return p;
 }
 

@@ -4,6 +4,11 @@ this machine can run, every measurement warm (after a warm-up step) and a median
 bench takes one.
 
     scripts/plan_check.py --machine machine.json [--quick] [--rounds N] > table.md
+    scripts/plan_check.py --recalibrate 4 [--rounds N] > table.md
+
+With --recalibrate NP every round first runs `bench calibrate` on NP ranks and predicts its cases
+from that profile (a shared machine's speed drifts over minutes: the user's order, calibrate then
+plan then run, holds within a round); the table then holds each case's median prediction too.
 
 Measured by:
   engine   `bench engine` (one sequence at cp 1; at np > 1 the other ranks serve experts:
@@ -57,7 +62,8 @@ CASES = {}
 
 
 def row(what, layout, pred, meas, unit):
-    c = CASES.setdefault((what, layout), {"pred": pred, "unit": unit, "meas": []})
+    c = CASES.setdefault((what, layout), {"pred": [], "unit": unit, "meas": []})
+    c["pred"].append(pred)
     c["meas"].append(meas)
     print(f"round {len(c['meas'])}: {what} | {layout} | predicted {pred:.4g} | measured {meas:.4g} {unit}",
           file=sys.stderr, flush=True)
@@ -77,10 +83,10 @@ def table(rounds):
     print("|---|---|---|---|---|---|" + ("---|" if spread else ""))
     off = []
     for (what, layout), c in CASES.items():
-        m = median(c["meas"])
-        off.append(abs(c["pred"] / m - 1))
+        m, p = median(c["meas"]), median(c["pred"])
+        off.append(abs(p / m - 1))
         extra = f" {max(c['meas']) / min(c['meas']) - 1:.2f} |" if spread else ""
-        print(f"| {what} | {layout} | {c['pred']:.4g} | {m:.4g} | {c['unit']} | {c['pred'] / m:.2f} |{extra}")
+        print(f"| {what} | {layout} | {p:.4g} | {m:.4g} | {c['unit']} | {p / m:.2f} |{extra}")
     off.sort()
     print(f"\n{len(off)} cases; within 20%: {sum(r <= 0.2 for r in off)}, within 25%: "
           f"{sum(r <= 0.25 for r in off)}; median |predicted / measured - 1| = {median(off):.2f}, "
@@ -148,7 +154,10 @@ def run_cases(plan, quick):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--machine", required=True)
+    ap.add_argument("--machine", help="a profile from `bench calibrate` (else --recalibrate)")
+    ap.add_argument("--recalibrate", type=int, metavar="NP",
+                    help="calibrate on NP ranks before every round, into round-K.json beside --machine "
+                         "(default: /tmp/plan_check_round-K.json)")
     ap.add_argument("--cores", type=int, default=os.cpu_count())
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default="engine,context,batch,run")
@@ -157,8 +166,16 @@ def main():
                     help="measure every case this many times, a whole round after another; the table "
                          "holds each one's median and the spread of its measurements")
     a = ap.parse_args()
+    if not a.machine and not a.recalibrate:
+        ap.error("give --machine or --recalibrate")
     plan = Plan(a.machine, a.cores, a.allow_other_build)
-    for _ in range(a.rounds):  # whole rounds, so slow drifts of a shared machine reach every case
+    for k in range(a.rounds):  # whole rounds, so slow drifts of a shared machine reach every case
+        if a.recalibrate:
+            base = os.path.dirname(a.machine) if a.machine else "/tmp"
+            plan.machine = os.path.join(base, f"plan_check_round-{k + 1}.json")
+            print(f"round {k + 1}: calibrating on {a.recalibrate} ranks into {plan.machine}", file=sys.stderr, flush=True)
+            subprocess.run(["mpirun", "-np", str(a.recalibrate), EXE, "bench", "calibrate", "--out", plan.machine],
+                           env=ENV, capture_output=True, text=True, check=True)
         for part in a.parts.split(","):
             {"engine": engine_cases, "context": context_cases, "batch": batch_cases, "run": run_cases}[part](plan, a.quick)
     table(a.rounds)

@@ -257,6 +257,21 @@ TEST(PlanPredict, SmallGroupsBesidePollers) {
   EXPECT_NEAR(gather(profile(), 2, 2), 5e-6 + 1e6 / 10e9, 1e-12);
 }
 
+// The routed experts take the grouped kernel's costs once the busiest expert passes
+// kGemvMaxRows rows, as the engine does: 16 experts at a mean of 6 rows (busiest ~12) do, at 3
+// (busiest ~7) they run as products.
+TEST(PlanPredict, ExpertKernelByTheBusiestExpert) {
+  MachineProfile dear = profile();
+  for (auto& [k, e] : dear.experts)
+    for (auto& c : e.classes)
+      for (double& v : c.curve.per_unit) v *= 10;
+  const auto experts = [&](const MachineProfile& p, double rows_each) {
+    return OpCosts(p, {1, 1, 1, 1, 1}, PlanWork{}, {}).experts(16, rows_each, 4096, 2048);
+  };
+  EXPECT_NEAR(experts(dear, 6), 10 * experts(profile(), 6), 1e-12);
+  EXPECT_DOUBLE_EQ(experts(dear, 3), experts(profile(), 3));
+}
+
 TEST(PlanSearch, FittingLayoutsFirstThenTheGoal) {
   const ModelSource ms = resolve_model("v4-flash", {"num_hidden_layers=4", "n_routed_experts=16"});
   PlanQuery q;

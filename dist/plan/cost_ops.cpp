@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "model/kernels/linear.h"
+
 namespace modelone {
 
 namespace {
@@ -42,9 +44,11 @@ double OpCosts::product(double rows, double K, double N, const std::string& dtyp
 double OpCosts::experts(double n_experts, double rows_each, double D, double I) const {
   if (n_experts <= 0 || rows_each <= 0) return 0;
   const std::string& d = w_.expert_dtype;
-  // Few rows per expert: each expert's three products on its own (the engine's row-wise path);
-  // more: the grouped kernel, priced per FLOP at the rows per expert.
-  if (rows_each <= 8 || w_.compute != "bf16") {
+  // The engine runs each expert's three products on its own (its row-wise path) unless some
+  // expert has more than kGemvMaxRows rows: then all in the grouped kernel, priced per FLOP at
+  // the mean rows per expert. The busiest of n Poisson loads of mean m: ~ m + sqrt(2 m ln n).
+  const double busiest = rows_each + std::sqrt(2 * rows_each * std::log(std::max(n_experts, 1.0)));
+  if (busiest <= double(kGemvMaxRows) || w_.compute != "bf16") {
     const ProductCosts& p = prof_.product(w_.compute, d, t_);
     const double one = 2 * p.seconds(rows_each, D, I, D * I * element_bytes(d)) +
                        p.seconds(rows_each, I, D, D * I * element_bytes(d));

@@ -13,7 +13,8 @@ class OpCosts {
 
   // rows x [K -> N] through a dense weight stored as dense_dtype (`dtype` overrides).
   double product(double rows, double K, double N, const std::string& dtype = "") const;
-  // The routed experts of a rank: `experts` experts with rows_each rows, [D -> 2I], [I -> D].
+  // The routed experts of a rank: `experts` experts with rows_each rows (a mean), [D -> 2I],
+  // [I -> D]; the busiest expert's rows decide the kernel, as in the engine (MoeParallel).
   double experts(double n_experts, double rows_each, double D, double I) const;
   // q queries over `keys` keys each with `heads` heads of head_dim (the attention core).
   double attend(double q, double keys, double heads, double head_dim) const;

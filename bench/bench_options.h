@@ -115,6 +115,7 @@ struct CalibrateBenchOptions {
   std::vector<std::string> dtypes = {"bf16", "fp8", "fp4"};  // stored weight dtypes
   std::string compute = compute_choices().default_text();
   bool quick = false;                                  // fewer, smaller points (tests)
+  int passes = 0;  // whole passes of the kernels, each point their median; 0: 3 (--quick: 1)
   std::string links_as;  // "inter": only the world's collectives, added to --out as inter-node
 };
 

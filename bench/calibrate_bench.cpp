@@ -90,16 +90,28 @@ void fit_width(double w0, double c0, double w1, double c1, double* at0, double* 
   *c = c1 / std::pow(w1, *p);
 }
 
+// The rows of the anchors' prefill.
+int64_t anchor_rows(bool quick) { return quick ? 128 : 256; }
+
+// Both anchors' prefill and the decode steps after it, on one rank.
+AnchorTimes measure_anchors(const comm::Comm& solo, bool quick) {
+  AnchorTimes a{};
+  for (int i = 0; i < 2; ++i)
+    a[size_t(i)] = anchor_steps(solo, resolve_model(kAnchors[i].model, kAnchors[i].sets), anchor_rows(quick),
+                                quick ? 5 : 7);
+  return a;
+}
+
 // Per anchor: what a layer step of 1 row (decode) and of R rows (prefill) takes beyond the
 // priced operations; then the costs per layer (a) and per row (b), each linear in the width:
 // residual_decode / L = a + b, (residual_prefill - residual_decode) / L = b (R - 1).
-EngineFixed fit_fixed(const comm::Comm& solo, MachineProfile& prof, int t, bool quick) {
-  const int64_t R = quick ? 128 : 256;
+EngineFixed fit_fixed(MachineProfile& prof, int t, bool quick, const AnchorTimes& times) {
+  const int64_t R = anchor_rows(quick);
   prof.fixed[t] = {};
   double w[2], a[2], b[2];
   for (int i = 0; i < 2; ++i) {
     const ModelSource ms = resolve_model(kAnchors[i].model, kAnchors[i].sets);
-    const auto [pre, dec] = anchor_steps(solo, ms, R, quick ? 5 : 7);
+    const auto [pre, dec] = times[size_t(i)];
     PlanLayout l;
     l.threads = t;
     PlanWork work;
@@ -122,46 +134,66 @@ EngineFixed fit_fixed(const comm::Comm& solo, MachineProfile& prof, int t, bool 
   return f;
 }
 
-// Every part at every thread count, a part's thread counts one after another: a drift of the
-// machine between parts (a neighbour's load coming and going) then moves a part's thread counts
-// together rather than skewing one count against another (1 against 2 threads was timed up to
-// minutes apart when each count ran every part in turn, and once read the streamed product no
-// faster at 2 threads than at 1).
-void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, MachineProfile& prof) {
+// One pass: every kernel part at every thread count, a part's thread counts one after another
+// (a drift of the machine between parts then moves a part's thread counts together rather than
+// skewing one count against another: 1 against 2 threads was timed up to minutes apart when each
+// count ran every part in turn, and once read the streamed product no faster at 2 threads than
+// at 1).
+void kernel_pass(const CalibrateBenchOptions& o, MachineProfile& prof) {
   for (const std::string& d : o.dtypes)
     for (int t : prof.threads) {
       set_compute_threads(t);
-      const std::string k = MachineProfile::key(prof.compute, d, t);
-      prof.products[k] = calibrate_products(d, o);
-      print_classes("product", k, prof.products[k]);
+      prof.products[MachineProfile::key(prof.compute, d, t)] = calibrate_products(d, o);
     }
   if (prof.compute != "bf16") prof.experts = prof.products;  // fp32: experts run as products
   for (const std::string& d : prof.compute == "bf16" ? o.dtypes : std::vector<std::string>{})
     for (int t : prof.threads) {
       set_compute_threads(t);
-      const std::string k = MachineProfile::key(prof.compute, d, t);
-      prof.experts[k] = calibrate_experts(d, o);
-      print_classes("experts", k, prof.experts[k]);
+      prof.experts[MachineProfile::key(prof.compute, d, t)] = calibrate_experts(d, o);
     }
   for (int t : prof.threads) {
     set_compute_threads(t);
     prof.attention[t] = calibrate_attention(o);
+  }
+  for (int t : prof.threads) prof.read_gbps[t] = read_bandwidth_gbps(t);
+}
+
+void print_kernels(const MachineProfile& prof) {
+  for (auto& [k, p] : prof.products) print_classes("product", k, p);
+  for (auto& [k, p] : prof.experts) print_classes("experts", k, p);
+  for (auto& [t, a] : prof.attention) {
     const std::string tk = std::to_string(t);
-    for (const auto& [cls, c] : {std::pair{"16_queries", &prof.attention[t].many}, std::pair{"1_query", &prof.attention[t].one}}) {
+    for (const auto& [cls, c] : {std::pair{"16_queries", &a.many}, std::pair{"1_query", &a.one}}) {
       print_curve("attend", tk, cls, c->partial, "g_key_heads_per_s");
       print_curve("attend_key", tk, cls, c->partial_key, "g_keys_per_s");
       print_curve("index", tk, cls, c->index, "g_key_dims_per_s");
       print_curve("index_key", tk, cls, c->index_key, "g_keys_per_s");
     }
   }
-  for (int t : prof.threads) {
-    prof.read_gbps[t] = read_bandwidth_gbps(t);
-    Line("calibrate").add("part", std::string("read")).add("threads", int64_t(t))
-        .add("gbps", prof.read_gbps[t]).print();
+  for (auto& [t, g] : prof.read_gbps)
+    Line("calibrate").add("part", std::string("read")).add("threads", int64_t(t)).add("gbps", g).print();
+}
+
+// The kernels in whole passes (each point their median), then the fixed costs: fitted last, as
+// they price the anchors' steps with the parts above.
+void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, MachineProfile& prof) {
+  const int passes = o.passes > 0 ? o.passes : o.quick ? 1 : 3;
+  std::vector<MachineProfile> done;
+  std::map<int, std::vector<AnchorTimes>> anchors;
+  for (int k = 0; k < passes; ++k) {
+    done.push_back(prof);
+    kernel_pass(o, done.back());
+    for (int t : prof.threads) {
+      set_compute_threads(t);
+      anchors[t].push_back(measure_anchors(solo, o.quick));
+    }
+    if (passes > 1) std::fprintf(stderr, "calibrate: kernel pass %d of %d done\n", k + 1, passes);
   }
-  for (int t : prof.threads) {  // last: the fit prices the models' steps with the parts above
+  keep_medians(done, &prof);
+  print_kernels(prof);
+  for (int t : prof.threads) {
     set_compute_threads(t);
-    prof.fixed[t] = fit_fixed(solo, prof, t, o.quick);
+    prof.fixed[t] = fit_fixed(prof, t, o.quick, median_anchors(anchors[t]));
   }
 }
 

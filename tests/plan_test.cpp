@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "bench/calibrate.h"
 #include "dist/plan/cost_model.h"
 #include "dist/plan/cost_ops.h"
 #include "dist/plan/plan_search.h"
@@ -100,6 +101,30 @@ TEST(PlanProfile, ReadsWithoutKeyCurves) {
   EXPECT_FALSE(p.attention.at(1).many.partial.size.empty());
   EXPECT_EQ(p.poll_share, 1);
   EXPECT_EQ(p.links.count("intra.shm"), 0u);
+}
+
+// Calibrate's passes: each point the median of its passes, so a burst that slowed one pass's
+// point 100x leaves the profile as the others read it; passes that timed other points refused.
+TEST(PlanProfile, PassesKeepEachPointsMedian) {
+  std::vector<MachineProfile> passes(3, profile());
+  const std::string k = MachineProfile::key("bf16", "bf16", 2);
+  const double v = profile().products.at(k).classes[0].curve.per_unit[1];
+  passes[1].products.at(k).classes[0].curve.per_unit[1] = 100 * v;
+  passes[2].products.at(k).classes[0].curve.per_unit[1] = 1.5 * v;
+  passes[1].attention.at(1).one.index_key.per_unit[0] *= 50;
+  passes[0].read_gbps.at(2) = 1, passes[2].read_gbps.at(2) = 2;  // the third: 80
+  MachineProfile out = profile();
+  bench::keep_medians(passes, &out);
+  EXPECT_DOUBLE_EQ(out.products.at(k).classes[0].curve.per_unit[1], 1.5 * v);
+  EXPECT_EQ(out.attention.at(1).one.index_key.per_unit[0], profile().attention.at(1).one.index_key.per_unit[0]);
+  EXPECT_EQ(out.read_gbps.at(2), 2);
+  EXPECT_EQ(out.experts.at(k).call_s, profile().experts.at(k).call_s);
+  const bench::AnchorTimes a = bench::median_anchors({{{{1, 2}, {30, 4}}}, {{{5, 60}, {7, 8}}}, {{{9, 10}, {11, 12}}}});
+  EXPECT_EQ(a[0], std::make_pair(5.0, 10.0));
+  EXPECT_EQ(a[1], std::make_pair(11.0, 8.0));
+  passes[2].products.at(k).classes[0].curve.size.push_back(1024);
+  passes[2].products.at(k).classes[0].curve.per_unit.push_back(v);
+  EXPECT_THROW(bench::keep_medians(passes, &out), Error);
 }
 
 // Writes text as a profile and expects the read to fail with a message matching `why`.

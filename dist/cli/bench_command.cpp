@@ -54,6 +54,9 @@ void add_calibrate_bench(CLI::App* b, BenchOptions* o) {
       ->delimiter(',')->check(CLI::IsMember({"bf16", "fp8", "fp4"}));
   add_choice(c, &k.compute, compute_choices(), "Compute path of the products");
   c->add_flag("--quick", k.quick, "Fewer and smaller points (about a tenth of the time; tests)");
+  c->add_option("--passes", k.passes, "Time the kernels in N whole passes and keep each point's "
+                "median, so a burst of load on a shared machine moves one pass, not the profile "
+                "(default 3; 1 with --quick)")->check(CLI::Range(1, 9));
   c->add_option("--links-as", k.links_as, "inter: time only the world's collectives and add them "
                 "to the profile --out names as links between nodes (a run across nodes, or one node "
                 "under --mca btl self,tcp)")->check(CLI::IsMember({"inter"}));

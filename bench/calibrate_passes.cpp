@@ -1,8 +1,8 @@
 // `bench calibrate`: whole passes of the kernels reduced to one profile, point by point (see
 // calibrate.h). A point is already a median of runs a fraction of a second apart; on a shared
-// machine a burst of load lasting seconds moves every run of it (once one point of the 2-thread
-// cached product read 3 GFLOPS instead of 800, and the plan 6x too slow), but not the same point of
-// passes a minute apart.
+// machine a burst of load lasting seconds moves every run of it (once the 2-thread cached
+// product read 1.3-4.2 GFLOPS at 64-512 rows instead of 390-740, and the plan was 6x too slow),
+// but not the same point of passes minutes apart.
 #include <functional>
 
 #include "bench/bench_util.h"
@@ -29,7 +29,7 @@ CostCurve curve_median(const std::vector<const CostCurve*>& cs) {
   return out;
 }
 
-ProductCosts costs_median(const std::vector<const ProductCosts*> ps) {
+ProductCosts costs_median(const std::vector<const ProductCosts*>& ps) {
   ProductCosts out = *ps.front();
   for (size_t k = 0; k < out.classes.size(); ++k) {
     std::vector<const CostCurve*> cs;

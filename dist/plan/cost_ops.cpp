@@ -80,7 +80,7 @@ double OpCosts::collective(const std::string& kind, double bytes, int n, bool sp
   // A group smaller than a node whose ranks outnumber its cores meets the others polling beside
   // it (measured so where the profile has it).
   const bool beside_pollers = local < rpn && w_.cores_per_node > 0 && rpn > w_.cores_per_node &&
-                              prof_.links.count("intra_polled." + kind);
+                              has_link("intra_polled." + kind);
   const LinkFit& f = prof_.link((beside_pollers ? "intra_polled." : "intra.") + kind);
   double t = f.seconds(bytes, local);
   if (nodes > 1) {

@@ -4,6 +4,7 @@
 //   calibrate_kernels.cpp  products, routed experts, attention and indexer cores (rank 0 alone)
 //   calibrate_comm.cpp     collectives fitted as latency + per-peer + bytes / bandwidth
 //   calibrate_passes.cpp   whole passes of the kernels reduced to their per-point medians
+//   calibrate_fixed.cpp    the engine's fixed costs fitted on two anchor models' steps
 //   calibrate_bench.cpp    the order of the work, the engine's fixed costs, the profile written
 #pragma once
 #include <array>
@@ -22,9 +23,24 @@ namespace modelone::bench {
 ProductCosts calibrate_products(const std::string& dtype, const CalibrateBenchOptions& o);
 ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOptions& o);
 AttnCosts calibrate_attention(const CalibrateBenchOptions& o);
-// The two anchor models' medians of a prefill and of a decode step (seconds), as the engine's
-// fixed costs are fitted on them (calibrate_bench.cpp).
-using AnchorTimes = std::array<std::pair<double, double>, 2>;
+// An anchor model's medians (seconds) of a prefill and of a decode step, and of the decode
+// step's time outside the engine's part timers (attention, MoE, head, Engram).
+struct AnchorStep {
+  double prefill = 0, decode = 0, decode_untimed = 0;
+};
+// The narrow and the wide anchor, as the engine's fixed costs are fitted on them.
+using AnchorTimes = std::array<AnchorStep, 2>;
+// One anchor as the fit reads it: its layer width and layers, its steps measured and priced.
+struct AnchorFit {
+  double width = 0, layers = 1;
+  AnchorStep measured;
+  double priced_prefill = 0, priced_decode = 0;
+};
+struct FixedFitOut {  // each anchor's per-layer and per-row cost, for the printout
+  std::array<double, 2> per_layer_s{}, per_row_s{};
+};
+// The engine's fixed costs from the narrow (0) and wide (1) anchor, prefills of `rows` rows.
+EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& anchors, int64_t rows, FixedFitOut* out = nullptr);
 // Each point of the kernels' curves (products, experts, attention, read bandwidth) as the median
 // over passes that timed the same points, into out; and the anchors' times likewise.
 void keep_medians(const std::vector<MachineProfile>& passes, MachineProfile* out);

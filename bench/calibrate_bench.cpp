@@ -51,8 +51,9 @@ const Anchor kAnchors[2] = {
     {"v4-flash", {"num_hidden_layers=3", "n_routed_experts=8", "vocab_size=4096",
                   "layer_types=sliding_attention,compressed_sparse_attention,heavily_compressed_attention"}}};
 
-// Medians of a prefill of n tokens and of the decode steps after it, on one rank.
-std::pair<double, double> anchor_steps(const comm::Comm& solo, const ModelSource& ms, int64_t n, int reps) {
+// Medians of a prefill of n tokens, of the decode steps after it and of their time outside the
+// engine's part timers, on one rank.
+AnchorStep anchor_steps(const comm::Comm& solo, const ModelSource& ms, int64_t n, int reps) {
   RankGrid g = RankGrid::make_on(solo.split(0, 0), 1, 1);
   EngineOptions eo;
   eo.kv_dtype = kv_cache_dtype(kv_cache_choices().parse("auto"), ms.cfg, compute_mode());
@@ -60,7 +61,11 @@ std::pair<double, double> anchor_steps(const comm::Comm& solo, const ModelSource
   std::mt19937 rng(7);
   std::vector<int32_t> ids(static_cast<size_t>(n));
   for (auto& t : ids) t = int32_t(rng() % uint32_t(ms.cfg.vocab_size));
-  std::vector<double> pre, dec;
+  const auto timed = [&] {
+    const EngineTimers& t = e->timers();
+    return t.attention + t.moe + t.head + t.engram;
+  };
+  std::vector<double> pre, dec, untimed;
   for (int rep = 0; rep < reps + 1; ++rep) {  // the first is a warm-up
     e->reset();
     const double t0 = comm::now();
@@ -68,26 +73,13 @@ std::pair<double, double> anchor_steps(const comm::Comm& solo, const ModelSource
     if (rep > 0) pre.push_back(comm::now() - t0);
     int32_t next = ids.back();
     for (int i = 0; i < 8; ++i) {
-      const double s0 = comm::now();
+      const double in0 = timed(), s0 = comm::now();
       e->decode(&next);
-      if (rep > 0) dec.push_back(comm::now() - s0);
+      const double dt = comm::now() - s0;
+      if (rep > 0) dec.push_back(dt), untimed.push_back(std::max(0.0, dt - (timed() - in0)));
     }
   }
-  return {median(pre), median(dec)};
-}
-
-// A width term through the anchors (w0, c0) and (w1, c1), w0 < w1, never below zero: the line
-// when its value at width 0 is not negative, else c * w^p through both (at0 = 0; p at most 4,
-// a narrow anchor with no cost left counting as 1 ns).
-void fit_width(double w0, double c0, double w1, double c1, double* at0, double* c, double* p) {
-  *p = 1;
-  *c = std::max(0.0, (c1 - c0) / (w1 - w0));
-  *at0 = c0 - *c * w0;
-  if (*at0 >= 0) return;
-  *at0 = 0;
-  c0 = std::max(c0, 1e-9);
-  *p = std::min(4.0, std::log(c1 / c0) / std::log(w1 / w0));
-  *c = c1 / std::pow(w1, *p);
+  return {median(pre), median(dec), median(untimed)};
 }
 
 // The rows of the anchors' prefill.
@@ -102,35 +94,30 @@ AnchorTimes measure_anchors(const comm::Comm& solo, bool quick) {
   return a;
 }
 
-// Per anchor: what a layer step of 1 row (decode) and of R rows (prefill) takes beyond the
-// priced operations; then the costs per layer (a) and per row (b), each linear in the width:
-// residual_decode / L = a + b, (residual_prefill - residual_decode) / L = b (R - 1).
+// Both anchors priced by plan with the kernels above, then the fixed costs fitted on what their
+// measured steps took beyond that (calibrate_fixed.cpp).
 EngineFixed fit_fixed(MachineProfile& prof, int t, bool quick, const AnchorTimes& times) {
   const int64_t R = anchor_rows(quick);
   prof.fixed[t] = {};
-  double w[2], a[2], b[2];
-  for (int i = 0; i < 2; ++i) {
+  std::array<AnchorFit, 2> an;
+  for (size_t i = 0; i < 2; ++i) {
     const ModelSource ms = resolve_model(kAnchors[i].model, kAnchors[i].sets);
-    const auto [pre, dec] = times[size_t(i)];
     PlanLayout l;
     l.threads = t;
     PlanWork work;
     work.context = R;
     work.compute = prof.compute;
     const PlanPrediction p = predict(ms.cfg, l, work, prof, NetworkModel{});
-    const double L = double(ms.cfg.num_layers);
-    const double rd = (dec - p.decode.total()) / L, rp = (pre - p.ttft_seconds) / L;
-    w[i] = double(layer_width(ms.cfg));
-    b[i] = std::max(0.0, (rp - rd) / double(R - 1));
-    a[i] = std::max(0.0, rd - b[i]);
-    Line("calibrate").add("part", std::string("fixed")).add("model", ms.cfg.name).add("threads", int64_t(t))
-        .add("width", int64_t(w[i])).add("prefill_ms", pre * 1e3).add("decode_ms", dec * 1e3)
-        .add("priced_prefill_ms", p.ttft_seconds * 1e3).add("priced_decode_ms", p.decode.total() * 1e3)
-        .add("per_layer_us", a[i] * 1e6).add("per_row_us", b[i] * 1e6).print();
+    an[i] = {double(layer_width(ms.cfg)), double(ms.cfg.num_layers), times[i], p.ttft_seconds, p.decode.total()};
   }
-  EngineFixed f;
-  fit_width(w[0], a[0], w[1], a[1], &f.per_layer_s, &f.per_layer_width_s, &f.per_layer_power);
-  fit_width(w[0], b[0], w[1], b[1], &f.per_row_s, &f.per_row_width_s, &f.per_row_power);
+  FixedFitOut fit;
+  const EngineFixed f = fit_engine_fixed(an, R, &fit);
+  for (size_t i = 0; i < 2; ++i)
+    Line("calibrate").add("part", std::string("fixed")).add("model", std::string(kAnchors[i].model))
+        .add("threads", int64_t(t)).add("width", int64_t(an[i].width)).add("prefill_ms", an[i].measured.prefill * 1e3)
+        .add("decode_ms", an[i].measured.decode * 1e3).add("untimed_decode_ms", an[i].measured.decode_untimed * 1e3)
+        .add("priced_prefill_ms", an[i].priced_prefill * 1e3).add("priced_decode_ms", an[i].priced_decode * 1e3)
+        .add("per_layer_us", fit.per_layer_s[i] * 1e6).add("per_row_us", fit.per_row_s[i] * 1e6).print();
   return f;
 }
 

@@ -80,9 +80,10 @@ void keep_medians(const std::vector<MachineProfile>& passes, MachineProfile* out
 AnchorTimes median_anchors(const std::vector<AnchorTimes>& passes) {
   AnchorTimes out{};
   for (size_t i = 0; i < out.size(); ++i) {
-    std::vector<double> pre, dec;
-    for (const AnchorTimes& a : passes) pre.push_back(a[i].first), dec.push_back(a[i].second);
-    out[i] = {median(pre), median(dec)};
+    std::vector<double> pre, dec, untimed;
+    for (const AnchorTimes& a : passes)
+      pre.push_back(a[i].prefill), dec.push_back(a[i].decode), untimed.push_back(a[i].decode_untimed);
+    out[i] = {median(pre), median(dec), median(untimed)};
   }
   return out;
 }

@@ -119,12 +119,37 @@ TEST(PlanProfile, PassesKeepEachPointsMedian) {
   EXPECT_EQ(out.attention.at(1).one.index_key.per_unit[0], profile().attention.at(1).one.index_key.per_unit[0]);
   EXPECT_EQ(out.read_gbps.at(2), 2);
   EXPECT_EQ(out.experts.at(k).call_s, profile().experts.at(k).call_s);
-  const bench::AnchorTimes a = bench::median_anchors({{{{1, 2}, {30, 4}}}, {{{5, 60}, {7, 8}}}, {{{9, 10}, {11, 12}}}});
-  EXPECT_EQ(a[0], std::make_pair(5.0, 10.0));
-  EXPECT_EQ(a[1], std::make_pair(11.0, 8.0));
+  const bench::AnchorTimes a = bench::median_anchors(
+      {{{{1, 2, .1}, {30, 4, .4}}}, {{{5, 60, .5}, {7, 8, .8}}}, {{{9, 10, .9}, {11, 12, .2}}}});
+  EXPECT_EQ(a[0].prefill, 5);
+  EXPECT_EQ(a[0].decode, 10);
+  EXPECT_EQ(a[0].decode_untimed, .5);
+  EXPECT_EQ(a[1].prefill, 11);
+  EXPECT_EQ(a[1].decode, 8);
+  EXPECT_EQ(a[1].decode_untimed, .4);
   passes[2].products.at(k).classes[0].curve.size.push_back(1024);
   passes[2].products.at(k).classes[0].curve.per_unit.push_back(v);
   EXPECT_THROW(bench::keep_medians(passes, &out), Error);
+}
+
+// The engine's fixed costs: the narrow anchor's remainders exactly; the wide anchor's decode
+// remainder from its untimed time and the narrow's calls, so 12 ms of a 60 ms wide step that
+// the kernels' prices miss (a slow spell between them) is not taken as 4 ms a layer of fixed cost.
+TEST(PlanProfile, FixedCostsOfAWideDecodeFromItsUntimedTime) {
+  // ms: narrow 4 layers, decode 0.2 (0.04 untimed, 0.04 priced): 0.04 a layer, 0.03 of it timed.
+  bench::AnchorFit narrow{768, 4, {5e-3, 0.2e-3, 0.04e-3}, 1e-3, 0.04e-3};
+  bench::AnchorFit wide{49152, 3, {700e-3, 60e-3, 0.3e-3}, 640e-3, 48e-3};
+  const auto fit = [&] { return bench::fit_engine_fixed({narrow, wide}, 128); };
+  EngineFixed f = fit();
+  EXPECT_NEAR(f.seconds(1, 768), 0.04e-3, 1e-12);    // (0.2 - 0.04) / 4
+  EXPECT_NEAR(f.seconds(128, 768), 1e-3, 1e-12);     // (5 - 1) / 4
+  const double decode_wide = f.seconds(1, 49152);    // 0.1 untimed + 0.03 calls, per-row cost above
+  EXPECT_LT(decode_wide, 0.2e-3);
+  EXPECT_NEAR(3 * f.seconds(128, 49152), 60e-3, 0.6e-3);  // the prefill: its whole remainder
+  wide.measured.decode = 70e-3;  // a slower decode step, the same untimed time: the same fit
+  EXPECT_DOUBLE_EQ(fit().seconds(1, 49152), decode_wide);
+  wide.measured.decode_untimed = 3e-3;  // 1 ms a layer outside the timers: 1.03 with the calls
+  EXPECT_NEAR(fit().seconds(1, 49152), 1.03e-3, 1e-9);
 }
 
 // Writes text as a profile and expects the read to fail with a message matching `why`.

@@ -1,0 +1,59 @@
+// `bench calibrate`: the engine's fixed costs (norms, hyper-connections, small products, the
+// calls themselves: what plan's priced operations leave out) fitted on two anchor models.
+//
+// A wide layer's decode step reads hundreds of MB of weights: the step minus its priced
+// operations is a small difference of two large numbers timed minutes apart, and calibrations of
+// one build here gave the wide anchor 0.2 to 3.9 ms a layer of it while the engine's own timers
+// left 0.1 ms a layer outside attention, MoE and head (and the timed parts within 5% of their
+// prices, either side). So the wide anchor's decode remainder is its untimed time (same step,
+// same moment) plus the narrow anchor's timed remainder a layer (its calls' overhead, which
+// does not grow with the width: the same calls); the prefill's per-row remainder, tens of
+// percent of a wide step, is fitted on the whole step as before.
+#include <algorithm>
+#include <cmath>
+
+#include "bench/calibrate.h"
+
+namespace modelone::bench {
+
+namespace {
+
+// A width term through the anchors (w0, c0) and (w1, c1), w0 < w1, never below zero: the line
+// when its value at width 0 is not negative, else c * w^p through both (at0 = 0; p at most 4,
+// a narrow anchor with no cost left counting as 1 ns).
+void fit_width(double w0, double c0, double w1, double c1, double* at0, double* c, double* p) {
+  *p = 1;
+  *c = std::max(0.0, (c1 - c0) / (w1 - w0));
+  *at0 = c0 - *c * w0;
+  if (*at0 >= 0) return;
+  *at0 = 0;
+  c0 = std::max(c0, 1e-9);
+  *p = std::min(4.0, std::log(c1 / c0) / std::log(w1 / w0));
+  *c = c1 / std::pow(w1, *p);
+}
+
+}  // namespace
+
+// Per anchor i (0 narrow, 1 wide), per layer: decode remainder rd_i (1 row), prefill remainder
+// rp_i (R rows); then rd = a + b, rp = a + b R, a the per-layer and b the per-row cost, each a
+// width term through the two anchors.
+EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, int64_t rows, FixedFitOut* out) {
+  const double R = double(rows);
+  const AnchorFit &n = an[0], &w = an[1];
+  const double rd_n = (n.measured.decode - n.priced_decode) / n.layers;
+  const double timed_rest = rd_n - n.measured.decode_untimed / n.layers;  // the calls' overhead
+  const double rd[2] = {rd_n, w.measured.decode_untimed / w.layers + std::max(0.0, timed_rest)};
+  double a[2], b[2];
+  for (int i = 0; i < 2; ++i) {
+    const double rp = (an[size_t(i)].measured.prefill - an[size_t(i)].priced_prefill) / an[size_t(i)].layers;
+    b[i] = std::max(0.0, (rp - rd[i]) / (R - 1));
+    a[i] = std::max(0.0, rd[i] - b[i]);
+    if (out) out->per_layer_s[size_t(i)] = a[i], out->per_row_s[size_t(i)] = b[i];
+  }
+  EngineFixed f;
+  fit_width(n.width, a[0], w.width, a[1], &f.per_layer_s, &f.per_layer_width_s, &f.per_layer_power);
+  fit_width(n.width, b[0], w.width, b[1], &f.per_row_s, &f.per_row_width_s, &f.per_row_power);
+  return f;
+}
+
+}  // namespace modelone::bench

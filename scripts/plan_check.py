@@ -20,6 +20,12 @@ Measured by:
            batch of sequences
   run      `modelone run --json` (cold: its first prefill, its mean decode step) for the cp /
            ep / dp mixes the benchmarks do not cover
+Each measurement is bracketed by a probe (`bench gemm` on V4-Flash's wq_b at 1 thread: the
+streamed 1-row product's GB/s, and GFLOPS at 256 rows), read against the same probe right after
+the round's calibration (with --machine: the check's first probe): a decode case against the
+GB/s, a prefill case against the GFLOPS. The
+machine's speed then shows beside each case (`probe`, < 1: slower than at calibration), and the
+summary adds the cases measured within 10% of the calibration's speed.
 Every case prints predicted, measured and their ratio (progress on stderr as each is measured);
 with --rounds N, the median of N measurements taken a whole round apart and their spread. The
 summary on stderr: cases within 20% and 25%, the median and worst |ratio - 1|.
@@ -61,12 +67,42 @@ class Plan:
 CASES = {}
 
 
+class Probe:
+    """The machine's speed now against at the round's calibration: (GB/s, GFLOPS) ratios."""
+    ref = None
+    now = (1.0, 1.0)
+
+    @staticmethod
+    def read():
+        lines = mpirun(1, ["bench", "gemm", "--weights", "bf16", "--tokens", "1,256", "--shape", "wq_b",
+                           "--threads", "1", "--json"])
+        g = {l["T"]: l for l in lines if l.get("bench") == "gemm"}
+        return g[1]["weight_gbps"], g[256]["bf16_gflops"]
+
+    @classmethod
+    def calibrated(cls):
+        cls.ref = cls.read()
+
+    @classmethod
+    def around(cls, measure):
+        """measure() between two probes; their mean against the reference, for row()."""
+        if cls.ref is None:
+            cls.calibrated()
+        before = cls.read()
+        out = measure()
+        after = cls.read()
+        cls.now = tuple((b + a) / 2 / r for b, a, r in zip(before, after, cls.ref))
+        return out
+
+
 def row(what, layout, pred, meas, unit):
-    c = CASES.setdefault((what, layout), {"pred": [], "unit": unit, "meas": []})
+    c = CASES.setdefault((what, layout), {"pred": [], "unit": unit, "meas": [], "probe": []})
     c["pred"].append(pred)
     c["meas"].append(meas)
-    print(f"round {len(c['meas'])}: {what} | {layout} | predicted {pred:.4g} | measured {meas:.4g} {unit}",
-          file=sys.stderr, flush=True)
+    speed = Probe.now[0 if "decode" in what else 1]
+    c["probe"].append(speed)
+    print(f"round {len(c['meas'])}: {what} | {layout} | predicted {pred:.4g} | measured {meas:.4g} {unit}"
+          f" | probe {speed:.2f}", file=sys.stderr, flush=True)
 
 
 def median(xs):
@@ -79,16 +115,27 @@ def table(rounds):
     """The cases against the median of their rounds; with rounds > 1, the measurements' spread
     (largest / smallest - 1): a case whose own runs differ by more than the goal cannot show it."""
     spread = rounds > 1
-    print("| case | ranks x threads, layout | predicted | measured | unit | ratio |" + (" spread |" if spread else ""))
-    print("|---|---|---|---|---|---|" + ("---|" if spread else ""))
-    off = []
+    print("| case | ranks x threads, layout | predicted | measured | unit | ratio | probe |" + (" spread |" if spread else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|" if spread else ""))
+    off, steady = [], []
     for (what, layout), c in CASES.items():
         m, p = median(c["meas"]), median(c["pred"])
         off.append(abs(p / m - 1))
+        # Each round's own prediction and measurement where the probe read the calibration's speed.
+        steady += [abs(pk / mk - 1) for pk, mk, s in zip(c["pred"], c["meas"], c["probe"]) if abs(s - 1) <= 0.1]
         extra = f" {max(c['meas']) / min(c['meas']) - 1:.2f} |" if spread else ""
-        print(f"| {what} | {layout} | {p:.4g} | {m:.4g} | {c['unit']} | {p / m:.2f} |{extra}")
-    off.sort()
-    print(f"\n{len(off)} cases; within 20%: {sum(r <= 0.2 for r in off)}, within 25%: "
+        probes = "/".join(f"{s:.2f}" for s in c["probe"])
+        print(f"| {what} | {layout} | {p:.4g} | {m:.4g} | {c['unit']} | {p / m:.2f} | {probes} |{extra}")
+    summary("", off)
+    summary("measured with the probe within 10% of calibration's: ", steady)
+
+
+def summary(what, off):
+    off = sorted(off)
+    if not off:
+        print(f"{what}none", file=sys.stderr)
+        return
+    print(f"\n{what}{len(off)} cases; within 20%: {sum(r <= 0.2 for r in off)}, within 25%: "
           f"{sum(r <= 0.25 for r in off)}; median |predicted / measured - 1| = {median(off):.2f}, "
           f"worst {off[-1]:.2f}", file=sys.stderr)
 
@@ -100,8 +147,8 @@ def engine_cases(plan, quick):
         cases += [("tiny", [], 1, 1, 8192), ("tiny", [], 3, 1, 4096), ("v4-flash", CUT4, 1, 2, 4096),
                   ("v4-flash", CUT4, 3, 1, 2048), ("tiny", [], 1, 2, 32768)]
     for model, sets, np_, th, ctx in cases:
-        lines = mpirun(np_, ["bench", "engine", "--model", model, *sets, "--threads", str(th),
-                             "--contexts", str(ctx), "--decode-steps", "16", "--json"])
+        lines = Probe.around(lambda: mpirun(np_, ["bench", "engine", "--model", model, *sets, "--threads", str(th),
+                                                  "--contexts", str(ctx), "--decode-steps", "16", "--json"]))
         m = [l for l in lines if l.get("bench") == "engine" and l["compute"] == "bf16"][0]
         p = plan(model, sets, np_, th, 1, np_, ctx)
         name = model + (" cut" if sets else "")
@@ -113,8 +160,8 @@ def engine_cases(plan, quick):
 def context_cases(plan, quick):
     for np_, prefill, decode in ([(2, 4096, [8192, 65536])] if quick else
                                  [(2, 8192, [8192, 262144]), (3, 4096, [65536]), (4, 8192, [1048576])]):
-        lines = mpirun(np_, ["bench", "context", "--threads", "1", "--prefill", str(prefill),
-                             "--decode", ",".join(map(str, decode)), "--json"])
+        lines = Probe.around(lambda: mpirun(np_, ["bench", "context", "--threads", "1", "--prefill", str(prefill),
+                                                  "--decode", ",".join(map(str, decode)), "--json"]))
         pre = [l for l in lines if l.get("bench") == "context_prefill"][0]
         p = plan("v4-flash", CUT_CTX, np_, 1, np_, np_, prefill)
         row(f"ctx cut prefill {prefill}", f"{np_} x 1, cp {np_}, ep {np_}", p["ttft_seconds"], pre["wall_s"], "s")
@@ -128,8 +175,8 @@ def context_cases(plan, quick):
 
 def batch_cases(plan, quick):
     batches = [1, 8, 32] if quick else [1, 4, 16, 32]
-    lines = mpirun(1, ["bench", "batch", "--model", "v4-flash", "--threads", "2", "--batches",
-                       ",".join(map(str, batches)), "--mixed-batch", "0", "--json"])
+    lines = Probe.around(lambda: mpirun(1, ["bench", "batch", "--model", "v4-flash", "--threads", "2", "--batches",
+                                            ",".join(map(str, batches)), "--mixed-batch", "0", "--json"]))
     for m in [l for l in lines if l.get("bench") == "batch"]:
         p = plan("v4-flash", CUT4, 1, 2, 1, 1, m["context"], m["batch"])
         row(f"cut decode step, batch {m['batch']}", "1 x 2", p["decode_ms_per_token"], m["step_ms"], "ms")
@@ -141,9 +188,9 @@ def run_cases(plan, quick):
     if not quick:
         cases += [("v4-flash", CUT4, 2, 1, 2, 1, 2048), ("v4-flash", CUT4, 4, 1, 2, 4, 2048)]
     for model, sets, np_, th, cp, ep, ctx in cases:
-        j = mpirun(np_, ["run", "--model", model, *sets, "--threads", str(th), "--cp", str(cp), "--ep",
-                         str(ep), "--random-prompt", str(ctx), "--generate", "9", "--ignore-eos", "--json",
-                         "--quiet"])[0]
+        j = Probe.around(lambda: mpirun(np_, ["run", "--model", model, *sets, "--threads", str(th), "--cp", str(cp),
+                                              "--ep", str(ep), "--random-prompt", str(ctx), "--generate", "9",
+                                              "--ignore-eos", "--json", "--quiet"]))[0]
         p = plan(model, sets, np_, th, cp, ep, ctx)
         name = model + (" cut" if sets else "")
         lay = f"{np_} x {th}, cp {cp}, ep {ep}"
@@ -176,6 +223,7 @@ def main():
             print(f"round {k + 1}: calibrating on {a.recalibrate} ranks into {plan.machine}", file=sys.stderr, flush=True)
             subprocess.run(["mpirun", "-np", str(a.recalibrate), EXE, "bench", "calibrate", "--out", plan.machine],
                            env=ENV, capture_output=True, text=True, check=True)
+            Probe.calibrated()
         for part in a.parts.split(","):
             {"engine": engine_cases, "context": context_cases, "batch": batch_cases, "run": run_cases}[part](plan, a.quick)
     table(a.rounds)

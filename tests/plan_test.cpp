@@ -7,6 +7,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
+#include <random>
 #include <regex>
 
 #include <unistd.h>
@@ -320,6 +322,33 @@ TEST(PlanPredict, ExpertKernelByTheBusiestExpert) {
   };
   EXPECT_NEAR(experts(dear, 6), 10 * experts(profile(), 6), 1e-12);
   EXPECT_DOUBLE_EQ(experts(dear, 3), experts(profile(), 3));
+}
+
+// The busiest ep rank's routed rows against draws: rows each pick top_k distinct experts.
+TEST(PlanPredict, BusiestRankAgainstDraws) {
+  std::mt19937 rng(11);
+  const auto drawn = [&](int rows, int E, int k, int ep) {
+    std::vector<int> ids(size_t(E), 0);
+    std::iota(ids.begin(), ids.end(), 0);
+    double sum = 0;
+    const int trials = 3000;
+    for (int t = 0; t < trials; ++t) {
+      std::vector<int> load(size_t(ep), 0);
+      for (int r = 0; r < rows; ++r) {
+        std::shuffle(ids.begin(), ids.end(), rng);
+        for (int j = 0; j < k; ++j) ++load[size_t(ids[size_t(j)] / (E / ep))];
+      }
+      sum += *std::max_element(load.begin(), load.end());
+    }
+    return sum / trials;
+  };
+  // rows, experts, top-k, ep: a decode row over the cut's 16 experts and V4-Flash's 256, batches.
+  for (auto [rows, E, k, ep] : {std::array{1, 16, 6, 2}, {1, 256, 6, 16}, {4, 256, 6, 16},
+                                {8, 16, 6, 4}, {64, 256, 8, 16}, {16, 384, 6, 8}}) {
+    const double d = drawn(rows, E, k, ep);
+    EXPECT_NEAR(busiest_rank_rows(rows, E, k, ep), d, 0.05 * d) << rows << " rows, " << k << " of " << E << ", ep " << ep;
+  }
+  EXPECT_EQ(busiest_rank_rows(3, 16, 6, 1), 18);  // one rank takes every row
 }
 
 TEST(PlanSearch, FittingLayoutsFirstThenTheGoal) {

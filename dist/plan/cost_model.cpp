@@ -55,6 +55,31 @@ void check_plan_layout(const ModelConfig& cfg, const PlanLayout& l) {
              ": must be in [1, ", W, "]");
 }
 
+// A rank's load is hypergeometric per row: variance rows k (1/ep)(1 - 1/ep)(E - k)/(E - 1), far
+// below Poisson's rows k / ep where k is a large share of E (a decode row over 16 experts); the
+// ep loads sum to rows k, so the busiest exceeds the mean by sigma z / sqrt(1 - 1/ep), z the
+// expected largest of ep standard normals (Blom: the (ep - 0.375)/(ep + 0.25) quantile) moved for
+// the load's skew (Cornish-Fisher: z + (z^2 - 1) skew / 6; a few rows' loads are skewed). Against
+// 1500-4000 draws: within 5% for one to 64 rows over 16-384 experts at ep 2-16 (a decode row, 6
+// of 16 experts, ep 2: 3.83 rows against 3.73 drawn; Poisson's sqrt(2 ln ep) gave 5.04), 10% over
+// for 6 of 8 at ep 4, 29% over for a row at ep 64 (1.52 against 1.18).
+double busiest_rank_rows(double rows, double experts, double top_k, int ep) {
+  const double mean = rows * top_k / ep;
+  if (ep <= 1 || mean <= 0) return mean;
+  const double p = 1.0 / ep;
+  const double q = (ep - 0.375) / (ep + 0.25);
+  double lo = 0, hi = 10;  // Phi(z) = q, Phi(z) = erfc(-z / sqrt 2) / 2
+  for (int i = 0; i < 60; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (0.5 * std::erfc(-mid / std::sqrt(2.0)) < q ? lo : hi) = mid;
+  }
+  const double z = 0.5 * (lo + hi), skew = (1 - 2 * p) / std::sqrt(mean * (1 - p));
+  const double sigma = std::sqrt(mean * (1 - p) * (experts - top_k) / std::max(experts - 1, 1.0));
+  const double busiest = mean + sigma * (z + (z * z - 1) * skew / 6) / std::sqrt(1 - p);
+  // At least one row where any is routed; at most every row's share of the rank's experts.
+  return std::clamp(busiest, std::min(1.0, rows * top_k), rows * std::min(top_k, std::ceil(experts / ep)));
+}
+
 namespace {
 
 // One step as the critical rank sees it.
@@ -166,9 +191,8 @@ struct Pricer {
     // Experts a rank's rows touch (uniform routing, k distinct experts a row), and rows each.
     const double touched = local * (1 - std::pow(1 - k / E, group_rows));
     const double te = op.experts(touched, recv / std::max(touched, 1e-9), D, I);
-    // The busiest rank of the group waits the others out: max of ep Poisson loads ~ mean +
-    // sqrt(2 ln ep * mean).
-    const double excess = ep > 1 && recv > 0 ? std::sqrt(2 * std::log(double(ep)) * recv) / recv : 0;
+    // The busiest rank of the group waits the others out.
+    const double excess = recv > 0 ? busiest_rank_rows(group_rows, E, k, ep) / recv - 1 : 0;
     const double home = t * op.shared(home_busy(s)), routed = te * op.shared(expert_busy(s));
     out->parts["moe_experts"] += {home + routed, 0, routed * excess};
     if (ep > 1) {

@@ -79,6 +79,10 @@ struct PlanPrediction {
 // The floats of a row's element-wise work in one layer: hc x hidden + heads x head_dim.
 int64_t layer_width(const ModelConfig& c);
 
+// The routed rows the busiest of ep ranks receives, expected, when `rows` rows each pick top_k
+// distinct of `experts` experts uniformly and each rank holds experts / ep of them.
+double busiest_rank_rows(double rows, double experts, double top_k, int ep);
+
 // Checks the layout against the config (cp and ep divide, ranks fit) with one-line errors.
 void check_plan_layout(const ModelConfig& cfg, const PlanLayout& l);
 PlanPrediction predict(const ModelConfig& cfg, const PlanLayout& l, const PlanWork& w,

@@ -3,7 +3,7 @@
 //
 // A wide layer's decode step reads hundreds of MB of weights: the step minus its priced
 // operations is a small difference of two large numbers timed minutes apart, and calibrations of
-// one build here gave the wide anchor 0.2 to 3.9 ms a layer of it while the engine's own timers
+// one build here gave the wide anchor 0.03 to 9.5 ms a layer of it while the engine's own timers
 // left 0.1 ms a layer outside attention, MoE and head (and the timed parts within 5% of their
 // prices, either side). So the wide anchor's decode remainder is its untimed time (same step,
 // same moment) plus the narrow anchor's timed remainder a layer (its calls' overhead, which

@@ -324,6 +324,16 @@ TEST(PlanPredict, ExpertKernelByTheBusiestExpert) {
   EXPECT_DOUBLE_EQ(experts(dear, 3), experts(profile(), 3));
 }
 
+// One prompt over a cp x ep group: idle dp replicas beside it take none of its experts' rows.
+TEST(PlanPredict, IdleReplicasTakeNoRowsOfAPrompt) {
+  const ModelConfig cut = resolve_model("v4-flash", {"num_hidden_layers=4", "n_routed_experts=16"}).cfg;
+  const auto experts = [&](int nodes) {
+    return plan(cut, {nodes, 1, 1, 2, 2}, 8192).prefill.parts.at("moe_experts").compute;
+  };
+  EXPECT_DOUBLE_EQ(experts(4), experts(2));  // dp 2 and dp 1: the same group's work
+  EXPECT_DOUBLE_EQ(experts(8), experts(2));
+}
+
 // The busiest ep rank's routed rows against draws: rows each pick top_k distinct experts.
 TEST(PlanPredict, BusiestRankAgainstDraws) {
   std::mt19937 rng(11);

@@ -15,6 +15,9 @@ namespace fs = std::filesystem;
 fs::path tmpdir() {
   static const fs::path d = [] {
     auto p = fs::temp_directory_path() / ("modelone_cli_" + std::to_string(::getpid()));
+    // Pids come round again on a long-lived machine (pid_max 32768 here): an earlier process's
+    // leftovers (a served job's rc file) would read as this one's server having ended.
+    fs::remove_all(p);
     fs::create_directories(p);
     return p;
   }();

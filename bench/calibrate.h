@@ -5,7 +5,7 @@
 //   calibrate_comm.cpp     collectives fitted as latency + per-peer + bytes / bandwidth
 //   calibrate_passes.cpp   whole passes of the kernels reduced to their per-point medians
 //   calibrate_fixed.cpp    the engine's fixed costs fitted on two anchor models' steps
-//   calibrate_bench.cpp    the order of the work, the engine's fixed costs, the profile written
+//   calibrate_bench.cpp    the order of the work, the anchors' steps timed, the profile written
 #pragma once
 #include <array>
 #include <map>

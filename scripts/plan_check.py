@@ -127,15 +127,18 @@ def table(rounds):
         probes = "/".join(f"{s:.2f}" for s in c["probe"])
         print(f"| {what} | {layout} | {p:.4g} | {m:.4g} | {c['unit']} | {p / m:.2f} | {probes} |{extra}")
     summary("", off)
-    summary("measured with the probe within 10% of calibration's: ", steady)
+    total = sum(len(c["meas"]) for c in CASES.values())
+    # Each round's own measurement and prediction, not the medians: "cases" here counts rounds.
+    summary(f"of the {total} measurements (every case in every round), those with the probe within 10% of "
+            "calibration's, each against its round's prediction: ", steady, "measurements")
 
 
-def summary(what, off):
+def summary(what, off, unit="cases"):
     off = sorted(off)
     if not off:
         print(f"{what}none", file=sys.stderr)
         return
-    print(f"\n{what}{len(off)} cases; within 20%: {sum(r <= 0.2 for r in off)}, within 25%: "
+    print(f"\n{what}{len(off)} {unit}; within 20%: {sum(r <= 0.2 for r in off)}, within 25%: "
           f"{sum(r <= 0.25 for r in off)}; median |predicted / measured - 1| = {median(off):.2f}, "
           f"worst {off[-1]:.2f}", file=sys.stderr)
 

@@ -30,17 +30,19 @@ struct AnchorStep {
 };
 // The narrow and the wide anchor, as the engine's fixed costs are fitted on them.
 using AnchorTimes = std::array<AnchorStep, 2>;
-// One anchor as the fit reads it: its layer width and layers, its steps measured and priced.
+// One anchor as the fit reads it: its layer width and layers, its steps measured and priced,
+// and the rows of its prefill.
 struct AnchorFit {
   double width = 0, layers = 1;
   AnchorStep measured;
   double priced_prefill = 0, priced_decode = 0;
+  double rows = 2;
 };
 struct FixedFitOut {  // each anchor's per-layer and per-row cost, for the printout
   std::array<double, 2> per_layer_s{}, per_row_s{};
 };
-// The engine's fixed costs from the narrow (0) and wide (1) anchor, prefills of `rows` rows.
-EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& anchors, int64_t rows, FixedFitOut* out = nullptr);
+// The engine's fixed costs from the narrow (0) and wide (1) anchor.
+EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& anchors, FixedFitOut* out = nullptr);
 // Each point of the kernels' curves (products, experts, attention, read bandwidth) as the median
 // over passes that timed the same points, into out; and the anchors' times likewise.
 void keep_medians(const std::vector<MachineProfile>& passes, MachineProfile* out);

@@ -82,14 +82,22 @@ AnchorStep anchor_steps(const comm::Comm& solo, const ModelSource& ms, int64_t n
   return {median(pre), median(dec), median(untimed)};
 }
 
-// The rows of the anchors' prefill.
-int64_t anchor_rows(bool quick) { return quick ? 128 : 256; }
+// The rows of an anchor's prefill. The narrow one's at a prompt's size: at 256 rows its loops
+// over rows stay under the work that splits over threads (256 rows of its 128-wide hidden state
+// are a quarter of kMinWorkPerThread), and `bench engine`'s tiny prefill of 256 tokens took 10.0
+// ms on two threads against 10.2-10.5 on one, of 2048 tokens 78-79 against 106-113: a per-row
+// cost fitted at 256 rows priced 2048-token prompts 25% slow on two threads. The wide one's loops
+// split at any rows, and its prefill takes seconds.
+int64_t anchor_rows(int anchor, bool quick) {
+  if (anchor == 0) return quick ? 512 : 2048;
+  return quick ? 128 : 256;
+}
 
 // Both anchors' prefill and the decode steps after it, on one rank.
 AnchorTimes measure_anchors(const comm::Comm& solo, bool quick) {
   AnchorTimes a{};
   for (int i = 0; i < 2; ++i)
-    a[size_t(i)] = anchor_steps(solo, resolve_model(kAnchors[i].model, kAnchors[i].sets), anchor_rows(quick),
+    a[size_t(i)] = anchor_steps(solo, resolve_model(kAnchors[i].model, kAnchors[i].sets), anchor_rows(i, quick),
                                 quick ? 5 : 7);
   return a;
 }
@@ -97,7 +105,6 @@ AnchorTimes measure_anchors(const comm::Comm& solo, bool quick) {
 // Both anchors priced by plan with the kernels above, then the fixed costs fitted on what their
 // measured steps took beyond that (calibrate_fixed.cpp).
 EngineFixed fit_fixed(MachineProfile& prof, int t, bool quick, const AnchorTimes& times) {
-  const int64_t R = anchor_rows(quick);
   prof.fixed[t] = {};
   std::array<AnchorFit, 2> an;
   for (size_t i = 0; i < 2; ++i) {
@@ -105,13 +112,14 @@ EngineFixed fit_fixed(MachineProfile& prof, int t, bool quick, const AnchorTimes
     PlanLayout l;
     l.threads = t;
     PlanWork work;
-    work.context = R;
+    work.context = anchor_rows(int(i), quick);
     work.compute = prof.compute;
     const PlanPrediction p = predict(ms.cfg, l, work, prof, NetworkModel{});
-    an[i] = {double(layer_width(ms.cfg)), double(ms.cfg.num_layers), times[i], p.ttft_seconds, p.decode.total()};
+    an[i] = {double(layer_width(ms.cfg)), double(ms.cfg.num_layers), times[i], p.ttft_seconds, p.decode.total(),
+             double(work.context)};
   }
   FixedFitOut fit;
-  const EngineFixed f = fit_engine_fixed(an, R, &fit);
+  const EngineFixed f = fit_engine_fixed(an, &fit);
   for (size_t i = 0; i < 2; ++i)
     Line("calibrate").add("part", std::string("fixed")).add("model", std::string(kAnchors[i].model))
         .add("threads", int64_t(t)).add("width", int64_t(an[i].width)).add("prefill_ms", an[i].measured.prefill * 1e3)

@@ -35,10 +35,9 @@ void fit_width(double w0, double c0, double w1, double c1, double* at0, double* 
 }  // namespace
 
 // Per anchor i (0 narrow, 1 wide), per layer: decode remainder rd_i (1 row), prefill remainder
-// rp_i (R rows); then rd = a + b, rp = a + b R, a the per-layer and b the per-row cost, each a
+// rp_i (R_i rows); then rd = a + b, rp = a + b R_i, a the per-layer and b the per-row cost, each a
 // width term through the two anchors.
-EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, int64_t rows, FixedFitOut* out) {
-  const double R = double(rows);
+EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, FixedFitOut* out) {
   const AnchorFit &n = an[0], &w = an[1];
   const double rd_n = (n.measured.decode - n.priced_decode) / n.layers;
   const double timed_rest = rd_n - n.measured.decode_untimed / n.layers;  // the calls' overhead
@@ -46,7 +45,7 @@ EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, int64_t rows, F
   double a[2], b[2];
   for (int i = 0; i < 2; ++i) {
     const double rp = (an[size_t(i)].measured.prefill - an[size_t(i)].priced_prefill) / an[size_t(i)].layers;
-    b[i] = std::max(0.0, (rp - rd[i]) / (R - 1));
+    b[i] = std::max(0.0, (rp - rd[i]) / (an[size_t(i)].rows - 1));
     a[i] = std::max(0.0, rd[i] - b[i]);
     if (out) out->per_layer_s[size_t(i)] = a[i], out->per_row_s[size_t(i)] = b[i];
   }

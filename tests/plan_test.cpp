@@ -139,9 +139,9 @@ TEST(PlanProfile, PassesKeepEachPointsMedian) {
 // the kernels' prices miss (a slow spell between them) is not taken as 4 ms a layer of fixed cost.
 TEST(PlanProfile, FixedCostsOfAWideDecodeFromItsUntimedTime) {
   // ms: narrow 4 layers, decode 0.2 (0.04 untimed, 0.04 priced): 0.04 a layer, 0.03 of it timed.
-  bench::AnchorFit narrow{768, 4, {5e-3, 0.2e-3, 0.04e-3}, 1e-3, 0.04e-3};
-  bench::AnchorFit wide{49152, 3, {700e-3, 60e-3, 0.3e-3}, 640e-3, 48e-3};
-  const auto fit = [&] { return bench::fit_engine_fixed({narrow, wide}, 128); };
+  bench::AnchorFit narrow{768, 4, {5e-3, 0.2e-3, 0.04e-3}, 1e-3, 0.04e-3, 128};
+  bench::AnchorFit wide{49152, 3, {700e-3, 60e-3, 0.3e-3}, 640e-3, 48e-3, 128};
+  const auto fit = [&] { return bench::fit_engine_fixed({narrow, wide}); };
   EngineFixed f = fit();
   EXPECT_NEAR(f.seconds(1, 768), 0.04e-3, 1e-12);    // (0.2 - 0.04) / 4
   EXPECT_NEAR(f.seconds(128, 768), 1e-3, 1e-12);     // (5 - 1) / 4
@@ -152,6 +152,10 @@ TEST(PlanProfile, FixedCostsOfAWideDecodeFromItsUntimedTime) {
   EXPECT_DOUBLE_EQ(fit().seconds(1, 49152), decode_wide);
   wide.measured.decode_untimed = 3e-3;  // 1 ms a layer outside the timers: 1.03 with the calls
   EXPECT_NEAR(fit().seconds(1, 49152), 1.03e-3, 1e-9);
+  // Each anchor's prefill at its own rows: the narrow one at 2048, 10 ms a layer beyond its price.
+  narrow.rows = 2048, narrow.measured.prefill = 41e-3;
+  EXPECT_NEAR(fit().seconds(2048, 768), 10e-3, 1e-12);
+  EXPECT_NEAR(3 * fit().seconds(128, 49152), 60e-3, 0.6e-3);
 }
 
 // Writes text as a profile and expects the read to fail with a message matching `why`.

@@ -36,7 +36,7 @@ struct AnchorFit {
   double width = 0, layers = 1;
   AnchorStep measured;
   double priced_prefill = 0, priced_decode = 0;
-  double rows = 2;
+  double rows = 0;  // set by the caller: the fit divides by rows - 1
 };
 struct FixedFitOut {  // each anchor's per-layer and per-row cost, for the printout
   std::array<double, 2> per_layer_s{}, per_row_s{};

@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "bench/calibrate.h"
+#include "model/base/check.h"
 
 namespace modelone::bench {
 
@@ -44,8 +45,10 @@ EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, FixedFitOut* ou
   const double rd[2] = {rd_n, w.measured.decode_untimed / w.layers + std::max(0.0, timed_rest)};
   double a[2], b[2];
   for (int i = 0; i < 2; ++i) {
-    const double rp = (an[size_t(i)].measured.prefill - an[size_t(i)].priced_prefill) / an[size_t(i)].layers;
-    b[i] = std::max(0.0, (rp - rd[i]) / (an[size_t(i)].rows - 1));
+    const AnchorFit& x = an[size_t(i)];
+    MO_CHECK(x.rows > 1, "an anchor's prefill needs rows beyond its decode's one");
+    const double rp = (x.measured.prefill - x.priced_prefill) / x.layers;
+    b[i] = std::max(0.0, (rp - rd[i]) / (x.rows - 1));
     a[i] = std::max(0.0, rd[i] - b[i]);
     if (out) out->per_layer_s[size_t(i)] = a[i], out->per_row_s[size_t(i)] = b[i];
   }

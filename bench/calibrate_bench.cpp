@@ -14,6 +14,7 @@
 #include "bench/bench_util.h"
 #include "bench/calibrate.h"
 #include "comm/comm.h"
+#include "dist/binding.h"
 #include "dist/build_info.h"
 #include "dist/grid.h"
 #include "dist/engine.h"
@@ -242,6 +243,7 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     // The world's collectives as links between nodes: a run across nodes, or one node under
     // `--mca btl self,tcp` standing in for a network.
     set_compute_threads(1);
+    pin_if_oversubscribed(world, 1);
     for (auto it = prof.links.begin(); it != prof.links.end();)
       it = it->first.rfind("inter.", 0) == 0 ? prof.links.erase(it) : std::next(it);
     calibrate_links(world, "inter", 0, o, &prof.links);
@@ -257,6 +259,7 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
       world.barrier_idle();
     }
     set_compute_threads(1);
+    pin_if_oversubscribed(world, 1);  // as run places its ranks: the links and polling measured so
     const int cores = int(sysconf(_SC_NPROCESSORS_ONLN));
     calibrate_links(node, "intra", cores, o, &prof.links);
     prof.poll_share = calibrate_poll_share(node, cores);

@@ -20,9 +20,11 @@
 #include "comm/comm.h"
 #include "comm/rank_stats.h"
 #include "model/io/model_source.h"
+#include "dist/binding.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
 #include "model/kernels/linear.h"
+#include "model/kernels/omp_threads.h"
 
 namespace modelone::bench {
 
@@ -268,6 +270,7 @@ int context_bench(const ContextBenchOptions& opt) {
   const comm::Comm world = comm::Comm::world();
   const int W = world.size(), me = world.rank();
   set_compute_threads(o.threads);
+  pin_if_oversubscribed(world, threads_here());
   set_compute(resolve_compute(compute_choices().parse(o.compute)));
   ModelSource ms = resolve_model(o.model, context_sets(o));
   const ModelConfig& cfg = ms.cfg;

@@ -17,12 +17,14 @@
 #include "comm/comm.h"
 #include "comm/rank_stats.h"
 #include "model/io/model_source.h"
+#include "dist/binding.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
 #include "model/base/check.h"
 #include "model/blocks/engram.h"
 #include "model/blocks/engram_hash.h"
 #include "model/kernels/linear.h"
+#include "model/kernels/omp_threads.h"
 
 namespace modelone::bench {
 
@@ -205,6 +207,7 @@ void step_bench(const EngramBenchOptions& o, const ModelSource& ms) {
 
 int engram_bench(const EngramBenchOptions& o) {
   set_compute_threads(o.threads);
+  pin_if_oversubscribed(comm::Comm::world(), threads_here());
   // Tables of about 24 x 100K rows each (V4.1's 384M do not fit here): the fetch path is the
   // same, only the rows are fewer.
   std::vector<std::string> fsets = {"engram_vocab_size=100000", "engram_num_embeddings="};

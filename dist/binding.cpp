@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -158,6 +161,54 @@ std::vector<std::string> gather_binding(const comm::Comm& world, int threads) {
     places[r].numa = parse_cpu_list(numa);
   }
   return binding_lines(places);
+}
+
+std::vector<int> round_robin_cpus(const std::vector<int>& pool, int local, int local_size, int threads) {
+  const int n = int(pool.size());
+  if (n == 0 || threads >= n || int64_t(local_size) * threads <= n) return {};
+  std::vector<int> mine;
+  for (int j = 0; j < threads; ++j) mine.push_back(pool[size_t((int64_t(local) * threads + j) % n)]);
+  std::sort(mine.begin(), mine.end());
+  return mine;
+}
+
+namespace {
+
+// Every thread of this process: the running ones here, those it starts later by inheritance
+// from the caller's (the main thread's) mask. A thread that refuses keeps its mask.
+void pin_process(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cpus) CPU_SET(c, &set);
+  sched_setaffinity(0, sizeof set, &set);
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    const std::string tid = task.path().filename().string();
+    if (std::all_of(tid.begin(), tid.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      sched_setaffinity(pid_t(std::stol(tid)), sizeof set, &set);
+  }
+}
+
+}  // namespace
+
+bool pin_if_oversubscribed(const comm::Comm& world, int threads) {
+  const char* env = std::getenv("MODELONE_PIN");
+  const bool off = env && std::string(env) == "off";
+  const comm::Comm node = world.split_shared();
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) CPU_ZERO(&set);
+  // Each rank's mask as bytes; pinned only where the node's ranks all hold the same one.
+  std::vector<uint8_t> masks(sizeof set * size_t(node.size()));
+  node.allgather(reinterpret_cast<const uint8_t*>(&set), int64_t(sizeof set), masks.data());
+  bool same = true;
+  for (int r = 0; r < node.size(); ++r) same = same && std::memcmp(&masks[sizeof set * size_t(r)], &set, sizeof set) == 0;
+  std::vector<int> pool;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) pool.push_back(c);
+  const std::vector<int> mine = off || !same ? std::vector<int>{} : round_robin_cpus(pool, node.rank(), node.size(), threads);
+  if (!mine.empty()) pin_process(mine);
+  return world.allreduce(mine.empty() ? 0 : 1, comm::Op::Max) == 1;
 }
 
 }  // namespace modelone

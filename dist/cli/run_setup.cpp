@@ -274,8 +274,15 @@ void set_up_run(const RunOptions& o, RunSetup* r) {
                           std::to_string(grid.ep) + "), " + std::to_string(r->threads) +
                           " threads per rank, " + compute_name(compute_mode()) + " compute");
   std::vector<std::string> binding;
-  comm::agree(grid.world, [&] { binding = gather_binding(grid.world, r->threads); });
+  bool pinned = false;
+  comm::agree(grid.world, [&] {
+    pinned = pin_if_oversubscribed(grid.world, r->threads);
+    binding = gather_binding(grid.world, r->threads);
+  });
   for (const std::string& line : binding) log_line(o.m.quiet, line);
+  if (pinned)
+    log_line(o.m.quiet, "binding: the launcher bound no rank and a node's threads outnumber its cpus: ranks "
+                        "pinned round-robin (MODELONE_PIN=off leaves them to the OS)");
 }
 
 std::unique_ptr<Engine> load_engine(const RunOptions& o, const RunSetup& r, double t_start) {

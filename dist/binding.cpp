@@ -165,7 +165,8 @@ std::vector<std::string> gather_binding(const comm::Comm& world, int threads) {
 
 std::vector<int> round_robin_cpus(const std::vector<int>& pool, int local, int local_size, int threads) {
   const int n = int(pool.size());
-  if (n == 0 || threads >= n || int64_t(local_size) * threads <= n) return {};
+  const int64_t all = int64_t(local_size) * threads;
+  if (n == 0 || threads >= n || all <= n || all % n != 0) return {};
   std::vector<int> mine;
   for (int j = 0; j < threads; ++j) mine.push_back(pool[size_t((int64_t(local) * threads + j) % n)]);
   std::sort(mine.begin(), mine.end());

@@ -41,7 +41,10 @@ std::vector<std::string> gather_binding(const comm::Comm& world, int threads);
 // 0.15; of 8); the 4-layer V4-Flash cut's 2048-token one 12.0 s and 11.3 (of 6).
 // The cpus node-local rank `local` of `local_size` ranks sharing `pool` takes: `threads` of
 // them from (local * threads) mod |pool|, wrapping; empty where pinning gains nothing (no more
-// threads than cpus, or a rank with threads for the whole pool).
+// threads than cpus, or a rank with threads for the whole pool) and where the threads do not
+// split evenly over the cpus: 3 ranks on 2 cores pinned leave one core a third of the experts'
+// work while the other does two thirds (the V4-Flash cut's 2048-token prefill at 3 ranks, ep 3:
+// 14.33 and 13.42 s pinned against 12.88 and 13.11 left to the scheduler, which moves them).
 std::vector<int> round_robin_cpus(const std::vector<int>& pool, int local, int local_size, int threads);
 
 // Collective over world: pins this process's threads (running ones and those it starts later)

@@ -80,16 +80,19 @@ TEST(Binding, RoundRobinOnAnOversubscribedNode) {
   EXPECT_EQ(round_robin_cpus(two, 1, 4, 1), (std::vector<int>{1}));
   EXPECT_EQ(round_robin_cpus(two, 2, 4, 1), (std::vector<int>{0}));
   EXPECT_EQ(round_robin_cpus(two, 3, 4, 1), (std::vector<int>{1}));
-  // Three ranks of two threads on four cpus: consecutive cpus of the pool, wrapping.
-  EXPECT_EQ(round_robin_cpus(four, 0, 3, 2), (std::vector<int>{4, 5}));
-  EXPECT_EQ(round_robin_cpus(four, 1, 3, 2), (std::vector<int>{6, 7}));
-  EXPECT_EQ(round_robin_cpus(four, 2, 3, 2), (std::vector<int>{4, 5}));
-  EXPECT_EQ(round_robin_cpus(four, 3, 5, 3), (std::vector<int>{5, 6, 7}));  // 9, 10, 11 mod 4
+  // Four ranks of two threads on four cpus: consecutive cpus of the pool, wrapping.
+  EXPECT_EQ(round_robin_cpus(four, 0, 4, 2), (std::vector<int>{4, 5}));
+  EXPECT_EQ(round_robin_cpus(four, 1, 4, 2), (std::vector<int>{6, 7}));
+  EXPECT_EQ(round_robin_cpus(four, 2, 4, 2), (std::vector<int>{4, 5}));
+  EXPECT_EQ(round_robin_cpus(four, 3, 4, 3), (std::vector<int>{5, 6, 7}));  // 9, 10, 11 mod 4
   // Nothing to gain: no more threads than cpus, a rank with threads for the whole pool, no pool.
   EXPECT_TRUE(round_robin_cpus(two, 0, 2, 1).empty());
   EXPECT_TRUE(round_robin_cpus(four, 1, 4, 1).empty());
   EXPECT_TRUE(round_robin_cpus(two, 0, 4, 2).empty());
   EXPECT_TRUE(round_robin_cpus({}, 0, 4, 1).empty());
+  // Threads that do not split evenly (3 on 2 cpus, 6 on 4): the scheduler balances them better.
+  EXPECT_TRUE(round_robin_cpus(two, 0, 3, 1).empty());
+  EXPECT_TRUE(round_robin_cpus(four, 2, 3, 2).empty());
 }
 
 }  // namespace

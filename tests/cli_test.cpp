@@ -327,12 +327,12 @@ TEST(Cli, RunShowsTheBinding) {
 }
 
 // Ranks a launcher left unbound on a node they oversubscribe are pinned round-robin
-// (dist/binding.h); MODELONE_PIN=off, or the launcher's own binding, leaves them be. The node
-// here: cpus 0 and 1 (taskset), three ranks of one thread.
+// (dist/binding.h); MODELONE_PIN=off, the launcher's own binding, or ranks that do not split
+// evenly over the cpus leave them be. The node here: cpus 0 and 1 (taskset), ranks of one thread.
 TEST(Cli, PinsUnboundRanksOfAnOversubscribedNode) {
-  const auto binding = [](const std::string& env, const std::string& bind) {
-    const Result r = shell("timeout 120 env " + env + " taskset -c 0,1 " + MODELONE_MPIEXEC +
-                           " -n 3 --oversubscribe --bind-to " + bind + " " + MODELONE_BIN +
+  const auto binding = [](const std::string& env, const std::string& bind, int np = 4) {
+    const Result r = shell("timeout 120 env " + env + " taskset -c 0,1 " + MODELONE_MPIEXEC + " -n " +
+                           std::to_string(np) + " --oversubscribe --bind-to " + bind + " " + MODELONE_BIN +
                            " run --model tiny --random-prompt 8 --generate 2 --threads 1");
     EXPECT_EQ(r.code, 0) << r.err;
     return r.err;
@@ -340,9 +340,12 @@ TEST(Cli, PinsUnboundRanksOfAnOversubscribedNode) {
   const std::string pinned = "ranks pinned round-robin";
   std::string err = binding("", "none");
   EXPECT_NE(err.find(pinned), std::string::npos) << err;
-  for (const char* place : {"rank 0 cpus 0 ", "rank 1 cpus 1 ", "rank 2 cpus 0 "})
+  for (const char* place : {"rank 0 cpus 0 ", "rank 1 cpus 1 ", "rank 2 cpus 0 ", "rank 3 cpus 1 "})
     EXPECT_NE(err.find(place), std::string::npos) << place << "\n" << err;
   err = binding("MODELONE_PIN=off", "none");
+  EXPECT_EQ(err.find(pinned), std::string::npos) << err;
+  EXPECT_NE(err.find("rank 2 cpus 0-1 "), std::string::npos) << err;
+  err = binding("", "none", 3);  // 3 ranks on 2 cpus: uneven
   EXPECT_EQ(err.find(pinned), std::string::npos) << err;
   EXPECT_NE(err.find("rank 2 cpus 0-1 "), std::string::npos) << err;
   err = binding("", "core:overload-allowed");  // each rank bound by mpirun: kept

@@ -203,11 +203,13 @@ bool pin_if_oversubscribed(const comm::Comm& world, int threads) {
   std::vector<uint8_t> masks(sizeof set * size_t(node.size()));
   node.allgather(reinterpret_cast<const uint8_t*>(&set), int64_t(sizeof set), masks.data());
   bool same = true;
-  for (int r = 0; r < node.size(); ++r) same = same && std::memcmp(&masks[sizeof set * size_t(r)], &set, sizeof set) == 0;
+  for (int r = 0; r < node.size(); ++r)
+    same = same && std::memcmp(&masks[sizeof set * size_t(r)], &set, sizeof set) == 0;
   std::vector<int> pool;
   for (int c = 0; c < CPU_SETSIZE; ++c)
     if (CPU_ISSET(c, &set)) pool.push_back(c);
-  const std::vector<int> mine = off || !same ? std::vector<int>{} : round_robin_cpus(pool, node.rank(), node.size(), threads);
+  const std::vector<int> mine =
+      off || !same ? std::vector<int>{} : round_robin_cpus(pool, node.rank(), node.size(), threads);
   if (!mine.empty()) pin_process(mine);
   return world.allreduce(mine.empty() ? 0 : 1, comm::Op::Max) == 1;
 }

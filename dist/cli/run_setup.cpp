@@ -281,8 +281,8 @@ void set_up_run(const RunOptions& o, RunSetup* r) {
   });
   for (const std::string& line : binding) log_line(o.m.quiet, line);
   if (pinned)
-    log_line(o.m.quiet, "binding: the launcher bound no rank and a node's threads outnumber its cpus: ranks "
-                        "pinned round-robin (MODELONE_PIN=off leaves them to the OS)");
+    log_line(o.m.quiet, "binding: the launcher bound no rank and a node's threads share its cpus evenly, more "
+                        "than one a cpu: ranks pinned round-robin (MODELONE_PIN=off leaves them to the OS)");
 }
 
 std::unique_ptr<Engine> load_engine(const RunOptions& o, const RunSetup& r, double t_start) {

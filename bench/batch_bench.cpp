@@ -11,7 +11,6 @@
 #include "bench/bench_options.h"
 #include "bench/bench_util.h"
 #include "comm/comm.h"
-#include "dist/binding.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
 #include "model/base/check.h"
@@ -149,9 +148,7 @@ void mixed_lines(Bench& b) {
 
 int batch_bench(const BatchBenchOptions& o) {
   RankGrid grid = RankGrid::make(1, 0);
-  const int threads = grid.threads(o.threads);
-  set_compute_threads(threads);
-  pin_if_oversubscribed(grid.world, threads);
+  grid.start_threads(o.threads);
   std::vector<std::string> sets = {"num_hidden_layers=4", "n_routed_experts=16"};
   sets.insert(sets.end(), o.sets.begin(), o.sets.end());
   const ModelSource ms = resolve_model(o.model, sets);

@@ -12,7 +12,6 @@
 #include "bench/bench_util.h"
 #include "comm/comm.h"
 #include "model/io/model_source.h"
-#include "dist/binding.h"
 #include "dist/engine.h"
 #include "dist/engine_setup.h"
 #include "model/base/cpu_features.h"
@@ -38,9 +37,7 @@ double sgemm_gflops(int threads) {
 int engine_bench(const EngineBenchOptions& o) {
   // One sequence on one rank (cp = 1): the other ranks, if any, serve experts.
   RankGrid grid = RankGrid::make(1, 0);
-  const int threads = grid.threads(o.threads);
-  set_compute_threads(threads);
-  pin_if_oversubscribed(grid.world, threads);
+  const int threads = grid.start_threads(o.threads);
   ModelSource ms = resolve_model(o.model, o.sets);
   const ModelConfig& cfg = ms.cfg;
   // Checks --compute before any work; the modes are set per pass. The cache is the one the mode

@@ -9,7 +9,6 @@
 #include "bench/bench_util.h"
 #include "comm/comm.h"
 #include "model/io/model_source.h"
-#include "dist/binding.h"
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
 #include "model/kernels/linear.h"
@@ -71,9 +70,7 @@ double alltoallv_baseline(const comm::Comm& ep, int iters, const std::vector<int
 
 int ep_bench(const EpBenchOptions& o) {
   RankGrid grid = RankGrid::make(0, 0);
-  const int threads = grid.threads(o.threads);
-  set_compute_threads(threads);
-  pin_if_oversubscribed(grid.world, threads);
+  grid.start_threads(o.threads);
   ModelSource ms = resolve_model(o.model, o.sets);
   ModelConfig cfg = ms.cfg;
   cfg.num_layers = 1;

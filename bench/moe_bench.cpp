@@ -12,7 +12,6 @@
 #include "comm/comm.h"
 #include "comm/rank_stats.h"
 #include "model/io/model_source.h"
-#include "dist/binding.h"
 #include "dist/grid.h"
 #include "dist/moe_parallel.h"
 #include "model/blocks/weight_packing.h"
@@ -43,9 +42,7 @@ double gemm_baseline(const Weight& w1, int64_t local, const comm::Comm& ep, int6
 
 int moe_bench(const MoeBenchOptions& o) {
   RankGrid grid = RankGrid::make(0, 0);
-  const int threads = grid.threads(o.threads);
-  set_compute_threads(threads);
-  pin_if_oversubscribed(grid.world, threads);
+  const int threads = grid.start_threads(o.threads);
   set_compute(resolve_compute(compute_choices().parse(o.compute)));
   std::vector<std::string> sets = o.sets;
   sets.push_back("num_hidden_layers=1");

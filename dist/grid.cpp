@@ -6,7 +6,9 @@
 
 #include <thread>
 
+#include "dist/binding.h"
 #include "model/base/check.h"
+#include "model/kernels/linear.h"
 
 namespace modelone {
 
@@ -72,6 +74,13 @@ int RankGrid::threads(int requested) const {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, std::min(share, CPU_COUNT(&set)));
   return share;
+}
+
+int RankGrid::start_threads(int requested) const {
+  const int t = threads(requested);
+  set_compute_threads(t);
+  pin_if_oversubscribed(world, t);
+  return t;
 }
 
 }  // namespace modelone

@@ -23,6 +23,9 @@ struct RankGrid {
   // Compute threads for this rank: `requested`, else OMP_NUM_THREADS, else the node's cores
   // shared among its ranks.
   int threads(int requested) const;
+  // Collective over world: sets threads(requested) as this rank's compute threads and places
+  // the rank as pin_if_oversubscribed (dist/binding.h) does; returns the count.
+  int start_threads(int requested) const;
 };
 
 // Both kinds of group are runs of consecutive ranks; one must nest in the other, so a cp group's

@@ -1,8 +1,9 @@
 // `bench calibrate`, the collectives: all-to-all, all-gather, point-to-point and one-sided get
 // between 2 .. P ranks of a node (and between nodes, one rank each, when the world spans nodes),
 // and on a node the MoE's exchange through node-shared memory,
-// timed through comm/ as the engine calls it, each group size fitted as latency + bytes /
-// bandwidth by least squares (groups past the cores time-slice: their own fit says so).
+// timed through comm/ as the engine calls it at sizes from 256 bytes to 2 MiB, each group size's
+// points kept (plan reads between them) and fitted as latency + bytes / bandwidth by least squares
+// (groups past the cores time-slice: their own points say so).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -132,8 +133,10 @@ namespace {
 // shares them with the waiters' polling and yields.
 LinkFit fit_groups(const comm::Comm& c, const std::string& kind, int upto, bool polled,
                    const CalibrateBenchOptions& o) {
+  // The engine's calls run from a few hundred bytes (a decode's partials) to megabytes (a
+  // prompt's entries); Open MPI changes protocol between 4 and 16 KiB.
   const std::vector<int64_t> sizes = o.quick ? std::vector<int64_t>{256, 65536, 1 << 20}
-                                             : std::vector<int64_t>{256, 16384, 262144, 2 << 20};
+                                             : std::vector<int64_t>{256, 2048, 8192, 32768, 131072, 524288, 2 << 20};
   LinkFit f;
   for (int n = 2; n <= upto; ++n) {
     std::vector<SizeTime> pts;
@@ -146,6 +149,8 @@ LinkFit fit_groups(const comm::Comm& c, const std::string& kind, int upto, bool 
     }
     const auto [lat, gbps] = fit(pts);
     f.ranks.push_back(n), f.latency_s.push_back(lat), f.gbps.push_back(gbps);
+    CostCurve& m = f.measured.emplace_back();
+    for (const SizeTime& p : pts) m.size.push_back(p.bytes), m.per_unit.push_back(std::max(p.seconds, 1e-9));
   }
   return f;
 }

@@ -33,8 +33,8 @@ MachineProfile made_up_profile(const std::string& build) {
     if (t == 1) p.fixed[t] = {0, 2e-12, 1e-6, 0, 2.5, 1};  // a width term past linear
   }
   for (const char* k : {"alltoallv", "allgather", "p2p", "rma_get"})
-    p.links[std::string("intra.") + k] = {{2, 4}, {5e-6, 2e-5}, {10, 8}};
-  p.links["intra.shm"] = {{2, 4}, {1e-6, 2e-6}, {20, 20}};  // the MoE's node-shared round
+    p.links[std::string("intra.") + k] = {{2, 4}, {5e-6, 2e-5}, {10, 8}, {}};
+  p.links["intra.shm"] = {{2, 4}, {1e-6, 2e-6}, {20, 20}, {}};  // the MoE's node-shared round
   p.poll_share = 0;  // ranks waiting in MPI leave the cores to those computing
   return p;
 }

@@ -60,11 +60,34 @@ TEST(PlanCosts, ProductsPickTheirClassByWeightBytes) {
 }
 
 TEST(PlanCosts, LinksByGroupSize) {
-  const LinkFit f{{2, 4}, {5e-6, 2e-5}, {10, 8}};
+  const LinkFit f{{2, 4}, {5e-6, 2e-5}, {10, 8}, {}};
   EXPECT_EQ(f.seconds(1e6, 1), 0);
   EXPECT_NEAR(f.seconds(1e6, 2), 5e-6 + 1e-4, 1e-12);
   EXPECT_NEAR(f.seconds(1e6, 3), 2e-5 + 1.25e-4, 1e-12);      // the next size measured
   EXPECT_NEAR(f.seconds(0, 8), 2e-5 * 7.0 / 3.0, 1e-12);      // past it: latency per peer
+}
+
+// Measured points price a group size where the profile has them: their own time at each size,
+// log-log between, the smallest's time below it, the fit's bandwidth past the largest; a group
+// past the largest measured keeps the fit's latency per peer.
+TEST(PlanCosts, LinksFromMeasuredPoints) {
+  LinkFit f{{2, 4}, {5e-6, 2e-5}, {10, 8}, {}};
+  f.measured = {{{256, 4096, 65536}, {1e-6, 4e-6, 16e-6}}, {{256, 65536}, {3e-6, 3e-5}}};
+  EXPECT_DOUBLE_EQ(f.seconds(4096, 2), 4e-6);
+  EXPECT_NEAR(f.seconds(1024, 2), 2e-6, 1e-15);               // a quarter of the way in log: x 4^(1/2)
+  EXPECT_DOUBLE_EQ(f.seconds(16, 2), 1e-6);
+  EXPECT_NEAR(f.seconds(65536 + 1e6, 2), 16e-6 + 1e6 / 10e9, 1e-15);
+  EXPECT_DOUBLE_EQ(f.seconds(256, 3), 3e-6);                  // the next size measured
+  EXPECT_NEAR(f.seconds(0, 8), 2e-5 * 7.0 / 3.0, 1e-12);
+  // Written and read back with the profile.
+  MachineProfile p = profile();
+  p.links["intra.allgather"] = f;
+  const auto path = tmp("measured_links.json");
+  write_machine_profile(path.string(), p);
+  const LinkFit back = read_machine_profile(path.string(), "test-build").link("intra.allgather");
+  ASSERT_EQ(back.measured.size(), 2u);
+  EXPECT_EQ(back.measured[0].size, f.measured[0].size);
+  EXPECT_EQ(back.measured[1].per_unit, f.measured[1].per_unit);
 }
 
 TEST(PlanProfile, WritesAndReadsBack) {
@@ -185,6 +208,9 @@ TEST(PlanProfile, RefusesBadFiles) {
   j["products"]["bf16/bf16/1"]["classes"][0]["curve"]["size"] = {64, 1, 512};
   expect_bad(j.dump(), "sizes do not increase");
   j = profile().to_json();
+  j["links"]["intra.p2p"]["measured"] = nlohmann::json::array({{{"size", {256}}, {"per_unit", {1e-6}}}});
+  expect_bad(j.dump(), "links.intra.p2p.measured needs one curve per group size");
+  j = profile().to_json();
   j["fixed"].erase("2");
   expect_bad(j.dump(), "lacks the attention, bandwidth or fixed costs of 2 threads");
 }
@@ -301,7 +327,7 @@ TEST(PlanPredict, NodeSharedExchangeOnOneNode) {
 // profile without that fit keep the plain one.
 TEST(PlanPredict, SmallGroupsBesidePollers) {
   MachineProfile prof = profile();
-  prof.links["intra_polled.allgather"] = {{2, 3}, {4e-5, 6e-5}, {5, 5}};
+  prof.links["intra_polled.allgather"] = {{2, 3}, {4e-5, 6e-5}, {5, 5}, {}};
   const auto gather = [&](const MachineProfile& p, int n, int cores) {
     PlanWork w;
     w.cores_per_node = cores;

@@ -42,6 +42,11 @@ double LinkFit::seconds(double bytes, int n) const {
   MO_CHECK(!ranks.empty());
   size_t i = 0;
   while (i + 1 < ranks.size() && ranks[i] < n) ++i;
+  if (n <= ranks[i] && i < measured.size()) {
+    const CostCurve& c = measured[i];
+    const double top = c.size.back();
+    return bytes <= top ? c.at(bytes) : c.at(top) + (bytes - top) / (gbps[i] * 1e9);
+  }
   const double lat = n > ranks[i] ? latency_s[i] * double(n - 1) / double(ranks[i] - 1) : latency_s[i];
   return lat + bytes / (gbps[i] * 1e9);
 }
@@ -157,6 +162,11 @@ struct Reader {
     l.gbps = list(j, "gbps", w, false);
     if (l.latency_s.size() != l.ranks.size() || l.gbps.size() != l.ranks.size())
       bad(w, "needs one latency and bandwidth per group size");
+    if (j.contains("measured")) {  // newer profiles
+      const ojson& m = j.at("measured");
+      if (!m.is_array() || m.size() != l.ranks.size()) bad(w + ".measured", "needs one curve per group size");
+      for (size_t i = 0; i < m.size(); ++i) l.measured.push_back(curve(m[i], w + ".measured[" + std::to_string(i) + "]"));
+    }
     return l;
   }
   int threads(const std::string& k, const std::string& where) const {
@@ -184,7 +194,10 @@ ojson MachineProfile::to_json() const {
         {"partial_key_one", curve_json(a.one.partial_key)}, {"index_key_one", curve_json(a.one.index_key)}};
   for (auto& [t, g] : read_gbps) j["read_gbps"][std::to_string(t)] = g;
   j["links"] = ojson::object();  // empty on one rank: plan then prices no collective
-  for (auto& [k, l] : links) j["links"][k] = {{"ranks", l.ranks}, {"latency_s", l.latency_s}, {"gbps", l.gbps}};
+  for (auto& [k, l] : links) {
+    j["links"][k] = {{"ranks", l.ranks}, {"latency_s", l.latency_s}, {"gbps", l.gbps}};
+    for (const CostCurve& c : l.measured) j["links"][k]["measured"].push_back(curve_json(c));
+  }
   j["poll_share"] = poll_share;
   for (auto& [t, f] : fixed)
     j["fixed"][std::to_string(t)] = {{"per_layer_s", f.per_layer_s}, {"per_layer_width_s", f.per_layer_width_s},

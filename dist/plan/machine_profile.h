@@ -54,9 +54,15 @@ struct AttnCosts {
 // A collective on ranks of one node (or across nodes when the world spanned them), fitted per
 // group size n as latency + bytes / bandwidth (bytes per rank). A size past the largest measured
 // grows its latency in proportion to the peers; one below the smallest takes the smallest's.
+// Newer profiles keep each group size's measured seconds against bytes too: priced from them
+// (log-log between the sizes; below the smallest its time; past the largest the fit's bandwidth
+// on top), as the fit's straight line misses the protocol steps of small transfers (2 ranks'
+// all-gather on this VM: 4.1 us at 256 bytes and 2 KiB, 10.3 at 8 KiB, 231 at 2 MiB; the fit's
+// latency read 8.1 us).
 struct LinkFit {
   std::vector<int> ranks;          // group sizes measured, increasing, >= 2
   std::vector<double> latency_s, gbps;
+  std::vector<CostCurve> measured;  // per group size: size = bytes, per_unit = seconds (or none)
   double seconds(double bytes, int n) const;
 };
 

@@ -364,6 +364,32 @@ TEST(PlanPredict, IdleReplicasTakeNoRowsOfAPrompt) {
   EXPECT_DOUBLE_EQ(experts(8), experts(2));
 }
 
+// One sequence's decode at cp > 1 splits the shared expert by rows over the cp group, as
+// DecodeSplit does: half its products on each of two ranks, and three collectives a layer (the
+// token out, the activations on every rank, the output rows back). A batch's decode (the
+// engine's batch path) and cp 1 keep it whole on the home rank.
+TEST(PlanPredict, OneSequencesDecodeSplitsTheSharedExpert) {
+  const ModelConfig cut = resolve_model("v4-flash", {"num_hidden_layers=4", "n_routed_experts=16"}).cfg;
+  const double D = double(cut.hidden_size), I = double(cut.moe_inter);
+  const PlanLayout cp2 = {1, 2, 1, 2, 2}, cp1 = {1, 2, 1, 1, 2};
+  const MachineProfile prof = profile();
+  const PlanWork plain;
+  const OpCosts op(prof, cp2, plain, {});
+  const auto shared = [&](double split) { return 2 * op.product(1, D, I / split) + op.product(1, I, D / split); };
+  const auto experts = [&](const PlanLayout& l, int64_t batch) {
+    PlanWork w;
+    w.context = 4096;
+    w.batch = batch;
+    return predict(cut, l, w, prof, {}).decode.parts.at("moe_experts");
+  };
+  EXPECT_NEAR(experts(cp1, 1).compute - experts(cp2, 1).compute, 4 * (shared(1) - shared(2)), 1e-12);
+  const double gathers = 2 * op.collective("allgather", D * 4 / 2, 2, false) +
+                         op.collective("allgather", I * 4 / 2, 2, false);
+  EXPECT_NEAR(experts(cp2, 1).exchange, 4 * gathers, 1e-12);
+  EXPECT_EQ(experts(cp1, 1).exchange, 0);
+  EXPECT_EQ(experts(cp2, 2).exchange, 0);
+}
+
 // The busiest ep rank's routed rows against draws: rows each pick top_k distinct experts.
 TEST(PlanPredict, BusiestRankAgainstDraws) {
   std::mt19937 rng(11);

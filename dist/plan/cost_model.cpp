@@ -109,6 +109,15 @@ struct Pricer {
     return std::min(double(l.world()), l.ep * std::ceil(s.active * l.cp / l.ep));
   }
 
+  // One sequence's decode at cp > 1 (not a batch's: the engine's batch path splits nothing): the
+  // tail's shared experts and Engram product split by output rows over the cp group (DecodeSplit,
+  // Engine::engram_apply), every rank of the group computing its share at once.
+  int dense_split(const StepShape& s) const { return s.decode && s.rows_world <= 1 ? l.cp : 1; }
+  double split_busy(const StepShape& s, int sp) const { return sp > 1 ? s.active * sp : home_busy(s); }
+  // A split's collective moving `floats` in all (out from the tail, or gathered): each rank's
+  // share, priced as an all-gather over the group.
+  double split_gather(double floats) const { return op.collective("allgather", floats * 4 / l.cp, l.cp, false); }
+
   // Positions a query at position p sees in a store of ratio r (entries that have closed).
   static double entries(double p, double r) { return r > 0 ? std::floor((p + 1) / r) : 0; }
 
@@ -179,8 +188,14 @@ struct Pricer {
 
   void moe(const StepShape& s, StepCost* out) const {
     const double D = double(c.hidden_size), I = double(c.moe_inter), E = double(c.n_experts);
-    const double k = double(c.top_k), R = s.rows;
-    double t = op.product(R, D, E) + double(c.n_shared_experts) * (2 * op.product(R, D, I) + op.product(R, I, D));
+    const double k = double(c.top_k), R = s.rows, S = double(c.n_shared_experts);
+    // The router on the home rank; the shared experts there too, or split by rows over the cp
+    // group in one sequence's decode (DecodeSplit: the token out to the group, the activations
+    // [S I] gathered on every rank, the output rows [D] at the tail).
+    const int sp = S > 0 ? dense_split(s) : 1;
+    double t = op.product(R, D, E) * op.shared(home_busy(s));
+    t += S * (2 * op.product(R, D, I / sp) + op.product(R, I, D / sp)) * op.shared(split_busy(s, sp));
+    const double split_x = sp > 1 ? 2 * split_gather(D) + split_gather(S * I) : 0;
     const int ep = l.ep;
     // The rows of an ep group that holds sequences, whole: with fewer sequences than ep groups
     // (batch 1 over dp replicas) the group holding a sequence does all its experts' work, in
@@ -194,8 +209,8 @@ struct Pricer {
     const double te = op.experts(touched, recv / std::max(touched, 1e-9), D, I);
     // The busiest rank of the group waits the others out.
     const double excess = recv > 0 ? busiest_rank_rows(group_rows, E, k, ep) / recv - 1 : 0;
-    const double home = t * op.shared(home_busy(s)), routed = te * op.shared(expert_busy(s));
-    out->parts["moe_experts"] += {home + routed, 0, routed * excess};
+    const double routed = te * op.shared(expert_busy(s));
+    out->parts["moe_experts"] += {t + routed, split_x, routed * excess};
     if (ep > 1) {
       const double bytes = R * k * double(ep - 1) / ep * D * 4;  // fp32 rows out (and back)
       const bool spans = ep > l.ranks_per_node;
@@ -213,12 +228,16 @@ struct Pricer {
   void engram(const StepShape& s, double before, StepCost* out) const {
     const EngramConfig& e = c.engram;
     const double D = double(c.hidden_size), hc = double(c.hc_mult), R = s.rows;
-    const double t = op.product(R, double(e.dim()), (hc + 1) * D) * op.shared(home_busy(s));
+    // The wkv product [dim -> (hc + 1) D]; in one sequence's decode at cp > 1 split by rows over
+    // the group, the looked-up rows [dim] out from the tail and the products gathered back.
+    const int sp = dense_split(s);
+    const double t = op.product(R, double(e.dim()), (hc + 1) * D / sp) * op.shared(split_busy(s, sp));
+    const double split_x = sp > 1 ? split_gather(double(e.dim())) + split_gather((hc + 1) * D) : 0;
     const int owners = l.engram_ranks > 0 ? l.engram_ranks : std::max(l.cp, l.ep);
     const double row_bytes = double(e.head_dim) * (e.table_dtype == DType::F32 ? 4 : e.table_dtype == DType::BF16 ? 2 : 1);
     const double bytes = R * double(e.columns()) * row_bytes * double(owners - 1) / owners;
     const double fetch = op.collective("rma_get", bytes, owners, owners > l.ranks_per_node);
-    out->parts["engram"] += {t, std::max(0.0, fetch - before), 0};
+    out->parts["engram"] += {t, split_x + std::max(0.0, fetch - before), 0};
   }
 
   StepCost step(const StepShape& s, double head_rows) const {

@@ -134,7 +134,7 @@ namespace {
 LinkFit fit_groups(const comm::Comm& c, const std::string& kind, int upto, bool polled,
                    const CalibrateBenchOptions& o) {
   // The engine's calls run from a few hundred bytes (a decode's partials) to megabytes (a
-  // prompt's entries); Open MPI changes protocol between 4 and 16 KiB.
+  // prompt's entries); Open MPI changes protocol between 2 and 8 KiB here.
   const std::vector<int64_t> sizes = o.quick ? std::vector<int64_t>{256, 65536, 1 << 20}
                                              : std::vector<int64_t>{256, 2048, 8192, 32768, 131072, 524288, 2 << 20};
   LinkFit f;

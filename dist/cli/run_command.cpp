@@ -138,7 +138,7 @@ Generation run_decode(const RunOptions& o, const RunSetup& r, Engine& engine) {
   return g;
 }
 
-// Collective: the engine's, MoE's and Engram's timers and counters, min / mean / max over the
+// Collective: the engine's, MoE's, the attention's (per layer kind) and Engram's timers and counters, min / mean / max over the
 // world's ranks ({"moe": {"route": {"min": .., "mean": .., "max": ..}, ..}, ..}).
 nlohmann::json over_ranks(Engine& engine, const comm::Comm& world) {
   nlohmann::json j;
@@ -148,6 +148,11 @@ nlohmann::json over_ranks(Engine& engine, const comm::Comm& world) {
   };
   put("engine", comm::reduce_fields(world, engine.timers()));
   put("moe", comm::reduce_fields(world, engine.moe().timers));
+  // The attention's timers by layer kind the model has ("attention.compressed_sparse_attention", ..).
+  std::set<AttnKind> kinds(engine.config().attn.begin(), engine.config().attn.end());
+  for (AttnKind k : kinds)
+    put(("attention." + std::string(attn_kind_name(k))).c_str(),
+        comm::reduce_fields(world, engine.attention().timers(k)));
   if (EngramStore* es = engine.engram()) put("engram", comm::reduce_fields(world, es->stats));
   return j;
 }

@@ -16,7 +16,8 @@ class OpCosts {
   // The routed experts of a rank: `experts` experts with rows_each rows (a mean), [D -> 2I],
   // [I -> D]; the busiest expert's rows decide the kernel, as in the engine (MoeParallel).
   double experts(double n_experts, double rows_each, double D, double I) const;
-  // q queries over `keys` keys each with `heads` heads of head_dim (the attention core).
+  // q queries over `keys` keys each with `heads` heads of head_dim (the attention core and the
+  // merge of its partials).
   double attend(double q, double keys, double heads, double head_dim) const;
   // q queries scoring `keys` keys with nI heads of Di (and the top-k over them).
   double index(double q, double keys, double nI, double Di) const;

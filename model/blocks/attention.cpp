@@ -221,7 +221,8 @@ void attn_merge(int64_t T, int64_t H, int64_t Dh, const float* sink,
                 const std::vector<const AttnPartials*>& parts, float* o) {
   const size_t P = parts.size();
   parallel_for(T, T * H * Dh * int64_t(P) > kSplitRowWork ? threads_here() : 1, [&](int64_t t) {
-    std::vector<float> wgt(P);
+    static thread_local std::vector<float> wgt, acc;
+    wgt.resize(P), acc.resize(size_t(Dh));
     for (int64_t h = 0; h < H; ++h) {
       const size_t at = size_t(t * H + h);
       float M = -INFINITY;
@@ -234,12 +235,16 @@ void attn_merge(int64_t T, int64_t H, int64_t Dh, const float* sink,
       }
       // The sink is one more logit in the softmax whose value is dropped.
       const float inv = 1.f / (total + std::exp(sink[h] - M));
-      float* oh = o + at * size_t(Dh);
-      for (int64_t d = 0; d < Dh; ++d) {
-        float acc = 0.f;
-        for (size_t i = 0; i < P; ++i) acc += wgt[i] * parts[i]->o[at * size_t(Dh) + size_t(d)];
-        oh[d] = acc * inv;
+      // Part by part over the head's Dh values (a loop the compiler vectorises; per value the
+      // same sums in the same order as value by value), then scaled: o may alias parts[0]->o.
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (size_t i = 0; i < P; ++i) {
+        const float* src = parts[i]->o.data() + at * size_t(Dh);
+        const float w = wgt[i];
+        for (int64_t d = 0; d < Dh; ++d) acc[size_t(d)] += w * src[d];
       }
+      float* oh = o + at * size_t(Dh);
+      for (int64_t d = 0; d < Dh; ++d) oh[d] = acc[size_t(d)] * inv;
     }
   });
 }

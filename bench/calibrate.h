@@ -23,10 +23,10 @@ namespace modelone::bench {
 ProductCosts calibrate_products(const std::string& dtype, const CalibrateBenchOptions& o);
 ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOptions& o);
 AttnCosts calibrate_attention(const CalibrateBenchOptions& o);
-// An anchor model's medians (seconds) of a prefill and of a decode step, and of the decode
-// step's time outside the engine's part timers (attention, MoE, head, Engram).
+// An anchor model's medians (seconds) of a prefill and of a decode step, and of each one's time
+// outside the engine's part timers (attention, MoE, head, Engram).
 struct AnchorStep {
-  double prefill = 0, decode = 0, decode_untimed = 0;
+  double prefill = 0, decode = 0, decode_untimed = 0, prefill_untimed = 0;
 };
 // The narrow and the wide anchor, as the engine's fixed costs are fitted on them.
 using AnchorTimes = std::array<AnchorStep, 2>;

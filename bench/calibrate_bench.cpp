@@ -52,8 +52,8 @@ const Anchor kAnchors[2] = {
     {"v4-flash", {"num_hidden_layers=3", "n_routed_experts=8", "vocab_size=4096",
                   "layer_types=sliding_attention,compressed_sparse_attention,heavily_compressed_attention"}}};
 
-// Medians of a prefill of n tokens, of the decode steps after it and of their time outside the
-// engine's part timers, on one rank.
+// Medians of a prefill of n tokens, of the decode steps after it and of each one's time outside
+// the engine's part timers, on one rank.
 AnchorStep anchor_steps(const comm::Comm& solo, const ModelSource& ms, int64_t n, int reps) {
   RankGrid g = RankGrid::make_on(solo.split(0, 0), 1, 1);
   EngineOptions eo;
@@ -66,12 +66,13 @@ AnchorStep anchor_steps(const comm::Comm& solo, const ModelSource& ms, int64_t n
     const EngineTimers& t = e->timers();
     return t.attention + t.moe + t.head + t.engram;
   };
-  std::vector<double> pre, dec, untimed;
+  std::vector<double> pre, dec, untimed, pre_untimed;
   for (int rep = 0; rep < reps + 1; ++rep) {  // the first is a warm-up
     e->reset();
-    const double t0 = comm::now();
+    const double p_in0 = timed(), t0 = comm::now();
     e->prefill(ids);
-    if (rep > 0) pre.push_back(comm::now() - t0);
+    const double pt = comm::now() - t0;
+    if (rep > 0) pre.push_back(pt), pre_untimed.push_back(std::max(0.0, pt - (timed() - p_in0)));
     int32_t next = ids.back();
     for (int i = 0; i < 8; ++i) {
       const double in0 = timed(), s0 = comm::now();
@@ -80,7 +81,7 @@ AnchorStep anchor_steps(const comm::Comm& solo, const ModelSource& ms, int64_t n
       if (rep > 0) dec.push_back(dt), untimed.push_back(std::max(0.0, dt - (timed() - in0)));
     }
   }
-  return {median(pre), median(dec), median(untimed)};
+  return {median(pre), median(dec), median(untimed), median(pre_untimed)};
 }
 
 // The rows of an anchor's prefill. The narrow one's at a prompt's size: at 256 rows its loops
@@ -125,6 +126,7 @@ EngineFixed fit_fixed(MachineProfile& prof, int t, bool quick, const AnchorTimes
     Line("calibrate").add("part", std::string("fixed")).add("model", std::string(kAnchors[i].model))
         .add("threads", int64_t(t)).add("width", int64_t(an[i].width)).add("prefill_ms", an[i].measured.prefill * 1e3)
         .add("decode_ms", an[i].measured.decode * 1e3).add("untimed_decode_ms", an[i].measured.decode_untimed * 1e3)
+        .add("untimed_prefill_ms", an[i].measured.prefill_untimed * 1e3)
         .add("priced_prefill_ms", an[i].priced_prefill * 1e3).add("priced_decode_ms", an[i].priced_decode * 1e3)
         .add("per_layer_us", fit.per_layer_s[i] * 1e6).add("per_row_us", fit.per_row_s[i] * 1e6).print();
   return f;

@@ -7,8 +7,10 @@
 // left 0.1 ms a layer outside attention, MoE and head (and the timed parts within 5% of their
 // prices, either side). So the wide anchor's decode remainder is its untimed time (same step,
 // same moment) plus the narrow anchor's timed remainder a layer (its calls' overhead, which
-// does not grow with the width: the same calls); the prefill's per-row remainder, tens of
-// percent of a wide step, is fitted on the whole step as before.
+// does not grow with the width: the same calls). Its prefill likewise: the whole step's remainder
+// read the kernels' noise as fixed cost (a calibration priced the wide anchor's 256-row prefill
+// 1305 ms against 1295 measured, so no per-row cost, while the engine's timers left 63 us a row
+// and layer of V4-Flash's 8192-token prefill outside them: the hyper-connections, the norms).
 #include <algorithm>
 #include <cmath>
 
@@ -43,11 +45,12 @@ EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, FixedFitOut* ou
   const double rd_n = (n.measured.decode - n.priced_decode) / n.layers;
   const double timed_rest = rd_n - n.measured.decode_untimed / n.layers;  // the calls' overhead
   const double rd[2] = {rd_n, w.measured.decode_untimed / w.layers + std::max(0.0, timed_rest)};
+  const double rp_w = w.measured.prefill_untimed / w.layers + std::max(0.0, timed_rest);
   double a[2], b[2];
   for (int i = 0; i < 2; ++i) {
     const AnchorFit& x = an[size_t(i)];
     MO_CHECK(x.rows > 1, "an anchor's prefill needs rows beyond its decode's one");
-    const double rp = (x.measured.prefill - x.priced_prefill) / x.layers;
+    const double rp = i == 0 ? (x.measured.prefill - x.priced_prefill) / x.layers : rp_w;
     b[i] = std::max(0.0, (rp - rd[i]) / (x.rows - 1));
     a[i] = std::max(0.0, rd[i] - b[i]);
     if (out) out->per_layer_s[size_t(i)] = a[i], out->per_row_s[size_t(i)] = b[i];

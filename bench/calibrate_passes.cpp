@@ -80,10 +80,12 @@ void keep_medians(const std::vector<MachineProfile>& passes, MachineProfile* out
 AnchorTimes median_anchors(const std::vector<AnchorTimes>& passes) {
   AnchorTimes out{};
   for (size_t i = 0; i < out.size(); ++i) {
-    std::vector<double> pre, dec, untimed;
-    for (const AnchorTimes& a : passes)
+    std::vector<double> pre, dec, untimed, pre_untimed;
+    for (const AnchorTimes& a : passes) {
       pre.push_back(a[i].prefill), dec.push_back(a[i].decode), untimed.push_back(a[i].decode_untimed);
-    out[i] = {median(pre), median(dec), median(untimed)};
+      pre_untimed.push_back(a[i].prefill_untimed);
+    }
+    out[i] = {median(pre), median(dec), median(untimed), median(pre_untimed)};
   }
   return out;
 }

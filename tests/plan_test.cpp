@@ -145,10 +145,11 @@ TEST(PlanProfile, PassesKeepEachPointsMedian) {
   EXPECT_EQ(out.read_gbps.at(2), 2);
   EXPECT_EQ(out.experts.at(k).call_s, profile().experts.at(k).call_s);
   const bench::AnchorTimes a = bench::median_anchors(
-      {{{{1, 2, .1}, {30, 4, .4}}}, {{{5, 60, .5}, {7, 8, .8}}}, {{{9, 10, .9}, {11, 12, .2}}}});
+      {{{{1, 2, .1, 3}, {30, 4, .4}}}, {{{5, 60, .5, 1}, {7, 8, .8}}}, {{{9, 10, .9, 2}, {11, 12, .2}}}});
   EXPECT_EQ(a[0].prefill, 5);
   EXPECT_EQ(a[0].decode, 10);
   EXPECT_EQ(a[0].decode_untimed, .5);
+  EXPECT_EQ(a[0].prefill_untimed, 2);
   EXPECT_EQ(a[1].prefill, 11);
   EXPECT_EQ(a[1].decode, 8);
   EXPECT_EQ(a[1].decode_untimed, .4);
@@ -157,20 +158,23 @@ TEST(PlanProfile, PassesKeepEachPointsMedian) {
   EXPECT_THROW(bench::keep_medians(passes, &out), Error);
 }
 
-// The engine's fixed costs: the narrow anchor's remainders exactly; the wide anchor's decode
-// remainder from its untimed time and the narrow's calls, so 12 ms of a 60 ms wide step that
-// the kernels' prices miss (a slow spell between them) is not taken as 4 ms a layer of fixed cost.
+// The engine's fixed costs: the narrow anchor's remainders exactly; the wide anchor's from its
+// untimed time and the narrow's calls, so 12 ms of a 60 ms wide step that the kernels' prices
+// miss (a slow spell between them) is not taken as 4 ms a layer of fixed cost.
 TEST(PlanProfile, FixedCostsOfAWideDecodeFromItsUntimedTime) {
   // ms: narrow 4 layers, decode 0.2 (0.04 untimed, 0.04 priced): 0.04 a layer, 0.03 of it timed.
   bench::AnchorFit narrow{768, 4, {5e-3, 0.2e-3, 0.04e-3}, 1e-3, 0.04e-3, 128};
-  bench::AnchorFit wide{49152, 3, {700e-3, 60e-3, 0.3e-3}, 640e-3, 48e-3, 128};
+  // The wide prefill: 30 ms of 700 outside the timers (10 a layer), 60 beyond its price.
+  bench::AnchorFit wide{49152, 3, {700e-3, 60e-3, 0.3e-3, 30e-3}, 640e-3, 48e-3, 128};
   const auto fit = [&] { return bench::fit_engine_fixed({narrow, wide}); };
   EngineFixed f = fit();
   EXPECT_NEAR(f.seconds(1, 768), 0.04e-3, 1e-12);    // (0.2 - 0.04) / 4
   EXPECT_NEAR(f.seconds(128, 768), 1e-3, 1e-12);     // (5 - 1) / 4
   const double decode_wide = f.seconds(1, 49152);    // 0.1 untimed + 0.03 calls, per-row cost above
   EXPECT_LT(decode_wide, 0.2e-3);
-  EXPECT_NEAR(3 * f.seconds(128, 49152), 60e-3, 0.6e-3);  // the prefill: its whole remainder
+  EXPECT_NEAR(f.seconds(128, 49152), 10.03e-3, 1e-9);  // the prefill: untimed and the calls
+  wide.measured.prefill = 760e-3;  // a slower prefill, the same untimed time: the same fit
+  EXPECT_DOUBLE_EQ(fit().seconds(128, 49152), f.seconds(128, 49152));
   wide.measured.decode = 70e-3;  // a slower decode step, the same untimed time: the same fit
   EXPECT_DOUBLE_EQ(fit().seconds(1, 49152), decode_wide);
   wide.measured.decode_untimed = 3e-3;  // 1 ms a layer outside the timers: 1.03 with the calls
@@ -178,7 +182,7 @@ TEST(PlanProfile, FixedCostsOfAWideDecodeFromItsUntimedTime) {
   // Each anchor's prefill at its own rows: the narrow one at 2048, 10 ms a layer beyond its price.
   narrow.rows = 2048, narrow.measured.prefill = 41e-3;
   EXPECT_NEAR(fit().seconds(2048, 768), 10e-3, 1e-12);
-  EXPECT_NEAR(3 * fit().seconds(128, 49152), 60e-3, 0.6e-3);
+  EXPECT_NEAR(fit().seconds(128, 49152), 10.03e-3, 0.1e-3);
 }
 
 // Writes text as a profile and expects the read to fail with a message matching `why`.

@@ -280,6 +280,10 @@ TEST(Cli, ContextParallelRunsMatchOneRank) {
   EXPECT_EQ(j["cp"], 3);
   EXPECT_GT(j["cp_traffic"]["cp.halo"]["bytes_max"].get<int64_t>(), 0) << j.dump();
   EXPECT_GT(j["cp_traffic"]["cp.entries"]["bytes_max"].get<int64_t>(), 0) << j.dump();
+  // The attention's timers by layer kind, over the ranks: every rank attends in prefill.
+  for (const char* kind : {"sliding_attention", "compressed_sparse_attention", "heavily_compressed_attention"})
+    EXPECT_GT(j["over_ranks"][std::string("attention.") + kind]["attend"]["min"].get<double>(), 0) << kind;
+  EXPECT_GT(j["over_ranks"]["attention.compressed_sparse_attention"]["indexer"]["max"].get<double>(), 0);
   EXPECT_EQ(generated(prompt + " --cp-layout contiguous", 2)["generated"], one);
   const auto dp = generated(prompt + " --cp 2 --prefill-chunk 40", 4);
   EXPECT_EQ(dp["generated"], one);

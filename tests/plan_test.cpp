@@ -67,6 +67,19 @@ TEST(PlanCosts, LinksByGroupSize) {
   EXPECT_NEAR(f.seconds(0, 8), 2e-5 * 7.0 / 3.0, 1e-12);      // past it: latency per peer
 }
 
+// The attention core's price carries the partials' merge: each query's heads x head_dim fp32
+// output read and written once more, at the profile's read bandwidth.
+TEST(PlanCosts, AttendPricesTheMergeAtTheReadBandwidth) {
+  MachineProfile fast = profile(), slow = profile();
+  fast.read_gbps.at(1) = 1e12, slow.read_gbps.at(1) = 10;
+  const auto attend = [](const MachineProfile& p, double q) {
+    return OpCosts(p, {1, 1, 1, 1, 1}, PlanWork{}, {}).attend(q, 640, 64, 512);
+  };
+  const double merge = 2 * 2048.0 * 64 * 512 * 4 / 10e9;  // 0.027 s for a 2048-query step
+  EXPECT_NEAR(attend(slow, 2048) - attend(fast, 2048), merge, 1e-9);
+  EXPECT_NEAR(attend(slow, 1) - attend(fast, 1), merge / 2048, 1e-12);
+}
+
 // Measured points price a group size where the profile has them: their own time at each size,
 // log-log between, the smallest's time below it, the fit's bandwidth past the largest; a group
 // past the largest measured keeps the fit's latency per peer.

@@ -138,8 +138,8 @@ Generation run_decode(const RunOptions& o, const RunSetup& r, Engine& engine) {
   return g;
 }
 
-// Collective: the engine's, MoE's, the attention's (per layer kind) and Engram's timers and counters, min / mean / max over the
-// world's ranks ({"moe": {"route": {"min": .., "mean": .., "max": ..}, ..}, ..}).
+// Collective: the engine's, MoE's, the attention's (per layer kind) and Engram's timers and
+// counters, min / mean / max over the world's ranks ({"moe": {"route": {"min": .., ..}, ..}, ..}).
 nlohmann::json over_ranks(Engine& engine, const comm::Comm& world) {
   nlohmann::json j;
   auto put = [&](const char* part, const comm::Reduced& red) {

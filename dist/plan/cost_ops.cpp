@@ -64,9 +64,9 @@ double OpCosts::attend(double q, double keys, double heads, double head_dim) con
   const AttnCurves& a = q < 2 ? prof_.attention.at(t_).one : prof_.attention.at(t_).many;
   // The partials' merge (attn_merge, under the engine's attend timer): each query's [heads,
   // head_dim] fp32 output read and written once more, at the memory's read bandwidth.
-  const double merge_bytes = 2 * q * heads * head_dim * 4;
-  return stretch_ * (q * keys * (heads * (head_dim / 512.0) * a.partial.at(keys) + key_term(a.partial_key, keys)) +
-                     merge_bytes / (prof_.read_gbps.at(t_) * 1e9));
+  const double core = q * keys * (heads * (head_dim / 512.0) * a.partial.at(keys) + key_term(a.partial_key, keys));
+  const double merge = 2 * q * heads * head_dim * 4 / (prof_.read_gbps.at(t_) * 1e9);
+  return stretch_ * (core + merge);
 }
 
 double OpCosts::index(double q, double keys, double nI, double Di) const {

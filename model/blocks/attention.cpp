@@ -236,7 +236,8 @@ void attn_merge(int64_t T, int64_t H, int64_t Dh, const float* sink,
       // The sink is one more logit in the softmax whose value is dropped.
       const float inv = 1.f / (total + std::exp(sink[h] - M));
       // Part by part over the head's Dh values (a loop the compiler vectorises; per value the
-      // same sums in the same order as value by value), then scaled: o may alias parts[0]->o.
+      // same sums in the same order as value by value), then scaled into o (which may alias a
+      // part's o: acc holds the sums until every part is read).
       std::fill(acc.begin(), acc.end(), 0.f);
       for (size_t i = 0; i < P; ++i) {
         const float* src = parts[i]->o.data() + at * size_t(Dh);

@@ -44,14 +44,16 @@ EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, FixedFitOut* ou
   const AnchorFit &n = an[0], &w = an[1];
   const double rd_n = (n.measured.decode - n.priced_decode) / n.layers;
   const double timed_rest = rd_n - n.measured.decode_untimed / n.layers;  // the calls' overhead
-  const double rd[2] = {rd_n, w.measured.decode_untimed / w.layers + std::max(0.0, timed_rest)};
-  const double rp_w = w.measured.prefill_untimed / w.layers + std::max(0.0, timed_rest);
+  // The wide anchor's remainders: its untimed time and the narrow anchor's calls, a layer.
+  const double calls = std::max(0.0, timed_rest);
+  const double rd[2] = {rd_n, w.measured.decode_untimed / w.layers + calls};
+  const double rp[2] = {(n.measured.prefill - n.priced_prefill) / n.layers,
+                        w.measured.prefill_untimed / w.layers + calls};
   double a[2], b[2];
   for (int i = 0; i < 2; ++i) {
     const AnchorFit& x = an[size_t(i)];
     MO_CHECK(x.rows > 1, "an anchor's prefill needs rows beyond its decode's one");
-    const double rp = i == 0 ? (x.measured.prefill - x.priced_prefill) / x.layers : rp_w;
-    b[i] = std::max(0.0, (rp - rd[i]) / (x.rows - 1));
+    b[i] = std::max(0.0, (rp[i] - rd[i]) / (x.rows - 1));
     a[i] = std::max(0.0, rd[i] - b[i]);
     if (out) out->per_layer_s[size_t(i)] = a[i], out->per_row_s[size_t(i)] = b[i];
   }

@@ -23,6 +23,10 @@ namespace modelone::bench {
 ProductCosts calibrate_products(const std::string& dtype, const CalibrateBenchOptions& o);
 ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOptions& o);
 AttnCosts calibrate_attention(const CalibrateBenchOptions& o);
+// GFLOPS of a 256-row bf16 product on each cpu of the node, the calling thread pinned to each in
+// turn (one thread; its affinity restored): a shared VM's cores drift apart for minutes at a time
+// (one read 0.65 of the other's), and a step over every core waits on the slowest.
+std::vector<double> core_gflops(const CalibrateBenchOptions& o);
 // An anchor model's medians (seconds) of a prefill and of a decode step, and of each one's time
 // outside the engine's part timers (attention, MoE, head, Engram).
 struct AnchorStep {

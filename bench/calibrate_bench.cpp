@@ -214,6 +214,25 @@ void print_links(const MachineProfile& prof) {
           .add("latency_us", f.latency_s[i] * 1e6).add("gbps", f.gbps[i]).print();
 }
 
+// Each cpu's pace, and a warning where the slowest ran under 0.9 of the fastest: the profile's
+// prices then hold for the fast cores, and a layout over every core runs at the slowest's pace.
+void print_cores(const std::vector<double>& gflops) {
+  if (gflops.empty()) return;
+  const double fast = *std::max_element(gflops.begin(), gflops.end());
+  const double slow = *std::min_element(gflops.begin(), gflops.end());
+  std::string each;
+  for (double g : gflops) {
+    if (!each.empty()) each += '/';
+    each += std::to_string(std::lround(g));
+  }
+  Line("calibrate").add("part", std::string("cores")).add("gflops", each).add("slowest_pace", slow / fast, 3).print();
+  if (slow < 0.9 * fast)
+    std::fprintf(stderr, "calibrate: warning: the node's cores ran unevenly (bf16 GFLOPS by cpu: %s; the "
+                 "slowest at %.2f of the fastest): a busy neighbour? Steps over every core wait on the "
+                 "slowest, slower than plan will say; calibrate again when the node is quiet\n",
+                 each.c_str(), slow / fast);
+}
+
 // Every rank's checks, agreed, before any work; with --links-as inter, the profile to add to.
 MachineProfile start_profile(const comm::Comm& world, const CalibrateBenchOptions& o) {
   MachineProfile prof;
@@ -254,10 +273,15 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     prof.compute = compute_name(resolve_compute(compute_choices().parse(o.compute)));
     set_compute(resolve_compute(compute_choices().parse(o.compute)));
     prof.threads = thread_counts(o);
+    std::vector<double> core_pace;  // rank 0's: each cpu's GFLOPS
     {
       comm::Comm solo = world.split(me == 0 ? 0 : 1, me);
-      if (me == 0)
+      if (me == 0) {
         calibrate_threads(solo, o, prof);
+        set_compute_threads(1);
+        core_pace = core_gflops(o);
+        print_cores(core_pace);
+      }
       world.barrier_idle();
     }
     set_compute_threads(1);
@@ -274,6 +298,7 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
       world.barrier_idle();
     }
     prof.machine = this_machine().json();
+    if (!core_pace.empty()) prof.machine["core_gflops"] = core_pace;
   }
   if (me != 0) return 0;
   print_links(prof);

@@ -13,6 +13,9 @@
 #include <algorithm>
 #include <random>
 
+#include <sched.h>
+#include <unistd.h>
+
 #include "bench/bench_util.h"
 #include "bench/calibrate.h"
 #include "model/blocks/attention.h"
@@ -143,6 +146,26 @@ CostCurve expert_curve(const std::string& dtype, int64_t D, int64_t I, int64_t n
   return c;
 }
 }  // namespace
+
+std::vector<double> core_gflops(const CalibrateBenchOptions& o) {
+  std::mt19937 rng(3);
+  const int64_t T = 256, N = 4096, K = 4096;
+  const Weight w = stored_weight("bf16", N, K, rng);
+  std::vector<float> x(static_cast<size_t>(T * K), 0.5f), y(static_cast<size_t>(T * N));
+  cpu_set_t was;
+  sched_getaffinity(0, sizeof(was), &was);
+  std::vector<double> out;
+  for (int cpu = 0; cpu < int(sysconf(_SC_NPROCESSORS_ONLN)) && cpu < CPU_SETSIZE; ++cpu) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_setaffinity(0, sizeof(one), &one) != 0) continue;  // outside this job's cpuset
+    const double s = time_of([&] { linear(x.data(), T, K, w, 0, N, y.data(), N); }, o.quick ? 0.05 : 0.2);
+    out.push_back(2.0 * double(T) * double(N) * double(K) / s * 1e-9);
+  }
+  sched_setaffinity(0, sizeof(was), &was);
+  return out;
+}
 
 ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOptions& o) {
   // From 1 row each: the engine takes this kernel as soon as one expert has more than

@@ -4,6 +4,7 @@
 // and the per-part breakdown; --sweep-nodes gives the best layout at 1 .. 256 nodes.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -90,6 +91,23 @@ PlanQuery make_query(const PlanOptions& o, const ModelSource& ms, const MachineP
   return q;
 }
 
+// A profile calibrated while the node's cores ran at different paces (bench calibrate's
+// core_gflops) prices the fast ones: said, as its prices may not hold for a layout over every core.
+void warn_uneven_cores(const std::string& path, const MachineProfile& prof) {
+  const auto it = prof.machine.find("core_gflops");
+  if (it == prof.machine.end() || !it->is_array() || it->empty()) return;
+  double fast = 0, slow = 1e300;
+  for (const auto& g : *it) {
+    if (!g.is_number()) return;
+    fast = std::max(fast, g.get<double>());
+    slow = std::min(slow, g.get<double>());
+  }
+  if (slow < 0.9 * fast)
+    std::fprintf(stderr, "plan: warning: %s was calibrated while the node's cores ran unevenly (the slowest "
+                 "at %.2f of the fastest): a layout over every core may run at the slowest's pace\n",
+                 path.c_str(), slow / fast);
+}
+
 }  // namespace
 
 int plan_command(const PlanOptions& o) {
@@ -115,6 +133,7 @@ int plan_command(const PlanOptions& o) {
   if (o.other_build && prof.build != executable_hash())
     std::fprintf(stderr, "plan: warning: %s was made by another build (%s); its costs may not hold\n",
                  o.machine.c_str(), prof.build.c_str());
+  warn_uneven_cores(o.machine, prof);
   const PlanReport rep{ms.cfg, q, prof, o.json ? "json" : o.output, o.top};
   if (o.sweep_nodes) print_plan_sweep(rep, best);
   else print_plan(rep, rows);

@@ -4,6 +4,7 @@
 // shared machine; the 20% table is in the issue note, from scripts/plan_check.py), the output
 // formats, and each bad input with its one-line error.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <thread>
@@ -53,6 +54,13 @@ TEST(CliPlan, PredictsMeasuredRunsFromACalibrationMadeHere) {
   Result r = run("bench calibrate --quick --threads 1 --dtypes bf16 --out " + m, 3);
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_NE(r.out.find("part=link key=intra.alltoallv ranks=3"), std::string::npos) << r.out;
+  // Each cpu's pace, measured pinned to it, kept in the profile's machine line.
+  EXPECT_NE(r.out.find("part=cores gflops="), std::string::npos) << r.out;
+  const json cores = json::parse(std::ifstream(m))["machine"]["core_gflops"];
+  // (Every online cpu, less any outside the job's cpuset.)
+  ASSERT_GE(cores.size(), 1u);
+  EXPECT_LE(cores.size(), size_t(sysconf(_SC_NPROCESSORS_ONLN)));
+  for (const json& g : cores) EXPECT_GT(g.get<double>(), 1.0);
   // Three ranks on fewer cores: the 2-rank groups once more beside the third polling.
   const bool oversubscribed = std::thread::hardware_concurrency() < 3;
   EXPECT_EQ(r.out.find("part=link key=intra_polled.allgather ranks=2") != std::string::npos, oversubscribed) << r.out;
@@ -113,6 +121,21 @@ TEST(CliPlan, OutputFormatsAndTheSearch) {
   EXPECT_EQ(csv.out.rfind("nodes,ranks_per_node,threads,world,cp,ep,dp,", 0), 0u) << csv.out;
   const Result text = run("plan " + base + " --nodes 8 --ranks-per-node 2 --threads 2");
   EXPECT_NE(text.out.find("best        8 nodes x 2 ranks x 2 threads"), std::string::npos) << text.out;
+}
+
+// A profile calibrated while one core ran far slower than the other is planned from, with a
+// warning; one from even cores without.
+TEST(CliPlan, WarnsOfAProfileCalibratedOnUnevenCores) {
+  for (const auto& [gflops, warned] : {std::pair{json{300.0, 150.0}, true}, std::pair{json{300.0, 290.0}, false}}) {
+    MachineProfile prof = made_up_profile(modelone_build());
+    prof.machine["core_gflops"] = gflops;
+    const auto path = (tmpdir() / "cores.json").string();
+    write_machine_profile(path, prof);
+    const Result r = run("plan --model tiny --ranks-per-node 2 --threads 1 --machine " + path);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.err.find("cores ran unevenly (the slowest at 0.50 of the fastest)") != std::string::npos, warned)
+        << r.err;
+  }
 }
 
 TEST(CliPlan, BadInputIsOneLine) {

@@ -20,12 +20,12 @@ Measured by:
            batch of sequences
   run      `modelone run --json` (cold: its first prefill, its mean decode step) for the cp /
            ep / dp mixes the benchmarks do not cover
-Each measurement is bracketed by a probe (`bench gemm` on V4-Flash's wq_b at 1 thread: the
-streamed 1-row product's GB/s, and GFLOPS at 256 rows), read against the same probe right after
-the round's calibration (with --machine: the check's first probe): a decode case against the
-GB/s, a prefill case against the GFLOPS. The
-machine's speed then shows beside each case (`probe`, < 1: slower than at calibration), and the
-summary adds the cases measured within 10% of the calibration's speed.
+Each measurement is bracketed by a probe (`bench gemm` on V4-Flash's wq_b at 1 thread, pinned
+to each core in turn: the streamed 1-row product's GB/s, and GFLOPS at 256 rows; the slowest
+core's ratio counts), read against the same probe right after the round's calibration (with
+--machine: the check's first probe): a decode case against the GB/s, a prefill case against the
+GFLOPS. The machine's speed then shows beside each case (`probe`, < 1: slower than at
+calibration), and the summary adds the cases measured within 10% of the calibration's speed.
 Every case prints predicted, measured and their ratio (progress on stderr as each is measured);
 with --rounds N, the median of N measurements taken a whole round apart and their spread. The
 summary on stderr: cases within 20% and 25%, the median and worst |ratio - 1|.
@@ -68,16 +68,27 @@ CASES = {}
 
 
 class Probe:
-    """The machine's speed now against at the round's calibration: (GB/s, GFLOPS) ratios."""
+    """The machine's speed now against at the round's calibration: (GB/s, GFLOPS) ratios, each
+    its slowest core's. A shared VM's cores drift apart for minutes at a time (one read 0.65 of
+    the other's GFLOPS, unpinned probes landing on the fast one), and a step over several ranks
+    or threads waits on the slowest."""
     ref = None
     now = (1.0, 1.0)
 
     @staticmethod
     def read():
-        lines = mpirun(1, ["bench", "gemm", "--weights", "bf16", "--tokens", "1,256", "--shape", "wq_b",
-                           "--threads", "1", "--json"])
-        g = {l["T"]: l for l in lines if l.get("bench") == "gemm"}
-        return g[1]["weight_gbps"], g[256]["bf16_gflops"]
+        """Per core: (GB/s, GFLOPS), the probe pinned to each core in turn (streams run side by
+        side share the memory: one read 12.7 GB/s beside the other's 16.9, 16.8 alone)."""
+        cmd = [EXE, "bench", "gemm", "--weights", "bf16", "--tokens", "1,256", "--shape", "wq_b",
+               "--threads", "1", "--json"]
+        out = []
+        for c in sorted(os.sched_getaffinity(0)):
+            run = subprocess.run(cmd, env=ENV, capture_output=True, text=True, check=True,
+                                 preexec_fn=lambda c=c: os.sched_setaffinity(0, {c}))
+            g = {l["T"]: l for l in map(json.loads, filter(lambda l: l.startswith("{"), run.stdout.splitlines()))
+                 if l.get("bench") == "gemm"}
+            out.append((g[1]["weight_gbps"], g[256]["bf16_gflops"]))
+        return out
 
     @classmethod
     def calibrated(cls):
@@ -85,13 +96,13 @@ class Probe:
 
     @classmethod
     def around(cls, measure):
-        """measure() between two probes; their mean against the reference, for row()."""
+        """measure() between two probes; for row(), each rate's slowest core against the reference."""
         if cls.ref is None:
             cls.calibrated()
         before = cls.read()
         out = measure()
         after = cls.read()
-        cls.now = tuple((b + a) / 2 / r for b, a, r in zip(before, after, cls.ref))
+        cls.now = tuple(min((b[i] + a[i]) / 2 / r[i] for b, a, r in zip(before, after, cls.ref)) for i in (0, 1))
         return out
 
 

@@ -23,9 +23,10 @@ namespace modelone::bench {
 ProductCosts calibrate_products(const std::string& dtype, const CalibrateBenchOptions& o);
 ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOptions& o);
 AttnCosts calibrate_attention(const CalibrateBenchOptions& o);
-// GFLOPS of a 256-row bf16 product on each cpu of the node, the calling thread pinned to each in
-// turn (one thread; its affinity restored): a shared VM's cores drift apart for minutes at a time
-// (one read 0.65 of the other's), and a step over every core waits on the slowest.
+// GFLOPS of a 256-row bf16 product on each cpu of the node (each one's best of three turns), the
+// calling thread pinned to each in turn (one thread; its affinity restored): a shared VM's cores
+// drift apart for minutes at a time (one read 0.65 of the other's), and a step over every core
+// waits on the slowest.
 std::vector<double> core_gflops(const CalibrateBenchOptions& o);
 // An anchor model's medians (seconds) of a prefill and of a decode step, and of each one's time
 // outside the engine's part timers (attention, MoE, head, Engram).
@@ -51,6 +52,10 @@ EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& anchors, FixedFitOu
 // over passes that timed the same points, into out; and the anchors' times likewise.
 void keep_medians(const std::vector<MachineProfile>& passes, MachineProfile* out);
 AnchorTimes median_anchors(const std::vector<AnchorTimes>& passes);
+// Passes (and anchors[threads]' steps, one a pass) with even[k] false set aside where some pass
+// ran on even cores (MachineProfile::kEvenCorePace); all kept, with a warning, where none did.
+void keep_even_passes(const std::vector<bool>& even, std::vector<MachineProfile>* done,
+                      std::map<int, std::vector<AnchorTimes>>* anchors);
 // MachineProfile::poll_share, measured on the node's ranks (1 when they do not outnumber the cores).
 double calibrate_poll_share(const comm::Comm& node, int cores);
 // Collectives fitted per group size into links["PREFIX.KIND"]; on a node whose ranks outnumber

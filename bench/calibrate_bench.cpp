@@ -172,21 +172,51 @@ void print_kernels(const MachineProfile& prof) {
     Line("calibrate").add("part", std::string("read")).add("threads", int64_t(t)).add("gbps", g).print();
 }
 
-// The kernels in whole passes (each point their median), then the fixed costs: fitted last, as
-// they price the anchors' steps with the parts above.
-void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, MachineProfile& prof) {
+// The slowest cpu's GFLOPS against the fastest's (1 with none measured).
+double slowest_pace(const std::vector<double>& gflops) {
+  if (gflops.empty()) return 1;
+  return *std::min_element(gflops.begin(), gflops.end()) / *std::max_element(gflops.begin(), gflops.end());
+}
+
+constexpr double kEvenPace = MachineProfile::kEvenCorePace;
+
+// Each cpu's pace read now (one thread), printed; `when` says at which pass.
+std::vector<double> read_cores(const CalibrateBenchOptions& o, const std::string& when) {
+  set_compute_threads(1);
+  const std::vector<double> gflops = core_gflops(o);
+  std::string each;
+  for (double g : gflops) {
+    if (!each.empty()) each += '/';
+    each += std::to_string(std::lround(g));
+  }
+  Line("calibrate").add("part", std::string("cores")).add("when", when).add("gflops", each)
+      .add("slowest_pace", slowest_pace(gflops), 3).print();
+  return gflops;
+}
+
+// The kernels in whole passes (each point their median over the passes run on even cores), then
+// the fixed costs: fitted last, as they price the anchors' steps with the parts above. *cores:
+// each cpu's GFLOPS read after the last pass.
+void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, MachineProfile& prof,
+                       std::vector<double>* cores) {
   const int passes = o.passes > 0 ? o.passes : o.quick ? 1 : 3;
   std::vector<MachineProfile> done;
   std::map<int, std::vector<AnchorTimes>> anchors;
+  std::vector<bool> even;
+  *cores = read_cores(o, "start");
   for (int k = 0; k < passes; ++k) {
+    const bool even_before = slowest_pace(*cores) >= kEvenPace;
     done.push_back(prof);
     kernel_pass(o, done.back());
     for (int t : prof.threads) {
       set_compute_threads(t);
       anchors[t].push_back(measure_anchors(solo, o.quick));
     }
+    *cores = read_cores(o, "pass " + std::to_string(k + 1));
+    even.push_back(even_before && slowest_pace(*cores) >= kEvenPace);
     if (passes > 1) std::fprintf(stderr, "calibrate: kernel pass %d of %d done\n", k + 1, passes);
   }
+  keep_even_passes(even, &done, &anchors);
   keep_medians(done, &prof);
   print_kernels(prof);
   for (int t : prof.threads) {
@@ -212,25 +242,6 @@ void print_links(const MachineProfile& prof) {
     for (size_t i = 0; i < f.ranks.size(); ++i)
       Line("calibrate").add("part", std::string("link")).add("key", k).add("ranks", int64_t(f.ranks[i]))
           .add("latency_us", f.latency_s[i] * 1e6).add("gbps", f.gbps[i]).print();
-}
-
-// Each cpu's pace, and a warning where the slowest ran under 0.9 of the fastest: the profile's
-// prices then hold for the fast cores, and a layout over every core runs at the slowest's pace.
-void print_cores(const std::vector<double>& gflops) {
-  if (gflops.empty()) return;
-  const double fast = *std::max_element(gflops.begin(), gflops.end());
-  const double slow = *std::min_element(gflops.begin(), gflops.end());
-  std::string each;
-  for (double g : gflops) {
-    if (!each.empty()) each += '/';
-    each += std::to_string(std::lround(g));
-  }
-  Line("calibrate").add("part", std::string("cores")).add("gflops", each).add("slowest_pace", slow / fast, 3).print();
-  if (slow < 0.9 * fast)
-    std::fprintf(stderr, "calibrate: warning: the node's cores ran unevenly (bf16 GFLOPS by cpu: %s; the "
-                 "slowest at %.2f of the fastest): a busy neighbour? Steps over every core wait on the "
-                 "slowest, slower than plan will say; calibrate again when the node is quiet\n",
-                 each.c_str(), slow / fast);
 }
 
 // Every rank's checks, agreed, before any work; with --links-as inter, the profile to add to.
@@ -273,15 +284,10 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     prof.compute = compute_name(resolve_compute(compute_choices().parse(o.compute)));
     set_compute(resolve_compute(compute_choices().parse(o.compute)));
     prof.threads = thread_counts(o);
-    std::vector<double> core_pace;  // rank 0's: each cpu's GFLOPS
+    std::vector<double> core_pace;  // rank 0's: each cpu's GFLOPS after the last pass
     {
       comm::Comm solo = world.split(me == 0 ? 0 : 1, me);
-      if (me == 0) {
-        calibrate_threads(solo, o, prof);
-        set_compute_threads(1);
-        core_pace = core_gflops(o);
-        print_cores(core_pace);
-      }
+      if (me == 0) calibrate_threads(solo, o, prof, &core_pace);
       world.barrier_idle();
     }
     set_compute_threads(1);

@@ -3,6 +3,8 @@
 // machine a burst of load lasting seconds moves every run of it (once the 2-thread cached
 // product read 1.3-4.2 GFLOPS at 64-512 rows instead of 390-740, and the plan was 6x too slow),
 // but not the same point of passes minutes apart.
+#include <algorithm>
+#include <cstdio>
 #include <functional>
 
 #include "bench/bench_util.h"
@@ -88,6 +90,34 @@ AnchorTimes median_anchors(const std::vector<AnchorTimes>& passes) {
     out[i] = {median(pre), median(dec), median(untimed), median(pre_untimed)};
   }
   return out;
+}
+
+// Passes (and their anchors' steps) between two readings of uneven cores are set aside where
+// others ran on even ones: a busy neighbour slowed one core of this VM to 0.65 of the other for
+// minutes, and every 2-thread product waits on it. A warning where every pass ran so.
+void keep_even_passes(const std::vector<bool>& even, std::vector<MachineProfile>* done,
+                      std::map<int, std::vector<AnchorTimes>>* anchors) {
+  const size_t n = size_t(std::count(even.begin(), even.end(), true));
+  if (n == 0) {
+    std::fprintf(stderr, "calibrate: warning: the node's cores ran unevenly through every pass (the "
+                 "slowest under %.2f of the fastest: a busy neighbour?): steps over every core wait on the "
+                 "slowest, slower than plan will say; calibrate again when the node is quiet\n",
+                 MachineProfile::kEvenCorePace);
+    return;
+  }
+  if (n == even.size()) return;
+  std::fprintf(stderr, "calibrate: %zu of %zu passes ran on uneven cores: their points are set aside\n",
+               even.size() - n, even.size());
+  std::vector<MachineProfile> kept;
+  for (size_t k = 0; k < even.size(); ++k)
+    if (even[k]) kept.push_back((*done)[k]);
+  *done = kept;
+  for (auto& [t, v] : *anchors) {
+    std::vector<AnchorTimes> a;
+    for (size_t k = 0; k < even.size(); ++k)
+      if (even[k]) a.push_back(v[k]);
+    v = a;
+  }
 }
 
 }  // namespace modelone::bench

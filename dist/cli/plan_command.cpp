@@ -102,7 +102,7 @@ void warn_uneven_cores(const std::string& path, const MachineProfile& prof) {
     fast = std::max(fast, g.get<double>());
     slow = std::min(slow, g.get<double>());
   }
-  if (slow < 0.9 * fast)
+  if (slow < MachineProfile::kEvenCorePace * fast)
     std::fprintf(stderr, "plan: warning: %s was calibrated while the node's cores ran unevenly (the slowest "
                  "at %.2f of the fastest): a layout over every core may run at the slowest's pace\n",
                  path.c_str(), slow / fast);

@@ -54,8 +54,8 @@ TEST(CliPlan, PredictsMeasuredRunsFromACalibrationMadeHere) {
   Result r = run("bench calibrate --quick --threads 1 --dtypes bf16 --out " + m, 3);
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_NE(r.out.find("part=link key=intra.alltoallv ranks=3"), std::string::npos) << r.out;
-  // Each cpu's pace, measured pinned to it, kept in the profile's machine line.
-  EXPECT_NE(r.out.find("part=cores gflops="), std::string::npos) << r.out;
+  // Each cpu's pace around the pass, measured pinned to it, kept in the profile's machine line.
+  EXPECT_NE(r.out.find("part=cores when=pass 1 gflops="), std::string::npos) << r.out;
   const json cores = json::parse(std::ifstream(m))["machine"]["core_gflops"];
   // (Every online cpu, less any outside the job's cpuset.)
   ASSERT_GE(cores.size(), 1u);

@@ -171,6 +171,31 @@ TEST(PlanProfile, PassesKeepEachPointsMedian) {
   EXPECT_THROW(bench::keep_medians(passes, &out), Error);
 }
 
+// Passes run between readings of uneven cores are set aside, with their anchors' steps, where
+// another pass ran on even ones; all are kept where none did.
+TEST(PlanProfile, PassesOnUnevenCoresSetAside) {
+  auto make = [&] {
+    std::vector<MachineProfile> passes(3, profile());
+    for (size_t i = 0; i < 3; ++i) passes[i].read_gbps.at(2) = double(i + 1);
+    std::map<int, std::vector<bench::AnchorTimes>> anchors;
+    for (int i = 0; i < 3; ++i) anchors[2].push_back({{{double(i + 1)}, {0}}});
+    return std::pair{passes, anchors};
+  };
+  auto [passes, anchors] = make();
+  bench::keep_even_passes({true, false, true}, &passes, &anchors);
+  ASSERT_EQ(passes.size(), 2u);
+  EXPECT_EQ(passes[0].read_gbps.at(2), 1);
+  EXPECT_EQ(passes[1].read_gbps.at(2), 3);
+  ASSERT_EQ(anchors[2].size(), 2u);
+  EXPECT_EQ(anchors[2][1][0].prefill, 3);
+  for (const std::vector<bool>& all : {std::vector<bool>{false, false, false}, std::vector<bool>{true, true, true}}) {
+    auto [p, a] = make();
+    bench::keep_even_passes(all, &p, &a);
+    EXPECT_EQ(p.size(), 3u);
+    EXPECT_EQ(a[2].size(), 3u);
+  }
+}
+
 // The engine's fixed costs: the narrow anchor's remainders exactly; the wide anchor's from its
 // untimed time and the narrow's calls, so 12 ms of a 60 ms wide step that the kernels' prices
 // miss (a slow spell between them) is not taken as 4 ms a layer of fixed cost.

@@ -218,7 +218,7 @@ def main():
     ap.add_argument("--machine", help="a profile from `bench calibrate` (else --recalibrate)")
     ap.add_argument("--recalibrate", type=int, metavar="NP",
                     help="calibrate on NP ranks before every round, into round-K.json beside --machine "
-                         "(default: /tmp/plan_check_round-K.json)")
+                         "(default: /tmp/plan_check_round-K.json; its output in round-K.log)")
     ap.add_argument("--cores", type=int, default=os.cpu_count())
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default="engine,context,batch,run")
@@ -235,8 +235,10 @@ def main():
             base = os.path.dirname(a.machine) if a.machine else "/tmp"
             plan.machine = os.path.join(base, f"plan_check_round-{k + 1}.json")
             print(f"round {k + 1}: calibrating on {a.recalibrate} ranks into {plan.machine}", file=sys.stderr, flush=True)
-            subprocess.run(["mpirun", "-np", str(a.recalibrate), EXE, "bench", "calibrate", "--out", plan.machine],
-                           env=ENV, capture_output=True, text=True, check=True)
+            cal = subprocess.run(["mpirun", "-np", str(a.recalibrate), EXE, "bench", "calibrate", "--out", plan.machine],
+                                 env=ENV, capture_output=True, text=True, check=True)
+            with open(plan.machine[:-len(".json")] + ".log", "w") as f:  # its cores' paces, passes set aside
+                f.write(cal.stdout + cal.stderr)
             Probe.calibrated()
         for part in a.parts.split(","):
             {"engine": engine_cases, "context": context_cases, "batch": batch_cases, "run": run_cases}[part](plan, a.quick)

@@ -70,8 +70,8 @@ CASES = {}
 class Probe:
     """The machine's speed now against at the round's calibration: (GB/s, GFLOPS) ratios, each
     its slowest core's. A shared VM's cores drift apart for minutes at a time (one read 0.65 of
-    the other's GFLOPS, unpinned probes landing on the fast one), and a step over several ranks
-    or threads waits on the slowest."""
+    the other's GFLOPS; an unpinned probe reads whichever core it lands on), and a step over
+    several ranks or threads waits on the slowest."""
     ref = None
     now = (1.0, 1.0)
 

@@ -89,7 +89,8 @@ struct MachineProfile {
   nlohmann::ordered_json machine; // bench's machine line: CPU, cores, ranks, libraries, date,
                                   // and core_gflops: each cpu's pace after calibrate's last pass
   // A node's cores ran evenly where the slowest's GFLOPS reached this share of the fastest's
-  // (one reading of a pace moves up to 9% on this VM; a busy neighbour's spell, 35%).
+  // (best-of-three readings of even cores read 0.91-1.0 on this VM; a busy neighbour's spell,
+  // 0.65).
   static constexpr double kEvenCorePace = 0.85;
   std::vector<int> threads;       // the thread counts calibrated
   std::string compute;            // the compute path `auto` takes here (bf16 or fp32)

@@ -172,14 +172,6 @@ void print_kernels(const MachineProfile& prof) {
     Line("calibrate").add("part", std::string("read")).add("threads", int64_t(t)).add("gbps", g).print();
 }
 
-// The slowest cpu's GFLOPS against the fastest's (1 with none measured).
-double slowest_pace(const std::vector<double>& gflops) {
-  if (gflops.empty()) return 1;
-  return *std::min_element(gflops.begin(), gflops.end()) / *std::max_element(gflops.begin(), gflops.end());
-}
-
-constexpr double kEvenPace = MachineProfile::kEvenCorePace;
-
 // Each cpu's pace read now (one thread), printed; `when` says at which pass.
 std::vector<double> read_cores(const CalibrateBenchOptions& o, const std::string& when) {
   set_compute_threads(1);
@@ -205,7 +197,7 @@ void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, M
   std::vector<bool> even;
   *cores = read_cores(o, "start");
   for (int k = 0; k < passes; ++k) {
-    const bool even_before = slowest_pace(*cores) >= kEvenPace;
+    const bool even_before = slowest_pace(*cores) >= MachineProfile::kEvenCorePace;
     done.push_back(prof);
     kernel_pass(o, done.back());
     for (int t : prof.threads) {
@@ -213,7 +205,7 @@ void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, M
       anchors[t].push_back(measure_anchors(solo, o.quick));
     }
     *cores = read_cores(o, "pass " + std::to_string(k + 1));
-    even.push_back(even_before && slowest_pace(*cores) >= kEvenPace);
+    even.push_back(even_before && slowest_pace(*cores) >= MachineProfile::kEvenCorePace);
     if (passes > 1) std::fprintf(stderr, "calibrate: kernel pass %d of %d done\n", k + 1, passes);
   }
   keep_even_passes(even, &done, &anchors);

@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 #include <sched.h>
@@ -156,22 +157,22 @@ std::vector<double> core_gflops(const CalibrateBenchOptions& o) {
   sched_getaffinity(0, sizeof(was), &was);
   // Three turns over the cpus, each cpu's best kept: one reading of 3-8 products moved 7-38%
   // between readings 20 s apart (364 -> 390, 284 -> 392), a slow spell of a core lasts minutes.
-  std::vector<int> cpus;
-  std::vector<double> best;
+  std::map<int, double> best;  // by cpu
+  const int cpus = std::min<int>(int(sysconf(_SC_NPROCESSORS_ONLN)), CPU_SETSIZE);
   for (int turn = 0; turn < 3; ++turn)
-    for (int cpu = 0; cpu < int(sysconf(_SC_NPROCESSORS_ONLN)) && cpu < CPU_SETSIZE; ++cpu) {
+    for (int cpu = 0; cpu < cpus; ++cpu) {
       cpu_set_t one;
       CPU_ZERO(&one);
       CPU_SET(cpu, &one);
       if (sched_setaffinity(0, sizeof(one), &one) != 0) continue;  // outside this job's cpuset
       const double s = time_of([&] { linear(x.data(), T, K, w, 0, N, y.data(), N); }, o.quick ? 0.05 : 0.1);
       const double g = 2.0 * double(T) * double(N) * double(K) / s * 1e-9;
-      const size_t i = size_t(std::find(cpus.begin(), cpus.end(), cpu) - cpus.begin());
-      if (i == cpus.size()) cpus.push_back(cpu), best.push_back(g);
-      best[i] = std::max(best[i], g);
+      best[cpu] = std::max(best[cpu], g);
     }
   sched_setaffinity(0, sizeof(was), &was);
-  return best;
+  std::vector<double> out;
+  for (const auto& [cpu, g] : best) out.push_back(g);
+  return out;
 }
 
 ProductCosts calibrate_experts(const std::string& dtype, const CalibrateBenchOptions& o) {

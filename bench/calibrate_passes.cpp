@@ -108,16 +108,14 @@ void keep_even_passes(const std::vector<bool>& even, std::vector<MachineProfile>
   if (n == even.size()) return;
   std::fprintf(stderr, "calibrate: %zu of %zu passes ran on uneven cores: their points are set aside\n",
                even.size() - n, even.size());
-  std::vector<MachineProfile> kept;
-  for (size_t k = 0; k < even.size(); ++k)
-    if (even[k]) kept.push_back((*done)[k]);
-  *done = kept;
-  for (auto& [t, v] : *anchors) {
-    std::vector<AnchorTimes> a;
+  auto keep = [&](auto& v) {  // v[k] for the even k, in order
+    size_t out = 0;
     for (size_t k = 0; k < even.size(); ++k)
-      if (even[k]) a.push_back(v[k]);
-    v = a;
-  }
+      if (even[k]) v[out++] = v[k];
+    v.resize(out);
+  };
+  keep(*done);
+  for (auto& [t, v] : *anchors) keep(v);
 }
 
 }  // namespace modelone::bench

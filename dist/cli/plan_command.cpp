@@ -4,7 +4,6 @@
 // and the per-part breakdown; --sweep-nodes gives the best layout at 1 .. 256 nodes.
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -94,18 +93,11 @@ PlanQuery make_query(const PlanOptions& o, const ModelSource& ms, const MachineP
 // A profile calibrated while the node's cores ran at different paces (bench calibrate's
 // core_gflops) prices the fast ones: said, as its prices may not hold for a layout over every core.
 void warn_uneven_cores(const std::string& path, const MachineProfile& prof) {
-  const auto it = prof.machine.find("core_gflops");
-  if (it == prof.machine.end() || !it->is_array() || it->empty()) return;
-  double fast = 0, slow = 1e300;
-  for (const auto& g : *it) {
-    if (!g.is_number()) return;
-    fast = std::max(fast, g.get<double>());
-    slow = std::min(slow, g.get<double>());
-  }
-  if (slow < MachineProfile::kEvenCorePace * fast)
+  const double pace = prof.slowest_core_pace();
+  if (pace < MachineProfile::kEvenCorePace)
     std::fprintf(stderr, "plan: warning: %s was calibrated while the node's cores ran unevenly (the slowest "
                  "at %.2f of the fastest): a layout over every core may run at the slowest's pace\n",
-                 path.c_str(), slow / fast);
+                 path.c_str(), pace);
 }
 
 }  // namespace

@@ -55,6 +55,20 @@ std::string MachineProfile::key(const std::string& compute, const std::string& d
   return compute + "/" + dtype + "/" + std::to_string(t);
 }
 
+double slowest_pace(const std::vector<double>& gflops) {
+  if (gflops.empty()) return 1;
+  return *std::min_element(gflops.begin(), gflops.end()) / *std::max_element(gflops.begin(), gflops.end());
+}
+
+double MachineProfile::slowest_core_pace() const {
+  const auto it = machine.find("core_gflops");
+  if (it == machine.end() || !it->is_array()) return 1;
+  std::vector<double> g;
+  for (const auto& x : *it)
+    if (x.is_number()) g.push_back(x.get<double>());
+  return slowest_pace(g);
+}
+
 int MachineProfile::nearest_threads(int t) const {
   MO_CHECK(!threads.empty());
   int best = threads.front();

@@ -83,6 +83,9 @@ struct EngineFixed {
   }
 };
 
+// The slowest of these GFLOPS against the fastest (1 with none).
+double slowest_pace(const std::vector<double>& gflops);
+
 struct MachineProfile {
   static constexpr const char* kFormat = "modelone-machine-1";
   std::string build;              // executable_hash() of the build that measured it
@@ -108,6 +111,8 @@ struct MachineProfile {
   static std::string key(const std::string& compute, const std::string& dtype, int threads);
   // The nearest calibrated thread count at or below t (else the smallest).
   int nearest_threads(int t) const;
+  // The slowest cpu's GFLOPS against the fastest's in machine's core_gflops (1 where absent).
+  double slowest_core_pace() const;
   const ProductCosts& product(const std::string& compute, const std::string& dtype, int t) const;
   const ProductCosts& expert(const std::string& compute, const std::string& dtype, int t) const;
   const LinkFit& link(const std::string& name) const;

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -24,8 +25,8 @@ fs::path tmpdir() {
   return d;
 }
 
-Result shell(const std::string& cmd) {
-  const fs::path out = tmpdir() / "stdout", err = tmpdir() / "stderr";
+Result shell(const std::string& cmd, const std::string& files) {
+  const fs::path out = tmpdir() / ("stdout" + files), err = tmpdir() / ("stderr" + files);
   const int st = std::system((cmd + " >" + out.string() + " 2>" + err.string()).c_str());
   auto slurp = [](const fs::path& p) {
     std::ifstream f(p);
@@ -36,10 +37,21 @@ Result shell(const std::string& cmd) {
   return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, slurp(out), slurp(err)};
 }
 
-Result run(const std::string& args, int np) {
+namespace {
+std::string command_line(const std::string& args, int np) {
   std::string cmd = "timeout 120 ";
   if (np > 0) cmd += std::string(MODELONE_MPIEXEC) + " -n " + std::to_string(np) + " --oversubscribe ";
-  return shell(cmd + MODELONE_BIN + " " + args);
+  return cmd + MODELONE_BIN + " " + args;
+}
+}  // namespace
+
+Result run(const std::string& args, int np) { return shell(command_line(args, np)); }
+
+Result run_with_env(const std::string& args, int np, const std::string& env) {
+  static std::atomic<int> runs{0};
+  std::string files = ".";  // (not "." + to_string(): g++ 12 warns of a -Wrestrict it imagines)
+  files += std::to_string(++runs);
+  return shell("env " + env + " " + command_line(args, np), files);
 }
 
 Result run_mpmd(const std::vector<Part>& parts) {

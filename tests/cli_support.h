@@ -15,11 +15,16 @@ struct Result {
 // A directory of this test process's own for output files.
 std::filesystem::path tmpdir();
 
-// Runs `cmd > stdout 2> stderr` through the shell and collects both.
-Result shell(const std::string& cmd);
+// Runs `cmd > stdout 2> stderr` through the shell and collects both (files stdoutFILES and
+// stderrFILES in tmpdir(): a name of its own for a run beside others).
+Result shell(const std::string& cmd, const std::string& files = "");
 
 // `modelone ARGS` (under mpiexec -n np when np > 0), at most 120 s.
 Result run(const std::string& args, int np = 0);
+
+// As run(), with `env` ("VAR=VALUE ...") added to the environment of the job, and output files of
+// its own: several may run at once, each from its own thread.
+Result run_with_env(const std::string& args, int np, const std::string& env);
 
 // An MPMD launch: each part runs `modelone args` on np ranks, with mpiexec flags of its own
 // (-x VAR=...).

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bench/bench_options.h"
+#include "dist/plan/cost_model.h"
 #include "dist/plan/machine_profile.h"
 
 namespace modelone::comm { class Comm; }
@@ -29,9 +30,11 @@ AttnCosts calibrate_attention(const CalibrateBenchOptions& o);
 // waits on the slowest.
 std::vector<double> core_gflops(const CalibrateBenchOptions& o);
 // An anchor model's medians (seconds) of a prefill and of a decode step, and of each one's time
-// outside the engine's part timers (attention, MoE, head, Engram).
+// outside the engine's part timers (attention, MoE, head, Engram), and of its attention and MoE
+// timers' time.
 struct AnchorStep {
   double prefill = 0, decode = 0, decode_untimed = 0, prefill_untimed = 0;
+  double decode_attention = 0, decode_moe = 0, prefill_attention = 0, prefill_moe = 0;
 };
 // The narrow and the wide anchor, as the engine's fixed costs are fitted on them.
 using AnchorTimes = std::array<AnchorStep, 2>;
@@ -48,6 +51,10 @@ struct FixedFitOut {  // each anchor's per-layer and per-row cost, for the print
 };
 // The engine's fixed costs from the narrow (0) and wide (1) anchor.
 EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& anchors, FixedFitOut* out = nullptr);
+// EngineFixed's part scales from the wide anchor's measured step (m) and its priced decode step
+// and prefill (the operations alone, no fixed costs): measured over priced, each held in [0.5, 2]
+// (a scale past them would say more of the anchor than of the kernels).
+void fit_part_scales(const AnchorStep& m, const StepCost& decode, const StepCost& prefill, EngineFixed* f);
 // Each point of the kernels' curves (products, experts, attention, read bandwidth) as the median
 // over passes that timed the same points, into out; and the anchors' times likewise.
 void keep_medians(const std::vector<MachineProfile>& passes, MachineProfile* out);
@@ -56,6 +63,9 @@ AnchorTimes median_anchors(const std::vector<AnchorTimes>& passes);
 // ran on even cores (MachineProfile::kEvenCorePace); all kept, with a warning, where none did.
 void keep_even_passes(const std::vector<bool>& even, std::vector<MachineProfile>* done,
                       std::map<int, std::vector<AnchorTimes>>* anchors);
+// MachineProfile::together: the node's ranks (up to `cores`) streaming products at once against
+// one alone. Collective on the node.
+Together calibrate_together(const comm::Comm& node, int cores, const CalibrateBenchOptions& o);
 // MachineProfile::poll_share, measured on the node's ranks (1 when they do not outnumber the cores).
 double calibrate_poll_share(const comm::Comm& node, int cores);
 // Collectives fitted per group size into links["PREFIX.KIND"]; on a node whose ranks outnumber

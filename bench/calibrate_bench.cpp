@@ -66,22 +66,30 @@ AnchorStep anchor_steps(const comm::Comm& solo, const ModelSource& ms, int64_t n
     const EngineTimers& t = e->timers();
     return t.attention + t.moe + t.head + t.engram;
   };
-  std::vector<double> pre, dec, untimed, pre_untimed;
+  std::vector<double> pre, dec, untimed, pre_untimed, pre_attn, pre_moe, dec_attn, dec_moe;
   for (int rep = 0; rep < reps + 1; ++rep) {  // the first is a warm-up
     e->reset();
+    const EngineTimers p0 = e->timers();
     const double p_in0 = timed(), t0 = comm::now();
     e->prefill(ids);
     const double pt = comm::now() - t0;
-    if (rep > 0) pre.push_back(pt), pre_untimed.push_back(std::max(0.0, pt - (timed() - p_in0)));
+    if (rep > 0) {
+      pre.push_back(pt), pre_untimed.push_back(std::max(0.0, pt - (timed() - p_in0)));
+      pre_attn.push_back(e->timers().attention - p0.attention), pre_moe.push_back(e->timers().moe - p0.moe);
+    }
     int32_t next = ids.back();
     for (int i = 0; i < 8; ++i) {
+      const EngineTimers d0 = e->timers();
       const double in0 = timed(), s0 = comm::now();
       e->decode(&next);
       const double dt = comm::now() - s0;
-      if (rep > 0) dec.push_back(dt), untimed.push_back(std::max(0.0, dt - (timed() - in0)));
+      if (rep == 0) continue;
+      dec.push_back(dt), untimed.push_back(std::max(0.0, dt - (timed() - in0)));
+      dec_attn.push_back(e->timers().attention - d0.attention), dec_moe.push_back(e->timers().moe - d0.moe);
     }
   }
-  return {median(pre), median(dec), median(untimed), median(pre_untimed)};
+  return {median(pre), median(dec), median(untimed), median(pre_untimed),
+          median(dec_attn), median(dec_moe), median(pre_attn), median(pre_moe)};
 }
 
 // The rows of an anchor's prefill. The narrow one's at a prompt's size: at 256 rows its loops
@@ -109,6 +117,7 @@ AnchorTimes measure_anchors(const comm::Comm& solo, bool quick) {
 EngineFixed fit_fixed(MachineProfile& prof, int t, bool quick, const AnchorTimes& times) {
   prof.fixed[t] = {};
   std::array<AnchorFit, 2> an;
+  std::array<StepCost, 2> priced_parts;  // the wide anchor's decode step and prefill
   for (size_t i = 0; i < 2; ++i) {
     const ModelSource ms = resolve_model(kAnchors[i].model, kAnchors[i].sets);
     PlanLayout l;
@@ -119,9 +128,14 @@ EngineFixed fit_fixed(MachineProfile& prof, int t, bool quick, const AnchorTimes
     const PlanPrediction p = predict(ms.cfg, l, work, prof, NetworkModel{});
     an[i] = {double(layer_width(ms.cfg)), double(ms.cfg.num_layers), times[i], p.ttft_seconds, p.decode.total(),
              double(work.context)};
+    if (i == 1) priced_parts = {p.decode, p.prefill};
   }
   FixedFitOut fit;
-  const EngineFixed f = fit_engine_fixed(an, &fit);
+  EngineFixed f = fit_engine_fixed(an, &fit);
+  fit_part_scales(times[1], priced_parts[0], priced_parts[1], &f);
+  Line("calibrate").add("part", std::string("scales")).add("threads", int64_t(t))
+      .add("attention_decode", f.attention_decode, 3).add("moe_decode", f.moe_decode, 3)
+      .add("attention_prefill", f.attention_prefill, 3).add("moe_prefill", f.moe_prefill, 3).print();
   for (size_t i = 0; i < 2; ++i)
     Line("calibrate").add("part", std::string("fixed")).add("model", std::string(kAnchors[i].model))
         .add("threads", int64_t(t)).add("width", int64_t(an[i].width)).add("prefill_ms", an[i].measured.prefill * 1e3)
@@ -285,6 +299,12 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     set_compute_threads(1);
     pin_if_oversubscribed(world, 1);  // as run places its ranks: the links and polling measured so
     const int cores = int(sysconf(_SC_NPROCESSORS_ONLN));
+    prof.together = calibrate_together(node, cores, o);
+    if (me == 0)
+      for (size_t i = 0; i < prof.together.slowdown.size.size(); ++i)
+        Line("calibrate").add("part", std::string("together")).add("ranks", int64_t(prof.together.ranks))
+            .add("rows", int64_t(prof.together.slowdown.size[i])).add("slowdown", prof.together.slowdown.per_unit[i], 3)
+            .print();
     calibrate_links(node, "intra", cores, o, &prof.links);
     prof.poll_share = calibrate_poll_share(node, cores);
     if (me == 0)

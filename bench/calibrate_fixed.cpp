@@ -63,4 +63,18 @@ EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, FixedFitOut* ou
   return f;
 }
 
+void fit_part_scales(const AnchorStep& m, const StepCost& decode, const StepCost& prefill, EngineFixed* f) {
+  const auto scale = [](double measured, double priced) {
+    return measured > 0 && priced > 0 ? std::clamp(measured / priced, 0.5, 2.0) : 1.0;
+  };
+  const auto attn = [](const StepCost& s) {
+    return s.parts.at("attention").compute + s.parts.at("indexer").compute;
+  };
+  const auto moe = [](const StepCost& s) { return s.parts.at("moe_experts").compute + s.parts.at("moe_experts").wait; };
+  f->attention_decode = scale(m.decode_attention, attn(decode));
+  f->moe_decode = scale(m.decode_moe, moe(decode));
+  f->attention_prefill = scale(m.prefill_attention, attn(prefill));
+  f->moe_prefill = scale(m.prefill_moe, moe(prefill));
+}
+
 }  // namespace modelone::bench

@@ -8,6 +8,7 @@
 //              scoring with its top-k (64 heads of 128 top 512, and 16 of 32 top 8), for 16
 //              queries (indexer_select) and for one (indexer_candidates over a store: the decode
 //              kernel); the two shapes split each cost into a part by the width and one per key
+//   together   a streamed product on the node's ranks at once against one alone (Together)
 #include <omp.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "bench/bench_util.h"
+#include "comm/comm.h"
 #include "bench/calibrate.h"
 #include "model/blocks/attention.h"
 #include "model/blocks/indexer.h"
@@ -292,6 +294,55 @@ AttnCosts calibrate_attention(const CalibrateBenchOptions& o) {
   attention_curves(o, 16, &a.many);
   attention_curves(o, 1, &a.one);
   return a;
+}
+
+}  // namespace modelone::bench
+
+namespace modelone::bench {
+
+// The node's first k ranks (its ranks, up to its cores; one thread each, placed as run places
+// them) stream the same products through weights far larger than the caches: rank 0 alone
+// while the others sleep, then all k at once, the same number of turns each (about 0.05 s of
+// rank 0's alone) so that they overlap from start to end; three rounds of both, alternated. The
+// slowest rank's median turn together against rank 0's alone, each the median of its rounds, per
+// rows, is the slowdown (collective on the node; rank 0's result is the one kept). One round each
+// read 1.10 / 2.02 / 1.06 / 1.02 / 1.26 at 1 / 4 / 16 / 64 / 256 rows: a stall in one round.
+Together calibrate_together(const comm::Comm& node, int cores, const CalibrateBenchOptions& o) {
+  Together tg;
+  const int k = std::min(node.size(), cores);
+  if (k < 2) return tg;
+  tg.ranks = k;
+  const bool in = node.rank() < k;
+  std::mt19937 rng(4);
+  const int64_t N = 4096, K = 2048;  // 16 MiB of bf16 a copy, 96 MiB in turn per rank
+  std::vector<Weight> ws;
+  if (in)
+    for (int i = 0; i < 6; ++i) ws.push_back(stored_weight("bf16", N, K, rng));
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int64_t T : {1, 4, 16, 64, 256}) {
+    std::vector<float> x(static_cast<size_t>(T * K)), y(static_cast<size_t>(T * N));
+    for (auto& v : x) v = u(rng);
+    size_t next = 0;
+    const auto turn = [&] {
+      linear(x.data(), T, K, ws[next], 0, N, y.data(), N);
+      next = (next + 1) % ws.size();
+    };
+    double turns = 0;
+    if (node.rank() == 0)
+      turns = std::clamp(std::ceil((o.quick ? 0.03 : 0.05) / median_seconds(turn, 5, 0)), 5.0, 1000.0);
+    node.bcast(&turns, 1, 0);
+    std::vector<double> alone, together;
+    for (int round = 0; round < 3; ++round) {
+      if (node.rank() == 0) alone.push_back(median_seconds(turn, int(turns), 0));
+      node.barrier_idle();
+      const double mine = in ? median_seconds(turn, int(turns), 0) : 0;
+      together.push_back(node.allreduce(mine, comm::Op::Max));
+      node.barrier_idle();
+    }
+    tg.slowdown.size.push_back(double(T));
+    tg.slowdown.per_unit.push_back(node.rank() == 0 ? std::max(1e-3, median(together) / median(alone)) : 1.0);
+  }
+  return tg;
 }
 
 }  // namespace modelone::bench

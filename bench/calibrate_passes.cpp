@@ -82,12 +82,14 @@ void keep_medians(const std::vector<MachineProfile>& passes, MachineProfile* out
 AnchorTimes median_anchors(const std::vector<AnchorTimes>& passes) {
   AnchorTimes out{};
   for (size_t i = 0; i < out.size(); ++i) {
-    std::vector<double> pre, dec, untimed, pre_untimed;
-    for (const AnchorTimes& a : passes) {
-      pre.push_back(a[i].prefill), dec.push_back(a[i].decode), untimed.push_back(a[i].decode_untimed);
-      pre_untimed.push_back(a[i].prefill_untimed);
-    }
-    out[i] = {median(pre), median(dec), median(untimed), median(pre_untimed)};
+    const auto each = [&](double AnchorStep::*field) {
+      std::vector<double> v;
+      for (const AnchorTimes& a : passes) v.push_back(a[i].*field);
+      return median(v);
+    };
+    out[i] = {each(&AnchorStep::prefill), each(&AnchorStep::decode), each(&AnchorStep::decode_untimed),
+              each(&AnchorStep::prefill_untimed), each(&AnchorStep::decode_attention),
+              each(&AnchorStep::decode_moe), each(&AnchorStep::prefill_attention), each(&AnchorStep::prefill_moe)};
   }
   return out;
 }

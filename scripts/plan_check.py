@@ -30,6 +30,8 @@ Every case prints predicted, measured and their ratio (progress on stderr as eac
 with --rounds N, the median of N measurements taken a whole round apart and their spread. The
 summary on stderr: cases within 20% and 25%, the median and worst |ratio - 1|.
 More ranks than cores run oversubscribed, as plan assumes when ranks x threads pass the cores.
+With --ablate together,scales every case is priced a second time on a copy of its profile without
+those parts (as profiles before them read): the same measurements against both models.
 """
 import argparse
 import json
@@ -52,11 +54,33 @@ def mpirun(np_, args):
 
 
 class Plan:
-    def __init__(self, machine, cores, other_build):
-        self.machine, self.cores, self.other = machine, cores, other_build
+    def __init__(self, machine, cores, other_build, ablate=()):
+        self.machine, self.cores, self.other, self.ablate = machine, cores, other_build, ablate
 
     def __call__(self, model, sets, rpn, threads, cp, ep, context, batch=1, chunk=2048):
-        cmd = [EXE, "plan", "--model", model, *sets, "--machine", self.machine, "--ranks-per-node",
+        args = (model, sets, rpn, threads, cp, ep, context, batch, chunk)
+        j = self.price(self.machine, *args)
+        if self.ablate:
+            j["ablated"] = self.price(self.ablated(), *args)
+        return j
+
+    def ablated(self):
+        """A copy of the profile without the --ablate parts (together: the node's ranks slowing
+        one another; scales: the anchors' part scales), as profiles before them read."""
+        path = self.machine[:-len(".json")] + "_ablated.json"
+        prof = json.load(open(self.machine))
+        if "together" in self.ablate:
+            prof.pop("together", None)
+        if "scales" in self.ablate:
+            for f in prof["fixed"].values():
+                for k in ("attention_decode", "moe_decode", "attention_prefill", "moe_prefill"):
+                    f.pop(k, None)
+        with open(path, "w") as f:
+            json.dump(prof, f)
+        return path
+
+    def price(self, machine, model, sets, rpn, threads, cp, ep, context, batch, chunk):
+        cmd = [EXE, "plan", "--model", model, *sets, "--machine", machine, "--ranks-per-node",
                str(rpn), "--threads", str(threads), "--cp", str(cp), "--ep", str(ep), "--context",
                str(context), "--batch", str(batch), "--prefill-chunk", str(chunk),
                "--cores-per-node", str(self.cores), "--json"] + (["--allow-other-build"] if self.other else [])
@@ -106,9 +130,14 @@ class Probe:
         return out
 
 
-def row(what, layout, pred, meas, unit):
-    c = CASES.setdefault((what, layout), {"pred": [], "unit": unit, "meas": [], "probe": []})
+def row(what, layout, priced, meas, unit):
+    """priced: (plan's JSON, the key predicting this measurement)."""
+    j, key = priced
+    pred = j[key]
+    c = CASES.setdefault((what, layout), {"pred": [], "unit": unit, "meas": [], "probe": [], "abl": []})
     c["pred"].append(pred)
+    if "ablated" in j:
+        c["abl"].append(j["ablated"][key])
     c["meas"].append(meas)
     speed = Probe.now[0 if "decode" in what else 1]
     c["probe"].append(speed)
@@ -126,18 +155,26 @@ def table(rounds):
     """The cases against the median of their rounds; with rounds > 1, the measurements' spread
     (largest / smallest - 1): a case whose own runs differ by more than the goal cannot show it."""
     spread = rounds > 1
-    print("| case | ranks x threads, layout | predicted | measured | unit | ratio | probe |" + (" spread |" if spread else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|" if spread else ""))
-    off, steady = [], []
+    ablated = all(c["abl"] for c in CASES.values())
+    print("| case | ranks x threads, layout | predicted | measured | unit | ratio | probe |" + (" spread |" if spread else "")
+          + (" ratio ablated |" if ablated else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|" if spread else "") + ("---|" if ablated else ""))
+    off, steady, off_abl = [], [], []
     for (what, layout), c in CASES.items():
         m, p = median(c["meas"]), median(c["pred"])
         off.append(abs(p / m - 1))
+        if ablated:
+            off_abl.append(abs(median(c["abl"]) / m - 1))
+            extra_abl = f" {median(c['abl']) / m:.2f} |"
         # Each round's own prediction and measurement where the probe read the calibration's speed.
         steady += [abs(pk / mk - 1) for pk, mk, s in zip(c["pred"], c["meas"], c["probe"]) if abs(s - 1) <= 0.1]
         extra = f" {max(c['meas']) / min(c['meas']) - 1:.2f} |" if spread else ""
         probes = "/".join(f"{s:.2f}" for s in c["probe"])
-        print(f"| {what} | {layout} | {p:.4g} | {m:.4g} | {c['unit']} | {p / m:.2f} | {probes} |{extra}")
+        print(f"| {what} | {layout} | {p:.4g} | {m:.4g} | {c['unit']} | {p / m:.2f} | {probes} |{extra}"
+              + (extra_abl if ablated else ""))
     summary("", off)
+    if ablated:
+        summary("priced on the profiles without the ablated parts: ", off_abl)
     total = sum(len(c["meas"]) for c in CASES.values())
     # Each round's own measurement and prediction, not the medians: "cases" here counts rounds.
     summary(f"of the {total} measurements (every case in every round), those with the probe within 10% of "
@@ -167,8 +204,8 @@ def engine_cases(plan, quick):
         p = plan(model, sets, np_, th, 1, np_, ctx)
         name = model + (" cut" if sets else "")
         lay = f"{np_} x {th}, cp 1, ep {np_}"
-        row(f"{name} prefill {ctx}", lay, p["ttft_seconds"], m["prefill_s"], "s")
-        row(f"{name} decode at {ctx}", lay, p["decode_ms_per_token"], m["decode_ms"], "ms")
+        row(f"{name} prefill {ctx}", lay, (p, "ttft_seconds"), m["prefill_s"], "s")
+        row(f"{name} decode at {ctx}", lay, (p, "decode_ms_per_token"), m["decode_ms"], "ms")
 
 
 def context_cases(plan, quick):
@@ -178,13 +215,13 @@ def context_cases(plan, quick):
                                                   "--decode", ",".join(map(str, decode)), "--json"]))
         pre = [l for l in lines if l.get("bench") == "context_prefill"][0]
         p = plan("v4-flash", CUT_CTX, np_, 1, np_, np_, prefill)
-        row(f"ctx cut prefill {prefill}", f"{np_} x 1, cp {np_}, ep {np_}", p["ttft_seconds"], pre["wall_s"], "s")
+        row(f"ctx cut prefill {prefill}", f"{np_} x 1, cp {np_}, ep {np_}", (p, "ttft_seconds"), pre["wall_s"], "s")
         for d in [l for l in lines if l.get("bench") == "context_decode"]:
             c = d["context"]
             p1 = plan("v4-flash", CUT_CTX, 1, 1, 1, 1, c)
-            row(f"ctx cut decode at {c}", "1 x 1, cp 1, ep 1", p1["decode_ms_per_token"], d["cp1_ms"], "ms")
+            row(f"ctx cut decode at {c}", "1 x 1, cp 1, ep 1", (p1, "decode_ms_per_token"), d["cp1_ms"], "ms")
             pc = plan("v4-flash", CUT_CTX, np_, 1, np_, np_, c)
-            row(f"ctx cut decode at {c}", f"{np_} x 1, cp {np_}, ep {np_}", pc["decode_ms_per_token"], d["ms"], "ms")
+            row(f"ctx cut decode at {c}", f"{np_} x 1, cp {np_}, ep {np_}", (pc, "decode_ms_per_token"), d["ms"], "ms")
 
 
 def batch_cases(plan, quick):
@@ -193,7 +230,7 @@ def batch_cases(plan, quick):
                                             ",".join(map(str, batches)), "--mixed-batch", "0", "--json"]))
     for m in [l for l in lines if l.get("bench") == "batch"]:
         p = plan("v4-flash", CUT4, 1, 2, 1, 1, m["context"], m["batch"])
-        row(f"cut decode step, batch {m['batch']}", "1 x 2", p["decode_ms_per_token"], m["step_ms"], "ms")
+        row(f"cut decode step, batch {m['batch']}", "1 x 2", (p, "decode_ms_per_token"), m["step_ms"], "ms")
 
 
 def run_cases(plan, quick):
@@ -208,8 +245,8 @@ def run_cases(plan, quick):
         p = plan(model, sets, np_, th, cp, ep, ctx)
         name = model + (" cut" if sets else "")
         lay = f"{np_} x {th}, cp {cp}, ep {ep}"
-        row(f"{name} run prefill {ctx}", lay, p["ttft_seconds"], j["ttft_seconds"], "s")
-        row(f"{name} run decode at {ctx}", lay, p["decode_ms_per_token"],
+        row(f"{name} run prefill {ctx}", lay, (p, "ttft_seconds"), j["ttft_seconds"], "s")
+        row(f"{name} run decode at {ctx}", lay, (p, "decode_ms_per_token"),
             1e3 * j["decode_seconds"] / j["decode_steps"], "ms")
 
 
@@ -223,13 +260,15 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default="engine,context,batch,run")
     ap.add_argument("--allow-other-build", action="store_true")
+    ap.add_argument("--ablate", default="", help="also price every case on a copy of each profile without "
+                    "these parts (together, scales; comma-separated): the table adds the ratio so priced")
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure every case this many times, a whole round after another; the table "
                          "holds each one's median and the spread of its measurements")
     a = ap.parse_args()
     if not a.machine and not a.recalibrate:
         ap.error("give --machine or --recalibrate")
-    plan = Plan(a.machine, a.cores, a.allow_other_build)
+    plan = Plan(a.machine, a.cores, a.allow_other_build, tuple(x for x in a.ablate.split(",") if x))
     for k in range(a.rounds):  # whole rounds, so slow drifts of a shared machine reach every case
         if a.recalibrate:
             base = os.path.dirname(a.machine) if a.machine else "/tmp"

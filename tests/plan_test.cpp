@@ -105,7 +105,9 @@ TEST(PlanCosts, LinksFromMeasuredPoints) {
 
 TEST(PlanProfile, WritesAndReadsBack) {
   const auto path = tmp("machine.json");
-  write_machine_profile(path.string(), profile());
+  MachineProfile made = profile();
+  made.together = {2, {{1, 64}, {1.5, 1.1}}};
+  write_machine_profile(path.string(), made);
   const MachineProfile p = read_machine_profile(path.string(), "test-build");
   EXPECT_EQ(p.threads, (std::vector<int>{1, 2}));
   EXPECT_EQ(p.products.size(), 6u);
@@ -121,6 +123,8 @@ TEST(PlanProfile, WritesAndReadsBack) {
   EXPECT_DOUBLE_EQ(p.attention.at(2).one.index_key.per_unit[1], 0.5e-9);
   EXPECT_EQ(p.poll_share, 0);
   EXPECT_EQ(p.link("intra.shm").latency_s[1], 2e-6);
+  EXPECT_EQ(p.together.ranks, 2);
+  EXPECT_EQ(p.together.slowdown.per_unit, (std::vector<double>{1.5, 1.1}));
 }
 
 // A profile from before the per-key attention curves, the shared-memory round and the poll share
@@ -255,6 +259,11 @@ TEST(PlanProfile, RefusesBadFiles) {
   j = profile().to_json();
   j["fixed"].erase("2");
   expect_bad(j.dump(), "lacks the attention, bandwidth or fixed costs of 2 threads");
+  j = profile().to_json();
+  j["together"] = {{"ranks", 1}, {"slowdown", {{"size", {1}}, {"per_unit", {1.5}}}}};
+  expect_bad(j.dump(), "together.ranks is not a count of ranks of at least 2");
+  j["together"] = {{"ranks", 2}, {"slowdown", {{"size", {1}}, {"per_unit", {-1.5}}}}};
+  expect_bad(j.dump(), "together.slowdown holds a value that is not positive");
 }
 
 TEST(PlanProfile, MissingFileIsOneLine) {
@@ -430,6 +439,39 @@ TEST(PlanPredict, OneSequencesDecodeSplitsTheSharedExpert) {
   EXPECT_NEAR(experts(cp2, 1).exchange, 4 * gathers, 1e-12);
   EXPECT_EQ(experts(cp1, 1).exchange, 0);
   EXPECT_EQ(experts(cp2, 2).exchange, 0);
+}
+
+// Ranks computing at once on one node slow one another as the profile's Together measured
+// (OpCosts::beside): 1.5x at one row on two ranks here. A decode at cp 2 on one node of two
+// cores prices each half of the vocabulary head 1.5x a half alone (0.75 of the one-rank head, not
+// 0.5); on two nodes of one rank each, or on a node of one core (time slicing instead), nothing
+// shared; four cores, two busy ranks of two threads each: the line between one core and the
+// measured two held at 1.5, over the ranks' own two threads' (already in their costs).
+TEST(PlanPredict, BusyRanksOfANodeSlowOneAnother) {
+  const ModelConfig cut = resolve_model("v4-flash", {"num_hidden_layers=4", "n_routed_experts=16"}).cfg;
+  MachineProfile prof = profile();
+  prof.together = {2, {{1, 64}, {1.5, 1.1}}};
+  EXPECT_DOUBLE_EQ(prof.together.at(1, 1), 1);
+  EXPECT_DOUBLE_EQ(prof.together.at(2, 1), 1.5);
+  EXPECT_DOUBLE_EQ(prof.together.at(4, 64), 1.1);
+  EXPECT_DOUBLE_EQ(MachineProfile{}.together.at(4, 1), 1);  // profiles before it
+  const auto head = [&](const PlanLayout& l, int cores) {
+    PlanWork w;
+    w.context = 4096;
+    w.cores_per_node = cores;
+    return predict(cut, l, w, prof, {}).decode.parts.at("head").compute;
+  };
+  const double one = head({1, 1, 1, 1, 1}, 2);
+  EXPECT_NEAR(head({1, 2, 1, 2, 2}, 2) / one, 0.75, 1e-3);
+  EXPECT_NEAR(head({2, 1, 1, 2, 2}, 2) / one, 0.5, 1e-3);
+  EXPECT_NEAR(head({1, 2, 1, 2, 2}, 1) / one, 1.0, 1e-3);  // sliced: 2 ranks on a core
+  EXPECT_NEAR(head({1, 2, 2, 2, 2}, 4) / head({1, 1, 2, 1, 1}, 4), 0.5, 1e-3);
+  // The routed experts of a decode row at ep 2 run on both ranks: slowed likewise.
+  PlanWork w;
+  w.context = 4096;
+  w.cores_per_node = 2;
+  const double apart = predict(cut, {1, 2, 1, 1, 2}, w, profile(), {}).decode.parts.at("moe_experts").compute;
+  EXPECT_GT(predict(cut, {1, 2, 1, 1, 2}, w, prof, {}).decode.parts.at("moe_experts").compute, 1.3 * apart);
 }
 
 // The busiest ep rank's routed rows against draws: rows each pick top_k distinct experts.

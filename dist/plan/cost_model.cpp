@@ -163,25 +163,27 @@ struct Pricer {
     // Decode: a compressed layer's heads, output rows and entries are split over the group; a
     // window-only layer runs on the tail rank alone, with no exchange.
     const int split = s.decode && r > 0 ? l.cp : 1;
-    double t = op.product(R, D, qr) + op.product(R, D, Dh) + op.product(R, qr, H * Dh / split) +
-               G / split * op.product(R, H * Dh / G, olr) + op.product(R, G * olr, D / split);
+    const double busy = attn_busy(s, r);
+    const OpCosts o = op.beside(busy);
+    double t = o.product(R, D, qr) + o.product(R, D, Dh) + o.product(R, qr, H * Dh / split) +
+               G / split * o.product(R, H * Dh / G, olr) + o.product(R, G * olr, D / split);
     const bool source = c.v41() ? c.shared.is_kv_source(layer) : r > 0;
     if (source) {  // compressor projections (V4's CSA overlaps two windows: twice the width)
       const double cw = !c.v41() && c.attn[size_t(layer)] == AttnKind::CSA ? 2 * Dh : Dh;
-      t += 2 * op.product(R, D, cw);
+      t += 2 * o.product(R, D, cw);
     }
     // Window keys on the rank holding the rows, compressed keys shared over the group in decode.
     const double win = std::min(s.pos + 1, double(c.sliding_window));
     const double comp = attended_keys(layer, s.pos, r) / split;
-    t += op.attend(R, win + comp, H, Dh);
+    t += o.attend(R, win + comp, H, Dh);
     const double keys = scored_keys(layer, s.pos, r);
-    const double sliced = op.shared(attn_busy(s, r));
+    const double sliced = op.shared(busy);
     out->parts["attention"] += {t * sliced, s.decode && r <= 0 ? 0 : cp_exchange(s, r, keys > 0), 0};
     if (keys > 0) {
       const double nI = double(c.index_n_heads), Di = double(c.index_head_dim);
-      double ti = op.product(R, qr, nI * Di) + op.product(R, D, nI);
-      if (!c.v41()) ti += 2 * op.product(R, D, 2 * Di);  // the indexer's compressor
-      ti += op.index(R, keys / split, nI, Di);
+      double ti = o.product(R, qr, nI * Di) + o.product(R, D, nI);
+      if (!c.v41()) ti += 2 * o.product(R, D, 2 * Di);  // the indexer's compressor
+      ti += o.index(R, keys / split, nI, Di);
       out->parts["indexer"] += {ti * sliced, 0, 0};
     }
   }
@@ -193,8 +195,9 @@ struct Pricer {
     // group in one sequence's decode (DecodeSplit: the token out to the group, the activations
     // [S I] gathered on every rank, the output rows [D] at the tail).
     const int sp = S > 0 ? dense_split(s) : 1;
-    double t = op.product(R, D, E) * op.shared(home_busy(s));
-    t += S * (2 * op.product(R, D, I / sp) + op.product(R, I, D / sp)) * op.shared(split_busy(s, sp));
+    double t = op.beside(home_busy(s)).product(R, D, E) * op.shared(home_busy(s));
+    const OpCosts so = op.beside(split_busy(s, sp));
+    t += S * (2 * so.product(R, D, I / sp) + so.product(R, I, D / sp)) * op.shared(split_busy(s, sp));
     const double split_x = sp > 1 ? 2 * split_gather(D) + split_gather(S * I) : 0;
     const int ep = l.ep;
     // The rows of an ep group that holds sequences, whole: with fewer sequences than ep groups
@@ -206,7 +209,7 @@ struct Pricer {
     const double local = std::ceil(E / ep);
     // Experts a rank's rows touch (uniform routing, k distinct experts a row), and rows each.
     const double touched = local * (1 - std::pow(1 - k / E, group_rows));
-    const double te = op.experts(touched, recv / std::max(touched, 1e-9), D, I);
+    const double te = op.beside(expert_busy(s)).experts(touched, recv / std::max(touched, 1e-9), D, I);
     // The busiest rank of the group waits the others out.
     const double excess = recv > 0 ? busiest_rank_rows(group_rows, E, k, ep) / recv - 1 : 0;
     const double routed = te * op.shared(expert_busy(s));
@@ -231,7 +234,8 @@ struct Pricer {
     // The wkv product [dim -> (hc + 1) D]; in one sequence's decode at cp > 1 split by rows over
     // the group, the looked-up rows [dim] out from the tail and the products gathered back.
     const int sp = dense_split(s);
-    const double t = op.product(R, double(e.dim()), (hc + 1) * D / sp) * op.shared(split_busy(s, sp));
+    const double t = op.beside(split_busy(s, sp)).product(R, double(e.dim()), (hc + 1) * D / sp) *
+                     op.shared(split_busy(s, sp));
     const double split_x = sp > 1 ? split_gather(double(e.dim())) + split_gather((hc + 1) * D) : 0;
     const int owners = l.engram_ranks > 0 ? l.engram_ranks : std::max(l.cp, l.ep);
     const double row_bytes = double(e.head_dim) * (e.table_dtype == DType::F32 ? 4 : e.table_dtype == DType::BF16 ? 2 : 1);
@@ -257,6 +261,7 @@ struct Pricer {
         StepCost one;
         attention(layer, s, &one);
         moe(s, &one);
+        op.engine_scales(s.decode, &one);
         one.parts["other"] += {op.fixed(s.rows, double(layer_width(c))) * op.shared(home_busy(s)), 0, 0};
         it = kinds.emplace(kind, std::move(one)).first;
       }
@@ -271,7 +276,7 @@ struct Pricer {
   PartTime head(double rows, double active) const {
     const int hs = l.cp;
     const double V = double(c.vocab_size);
-    return {op.product(rows, double(c.hidden_size), V / hs) * op.shared(active * hs),
+    return {op.beside(active * hs).product(rows, double(c.hidden_size), V / hs) * op.shared(active * hs),
             op.collective("allgather", rows * V / hs * 4, hs, false), 0};
   }
 };

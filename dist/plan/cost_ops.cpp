@@ -35,10 +35,24 @@ double OpCosts::shared(double busy) const {
   return std::max(1.0, (per_node + prof_.poll_share * waiting) * double(l_.threads) / double(w_.cores_per_node));
 }
 
+OpCosts OpCosts::beside(double busy) const {
+  OpCosts o = *this;
+  if (w_.cores_per_node <= 0) return o;
+  const double per_node = std::min(double(l_.ranks_per_node), std::ceil(busy / double(l_.nodes)));
+  o.busy_cores_ = std::min(per_node * double(l_.threads), double(w_.cores_per_node));
+  return o;
+}
+
+double OpCosts::crowd(double rows) const {
+  if (busy_cores_ <= l_.threads) return 1;
+  // A rank's own threads' sharing is in its calibrated costs already.
+  return prof_.together.at(busy_cores_, rows) / prof_.together.at(l_.threads, rows);
+}
+
 double OpCosts::product(double rows, double K, double N, const std::string& dtype) const {
   const std::string d = dtype.empty() ? w_.dense_dtype : dtype;
   const ProductCosts& p = prof_.product(w_.compute, d, t_);
-  return stretch_ * p.seconds(rows, K, N, K * N * element_bytes(d));
+  return stretch_ * crowd(rows) * p.seconds(rows, K, N, K * N * element_bytes(d));
 }
 
 double OpCosts::experts(double n_experts, double rows_each, double D, double I) const {
@@ -52,11 +66,11 @@ double OpCosts::experts(double n_experts, double rows_each, double D, double I) 
     const ProductCosts& p = prof_.product(w_.compute, d, t_);
     const double one = 2 * p.seconds(rows_each, D, I, D * I * element_bytes(d)) +
                        p.seconds(rows_each, I, D, D * I * element_bytes(d));
-    return stretch_ * n_experts * one;
+    return stretch_ * crowd(rows_each) * n_experts * one;
   }
   const ProductCosts& g = prof_.expert(w_.compute, d, t_);
   // One expert's FLOPs: gate and up [D -> 2I], down [I -> D].
-  return stretch_ * n_experts * g.seconds(rows_each, D, 3 * I, 3 * D * I * element_bytes(d));
+  return stretch_ * crowd(rows_each) * n_experts * g.seconds(rows_each, D, 3 * I, 3 * D * I * element_bytes(d));
 }
 
 double OpCosts::attend(double q, double keys, double heads, double head_dim) const {
@@ -66,13 +80,13 @@ double OpCosts::attend(double q, double keys, double heads, double head_dim) con
   // head_dim] fp32 output read and written once more, at the memory's read bandwidth.
   const double core = q * keys * (heads * (head_dim / 512.0) * a.partial.at(keys) + key_term(a.partial_key, keys));
   const double merge = 2 * q * heads * head_dim * 4 / (prof_.read_gbps.at(t_) * 1e9);
-  return stretch_ * (core + merge);
+  return stretch_ * crowd(q) * (core + merge);
 }
 
 double OpCosts::index(double q, double keys, double nI, double Di) const {
   if (q <= 0 || keys <= 0) return 0;
   const AttnCurves& a = q < 2 ? prof_.attention.at(t_).one : prof_.attention.at(t_).many;
-  return stretch_ * q * keys * (nI * Di * a.index.at(keys) + key_term(a.index_key, keys));
+  return stretch_ * crowd(q) * q * keys * (nI * Di * a.index.at(keys) + key_term(a.index_key, keys));
 }
 
 double OpCosts::collective(const std::string& kind, double bytes, int n, bool spans_nodes) const {
@@ -101,6 +115,15 @@ double OpCosts::collective(const std::string& kind, double bytes, int n, bool sp
       t += double(nodes - 1) * net_.latency_s + node_bytes * 8 / (net_.gbit * 1e9);
   }
   return t;
+}
+
+void OpCosts::engine_scales(bool decode, StepCost* layer) const {
+  const EngineFixed& f = prof_.fixed.at(t_);
+  const double attn = decode ? f.attention_decode : f.attention_prefill, moe = decode ? f.moe_decode : f.moe_prefill;
+  for (const auto& [part, scale] : {std::pair{"attention", attn}, {"indexer", attn}, {"moe_experts", moe}}) {
+    PartTime& p = layer->parts[part];
+    p.compute *= scale, p.wait *= scale;
+  }
 }
 
 double OpCosts::fixed(double rows, double width) const {

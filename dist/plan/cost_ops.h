@@ -29,11 +29,17 @@ class OpCosts {
   double collective(const std::string& kind, double bytes, int n, bool spans_nodes) const;
   // The engine's fixed costs of one layer step with `rows` rows of a layer `width` wide.
   double fixed(double rows, double width) const;
+  // The attention, indexer and MoE experts parts of a layer's step scaled by the anchors'
+  // measured parts against their prices (EngineFixed's scales).
+  void engine_scales(bool decode, StepCost* layer) const;
   // Time slicing: while `busy` ranks of the world compute at once (spread evenly over the nodes,
   // each with its threads), past a node's cores their compute stretches by the ratio; the node's
   // other ranks, waiting meanwhile, count as the profile's poll_share of a rank each.
   double shared(double busy) const;
-
+  // These prices for a rank computing while `busy` ranks of the world compute at once (spread
+  // evenly over the nodes): the node's busy cores (its busy ranks' threads, up to its cores; past
+  // them shared() slices the time) slow one another as the profile's Together measured.
+  OpCosts beside(double busy) const;
 
  private:
   const MachineProfile& prof_;
@@ -42,6 +48,9 @@ class OpCosts {
   NetworkModel net_;
   int t_;                 // calibrated threads used
   double stretch_ = 1;    // compute slowdown of threads past the calibration
+  double busy_cores_ = 0; // cores of the node computing beside this rank's work (beside()); 0: its own
+  // The slowdown of work of `rows` rows from the node's other busy cores.
+  double crowd(double rows) const;
 };
 
 }  // namespace modelone

@@ -23,6 +23,12 @@ double CostCurve::at(double s) const {
   return std::exp(std::log(per_unit[i - 1]) * (1 - f) + std::log(per_unit[i]) * f);
 }
 
+double Together::at(double cores, double rows) const {
+  if (ranks < 2 || slowdown.size.empty() || cores <= 1) return 1;
+  const double f = std::max(1.0, slowdown.at(rows));
+  return 1 + (f - 1) * (std::min(cores, double(ranks)) - 1) / double(ranks - 1);
+}
+
 double ProductCosts::seconds(double rows, double K, double N, double weight_bytes) const {
   if (rows <= 0 || K <= 0 || N <= 0) return 0;
   MO_CHECK(!classes.empty());
@@ -213,10 +219,13 @@ ojson MachineProfile::to_json() const {
     for (const CostCurve& c : l.measured) j["links"][k]["measured"].push_back(curve_json(c));
   }
   j["poll_share"] = poll_share;
+  if (together.ranks > 1) j["together"] = {{"ranks", together.ranks}, {"slowdown", curve_json(together.slowdown)}};
   for (auto& [t, f] : fixed)
     j["fixed"][std::to_string(t)] = {{"per_layer_s", f.per_layer_s}, {"per_layer_width_s", f.per_layer_width_s},
                                      {"per_layer_power", f.per_layer_power}, {"per_row_s", f.per_row_s},
-                                     {"per_row_width_s", f.per_row_width_s}, {"per_row_power", f.per_row_power}};
+                                     {"per_row_width_s", f.per_row_width_s}, {"per_row_power", f.per_row_power},
+                                     {"attention_decode", f.attention_decode}, {"moe_decode", f.moe_decode},
+                                     {"attention_prefill", f.attention_prefill}, {"moe_prefill", f.moe_prefill}};
   return j;
 }
 
@@ -241,6 +250,12 @@ void read_tables(const Reader& r, const ojson& j, MachineProfile* p) {
     p->read_gbps[r.threads(k, "read_gbps")] = r.value(v, "read_gbps." + k);
   for (auto& [k, v] : r.at(j, "links", "the file").items()) p->links[k] = r.link(v, "links." + k);
   if (j.contains("poll_share")) p->poll_share = r.value(j.at("poll_share"), "poll_share", true);  // newer
+  if (j.contains("together")) {  // newer
+    const ojson& t = j.at("together");
+    const double k = r.num(t, "ranks", "together");
+    if (k < 2 || k != std::floor(k) || k > 1e6) r.bad("together.ranks", "is not a count of ranks of at least 2");
+    p->together = {int(k), r.curve(r.at(t, "slowdown", "together"), "together.slowdown")};
+  }
   for (auto& [k, v] : r.at(j, "fixed", "the file").items()) {
     const std::string w = "fixed." + k;
     EngineFixed& f = p->fixed[r.threads(k, "fixed")];
@@ -249,6 +264,9 @@ void read_tables(const Reader& r, const ojson& j, MachineProfile* p) {
     // Profiles written before the powers: linear terms.
     if (v.is_object() && v.contains("per_layer_power")) f.per_layer_power = r.num(v, "per_layer_power", w);
     if (v.is_object() && v.contains("per_row_power")) f.per_row_power = r.num(v, "per_row_power", w);
+    for (auto [name, scale] : {std::pair{"attention_decode", &f.attention_decode}, {"moe_decode", &f.moe_decode},
+                               {"attention_prefill", &f.attention_prefill}, {"moe_prefill", &f.moe_prefill}})
+      if (v.is_object() && v.contains(name)) *scale = r.num(v, name, w);  // newer
   }
 }
 }  // namespace

@@ -77,10 +77,31 @@ struct LinkFit {
 struct EngineFixed {
   double per_layer_s = 0, per_layer_width_s = 0, per_row_s = 0, per_row_width_s = 0;
   double per_layer_power = 1, per_row_power = 1;
+  // The wide anchor's attention (its indexer within) and MoE as the engine's part timers measured
+  // them, against their operations' prices, in a decode step and in its prefill: what the
+  // kernels timed alone miss inside a step (the check's predictions read 13% fast at the median,
+  // 45 of 47 under their measure, while the fixed costs above hold only time outside the parts).
+  // 1 in profiles before them.
+  double attention_decode = 1, moe_decode = 1, attention_prefill = 1, moe_prefill = 1;
   double seconds(double rows, double width) const {
     return per_layer_s + per_layer_width_s * std::pow(width, per_layer_power) +
            (per_row_s + per_row_width_s * std::pow(width, per_row_power)) * rows;
   }
+};
+
+// Ranks of one node computing at once share its memory and caches. calibrate ran a streamed
+// product on `ranks` of the node's ranks at once (one thread each, up to its cores) and on one
+// alone: `slowdown` is the slowest one's time together against the one's alone, by rows (two
+// ranks' decode steps over this VM's two cores gained 1.4x over one rank's, not the 2x of their
+// halved work: the vocabulary head, 25.7 ms on one rank, 17.4 for each half on two). Empty in
+// profiles before it, or from a node of one core or rank: no sharing priced.
+struct Together {
+  int ranks = 1;
+  CostCurve slowdown;  // size: rows; per_unit: time together / time alone
+  // The slowdown of work of `rows` rows while `cores` cores of the node compute: 1 on one core,
+  // the measured one at `ranks` cores, along the line between them (held past it: a node of
+  // more cores than measured is not priced slower than the measure).
+  double at(double cores, double rows) const;
 };
 
 // The slowest of these GFLOPS against the fastest (1 with none).
@@ -107,6 +128,7 @@ struct MachineProfile {
   // node's ranks outnumber its cores (Open MPI polls, yielding when oversubscribed): 0 none, 1
   // a whole one (the value for profiles without it, or calibrated on no more ranks than cores).
   double poll_share = 1;
+  Together together;
 
   static std::string key(const std::string& compute, const std::string& dtype, int threads);
   // The nearest calibrated thread count at or below t (else the smallest).

@@ -62,6 +62,17 @@ TEST(CliPlan, PredictsMeasuredRunsFromACalibrationMadeHere) {
   ASSERT_GE(cores.size(), 1u);
   EXPECT_LE(cores.size(), size_t(sysconf(_SC_NPROCESSORS_ONLN)));
   for (const json& g : cores) EXPECT_GT(g.get<double>(), 1.0);
+  // The wide anchor's parts against their prices, and the node's ranks (up to its cores) streaming
+  // at once against one alone, in the profile as printed.
+  EXPECT_NE(r.out.find("part=scales threads=1 attention_decode="), std::string::npos) << r.out;
+  const int together = std::min(3, int(sysconf(_SC_NPROCESSORS_ONLN)));
+  const json prof = json::parse(std::ifstream(m));
+  EXPECT_GT(prof["fixed"]["1"]["moe_decode"].get<double>(), 0.0);
+  if (together > 1) {
+    EXPECT_NE(r.out.find("part=together ranks=" + std::to_string(together) + " rows=1 slowdown="), std::string::npos) << r.out;
+    EXPECT_EQ(prof["together"]["ranks"], together);
+    EXPECT_EQ(prof["together"]["slowdown"]["size"].size(), 5u);
+  }
   // Three ranks on fewer cores: the 2-rank groups once more beside the third polling.
   const bool oversubscribed = std::thread::hardware_concurrency() < 3;
   EXPECT_EQ(r.out.find("part=link key=intra_polled.allgather ranks=2") != std::string::npos, oversubscribed) << r.out;

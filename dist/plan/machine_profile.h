@@ -80,8 +80,8 @@ struct EngineFixed {
   // The wide anchor's attention (its indexer within) and MoE as the engine's part timers measured
   // them, against their operations' prices, in a decode step and in its prefill: what the
   // kernels timed alone miss inside a step (the check's predictions read 13% fast at the median,
-  // 45 of 47 under their measure, while the fixed costs above hold only time outside the parts).
-  // 1 in profiles before them.
+  // 45 of 47 under their measure, while the fixed costs above hold only time outside the parts;
+  // this VM's calibrations then read 0.94-1.25). 1 in profiles before them.
   double attention_decode = 1, moe_decode = 1, attention_prefill = 1, moe_prefill = 1;
   double seconds(double rows, double width) const {
     return per_layer_s + per_layer_width_s * std::pow(width, per_layer_power) +
@@ -91,10 +91,11 @@ struct EngineFixed {
 
 // Ranks of one node computing at once share its memory and caches. calibrate ran a streamed
 // product on `ranks` of the node's ranks at once (one thread each, up to its cores) and on one
-// alone: `slowdown` is the slowest one's time together against the one's alone, by rows (two
+// alone: `slowdown` is the slowest one's time together against the one's alone, by rows. (Two
 // ranks' decode steps over this VM's two cores gained 1.4x over one rank's, not the 2x of their
-// halved work: the vocabulary head, 25.7 ms on one rank, 17.4 for each half on two). Empty in
-// profiles before it, or from a node of one core or rank: no sharing priced.
+// halved work: the vocabulary head, 25.7 ms on one rank, 17.4 for each half on two; but two
+// ranks streaming here read 0.96-1.11 of one alone, so the gap lies elsewhere: uneven cores.)
+// Empty in profiles before it, or from a node of one core or rank: no sharing priced.
 struct Together {
   int ranks = 1;
   CostCurve slowdown;  // size: rows; per_unit: time together / time alone

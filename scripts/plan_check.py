@@ -56,6 +56,7 @@ def mpirun(np_, args):
 class Plan:
     def __init__(self, machine, cores, other_build, ablate=()):
         self.machine, self.cores, self.other, self.ablate = machine, cores, other_build, ablate
+        self.stripped = {}  # profile -> its copy without the ablated parts (written once)
 
     def __call__(self, model, sets, rpn, threads, cp, ep, context, batch=1, chunk=2048):
         args = (model, sets, rpn, threads, cp, ep, context, batch, chunk)
@@ -67,6 +68,8 @@ class Plan:
     def ablated(self):
         """A copy of the profile without the --ablate parts (together: the node's ranks slowing
         one another; scales: the anchors' part scales), as profiles before them read."""
+        if self.machine in self.stripped:
+            return self.stripped[self.machine]
         path = self.machine[:-len(".json")] + "_ablated.json"
         prof = json.load(open(self.machine))
         if "together" in self.ablate:
@@ -77,6 +80,7 @@ class Plan:
                     f.pop(k, None)
         with open(path, "w") as f:
             json.dump(prof, f)
+        self.stripped[self.machine] = path
         return path
 
     def price(self, machine, model, sets, rpn, threads, cp, ep, context, batch, chunk):

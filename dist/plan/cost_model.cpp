@@ -195,9 +195,10 @@ struct Pricer {
     // group in one sequence's decode (DecodeSplit: the token out to the group, the activations
     // [S I] gathered on every rank, the output rows [D] at the tail).
     const int sp = S > 0 ? dense_split(s) : 1;
-    double t = op.beside(home_busy(s)).product(R, D, E) * op.shared(home_busy(s));
-    const OpCosts so = op.beside(split_busy(s, sp));
-    t += S * (2 * so.product(R, D, I / sp) + so.product(R, I, D / sp)) * op.shared(split_busy(s, sp));
+    const double home = home_busy(s), split = split_busy(s, sp);
+    double t = op.beside(home).product(R, D, E) * op.shared(home);
+    const OpCosts so = op.beside(split);
+    t += S * (2 * so.product(R, D, I / sp) + so.product(R, I, D / sp)) * op.shared(split);
     const double split_x = sp > 1 ? 2 * split_gather(D) + split_gather(S * I) : 0;
     const int ep = l.ep;
     // The rows of an ep group that holds sequences, whole: with fewer sequences than ep groups
@@ -209,10 +210,11 @@ struct Pricer {
     const double local = std::ceil(E / ep);
     // Experts a rank's rows touch (uniform routing, k distinct experts a row), and rows each.
     const double touched = local * (1 - std::pow(1 - k / E, group_rows));
-    const double te = op.beside(expert_busy(s)).experts(touched, recv / std::max(touched, 1e-9), D, I);
+    const double busy = expert_busy(s);
+    const double te = op.beside(busy).experts(touched, recv / std::max(touched, 1e-9), D, I);
     // The busiest rank of the group waits the others out.
     const double excess = recv > 0 ? busiest_rank_rows(group_rows, E, k, ep) / recv - 1 : 0;
-    const double routed = te * op.shared(expert_busy(s));
+    const double routed = te * op.shared(busy);
     out->parts["moe_experts"] += {t + routed, split_x, routed * excess};
     if (ep > 1) {
       const double bytes = R * k * double(ep - 1) / ep * D * 4;  // fp32 rows out (and back)
@@ -234,8 +236,8 @@ struct Pricer {
     // The wkv product [dim -> (hc + 1) D]; in one sequence's decode at cp > 1 split by rows over
     // the group, the looked-up rows [dim] out from the tail and the products gathered back.
     const int sp = dense_split(s);
-    const double t = op.beside(split_busy(s, sp)).product(R, double(e.dim()), (hc + 1) * D / sp) *
-                     op.shared(split_busy(s, sp));
+    const double busy = split_busy(s, sp);
+    const double t = op.beside(busy).product(R, double(e.dim()), (hc + 1) * D / sp) * op.shared(busy);
     const double split_x = sp > 1 ? split_gather(double(e.dim())) + split_gather((hc + 1) * D) : 0;
     const int owners = l.engram_ranks > 0 ? l.engram_ranks : std::max(l.cp, l.ep);
     const double row_bytes = double(e.head_dim) * (e.table_dtype == DType::F32 ? 4 : e.table_dtype == DType::BF16 ? 2 : 1);
@@ -275,8 +277,8 @@ struct Pricer {
   // vocabulary over the group, the logits gathered; `active` groups at once.
   PartTime head(double rows, double active) const {
     const int hs = l.cp;
-    const double V = double(c.vocab_size);
-    return {op.beside(active * hs).product(rows, double(c.hidden_size), V / hs) * op.shared(active * hs),
+    const double V = double(c.vocab_size), busy = active * hs;
+    return {op.beside(busy).product(rows, double(c.hidden_size), V / hs) * op.shared(busy),
             op.collective("allgather", rows * V / hs * 4, hs, false), 0};
   }
 };

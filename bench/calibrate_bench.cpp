@@ -231,13 +231,19 @@ void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, M
   }
 }
 
-std::vector<int> thread_counts(const CalibrateBenchOptions& o) {
+// job: the cpus this job's ranks hold on rank 0's node (rank 0 times every thread count on them).
+std::vector<int> thread_counts(const CalibrateBenchOptions& o, const std::vector<int>& job) {
   std::vector<int> t;
   for (int64_t x : o.threads) t.push_back(int(x));
-  // Default: 1 .. the node's cores (rank 0 times the kernels alone while the others sleep).
-  if (t.empty())
-    for (int64_t x = 1; x <= std::min<int64_t>(max_threads_per_rank(), sysconf(_SC_NPROCESSORS_ONLN)); ++x)
-      t.push_back(int(x));
+  // Default: 1 .. the job's cpus on the node (rank 0 times the kernels alone while the others sleep).
+  const int64_t online = sysconf(_SC_NPROCESSORS_ONLN), held = int64_t(job.size());
+  if (t.empty()) {
+    for (int64_t x = 1; x <= std::min<int64_t>(max_threads_per_rank(), held); ++x) t.push_back(int(x));
+    if (held < online)
+      std::fprintf(stderr, "calibrate: this job's ranks hold %lld of the node's %lld cpus (%s): threads 1..%lld "
+                   "(mpirun binds one or two ranks to a core each: --bind-to none gives them all)\n",
+                   (long long)held, (long long)online, cpu_list_text(job).c_str(), (long long)held);
+  }
   std::sort(t.begin(), t.end());
   t.erase(std::unique(t.begin(), t.end()), t.end());
   return t;
@@ -251,9 +257,16 @@ void print_links(const MachineProfile& prof) {
 }
 
 // Every rank's checks, agreed, before any work; with --links-as inter, the profile to add to.
-MachineProfile start_profile(const comm::Comm& world, const CalibrateBenchOptions& o) {
+// job: the cpus this job's ranks hold on this rank's node.
+MachineProfile start_profile(const comm::Comm& world, const CalibrateBenchOptions& o, const std::vector<int>& job) {
   MachineProfile prof;
   comm::agree(world, [&] {
+    // Rank 0 times each thread count on every cpu the job holds on its node; more threads than
+    // those would take turns on them and price the node's cores as fewer.
+    for (int64_t t : o.threads)
+      MO_REQUIRE(world.rank() != 0 || t <= int64_t(job.size()), "--threads ", t, ": this job's ranks hold ",
+                 job.size(), " cpu(s) on this node (", cpu_list_text(job), "); mpirun binds one or two ranks "
+                 "to a core each: launch with --bind-to none, or more ranks");
     MO_REQUIRE(std::count(o.dtypes.begin(), o.dtypes.end(), "bf16") == 1,
                "--dtypes must hold bf16 once (the engine's fixed costs are fitted on bf16 weights)");
     if (o.links_as == "inter") {
@@ -275,8 +288,9 @@ MachineProfile start_profile(const comm::Comm& world, const CalibrateBenchOption
 int calibrate_bench(const CalibrateBenchOptions& o) {
   const comm::Comm world = comm::Comm::world();
   const int me = world.rank();
-  MachineProfile prof = start_profile(world, o);
   comm::Comm node = world.split_shared();
+  const std::vector<int> job = node_job_cpus(node);
+  MachineProfile prof = start_profile(world, o, job);
   if (o.links_as == "inter") {
     // The world's collectives as links between nodes: a run across nodes, or one node under
     // `--mca btl self,tcp` standing in for a network.
@@ -289,11 +303,21 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     prof.build = executable_hash();
     prof.compute = compute_name(resolve_compute(compute_choices().parse(o.compute)));
     set_compute(resolve_compute(compute_choices().parse(o.compute)));
-    prof.threads = thread_counts(o);
+    prof.threads = thread_counts(o, job);
     std::vector<double> core_pace;  // rank 0's: each cpu's GFLOPS after the last pass
     {
       comm::Comm solo = world.split(me == 0 ? 0 : 1, me);
-      if (me == 0) calibrate_threads(solo, o, prof, &core_pace);
+      if (me == 0) {
+        // Alone on the node's cpus the job holds, whatever core the launcher bound rank 0 to: 2
+        // threads timed on the one core mpirun -np 2 binds it to priced 2 threads as 1 (the
+        // V4-Flash anchor's prefill 2316 ms at 2 threads, 2263 at 1; on both cores 1170).
+        const std::vector<int> was = bound_cpus();
+        bind_process(job);
+        Line("calibrate").add("part", std::string("cpus")).add("bound", cpu_list_text(was))
+            .add("timed_on", cpu_list_text(job)).print();
+        calibrate_threads(solo, o, prof, &core_pace);
+        bind_process(was);
+      }
       world.barrier_idle();
     }
     set_compute_threads(1);

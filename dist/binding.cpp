@@ -173,11 +173,19 @@ std::vector<int> round_robin_cpus(const std::vector<int>& pool, int local, int l
   return mine;
 }
 
-namespace {
+std::vector<int> bound_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
 
 // Every thread of this process: the running ones here, those it starts later by inheritance
 // from the caller's (the main thread's) mask. A thread that refuses keeps its mask.
-void pin_process(const std::vector<int>& cpus) {
+void bind_process(const std::vector<int>& cpus) {
   cpu_set_t set;
   CPU_ZERO(&set);
   for (int c : cpus) CPU_SET(c, &set);
@@ -190,27 +198,44 @@ void pin_process(const std::vector<int>& cpus) {
   }
 }
 
+namespace {
+
+// Each rank of node's bound cpus, by node rank (collective).
+std::vector<std::vector<int>> node_masks(const comm::Comm& node) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) CPU_ZERO(&set);
+  std::vector<uint8_t> bytes(sizeof set * size_t(node.size()));
+  node.allgather(reinterpret_cast<const uint8_t*>(&set), int64_t(sizeof set), bytes.data());
+  std::vector<std::vector<int>> out(size_t(node.size()));
+  for (int r = 0; r < node.size(); ++r) {
+    cpu_set_t one;
+    std::memcpy(&one, &bytes[sizeof set * size_t(r)], sizeof set);
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &one)) out[size_t(r)].push_back(c);
+  }
+  return out;
+}
+
 }  // namespace
+
+std::vector<int> node_job_cpus(const comm::Comm& node) {
+  std::set<int> all;
+  for (const auto& m : node_masks(node)) all.insert(m.begin(), m.end());
+  return {all.begin(), all.end()};
+}
 
 bool pin_if_oversubscribed(const comm::Comm& world, int threads) {
   const char* env = std::getenv("MODELONE_PIN");
   const bool off = env && std::string(env) == "off";
   const comm::Comm node = world.split_shared();
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0) CPU_ZERO(&set);
-  // Each rank's mask as bytes; pinned only where the node's ranks all hold the same one.
-  std::vector<uint8_t> masks(sizeof set * size_t(node.size()));
-  node.allgather(reinterpret_cast<const uint8_t*>(&set), int64_t(sizeof set), masks.data());
-  bool same = true;
-  for (int r = 0; r < node.size(); ++r)
-    same = same && std::memcmp(&masks[sizeof set * size_t(r)], &set, sizeof set) == 0;
-  std::vector<int> pool;
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &set)) pool.push_back(c);
+  // Pinned only where the node's ranks all hold the same mask (the launcher bound none of them).
+  const std::vector<std::vector<int>> masks = node_masks(node);
+  const std::vector<int>& pool = masks[size_t(node.rank())];
+  const bool same = std::all_of(masks.begin(), masks.end(), [&](const std::vector<int>& m) { return m == pool; });
   const std::vector<int> mine =
       off || !same ? std::vector<int>{} : round_robin_cpus(pool, node.rank(), node.size(), threads);
-  if (!mine.empty()) pin_process(mine);
+  if (!mine.empty()) bind_process(mine);
   return world.allreduce(mine.empty() ? 0 : 1, comm::Op::Max) == 1;
 }
 

@@ -47,6 +47,15 @@ std::vector<std::string> gather_binding(const comm::Comm& world, int threads);
 // 14.33 and 13.42 s pinned against 12.88 and 13.11 left to the scheduler, which moves them).
 std::vector<int> round_robin_cpus(const std::vector<int>& pool, int local, int local_size, int threads);
 
+// This process's cpus (its affinity mask), sorted.
+std::vector<int> bound_cpus();
+// Collective over node (the ranks of one host): the union of its ranks' bound cpus, the cpus the
+// launcher gave this job there. mpirun binds each of one or two ranks to one core by default.
+std::vector<int> node_job_cpus(const comm::Comm& node);
+// Binds every thread of this process (the running ones, and by inheritance those it starts
+// later) to cpus.
+void bind_process(const std::vector<int>& cpus);
+
 // Collective over world: pins this process's threads (running ones and those it starts later)
 // to round_robin_cpus where every rank of its node has the same cpu set (the launcher bound none
 // of them). MODELONE_PIN=off leaves placement to the OS. True on every rank when any rank of the

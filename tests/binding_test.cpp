@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <thread>
 
 #include "dist/binding.h"
 #include "model/base/check.h"
@@ -93,6 +95,30 @@ TEST(Binding, RoundRobinOnAnOversubscribedNode) {
   // Threads that do not split evenly (3 on 2 cpus, 6 on 4): the scheduler balances them better.
   EXPECT_TRUE(round_robin_cpus(two, 0, 3, 1).empty());
   EXPECT_TRUE(round_robin_cpus(four, 2, 3, 2).empty());
+}
+
+// calibrate times its thread counts on every cpu the job holds, whatever core the launcher bound
+// rank 0 to: the process's threads move, those already running too, and move back.
+TEST(Binding, BindsTheWholeProcessAndBack) {
+  const std::vector<int> was = bound_cpus();
+  ASSERT_FALSE(was.empty());
+  EXPECT_EQ(node_job_cpus(comm::Comm::world().split_shared()), was);  // one rank: its own cpus
+  std::promise<void> bound;
+  std::promise<std::vector<int>> seen;
+  std::thread running([&] {  // started before the bind: moves with the process
+    bound.get_future().wait();
+    seen.set_value(bound_cpus());
+  });
+  bind_process({was.back()});
+  EXPECT_EQ(bound_cpus(), (std::vector<int>{was.back()}));
+  bound.set_value();
+  EXPECT_EQ(seen.get_future().get(), (std::vector<int>{was.back()}));
+  running.join();
+  std::vector<int> started;
+  std::thread([&] { started = bound_cpus(); }).join();  // started after it: inherits it
+  EXPECT_EQ(started, (std::vector<int>{was.back()}));
+  bind_process(was);
+  EXPECT_EQ(bound_cpus(), was);
 }
 
 }  // namespace

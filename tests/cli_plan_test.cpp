@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dist/binding.h"
 #include "tests/cli_support.h"
 #include "tests/plan_profile.h"
 
@@ -55,6 +56,12 @@ TEST(CliPlan, PredictsMeasuredRunsFromACalibrationMadeHere) {
   Result r = run("bench calibrate --quick --threads 1 --dtypes bf16 --out " + m, 3);
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_NE(r.out.find("part=link key=intra.alltoallv ranks=3"), std::string::npos) << r.out;
+  // Rank 0 timed its thread counts on every cpu the job holds here (three ranks on fewer cores
+  // are left unbound: all of this process's).
+  EXPECT_NE(r.out.find("part=cpus bound="), std::string::npos) << r.out;
+  if (std::thread::hardware_concurrency() < 3) {
+    EXPECT_NE(r.out.find("timed_on=" + cpu_list_text(bound_cpus())), std::string::npos) << r.out;
+  }
   // Each cpu's pace around the pass, measured pinned to it, kept in the profile's machine line.
   EXPECT_NE(r.out.find("part=cores when=pass 1 gflops="), std::string::npos) << r.out;
   const json cores = json::parse(std::ifstream(m))["machine"]["core_gflops"];
@@ -172,6 +179,13 @@ TEST(CliPlan, BadInputIsOneLine) {
   expect_error("plan --model tiny --machine " + corrupt, "corrupt.json: the file is not JSON");
   expect_error("plan --model tiny --machine " + (tmpdir() / "absent.json").string(), "absent.json: cannot be read");
   expect_error("bench calibrate --dtypes fp8 --out " + (tmpdir() / "x.json").string(), "--dtypes must hold bf16");
+  // More threads than the job holds cpus on the node: they would take turns and price it slow.
+  const int online = int(sysconf(_SC_NPROCESSORS_ONLN));
+  expect_error("bench calibrate --threads 1," + std::to_string(online + 1) + " --out " + (tmpdir() / "x.json").string(),
+               "--threads " + std::to_string(online + 1) + ": this job's ranks hold [0-9]+ cpu\\(s\\) on this node");
+  if (online >= 2)  // mpirun binds a lone rank to one core
+    expect_error("bench calibrate --threads 2 --out " + (tmpdir() / "x.json").string(),
+                 "--threads 2: this job's ranks hold 1 cpu\\(s\\) on this node \\([0-9]+\\); mpirun binds", 1);
   expect_error("bench calibrate --links-as inter --out " + (tmpdir() / "none.json").string(),
                "--links-as inter adds the collectives to the profile --out names, which does not exist");
   // Another build's profile is read when asked, with a warning.

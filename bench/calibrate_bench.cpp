@@ -231,15 +231,16 @@ void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, M
   }
 }
 
-// job: the cpus this job's ranks hold on rank 0's node (rank 0 times every thread count on them).
-std::vector<int> thread_counts(const CalibrateBenchOptions& o, const std::vector<int>& job) {
+// job: the cpus this job's ranks hold on rank 0's node (rank 0 times every thread count on them);
+// rank 0 says where the default leaves cores out.
+std::vector<int> thread_counts(const CalibrateBenchOptions& o, const std::vector<int>& job, int rank) {
   std::vector<int> t;
   for (int64_t x : o.threads) t.push_back(int(x));
   // Default: 1 .. the job's cpus on the node (rank 0 times the kernels alone while the others sleep).
   const int64_t online = sysconf(_SC_NPROCESSORS_ONLN), held = int64_t(job.size());
   if (t.empty()) {
     for (int64_t x = 1; x <= std::min<int64_t>(max_threads_per_rank(), held); ++x) t.push_back(int(x));
-    if (held < online)
+    if (held < online && rank == 0)
       std::fprintf(stderr, "calibrate: this job's ranks hold %lld of the node's %lld cpus (%s): threads 1..%lld "
                    "(mpirun binds one or two ranks to a core each: --bind-to none gives them all)\n",
                    (long long)held, (long long)online, cpu_list_text(job).c_str(), (long long)held);
@@ -303,7 +304,7 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     prof.build = executable_hash();
     prof.compute = compute_name(resolve_compute(compute_choices().parse(o.compute)));
     set_compute(resolve_compute(compute_choices().parse(o.compute)));
-    prof.threads = thread_counts(o, job);
+    prof.threads = thread_counts(o, job, me);
     std::vector<double> core_pace;  // rank 0's: each cpu's GFLOPS after the last pass
     {
       comm::Comm solo = world.split(me == 0 ? 0 : 1, me);

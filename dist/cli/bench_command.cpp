@@ -48,8 +48,8 @@ void add_calibrate_bench(CLI::App* b, BenchOptions* o) {
                                                "(products, attention, collectives) for `modelone plan`");
   CalibrateBenchOptions& k = o->calibrate;
   c->add_option("--out", k.out, "Machine profile to write (default machine.json)");
-  c->add_option("--threads", k.threads, "Thread counts to calibrate (default: 1 .. the node's "
-                "cores)")->delimiter(',')->check(count_in(1, max_threads_per_rank()));
+  c->add_option("--threads", k.threads, "Thread counts to calibrate, each on every cpu the "
+                "job holds on rank 0's node (default: 1 .. those cpus)")->delimiter(',')->check(count_in(1, max_threads_per_rank()));
   c->add_option("--dtypes", k.dtypes, "Stored weight dtypes to time (bf16 is needed)")
       ->delimiter(',')->check(CLI::IsMember({"bf16", "fp8", "fp4"}));
   add_choice(c, &k.compute, compute_choices(), "Compute path of the products");

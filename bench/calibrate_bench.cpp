@@ -186,8 +186,11 @@ void print_kernels(const MachineProfile& prof) {
     Line("calibrate").add("part", std::string("read")).add("threads", int64_t(t)).add("gbps", g).print();
 }
 
-// Each cpu's pace read now (one thread), printed; `when` says at which pass.
-std::vector<double> read_cores(const CalibrateBenchOptions& o, const std::string& when) {
+// Each cpu's pace read now (one thread), printed; `when` says at which pass. *memory gets the
+// read rate of every cpu the job holds streaming at once: a core alone cannot show a neighbour
+// on the memory channels (this VM: one core 26 GB/s throughout, both 35 or 55 by the minute).
+std::vector<double> read_cores(const CalibrateBenchOptions& o, const std::string& when,
+                               std::vector<double>* memory) {
   set_compute_threads(1);
   const std::vector<double> gflops = core_gflops(o);
   std::string each;
@@ -197,6 +200,9 @@ std::vector<double> read_cores(const CalibrateBenchOptions& o, const std::string
   }
   Line("calibrate").add("part", std::string("cores")).add("when", when).add("gflops", each)
       .add("slowest_pace", slowest_pace(gflops), 3).print();
+  memory->push_back(read_bandwidth_gbps(int(bound_cpus().size())));
+  Line("calibrate").add("part", std::string("memory")).add("when", when).add("cpus", int64_t(bound_cpus().size()))
+      .add("gbps", memory->back()).print();
   return gflops;
 }
 
@@ -204,12 +210,12 @@ std::vector<double> read_cores(const CalibrateBenchOptions& o, const std::string
 // the fixed costs: fitted last, as they price the anchors' steps with the parts above. *cores:
 // each cpu's GFLOPS read after the last pass.
 void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, MachineProfile& prof,
-                       std::vector<double>* cores) {
+                       std::vector<double>* cores, std::vector<double>* memory) {
   const int passes = o.passes > 0 ? o.passes : o.quick ? 1 : 3;
   std::vector<MachineProfile> done;
   std::map<int, std::vector<AnchorTimes>> anchors;
   std::vector<bool> even;
-  *cores = read_cores(o, "start");
+  *cores = read_cores(o, "start", memory);
   for (int k = 0; k < passes; ++k) {
     const bool even_before = slowest_pace(*cores) >= MachineProfile::kEvenCorePace;
     done.push_back(prof);
@@ -218,7 +224,7 @@ void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, M
       set_compute_threads(t);
       anchors[t].push_back(measure_anchors(solo, o.quick));
     }
-    *cores = read_cores(o, "pass " + std::to_string(k + 1));
+    *cores = read_cores(o, "pass " + std::to_string(k + 1), memory);
     even.push_back(even_before && slowest_pace(*cores) >= MachineProfile::kEvenCorePace);
     if (passes > 1) std::fprintf(stderr, "calibrate: kernel pass %d of %d done\n", k + 1, passes);
   }
@@ -306,6 +312,7 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     set_compute(resolve_compute(compute_choices().parse(o.compute)));
     prof.threads = thread_counts(o, job, me);
     std::vector<double> core_pace;  // rank 0's: each cpu's GFLOPS after the last pass
+    std::vector<double> memory;     // rank 0's: every cpu streaming at once, GB/s, each reading
     {
       comm::Comm solo = world.split(me == 0 ? 0 : 1, me);
       if (me == 0) {
@@ -316,7 +323,7 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
         bind_process(job);
         Line("calibrate").add("part", std::string("cpus")).add("bound", cpu_list_text(was))
             .add("timed_on", cpu_list_text(job)).print();
-        calibrate_threads(solo, o, prof, &core_pace);
+        calibrate_threads(solo, o, prof, &core_pace, &memory);
         bind_process(was);
       }
       world.barrier_idle();
@@ -342,6 +349,7 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     }
     prof.machine = this_machine().json();
     if (!core_pace.empty()) prof.machine["core_gflops"] = core_pace;
+    if (!memory.empty()) prof.machine["memory_gbps"] = memory;
   }
   if (me != 0) return 0;
   print_links(prof);

@@ -62,8 +62,13 @@ TEST(CliPlan, PredictsMeasuredRunsFromACalibrationMadeHere) {
   if (std::thread::hardware_concurrency() < 3) {
     EXPECT_NE(r.out.find("timed_on=" + cpu_list_text(bound_cpus())), std::string::npos) << r.out;
   }
-  // Each cpu's pace around the pass, measured pinned to it, kept in the profile's machine line.
+  // Each cpu's pace around the pass, measured pinned to it, kept in the profile's machine line,
+  // and the memory with every cpu streaming at each of those readings.
   EXPECT_NE(r.out.find("part=cores when=pass 1 gflops="), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("part=memory when=start cpus="), std::string::npos) << r.out;
+  const json memory = json::parse(std::ifstream(m))["machine"]["memory_gbps"];
+  ASSERT_EQ(memory.size(), 2u);  // at the start and after the one pass
+  for (const json& g : memory) EXPECT_GT(g.get<double>(), 0.1);
   const json cores = json::parse(std::ifstream(m))["machine"]["core_gflops"];
   // (Every online cpu, less any outside the job's cpuset.)
   ASSERT_GE(cores.size(), 1u);
@@ -160,6 +165,22 @@ TEST(CliPlan, WarnsOfAProfileCalibratedOnUnevenCores) {
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(r.err.find("cores ran unevenly (the slowest at 0.50 of the fastest)") != std::string::npos, warned)
         << r.err;
+  }
+}
+
+// The same for the node's memory read with every cpu streaming: one that moved 35 <-> 55 GB/s
+// during calibration (a neighbour on the channels) is said; readings within 25% are not.
+TEST(CliPlan, WarnsOfAProfileCalibratedWhileTheMemoryMoved) {
+  for (const auto& [gbps, warned] : {std::pair{json{35.0, 55.0, 34.0}, true}, std::pair{json{35.0, 41.0}, false}}) {
+    MachineProfile prof = made_up_profile(modelone_build());
+    prof.machine["memory_gbps"] = gbps;
+    const auto path = (tmpdir() / "memory.json").string();
+    write_machine_profile(path, prof);
+    const Result r = run("plan --model tiny --ranks-per-node 2 --threads 1 --machine " + path);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.err.find("the node's memory, every cpu streaming, read 34-55 GB/s: a decode over every core may "
+                         "run up to 1.62x faster or slower") != std::string::npos, warned) << r.err;
+    EXPECT_EQ(r.err.find("memory, every cpu streaming") != std::string::npos, warned) << r.err;
   }
 }
 

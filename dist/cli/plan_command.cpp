@@ -91,13 +91,21 @@ PlanQuery make_query(const PlanOptions& o, const ModelSource& ms, const MachineP
 }
 
 // A profile calibrated while the node's cores ran at different paces (bench calibrate's
-// core_gflops) prices the fast ones: said, as its prices may not hold for a layout over every core.
-void warn_uneven_cores(const std::string& path, const MachineProfile& prof) {
+// core_gflops) prices the fast ones: said, as its prices may not hold for a layout over every core;
+// so is one calibrated while the node's memory moved (memory_gbps).
+void warn_uneven_machine(const std::string& path, const MachineProfile& prof) {
   const double pace = prof.slowest_core_pace();
   if (pace < MachineProfile::kEvenCorePace)
     std::fprintf(stderr, "plan: warning: %s was calibrated while the node's cores ran unevenly (the slowest "
                  "at %.2f of the fastest): a layout over every core may run at the slowest's pace\n",
                  path.c_str(), pace);
+  // A neighbour on the node's memory channels moves what decode (bound by memory) costs when
+  // every core streams, and no single price holds for both states.
+  const auto [lo, hi] = prof.memory_range();
+  if (lo > 0 && hi > MachineProfile::kSteadyMemory * lo)
+    std::fprintf(stderr, "plan: warning: %s was calibrated while the node's memory, every cpu streaming, read "
+                 "%.0f-%.0f GB/s: a decode over every core may run up to %.2fx faster or slower than priced\n",
+                 path.c_str(), lo, hi, hi / lo);
 }
 
 }  // namespace
@@ -125,7 +133,7 @@ int plan_command(const PlanOptions& o) {
   if (o.other_build && prof.build != executable_hash())
     std::fprintf(stderr, "plan: warning: %s was made by another build (%s); its costs may not hold\n",
                  o.machine.c_str(), prof.build.c_str());
-  warn_uneven_cores(o.machine, prof);
+  warn_uneven_machine(o.machine, prof);
   const PlanReport rep{ms.cfg, q, prof, o.json ? "json" : o.output, o.top};
   if (o.sweep_nodes) print_plan_sweep(rep, best);
   else print_plan(rep, rows);

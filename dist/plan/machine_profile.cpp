@@ -75,6 +75,16 @@ double MachineProfile::slowest_core_pace() const {
   return slowest_pace(g);
 }
 
+std::pair<double, double> MachineProfile::memory_range() const {
+  const auto it = machine.find("memory_gbps");
+  std::vector<double> g;
+  if (it != machine.end() && it->is_array())
+    for (const auto& x : *it)
+      if (x.is_number() && x.get<double>() > 0) g.push_back(x.get<double>());
+  if (g.empty()) return {0, 0};
+  return {*std::min_element(g.begin(), g.end()), *std::max_element(g.begin(), g.end())};
+}
+
 int MachineProfile::nearest_threads(int t) const {
   MO_CHECK(!threads.empty());
   int best = threads.front();

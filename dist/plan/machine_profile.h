@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -112,11 +113,15 @@ struct MachineProfile {
   static constexpr const char* kFormat = "modelone-machine-1";
   std::string build;              // executable_hash() of the build that measured it
   nlohmann::ordered_json machine; // bench's machine line: CPU, cores, ranks, libraries, date,
-                                  // and core_gflops: each cpu's pace after calibrate's last pass
+                                  // and core_gflops: each cpu's pace after calibrate's last pass,
+                                  // memory_gbps: every cpu streaming at once, each reading
   // A node's cores ran evenly where the slowest's GFLOPS reached this share of the fastest's
   // (best-of-three readings of even cores read 0.91-1.0 on this VM; a busy neighbour's spell,
   // 0.65).
   static constexpr double kEvenCorePace = 0.85;
+  // The node's memory held steady where its every-cpu read rates (machine's memory_gbps, one a
+  // reading) stayed within this ratio; this VM's moved 35 <-> 55 GB/s within minutes.
+  static constexpr double kSteadyMemory = 1.25;
   std::vector<int> threads;       // the thread counts calibrated
   std::string compute;            // the compute path `auto` takes here (bf16 or fp32)
   std::map<std::string, ProductCosts> products;  // key(compute, dtype, threads)
@@ -136,6 +141,8 @@ struct MachineProfile {
   int nearest_threads(int t) const;
   // The slowest cpu's GFLOPS against the fastest's in machine's core_gflops (1 where absent).
   double slowest_core_pace() const;
+  // The lowest and highest of machine's memory_gbps ({0, 0} where absent).
+  std::pair<double, double> memory_range() const;
   const ProductCosts& product(const std::string& compute, const std::string& dtype, int t) const;
   const ProductCosts& expert(const std::string& compute, const std::string& dtype, int t) const;
   const LinkFit& link(const std::string& name) const;

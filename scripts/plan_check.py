@@ -26,6 +26,8 @@ core's ratio counts), read against the same probe right after the round's calibr
 --machine: the check's first probe): a decode case against the GB/s, a prefill case against the
 GFLOPS. The machine's speed then shows beside each case (`probe`, < 1: slower than at
 calibration), and the summary adds the cases measured within 10% of the calibration's speed.
+Each probe also reads the memory with every cpu streaming at once (`memory`, against the same
+after calibration): a neighbour on the memory channels moves it while one core reads the same.
 Every case prints predicted, measured and their ratio (progress on stderr as each is measured);
 with --rounds N, the median of N measurements taken a whole round apart and their spread. The
 summary on stderr: cases within 20% and 25%, the median and worst |ratio - 1|.
@@ -97,26 +99,34 @@ CASES = {}
 
 class Probe:
     """The machine's speed now against at the round's calibration: (GB/s, GFLOPS) ratios, each
-    its slowest core's. A shared VM's cores drift apart for minutes at a time (one read 0.65 of
-    the other's GFLOPS; an unpinned probe reads whichever core it lands on), and a step over
-    several ranks or threads waits on the slowest."""
+    its slowest core's, and the memory's read rate with every cpu streaming at once. A shared VM's
+    cores drift apart for minutes at a time (one read 0.65 of the other's GFLOPS; an unpinned
+    probe reads whichever core it lands on), and a step over several ranks or threads waits on
+    the slowest; a neighbour on the memory channels shows only with every core streaming (one
+    core read 26 GB/s throughout while both read 35 or 55 by the minute)."""
     ref = None
-    now = (1.0, 1.0)
+    now = (1.0, 1.0, 1.0)
 
     @staticmethod
-    def read():
+    def gemm(threads, tokens, pin=None):
+        cmd = [EXE, "bench", "gemm", "--weights", "bf16", "--tokens", tokens, "--shape", "wq_b",
+               "--threads", str(threads), "--json"]
+        run = subprocess.run(cmd, env=ENV, capture_output=True, text=True, check=True,
+                             preexec_fn=None if pin is None else lambda: os.sched_setaffinity(0, {pin}))
+        return {l["T"]: l for l in map(json.loads, filter(lambda l: l.startswith("{"), run.stdout.splitlines()))
+                if l.get("bench") == "gemm"}
+
+    @classmethod
+    def read(cls):
         """Per core: (GB/s, GFLOPS), the probe pinned to each core in turn (streams run side by
-        side share the memory: one read 12.7 GB/s beside the other's 16.9, 16.8 alone)."""
-        cmd = [EXE, "bench", "gemm", "--weights", "bf16", "--tokens", "1,256", "--shape", "wq_b",
-               "--threads", "1", "--json"]
+        side share the memory: one read 12.7 GB/s beside the other's 16.9, 16.8 alone); then
+        every cpu streaming at once (bench gemm's read GB/s at that many threads)."""
+        cpus = sorted(os.sched_getaffinity(0))
         out = []
-        for c in sorted(os.sched_getaffinity(0)):
-            run = subprocess.run(cmd, env=ENV, capture_output=True, text=True, check=True,
-                                 preexec_fn=lambda c=c: os.sched_setaffinity(0, {c}))
-            g = {l["T"]: l for l in map(json.loads, filter(lambda l: l.startswith("{"), run.stdout.splitlines()))
-                 if l.get("bench") == "gemm"}
+        for c in cpus:
+            g = cls.gemm(1, "1,256", pin=c)
             out.append((g[1]["weight_gbps"], g[256]["bf16_gflops"]))
-        return out
+        return out, cls.gemm(len(cpus), "1")[1]["read_gbps"]
 
     @classmethod
     def calibrated(cls):
@@ -124,13 +134,16 @@ class Probe:
 
     @classmethod
     def around(cls, measure):
-        """measure() between two probes; for row(), each rate's slowest core against the reference."""
+        """measure() between two probes; for row(), each rate's slowest core against the
+        reference, and the memory's."""
         if cls.ref is None:
             cls.calibrated()
         before = cls.read()
         out = measure()
         after = cls.read()
-        cls.now = tuple(min((b[i] + a[i]) / 2 / r[i] for b, a, r in zip(before, after, cls.ref)) for i in (0, 1))
+        (b, bm), (a, am), (r, rm) = before, after, cls.ref
+        cls.now = tuple(min((x[i] + y[i]) / 2 / z[i] for x, y, z in zip(b, a, r)) for i in (0, 1)) + \
+            ((bm + am) / 2 / rm,)
         return out
 
 
@@ -138,15 +151,16 @@ def row(what, layout, priced, meas, unit):
     """priced: (plan's JSON, the key predicting this measurement)."""
     j, key = priced
     pred = j[key]
-    c = CASES.setdefault((what, layout), {"pred": [], "unit": unit, "meas": [], "probe": [], "abl": []})
+    c = CASES.setdefault((what, layout), {"pred": [], "unit": unit, "meas": [], "probe": [], "abl": [], "mem": []})
     c["pred"].append(pred)
     if "ablated" in j:
         c["abl"].append(j["ablated"][key])
     c["meas"].append(meas)
     speed = Probe.now[0 if "decode" in what else 1]
     c["probe"].append(speed)
+    c["mem"].append(Probe.now[2])
     print(f"round {len(c['meas'])}: {what} | {layout} | predicted {pred:.4g} | measured {meas:.4g} {unit}"
-          f" | probe {speed:.2f}", file=sys.stderr, flush=True)
+          f" | probe {speed:.2f} | memory {Probe.now[2]:.2f}", file=sys.stderr, flush=True)
 
 
 def median(xs):
@@ -160,10 +174,10 @@ def table(rounds):
     (largest / smallest - 1): a case whose own runs differ by more than the goal cannot show it."""
     spread = rounds > 1
     ablated = all(c["abl"] for c in CASES.values())
-    print("| case | ranks x threads, layout | predicted | measured | unit | ratio | probe |" + (" spread |" if spread else "")
-          + (" ratio ablated |" if ablated else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|" if spread else "") + ("---|" if ablated else ""))
-    off, steady, off_abl = [], [], []
+    print("| case | ranks x threads, layout | predicted | measured | unit | ratio | probe | memory |"
+          + (" spread |" if spread else "") + (" ratio ablated |" if ablated else ""))
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if spread else "") + ("---|" if ablated else ""))
+    off, steady, off_abl, held = [], [], [], []
     for (what, layout), c in CASES.items():
         m, p = median(c["meas"]), median(c["pred"])
         off.append(abs(p / m - 1))
@@ -172,9 +186,13 @@ def table(rounds):
             extra_abl = f" {median(c['abl']) / m:.2f} |"
         # Each round's own prediction and measurement where the probe read the calibration's speed.
         steady += [abs(pk / mk - 1) for pk, mk, s in zip(c["pred"], c["meas"], c["probe"]) if abs(s - 1) <= 0.1]
+        # ... and where the memory with every cpu streaming read within 10% of calibration's too.
+        held += [abs(pk / mk - 1) for pk, mk, s, g in zip(c["pred"], c["meas"], c["probe"], c["mem"])
+                 if abs(s - 1) <= 0.1 and abs(g - 1) <= 0.1]
         extra = f" {max(c['meas']) / min(c['meas']) - 1:.2f} |" if spread else ""
         probes = "/".join(f"{s:.2f}" for s in c["probe"])
-        print(f"| {what} | {layout} | {p:.4g} | {m:.4g} | {c['unit']} | {p / m:.2f} | {probes} |{extra}"
+        mems = "/".join(f"{g:.2f}" for g in c["mem"])
+        print(f"| {what} | {layout} | {p:.4g} | {m:.4g} | {c['unit']} | {p / m:.2f} | {probes} | {mems} |{extra}"
               + (extra_abl if ablated else ""))
     summary("", off)
     if ablated:
@@ -183,6 +201,8 @@ def table(rounds):
     # Each round's own measurement and prediction, not the medians: "cases" here counts rounds.
     summary(f"of the {total} measurements (every case in every round), those with the probe within 10% of "
             "calibration's, each against its round's prediction: ", steady, "measurements")
+    summary("of those, the ones with the memory (every cpu streaming) within 10% of calibration's too: ",
+            held, "measurements")
 
 
 def summary(what, off, unit="cases"):

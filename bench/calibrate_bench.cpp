@@ -200,8 +200,9 @@ std::vector<double> read_cores(const CalibrateBenchOptions& o, const std::string
   }
   Line("calibrate").add("part", std::string("cores")).add("when", when).add("gflops", each)
       .add("slowest_pace", slowest_pace(gflops), 3).print();
-  memory->push_back(read_bandwidth_gbps(int(bound_cpus().size())));
-  Line("calibrate").add("part", std::string("memory")).add("when", when).add("cpus", int64_t(bound_cpus().size()))
+  const int cpus = int(bound_cpus().size());
+  memory->push_back(read_bandwidth_gbps(cpus));
+  Line("calibrate").add("part", std::string("memory")).add("when", when).add("cpus", int64_t(cpus))
       .add("gbps", memory->back()).print();
   return gflops;
 }

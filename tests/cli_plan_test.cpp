@@ -153,18 +153,23 @@ TEST(CliPlan, OutputFormatsAndTheSearch) {
   EXPECT_NE(text.out.find("best        8 nodes x 2 ranks x 2 threads"), std::string::npos) << text.out;
 }
 
+// plan's stderr on a made-up profile whose machine line holds `field` = value.
+std::string plan_warnings(const std::string& field, const json& value) {
+  MachineProfile prof = made_up_profile(modelone_build());
+  prof.machine[field] = value;
+  const auto path = (tmpdir() / (field + ".json")).string();
+  write_machine_profile(path, prof);
+  const Result r = run("plan --model tiny --ranks-per-node 2 --threads 1 --machine " + path);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return r.err;
+}
+
 // A profile calibrated while one core ran far slower than the other is planned from, with a
 // warning; one from even cores without.
 TEST(CliPlan, WarnsOfAProfileCalibratedOnUnevenCores) {
   for (const auto& [gflops, warned] : {std::pair{json{300.0, 150.0}, true}, std::pair{json{300.0, 290.0}, false}}) {
-    MachineProfile prof = made_up_profile(modelone_build());
-    prof.machine["core_gflops"] = gflops;
-    const auto path = (tmpdir() / "cores.json").string();
-    write_machine_profile(path, prof);
-    const Result r = run("plan --model tiny --ranks-per-node 2 --threads 1 --machine " + path);
-    EXPECT_EQ(r.code, 0) << r.err;
-    EXPECT_EQ(r.err.find("cores ran unevenly (the slowest at 0.50 of the fastest)") != std::string::npos, warned)
-        << r.err;
+    const std::string err = plan_warnings("core_gflops", gflops);
+    EXPECT_EQ(err.find("cores ran unevenly (the slowest at 0.50 of the fastest)") != std::string::npos, warned) << err;
   }
 }
 
@@ -172,15 +177,10 @@ TEST(CliPlan, WarnsOfAProfileCalibratedOnUnevenCores) {
 // during calibration (a neighbour on the channels) is said; readings within 25% are not.
 TEST(CliPlan, WarnsOfAProfileCalibratedWhileTheMemoryMoved) {
   for (const auto& [gbps, warned] : {std::pair{json{35.0, 55.0, 34.0}, true}, std::pair{json{35.0, 41.0}, false}}) {
-    MachineProfile prof = made_up_profile(modelone_build());
-    prof.machine["memory_gbps"] = gbps;
-    const auto path = (tmpdir() / "memory.json").string();
-    write_machine_profile(path, prof);
-    const Result r = run("plan --model tiny --ranks-per-node 2 --threads 1 --machine " + path);
-    EXPECT_EQ(r.code, 0) << r.err;
-    EXPECT_EQ(r.err.find("the node's memory, every cpu streaming, read 34-55 GB/s: a decode over every core may "
-                         "run up to 1.62x faster or slower") != std::string::npos, warned) << r.err;
-    EXPECT_EQ(r.err.find("memory, every cpu streaming") != std::string::npos, warned) << r.err;
+    const std::string err = plan_warnings("memory_gbps", gbps);
+    EXPECT_EQ(err.find("the node's memory, every cpu streaming, read 34-55 GB/s: a decode over every core may "
+                       "run up to 1.62x faster or slower") != std::string::npos, warned) << err;
+    EXPECT_EQ(err.find("memory, every cpu streaming") != std::string::npos, warned) << err;
   }
 }
 

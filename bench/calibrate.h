@@ -66,6 +66,10 @@ void keep_even_passes(const std::vector<bool>& even, std::vector<MachineProfile>
 // MachineProfile::together: the node's ranks (up to `cores`) streaming products at once against
 // one alone. Collective on the node.
 Together calibrate_together(const comm::Comm& node, int cores, const CalibrateBenchOptions& o);
+// `together` timed after each kernel pass, each point's median: the memory with every cpu
+// streaming moved 30 <-> 53 GB/s within minutes on this VM, and a slowdown timed once read 1.79
+// at one row in one calibration, 0.97 in the next. Passes that timed different points: an error.
+Together median_together(const std::vector<Together>& passes);
 // MachineProfile::poll_share, measured on the node's ranks (1 when they do not outnumber the cores).
 double calibrate_poll_share(const comm::Comm& node, int cores);
 // Collectives fitted per group size into links["PREFIX.KIND"]; on a node whose ranks outnumber

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include <unistd.h>
@@ -207,35 +208,75 @@ std::vector<double> read_cores(const CalibrateBenchOptions& o, const std::string
   return gflops;
 }
 
-// The kernels in whole passes (each point their median over the passes run on even cores), then
-// the fixed costs: fitted last, as they price the anchors' steps with the parts above. *cores:
-// each cpu's GFLOPS read after the last pass.
-void calibrate_threads(const comm::Comm& solo, const CalibrateBenchOptions& o, MachineProfile& prof,
-                       std::vector<double>* cores, std::vector<double>* memory) {
-  const int passes = o.passes > 0 ? o.passes : o.quick ? 1 : 3;
+// Rank 0's kernels in whole passes, one at a time (the node's ranks time `together` between
+// them), then each point's median over the passes run on even cores and the fixed costs: fitted
+// last, as they price the anchors' steps with the parts above.
+struct KernelPasses {
+  KernelPasses(const CalibrateBenchOptions& opts, MachineProfile& p) : o(opts), prof(p) {}
+  const CalibrateBenchOptions& o;
+  MachineProfile& prof;
   std::vector<MachineProfile> done;
   std::map<int, std::vector<AnchorTimes>> anchors;
   std::vector<bool> even;
-  *cores = read_cores(o, "start", memory);
-  for (int k = 0; k < passes; ++k) {
-    const bool even_before = slowest_pace(*cores) >= MachineProfile::kEvenCorePace;
+  std::vector<double> cores;   // each cpu's GFLOPS, read after the last pass
+  std::vector<double> memory;  // every cpu streaming at once, GB/s, each reading
+
+  void pass(const comm::Comm& solo, int k, int passes) {
+    if (k == 0) cores = read_cores(o, "start", &memory);
+    const bool even_before = slowest_pace(cores) >= MachineProfile::kEvenCorePace;
     done.push_back(prof);
     kernel_pass(o, done.back());
     for (int t : prof.threads) {
       set_compute_threads(t);
       anchors[t].push_back(measure_anchors(solo, o.quick));
     }
-    *cores = read_cores(o, "pass " + std::to_string(k + 1), memory);
-    even.push_back(even_before && slowest_pace(*cores) >= MachineProfile::kEvenCorePace);
+    cores = read_cores(o, "pass " + std::to_string(k + 1), &memory);
+    even.push_back(even_before && slowest_pace(cores) >= MachineProfile::kEvenCorePace);
     if (passes > 1) std::fprintf(stderr, "calibrate: kernel pass %d of %d done\n", k + 1, passes);
   }
-  keep_even_passes(even, &done, &anchors);
-  keep_medians(done, &prof);
-  print_kernels(prof);
-  for (int t : prof.threads) {
-    set_compute_threads(t);
-    prof.fixed[t] = fit_fixed(prof, t, o.quick, median_anchors(anchors[t]));
+  void finish() {
+    keep_even_passes(even, &done, &anchors);
+    keep_medians(done, &prof);
+    print_kernels(prof);
+    for (int t : prof.threads) {
+      set_compute_threads(t);
+      prof.fixed[t] = fit_fixed(prof, t, o.quick, median_anchors(anchors[t]));
+    }
   }
+};
+
+// Rank 0 alone on the node's cpus the job holds while f runs, whatever core the launcher bound it
+// to, then back: 2 threads timed on the one core mpirun -np 2 binds it to priced 2 threads as 1
+// (the V4-Flash anchor's prefill 2316 ms at 2 threads, 2263 at 1; on both cores 1170).
+void on_job_cpus(const std::vector<int>& job, bool say, const std::function<void()>& f) {
+  const std::vector<int> was = bound_cpus();
+  bind_process(job);
+  if (say)
+    Line("calibrate").add("part", std::string("cpus")).add("bound", cpu_list_text(was))
+        .add("timed_on", cpu_list_text(job)).print();
+  f();
+  bind_process(was);
+}
+
+// The median of each point over the passes, printed.
+Together together_over_passes(const std::vector<Together>& each, int me) {
+  const Together out = median_together(each);
+  if (me == 0)
+    for (size_t i = 0; i < out.slowdown.size.size(); ++i)
+      Line("calibrate").add("part", std::string("together")).add("ranks", int64_t(out.ranks))
+          .add("rows", int64_t(out.slowdown.size[i])).add("slowdown", out.slowdown.per_unit[i], 3).print();
+  return out;
+}
+
+void print_together_pass(const Together& t, int k) {
+  std::string each;
+  for (double x : t.slowdown.per_unit) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%s%.3g", each.empty() ? "" : "/", x);
+    each += b;
+  }
+  Line("calibrate").add("part", std::string("together_pass")).add("pass", int64_t(k + 1))
+      .add("ranks", int64_t(t.ranks)).add("slowdowns", each).print();
 }
 
 // job: the cpus this job's ranks hold on rank 0's node (rank 0 times every thread count on them);
@@ -312,32 +353,23 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     prof.compute = compute_name(resolve_compute(compute_choices().parse(o.compute)));
     set_compute(resolve_compute(compute_choices().parse(o.compute)));
     prof.threads = thread_counts(o, job, me);
-    std::vector<double> core_pace;  // rank 0's: each cpu's GFLOPS after the last pass
-    std::vector<double> memory;     // rank 0's: every cpu streaming at once, GB/s, each reading
-    {
-      comm::Comm solo = world.split(me == 0 ? 0 : 1, me);
-      if (me == 0) {
-        // Alone on the node's cpus the job holds, whatever core the launcher bound rank 0 to: 2
-        // threads timed on the one core mpirun -np 2 binds it to priced 2 threads as 1 (the
-        // V4-Flash anchor's prefill 2316 ms at 2 threads, 2263 at 1; on both cores 1170).
-        const std::vector<int> was = bound_cpus();
-        bind_process(job);
-        Line("calibrate").add("part", std::string("cpus")).add("bound", cpu_list_text(was))
-            .add("timed_on", cpu_list_text(job)).print();
-        calibrate_threads(solo, o, prof, &core_pace, &memory);
-        bind_process(was);
-      }
-      world.barrier_idle();
-    }
-    set_compute_threads(1);
-    pin_if_oversubscribed(world, 1);  // as run places its ranks: the links and polling measured so
+    // Rank 0 times the kernels alone while the others sleep; then the node's ranks time
+    // `together`, placed as run places them: the links and polling measured so too.
+    KernelPasses kp(o, prof);
+    comm::Comm solo = world.split(me == 0 ? 0 : 1, me);
+    const int passes = o.passes > 0 ? o.passes : o.quick ? 1 : 3;
     const int cores = int(sysconf(_SC_NPROCESSORS_ONLN));
-    prof.together = calibrate_together(node, cores, o);
-    if (me == 0)
-      for (size_t i = 0; i < prof.together.slowdown.size.size(); ++i)
-        Line("calibrate").add("part", std::string("together")).add("ranks", int64_t(prof.together.ranks))
-            .add("rows", int64_t(prof.together.slowdown.size[i])).add("slowdown", prof.together.slowdown.per_unit[i], 3)
-            .print();
+    std::vector<Together> together;
+    for (int k = 0; k < passes; ++k) {
+      if (me == 0) on_job_cpus(job, k == 0, [&] { kp.pass(solo, k, passes); });
+      world.barrier_idle();
+      set_compute_threads(1);
+      if (k == 0) pin_if_oversubscribed(world, 1);
+      together.push_back(calibrate_together(node, cores, o));
+      if (me == 0 && passes > 1 && together.back().ranks > 1) print_together_pass(together.back(), k);
+    }
+    if (me == 0) kp.finish();
+    prof.together = together_over_passes(together, me);
     calibrate_links(node, "intra", cores, o, &prof.links);
     prof.poll_share = calibrate_poll_share(node, cores);
     if (me == 0)
@@ -349,8 +381,8 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
       world.barrier_idle();
     }
     prof.machine = this_machine().json();
-    if (!core_pace.empty()) prof.machine["core_gflops"] = core_pace;
-    if (!memory.empty()) prof.machine["memory_gbps"] = memory;
+    if (!kp.cores.empty()) prof.machine["core_gflops"] = kp.cores;
+    if (!kp.memory.empty()) prof.machine["memory_gbps"] = kp.memory;
   }
   if (me != 0) return 0;
   print_links(prof);

@@ -94,6 +94,18 @@ AnchorTimes median_anchors(const std::vector<AnchorTimes>& passes) {
   return out;
 }
 
+Together median_together(const std::vector<Together>& passes) {
+  MO_REQUIRE(!passes.empty(), "calibrate: no pass timed the ranks together");
+  Together out = passes.front();
+  std::vector<const CostCurve*> cs;
+  for (const Together& t : passes) {
+    MO_REQUIRE(t.ranks == out.ranks, "calibrate: passes timed different ranks together");
+    cs.push_back(&t.slowdown);
+  }
+  if (!out.slowdown.size.empty()) out.slowdown = curve_median(cs);
+  return out;
+}
+
 // Passes (and their anchors' steps) between two readings of uneven cores are set aside where
 // others ran on even ones: a busy neighbour slowed one core of this VM to 0.65 of the other for
 // minutes, and every 2-thread product waits on it. A warning where every pass ran so.

@@ -18,16 +18,18 @@ Measured by:
            synthetic contexts at cp = 1 (rank 0 alone) and cp = world
   batch    `bench batch` (4-layer V4-Flash cut, 16 experts, context 256): one decode step at a
            batch of sequences
-  run      `modelone run --json` (cold: its first prefill, its mean decode step) for the cp /
-           ep / dp mixes the benchmarks do not cover
+  run      `modelone run --json` for the cp / ep / dp mixes the benchmarks do not cover: its
+           first prefill (cold; the mean of two runs), and the decode steps a 33-token run
+           takes past a 9-token one (warm, as the benches')
 Each measurement is bracketed by a probe (`bench gemm` on V4-Flash's wq_b at 1 thread, pinned
 to each core in turn: the streamed 1-row product's GB/s, and GFLOPS at 256 rows; the slowest
 core's ratio counts), read against the same probe right after the round's calibration (with
 --machine: the check's first probe): a decode case against the GB/s, a prefill case against the
 GFLOPS. The machine's speed then shows beside each case (`probe`, < 1: slower than at
 calibration), and the summary adds the cases measured within 10% of the calibration's speed.
-Each probe also reads the memory with every cpu streaming at once (`memory`, against the same
-after calibration): a neighbour on the memory channels moves it while one core reads the same.
+Each probe also reads the memory with every cpu streaming at once (`memory`, against the median
+of the profile's own readings, taken by calibrate before and after each pass): a neighbour on the
+memory channels moves it while one core reads the same.
 Every case prints predicted, measured and their ratio (progress on stderr as each is measured);
 with --rounds N, the median of N measurements taken a whole round apart and their spread. The
 summary on stderr: cases within 20% and 25%, the median and worst |ratio - 1|.
@@ -44,6 +46,10 @@ import sys
 EXE = os.environ.get("MODELONE", "./build/modelone")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", OMPI_MCA_rmaps_base_oversubscribe="1")
+# `run` is measured twice: its decode is the steps the longer run takes past the shorter's, so the
+# first step's one-off costs drop out as the benches' warm-up step does (tiny at cp 2: the first
+# step 0.87-1.14 ms, the next ones 0.22-0.23; a 9-token run's mean read 0.34-0.36).
+RUN_SHORT, RUN_LONG = 9, 33
 CUT4 = ["--set", "num_hidden_layers=4", "--set", "n_routed_experts=16"]
 CUT_CTX = ["--set", "n_routed_experts=8", "--set", "num_hidden_layers=2", "--set",
            "layer_types=compressed_sparse_attention,heavily_compressed_attention"]
@@ -105,6 +111,7 @@ class Probe:
     the slowest; a neighbour on the memory channels shows only with every core streaming (one
     core read 26 GB/s throughout while both read 35 or 55 by the minute)."""
     ref = None
+    machine = None  # the profile the cases are priced on (--machine)
     now = (1.0, 1.0, 1.0)
 
     @staticmethod
@@ -129,15 +136,20 @@ class Probe:
         return out, cls.gemm(len(cpus), "1")[1]["read_gbps"]
 
     @classmethod
-    def calibrated(cls):
-        cls.ref = cls.read()
+    def calibrated(cls, machine=None):
+        """The cores read now; the memory as the profile read it (the median of calibrate's
+        readings with every cpu streaming, the state its `together` and multi-thread costs were
+        timed in, each point a median over passes), else as read now."""
+        cores, mem = cls.read()
+        readings = json.load(open(machine)).get("machine", {}).get("memory_gbps", []) if machine else []
+        cls.ref = (cores, median(readings) if readings else mem)
 
     @classmethod
     def around(cls, measure):
         """measure() between two probes; for row(), each rate's slowest core against the
         reference, and the memory's."""
         if cls.ref is None:
-            cls.calibrated()
+            cls.calibrated(Probe.machine)
         before = cls.read()
         out = measure()
         after = cls.read()
@@ -263,15 +275,18 @@ def run_cases(plan, quick):
     if not quick:
         cases += [("v4-flash", CUT4, 2, 1, 2, 1, 2048), ("v4-flash", CUT4, 4, 1, 2, 4, 2048)]
     for model, sets, np_, th, cp, ep, ctx in cases:
-        j = Probe.around(lambda: mpirun(np_, ["run", "--model", model, *sets, "--threads", str(th), "--cp", str(cp),
-                                              "--ep", str(ep), "--random-prompt", str(ctx), "--generate", "9",
-                                              "--ignore-eos", "--json", "--quiet"]))[0]
+        def go(generate):
+            return mpirun(np_, ["run", "--model", model, *sets, "--threads", str(th), "--cp", str(cp), "--ep",
+                                str(ep), "--random-prompt", str(ctx), "--generate", str(generate), "--ignore-eos",
+                                "--json", "--quiet"])[0]
+        short, full = Probe.around(lambda: (go(RUN_SHORT), go(RUN_LONG)))
         p = plan(model, sets, np_, th, cp, ep, ctx)
         name = model + (" cut" if sets else "")
         lay = f"{np_} x {th}, cp {cp}, ep {ep}"
-        row(f"{name} run prefill {ctx}", lay, (p, "ttft_seconds"), j["ttft_seconds"], "s")
+        row(f"{name} run prefill {ctx}", lay, (p, "ttft_seconds"), (short["ttft_seconds"] + full["ttft_seconds"]) / 2, "s")
+        steps = full["decode_steps"] - short["decode_steps"]
         row(f"{name} run decode at {ctx}", lay, (p, "decode_ms_per_token"),
-            1e3 * j["decode_seconds"] / j["decode_steps"], "ms")
+            1e3 * (full["decode_seconds"] - short["decode_seconds"]) / steps, "ms")
 
 
 def main():
@@ -293,6 +308,7 @@ def main():
     if not a.machine and not a.recalibrate:
         ap.error("give --machine or --recalibrate")
     plan = Plan(a.machine, a.cores, a.allow_other_build, tuple(x for x in a.ablate.split(",") if x))
+    Probe.machine = a.machine
     for k in range(a.rounds):  # whole rounds, so slow drifts of a shared machine reach every case
         if a.recalibrate:
             base = os.path.dirname(a.machine) if a.machine else "/tmp"
@@ -302,7 +318,7 @@ def main():
                                  env=ENV, capture_output=True, text=True, check=True)
             with open(plan.machine[:-len(".json")] + ".log", "w") as f:  # its cores' paces, passes set aside
                 f.write(cal.stdout + cal.stderr)
-            Probe.calibrated()
+            Probe.calibrated(plan.machine)
         for part in a.parts.split(","):
             {"engine": engine_cases, "context": context_cases, "batch": batch_cases, "run": run_cases}[part](plan, a.quick)
     table(a.rounds)

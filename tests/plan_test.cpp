@@ -170,6 +170,14 @@ TEST(PlanProfile, PassesKeepEachPointsMedian) {
   EXPECT_EQ(a[1].prefill, 11);
   EXPECT_EQ(a[1].decode, 8);
   EXPECT_EQ(a[1].decode_untimed, .4);
+  // `together`, timed after each pass: each point's median (one row's 1.79 in a slow minute of
+  // the memory set aside by the two others).
+  const Together t = bench::median_together({{2, {{1, 64}, {1.79, 1.2}}}, {2, {{1, 64}, {0.97, 1.0}}},
+                                             {2, {{1, 64}, {1.05, 1.1}}}});
+  EXPECT_EQ(t.ranks, 2);
+  EXPECT_EQ(t.slowdown.per_unit, (std::vector<double>{1.05, 1.1}));
+  EXPECT_EQ(bench::median_together({Together{}}).slowdown.size.size(), 0u);  // one rank: none timed
+  EXPECT_THROW(bench::median_together({{2, {{1}, {1.5}}}, {2, {{1, 64}, {1.5, 1.1}}}}), Error);
   passes[2].products.at(k).classes[0].curve.size.push_back(1024);
   passes[2].products.at(k).classes[0].curve.per_unit.push_back(v);
   EXPECT_THROW(bench::keep_medians(passes, &out), Error);

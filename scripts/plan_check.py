@@ -111,7 +111,7 @@ class Probe:
     the slowest; a neighbour on the memory channels shows only with every core streaming (one
     core read 26 GB/s throughout while both read 35 or 55 by the minute)."""
     ref = None
-    machine = None  # the profile the cases are priced on (--machine)
+    machine = None  # the profile the cases are priced on
     now = (1.0, 1.0, 1.0)
 
     @staticmethod
@@ -136,12 +136,12 @@ class Probe:
         return out, cls.gemm(len(cpus), "1")[1]["read_gbps"]
 
     @classmethod
-    def calibrated(cls, machine=None):
-        """The cores read now; the memory as the profile read it (the median of calibrate's
-        readings with every cpu streaming, the state its `together` and multi-thread costs were
-        timed in, each point a median over passes), else as read now."""
+    def calibrated(cls):
+        """The cores read now; the memory as the profile (cls.machine) read it (the median of
+        calibrate's readings with every cpu streaming, the state its `together` and multi-thread
+        costs were timed in, each point a median over passes), else as read now."""
         cores, mem = cls.read()
-        readings = json.load(open(machine)).get("machine", {}).get("memory_gbps", []) if machine else []
+        readings = json.load(open(cls.machine)).get("machine", {}).get("memory_gbps", []) if cls.machine else []
         cls.ref = (cores, median(readings) if readings else mem)
 
     @classmethod
@@ -149,7 +149,7 @@ class Probe:
         """measure() between two probes; for row(), each rate's slowest core against the
         reference, and the memory's."""
         if cls.ref is None:
-            cls.calibrated(Probe.machine)
+            cls.calibrated()
         before = cls.read()
         out = measure()
         after = cls.read()
@@ -312,13 +312,13 @@ def main():
     for k in range(a.rounds):  # whole rounds, so slow drifts of a shared machine reach every case
         if a.recalibrate:
             base = os.path.dirname(a.machine) if a.machine else "/tmp"
-            plan.machine = os.path.join(base, f"plan_check_round-{k + 1}.json")
+            plan.machine = Probe.machine = os.path.join(base, f"plan_check_round-{k + 1}.json")
             print(f"round {k + 1}: calibrating on {a.recalibrate} ranks into {plan.machine}", file=sys.stderr, flush=True)
             cal = subprocess.run(["mpirun", "-np", str(a.recalibrate), EXE, "bench", "calibrate", "--out", plan.machine],
                                  env=ENV, capture_output=True, text=True, check=True)
             with open(plan.machine[:-len(".json")] + ".log", "w") as f:  # its cores' paces, passes set aside
                 f.write(cal.stdout + cal.stderr)
-            Probe.calibrated(plan.machine)
+            Probe.calibrated()
         for part in a.parts.split(","):
             {"engine": engine_cases, "context": context_cases, "batch": batch_cases, "run": run_cases}[part](plan, a.quick)
     table(a.rounds)

@@ -36,6 +36,9 @@ summary on stderr: cases within 20% and 25%, the median and worst |ratio - 1|.
 More ranks than cores run oversubscribed, as plan assumes when ranks x threads pass the cores.
 With --ablate together,scales every case is priced a second time on a copy of its profile without
 those parts (as profiles before them read): the same measurements against both models.
+--save FILE keeps every measurement with the profile and arguments that priced it; --reprice FILE
+then prices them again with this build's plan and prints the table, running nothing (a change to
+the pricing against the same measurements, on the same profiles).
 """
 import argparse
 import json
@@ -71,6 +74,7 @@ class Plan:
         j = self.price(self.machine, *args)
         if self.ablate:
             j["ablated"] = self.price(self.ablated(), *args)
+        j["priced"] = {"machine": self.machine, "cores": self.cores, "args": list(args)}  # for --save / --reprice
         return j
 
     def ablated(self):
@@ -163,8 +167,10 @@ def row(what, layout, priced, meas, unit):
     """priced: (plan's JSON, the key predicting this measurement)."""
     j, key = priced
     pred = j[key]
-    c = CASES.setdefault((what, layout), {"pred": [], "unit": unit, "meas": [], "probe": [], "abl": [], "mem": []})
+    c = CASES.setdefault((what, layout), {"pred": [], "unit": unit, "meas": [], "probe": [], "abl": [], "mem": [],
+                                          "priced": []})
     c["pred"].append(pred)
+    c["priced"].append(dict(j["priced"], key=key))
     if "ablated" in j:
         c["abl"].append(j["ablated"][key])
     c["meas"].append(meas)
@@ -289,6 +295,27 @@ def run_cases(plan, quick):
             1e3 * (full["decode_seconds"] - short["decode_seconds"]) / steps, "ms")
 
 
+def save(path):
+    """Every case's measurements with what priced them (profile, plan's arguments, key), so a
+    change to the pricing reads against them with --reprice in seconds, not a round of runs."""
+    with open(path, "w") as f:
+        json.dump([dict(c, what=w, layout=l) for (w, l), c in CASES.items()], f, indent=1)
+
+
+def reprice(path, plan):
+    """The saved measurements priced again by this build's plan on each round's own profile."""
+    plan.other = True  # the saved profiles came from the build that measured them
+    for c in json.load(open(path)):
+        c["pred"], c["abl"] = [], []
+        for pr in c["priced"]:
+            plan.machine, plan.cores = pr["machine"], pr["cores"]
+            j = plan(*pr["args"])
+            c["pred"].append(j[pr["key"]])
+            if "ablated" in j:
+                c["abl"].append(j["ablated"][pr["key"]])
+        CASES[(c.pop("what"), c.pop("layout"))] = c
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--machine", help="a profile from `bench calibrate` (else --recalibrate)")
@@ -304,10 +331,17 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure every case this many times, a whole round after another; the table "
                          "holds each one's median and the spread of its measurements")
+    ap.add_argument("--save", help="write every case's measurements and what priced them to this JSON file")
+    ap.add_argument("--reprice", metavar="SAVED", help="run nothing: price the measurements --save wrote "
+                    "again with this build's plan, each on its round's profile, and print the table")
     a = ap.parse_args()
+    plan = Plan(a.machine, a.cores, a.allow_other_build, tuple(x for x in a.ablate.split(",") if x))
+    if a.reprice:
+        reprice(a.reprice, plan)
+        table(max(len(c["meas"]) for c in CASES.values()))
+        return
     if not a.machine and not a.recalibrate:
         ap.error("give --machine or --recalibrate")
-    plan = Plan(a.machine, a.cores, a.allow_other_build, tuple(x for x in a.ablate.split(",") if x))
     Probe.machine = a.machine
     for k in range(a.rounds):  # whole rounds, so slow drifts of a shared machine reach every case
         if a.recalibrate:
@@ -321,7 +355,10 @@ def main():
             Probe.calibrated()
         for part in a.parts.split(","):
             {"engine": engine_cases, "context": context_cases, "batch": batch_cases, "run": run_cases}[part](plan, a.quick)
+    if a.save:
+        save(a.save)
     table(a.rounds)
+
 
 if __name__ == "__main__":
     main()

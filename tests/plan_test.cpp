@@ -43,6 +43,21 @@ TEST(PlanCosts, CurvesReadLogLogAndFlatPastTheEnds) {
   EXPECT_DOUBLE_EQ(c.at(1000), 1e-12);
 }
 
+TEST(PlanCosts, ProductsPastTheLastRowsReadThePlateau) {
+  // The end point slow (a noisy reading): past it, the median of the three within 4x of it.
+  const CostCurve c{{1, 64, 128, 256, 512}, {1e-10, 3e-12, 2.5e-12, 2.4e-12, 3.3e-12}};
+  EXPECT_DOUBLE_EQ(c.at_plateau(512), 3.3e-12);  // at and before the end: as at()
+  EXPECT_DOUBLE_EQ(c.at_plateau(300), c.at(300));
+  EXPECT_DOUBLE_EQ(c.at_plateau(2048), 2.5e-12);
+  EXPECT_DOUBLE_EQ(c.at(2048), 3.3e-12);
+  // Fewer than three points near the end (the head class's 1, 4, 16, 64): the last.
+  const CostCurve h{{1, 4, 16, 64}, {1e-10, 3e-11, 1e-11, 9e-12}};
+  EXPECT_DOUBLE_EQ(h.at_plateau(2048), 9e-12);
+  ProductCosts p;
+  p.classes.push_back({double(1 << 25), c});
+  EXPECT_NEAR(p.seconds(2048, 1024, 1024, 1 << 25), 2.0 * 2048 * 1024 * 1024 * 2.5e-12, 1e-12);
+}
+
 TEST(PlanCosts, ProductsPickTheirClassByWeightBytes) {
   const ProductCosts p = product();
   const double flop = 2.0 * 64 * 1024 * 1024;

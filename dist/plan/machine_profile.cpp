@@ -23,6 +23,21 @@ double CostCurve::at(double s) const {
   return std::exp(std::log(per_unit[i - 1]) * (1 - f) + std::log(per_unit[i]) * f);
 }
 
+// Why past the end: calibrate's 2-thread streamed product at 512 rows read 305 and 213 GFLOPS in
+// two calibrations where 256 rows read 401 and 389 (medians of three passes each; `bench gemm`
+// on one core pair: 427-443 GFLOPS from 256 to 2048 rows), and priced the V4-Flash cut's 2-thread
+// prefill of 2048-4096 tokens (its products at 2048 rows) 1.13-1.38x what it took.
+double CostCurve::at_plateau(double s) const {
+  MO_CHECK(!size.empty() && size.size() == per_unit.size());
+  if (s <= size.back()) return at(s);
+  std::vector<double> end;
+  for (size_t i = 0; i < size.size(); ++i)
+    if (size[i] * 4 >= size.back()) end.push_back(per_unit[i]);
+  if (end.size() < 3) return per_unit.back();
+  std::nth_element(end.begin(), end.begin() + long(end.size() / 2), end.end());
+  return end[end.size() / 2];
+}
+
 double Together::at(double cores, double rows) const {
   if (ranks < 2 || slowdown.size.empty() || cores <= 1) return 1;
   const double f = std::max(1.0, slowdown.at(rows));
@@ -35,11 +50,11 @@ double ProductCosts::seconds(double rows, double K, double N, double weight_byte
   // The two classes around this weight's bytes, and how far between them it sits in log bytes.
   size_t i = 1;
   while (i + 1 < classes.size() && classes[i].bytes < weight_bytes) ++i;
-  const ProductClass& a = classes[i - (classes.size() > 1 ? 1 : 0)];
+  const ProductClass& a = classes[classes.size() > 1 ? i - 1 : 0];  // one class: itself
   const ProductClass& b = classes[std::min(i, classes.size() - 1)];
   double f = b.bytes > a.bytes ? std::log(std::max(weight_bytes, 1.0) / a.bytes) / std::log(b.bytes / a.bytes) : 0;
   f = std::clamp(f, 0.0, 1.0);
-  const double spf = std::exp(std::log(a.curve.at(rows)) * (1 - f) + std::log(b.curve.at(rows)) * f);
+  const double spf = std::exp(std::log(a.curve.at_plateau(rows)) * (1 - f) + std::log(b.curve.at_plateau(rows)) * f);
   return std::max(call_s, 2 * rows * K * N * spf);
 }
 

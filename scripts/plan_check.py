@@ -36,9 +36,9 @@ summary on stderr: cases within 20% and 25%, the median and worst |ratio - 1|.
 More ranks than cores run oversubscribed, as plan assumes when ranks x threads pass the cores.
 With --ablate together,scales every case is priced a second time on a copy of its profile without
 those parts (as profiles before them read): the same measurements against both models.
---save FILE keeps every measurement with the profile and arguments that priced it; --reprice FILE
-then prices them again with this build's plan and prints the table, running nothing (a change to
-the pricing against the same measurements, on the same profiles).
+--save FILE keeps every measurement with the profile and arguments that priced it (rewritten after
+each case); --reprice FILE then prices them again with this build's plan and prints the table,
+running nothing (a change to the pricing against the same measurements, on the same profiles).
 """
 import argparse
 import json
@@ -100,11 +100,15 @@ class Plan:
                str(rpn), "--threads", str(threads), "--cp", str(cp), "--ep", str(ep), "--context",
                str(context), "--batch", str(batch), "--prefill-chunk", str(chunk),
                "--cores-per-node", str(self.cores), "--json"] + (["--allow-other-build"] if self.other else [])
-        return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:  # plan's own one-line reason (a missing profile, another build)
+            sys.exit(f"plan_check: {done.stderr.strip() or 'plan failed: ' + ' '.join(cmd)}")
+        return json.loads(done.stdout)
 
 
 # (case, layout) -> predicted, unit and every round's measurement, in the order first seen.
 CASES = {}
+SAVE = None  # --save's file, rewritten after every case: a check cut short keeps what it measured
 
 
 class Probe:
@@ -177,6 +181,8 @@ def row(what, layout, priced, meas, unit):
     speed = Probe.now[0 if "decode" in what else 1]
     c["probe"].append(speed)
     c["mem"].append(Probe.now[2])
+    if SAVE:
+        save(SAVE)
     print(f"round {len(c['meas'])}: {what} | {layout} | predicted {pred:.4g} | measured {meas:.4g} {unit}"
           f" | probe {speed:.2f} | memory {Probe.now[2]:.2f}", file=sys.stderr, flush=True)
 
@@ -306,6 +312,8 @@ def reprice(path, plan):
     """The saved measurements priced again by this build's plan on each round's own profile."""
     plan.other = True  # the saved profiles came from the build that measured them
     for c in json.load(open(path)):
+        if "priced" not in c or len(c["priced"]) != len(c["meas"]):
+            sys.exit(f"plan_check: {path} was not written by --save (a case without what priced it)")
         c["pred"], c["abl"] = [], []
         for pr in c["priced"]:
             plan.machine, plan.cores = pr["machine"], pr["cores"]
@@ -343,6 +351,8 @@ def main():
     if not a.machine and not a.recalibrate:
         ap.error("give --machine or --recalibrate")
     Probe.machine = a.machine
+    global SAVE
+    SAVE = a.save
     for k in range(a.rounds):  # whole rounds, so slow drifts of a shared machine reach every case
         if a.recalibrate:
             base = os.path.dirname(a.machine) if a.machine else "/tmp"
@@ -355,8 +365,6 @@ def main():
             Probe.calibrated()
         for part in a.parts.split(","):
             {"engine": engine_cases, "context": context_cases, "batch": batch_cases, "run": run_cases}[part](plan, a.quick)
-    if a.save:
-        save(a.save)
     table(a.rounds)
 
 

@@ -23,10 +23,10 @@ double CostCurve::at(double s) const {
   return std::exp(std::log(per_unit[i - 1]) * (1 - f) + std::log(per_unit[i]) * f);
 }
 
-// Why past the end: calibrate's 2-thread streamed product at 512 rows read 305 and 213 GFLOPS in
-// two calibrations where 256 rows read 401 and 389 (medians of three passes each; `bench gemm`
-// on one core pair: 427-443 GFLOPS from 256 to 2048 rows), and priced the V4-Flash cut's 2-thread
-// prefill of 2048-4096 tokens (its products at 2048 rows) 1.13-1.38x what it took.
+// Why past the end: calibrate's 2-thread streamed product at 512 rows read 213-313 GFLOPS in four
+// calibrations at np 4 where 256 rows read 389-428 (medians of three passes each; alone, 443;
+// `bench gemm` on both cores: 427-443 GFLOPS from 256 to 2048 rows), and priced the V4-Flash
+// cut's 2-thread prefill of 2048-4096 tokens (its products at 2048 rows) 1.13-1.38x what it took.
 double CostCurve::at_plateau(double s) const {
   MO_CHECK(!size.empty() && size.size() == per_unit.size());
   if (s <= size.back()) return at(s);

@@ -325,6 +325,7 @@ def reprice(path, plan):
 
 
 def main():
+    global SAVE
     ap = argparse.ArgumentParser()
     ap.add_argument("--machine", help="a profile from `bench calibrate` (else --recalibrate)")
     ap.add_argument("--recalibrate", type=int, metavar="NP",
@@ -351,7 +352,6 @@ def main():
     if not a.machine and not a.recalibrate:
         ap.error("give --machine or --recalibrate")
     Probe.machine = a.machine
-    global SAVE
     SAVE = a.save
     for k in range(a.rounds):  # whole rounds, so slow drifts of a shared machine reach every case
         if a.recalibrate:

@@ -29,13 +29,13 @@ double CostCurve::at(double s) const {
 // cut's 2-thread prefill of 2048-4096 tokens (its products at 2048 rows) 1.13-1.38x what it took.
 double CostCurve::at_plateau(double s) const {
   MO_CHECK(!size.empty() && size.size() == per_unit.size());
+  const size_t n = size.size();
   if (s <= size.back()) return at(s);
-  std::vector<double> end;
-  for (size_t i = 0; i < size.size(); ++i)
-    if (size[i] * 4 >= size.back()) end.push_back(per_unit[i]);
-  if (end.size() < 3) return per_unit.back();
-  std::nth_element(end.begin(), end.begin() + long(end.size() / 2), end.end());
-  return end[end.size() / 2];
+  // Priced per product of every layout plan searches: no allocation. Calibrate's grids double,
+  // so the points within 4x of the last are the last three (the head class's 4x steps: two).
+  if (n < 3 || size[n - 3] * 4 < size.back()) return per_unit.back();
+  const double a = per_unit[n - 3], b = per_unit[n - 2], c = per_unit[n - 1];
+  return std::max(std::min(a, b), std::min(std::max(a, b), c));  // the median of the three
 }
 
 double Together::at(double cores, double rows) const {

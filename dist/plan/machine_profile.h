@@ -19,9 +19,9 @@ namespace modelone {
 struct CostCurve {
   std::vector<double> size, per_unit;
   double at(double s) const;
-  // As at(), but past the last point the median of the points within 4x of it in size where
-  // there are three (else the last): a product's per-FLOP cost is flat past a few hundred rows,
-  // and one noisy end point would price every longer prompt.
+  // As at(), but past the last point the median of the last three where all lie within 4x of it
+  // in size (else the last): a product's per-FLOP cost is flat past a few hundred rows, and one
+  // noisy end point would price every longer prompt.
   double at_plateau(double s) const;
 };
 

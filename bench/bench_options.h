@@ -116,7 +116,9 @@ struct CalibrateBenchOptions {
   std::string compute = compute_choices().default_text();
   bool quick = false;                                  // fewer, smaller points (tests)
   int passes = 0;  // whole passes of the kernels, each point their median; 0: 3 (--quick: 1)
-  std::string links_as;  // "inter": only the world's collectives, added to --out as inter-node
+  // "inter": only the world's collectives, added to --out as inter-node; "cores": only the
+  // node's, in a world within its cores, added as the links of layouts that fit the cores.
+  std::string links_as;
 };
 
 // `bench serve` (bench/serve_bench.cpp): a load generator against a running `modelone serve` (or

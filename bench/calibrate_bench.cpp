@@ -318,10 +318,17 @@ MachineProfile start_profile(const comm::Comm& world, const CalibrateBenchOption
                  "to a core each: launch with --bind-to none, or more ranks");
     MO_REQUIRE(std::count(o.dtypes.begin(), o.dtypes.end(), "bf16") == 1,
                "--dtypes must hold bf16 once (the engine's fixed costs are fitted on bf16 weights)");
-    if (o.links_as == "inter") {
-      MO_REQUIRE(std::ifstream(o.out).good(), "--links-as inter adds the collectives to the profile "
-                 "--out names, which does not exist: make it first with `bench calibrate --out ", o.out, "`");
+    if (!o.links_as.empty()) {
+      MO_REQUIRE(std::ifstream(o.out).good(), "--links-as ", o.links_as, " adds the collectives to the "
+                 "profile --out names, which does not exist: make it first with `bench calibrate --out ", o.out, "`");
       prof = read_machine_profile(o.out, executable_hash());
+    }
+    if (o.links_as == "cores") {
+      const comm::Comm node = world.split_shared();
+      const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+      MO_REQUIRE(node.size() >= 2 && node.size() <= cores, "--links-as cores times a node's collectives "
+                 "with its ranks within its cores: this node has ", node.size(), " rank(s) and ", cores,
+                 " cores (launch 2 .. ", cores, " ranks a node)");
     }
     if (world.rank() == 0) {  // writable? (a file made for the check alone is removed)
       const bool existed = std::filesystem::exists(o.out);
@@ -348,6 +355,13 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     for (auto it = prof.links.begin(); it != prof.links.end();)
       it = it->first.rfind("inter.", 0) == 0 ? prof.links.erase(it) : std::next(it);
     calibrate_links(world, "inter", 0, o, &prof.links);
+  } else if (o.links_as == "cores") {
+    // The node's collectives with MPI spinning, as in runs whose ranks fit the cores (a world
+    // past them makes Open MPI yield in every wait).
+    set_compute_threads(1);
+    for (auto it = prof.links.begin(); it != prof.links.end();)
+      it = it->first.rfind("intra_cores.", 0) == 0 ? prof.links.erase(it) : std::next(it);
+    calibrate_links(node, "intra_cores", int(sysconf(_SC_NPROCESSORS_ONLN)), o, &prof.links);
   } else {
     prof.build = executable_hash();
     prof.compute = compute_name(resolve_compute(compute_choices().parse(o.compute)));
@@ -389,6 +403,11 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
   write_machine_profile(o.out, prof);
   std::fprintf(stderr, "calibrate: wrote %s (%zu product tables, %zu links; for this build only)\n",
                o.out.c_str(), prof.products.size(), prof.links.size());
+  if (prof.links_only_past_cores())
+    std::fprintf(stderr, "calibrate: the node's collectives were timed with %d ranks on %ld cores (MPI yields in "
+                 "every wait): for layouts within the cores add theirs with `mpirun -np %ld modelone bench "
+                 "calibrate --links-as cores --out %s`\n", node.size(), sysconf(_SC_NPROCESSORS_ONLN),
+                 sysconf(_SC_NPROCESSORS_ONLN), o.out.c_str());
   return 0;
 }
 

@@ -164,7 +164,7 @@ void calibrate_links(const comm::Comm& c, const std::string& prefix, int cores,
   const int P = c.size();
   if (P < 2) return;
   std::vector<const char*> kinds = {"alltoallv", "allgather", "p2p", "rma_get"};
-  if (prefix == "intra") kinds.push_back("shm");  // node-shared memory: within a node only
+  if (prefix.rfind("intra", 0) == 0) kinds.push_back("shm");  // node-shared memory: within a node only
   for (const char* kind : kinds) {
     (*links)[prefix + "." + kind] = fit_groups(c, kind, P, false, o);
     if (prefix == "intra" && P > cores && P > 2)

@@ -6,8 +6,8 @@ bench takes one.
     scripts/plan_check.py --machine machine.json [--quick] [--rounds N] > table.md
     scripts/plan_check.py --recalibrate 4 [--rounds N] > table.md
 
-With --recalibrate NP every round first runs `bench calibrate` on NP ranks and predicts its cases
-from that profile (a shared machine's speed drifts over minutes: the user's order, calibrate then
+With --recalibrate NP every round first runs `bench calibrate` on NP ranks (past the cores, then
+`--links-as cores` on as many ranks as cores) and predicts its cases from that profile (a shared machine's speed drifts over minutes: the user's order, calibrate then
 plan then run, holds within a round); the table then holds each case's median prediction too.
 
 Measured by:
@@ -360,6 +360,10 @@ def main():
             print(f"round {k + 1}: calibrating on {a.recalibrate} ranks into {plan.machine}", file=sys.stderr, flush=True)
             cal = subprocess.run(["mpirun", "-np", str(a.recalibrate), EXE, "bench", "calibrate", "--out", plan.machine],
                                  env=ENV, capture_output=True, text=True, check=True)
+            if a.recalibrate > a.cores >= 2:  # its links timed with MPI yielding: those within the cores too
+                more = subprocess.run(["mpirun", "-np", str(a.cores), EXE, "bench", "calibrate", "--links-as",
+                                       "cores", "--out", plan.machine], env=ENV, capture_output=True, text=True, check=True)
+                cal.stdout += more.stdout
             with open(plan.machine[:-len(".json")] + ".log", "w") as f:  # its cores' paces, passes set aside
                 f.write(cal.stdout + cal.stderr)
             Probe.calibrated()

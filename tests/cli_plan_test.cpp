@@ -98,6 +98,14 @@ TEST(CliPlan, PredictsMeasuredRunsFromACalibrationMadeHere) {
   const double slow_net = plan_json(kCut + " --machine " + m + " --nodes 2 --ranks-per-node 1 --threads 1"
                                     " --cp 1 --ep 2 --network 1g,1000us")["decode_parts"]["moe_exchange"]["exchange_s"];
   EXPECT_EQ(fast_net, slow_net);  // measured links win over the model
+  // Three ranks on fewer cores timed the node's links with MPI yielding: calibrate said so, and two
+  // ranks within the cores add their own, which plans of layouts that fit the cores read.
+  if (oversubscribed && sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+    r = run("bench calibrate --quick --links-as cores --out " + m, 2);
+    ASSERT_EQ(r.code, 0) << r.err;
+    ASSERT_NE(r.out.find("part=link key=intra_cores.allgather ranks=2"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("part=link key=intra.allgather ranks=3"), std::string::npos) << r.out;  // kept
+  }
   // Tiny, warm (bench engine: its first prefill is a warm-up; at 3 ranks the others serve
   // experts, ep 3): a run's first prefill pays one-time costs that dwarf tiny's.
   for (int np : {1, 3}) {
@@ -184,6 +192,25 @@ TEST(CliPlan, WarnsOfAProfileCalibratedWhileTheMemoryMoved) {
   }
 }
 
+// A profile whose node links were timed only with more ranks than cores (MPI yielding in every
+// wait) is said to price layouts within the cores slow, with the command that adds theirs; one
+// timed within the cores, or with those links added, is not.
+TEST(CliPlan, WarnsOfLinksTimedOnlyPastTheCores) {
+  for (const auto& [cores, added, warned] : {std::tuple{3, false, true}, std::tuple{4, false, false}, std::tuple{3, true, false}}) {
+    MachineProfile prof = made_up_profile(modelone_build());
+    prof.machine["cores"] = cores;  // its intra links have groups of 2 and 4 ranks
+    if (added) prof.links["intra_cores.allgather"] = prof.links["intra.allgather"];
+    const auto path = (tmpdir() / "yielding.json").string();
+    write_machine_profile(path, prof);
+    const Result r = run("plan --model tiny --ranks-per-node 2 --threads 1 --machine " + path);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.err.find("timed the node's collectives with more ranks than cores (MPI yielding in every wait): "
+                         "layouts within the cores are priced with them, slower than they run; add theirs with "
+                         "`mpirun -np 3 modelone bench calibrate --links-as cores --out " + path + "`") != std::string::npos,
+              warned) << r.err;
+  }
+}
+
 TEST(CliPlan, BadInputIsOneLine) {
   const std::string m = made_up("made_up_here.json", modelone_build());
   const std::string tiny = "plan --model tiny --machine " + m;
@@ -209,6 +236,10 @@ TEST(CliPlan, BadInputIsOneLine) {
                  "--threads 2: this job's ranks hold 1 cpu\\(s\\) on this node \\([0-9]+\\); mpirun binds", 1);
   expect_error("bench calibrate --links-as inter --out " + (tmpdir() / "none.json").string(),
                "--links-as inter adds the collectives to the profile --out names, which does not exist");
+  // The node's links within its cores need a node of 2 .. cores ranks.
+  expect_error("bench calibrate --links-as cores --out " + m,
+               "--links-as cores times a node's collectives with its ranks within its cores: this node has 1 "
+               "rank\\(s\\) and [0-9]+ cores \\(launch 2 \\.\\. [0-9]+ ranks a node\\)");
   // Another build's profile is read when asked, with a warning.
   const Result r = run("plan --model tiny --ranks-per-node 1 --threads 1 --machine " +
                        made_up("other2.json", "build-id 0456") + " --allow-other-build");

@@ -413,6 +413,23 @@ TEST(PlanPredict, SmallGroupsBesidePollers) {
   EXPECT_NEAR(gather(profile(), 2, 2), 5e-6 + 1e6 / 10e9, 1e-12);
 }
 
+// Ranks within the cores wait spinning: their groups are priced by the links timed so
+// (intra_cores) where the profile has them; ranks past the cores keep the links timed with MPI
+// yielding, as does a profile without them.
+TEST(PlanPredict, RanksWithinTheCoresReadTheirOwnLinks) {
+  MachineProfile prof = profile();
+  prof.links["intra_cores.allgather"] = {{2}, {1e-6}, {20}, {}};
+  const auto gather = [&](const MachineProfile& p, int rpn, int cores) {
+    PlanWork w;
+    w.cores_per_node = cores;
+    return OpCosts(p, {1, rpn, 1, 2, rpn}, w, {}).collective("allgather", 1e6, 2, false);
+  };
+  EXPECT_NEAR(gather(prof, 2, 2), 1e-6 + 1e6 / 20e9, 1e-12);
+  EXPECT_NEAR(gather(prof, 4, 4), 1e-6 + 1e6 / 20e9, 1e-12);
+  EXPECT_NEAR(gather(prof, 4, 2), 5e-6 + 1e6 / 10e9, 1e-12);
+  EXPECT_NEAR(gather(profile(), 2, 2), 5e-6 + 1e6 / 10e9, 1e-12);
+}
+
 // The routed experts take the grouped kernel's costs once the busiest expert passes
 // kGemvMaxRows rows, as the engine does: 16 experts at a mean of 6 rows (busiest ~12) do, at 3
 // (busiest ~7) they run as products.

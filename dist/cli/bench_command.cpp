@@ -59,7 +59,11 @@ void add_calibrate_bench(CLI::App* b, BenchOptions* o) {
                 "(default 3; 1 with --quick)")->check(CLI::Range(1, 9));
   c->add_option("--links-as", k.links_as, "inter: time only the world's collectives and add them "
                 "to the profile --out names as links between nodes (a run across nodes, or one node "
-                "under --mca btl self,tcp)")->check(CLI::IsMember({"inter"}));
+                "under --mca btl self,tcp); cores: time only the node's collectives in a world no "
+                "larger than its cores and add them as the links of layouts whose ranks fit the "
+                "cores (a profile calibrated with more ranks than cores measured its links with "
+                "MPI yielding the cores, several times slower for small messages)")
+      ->check(CLI::IsMember({"inter", "cores"}));
   add_report_options(c, &o->report);
 }
 

@@ -92,7 +92,8 @@ PlanQuery make_query(const PlanOptions& o, const ModelSource& ms, const MachineP
 
 // A profile calibrated while the node's cores ran at different paces (bench calibrate's
 // core_gflops) prices the fast ones: said, as its prices may not hold for a layout over every core;
-// so is one calibrated while the node's memory moved (memory_gbps).
+// so is one calibrated while the node's memory moved (memory_gbps), and one whose collectives were
+// timed only with MPI yielding (more ranks than cores).
 void warn_uneven_machine(const std::string& path, const MachineProfile& prof) {
   const double pace = prof.slowest_core_pace();
   if (pace < MachineProfile::kEvenCorePace)
@@ -106,6 +107,11 @@ void warn_uneven_machine(const std::string& path, const MachineProfile& prof) {
     std::fprintf(stderr, "plan: warning: %s was calibrated while the node's memory, every cpu streaming, read "
                  "%.0f-%.0f GB/s: a decode over every core may run up to %.2fx faster or slower than priced\n",
                  path.c_str(), lo, hi, hi / lo);
+  if (prof.links_only_past_cores())
+    std::fprintf(stderr, "plan: warning: %s timed the node's collectives with more ranks than cores (MPI "
+                 "yielding in every wait): layouts within the cores are priced with them, slower than they "
+                 "run; add theirs with `mpirun -np %d modelone bench calibrate --links-as cores --out %s`\n",
+                 path.c_str(), prof.machine.value("cores", 2), path.c_str());
 }
 
 }  // namespace

@@ -97,9 +97,12 @@ double OpCosts::collective(const std::string& kind, double bytes, int n, bool sp
   const int nodes = (n + local - 1) / local;
   // A group smaller than a node whose ranks outnumber its cores meets the others polling beside
   // it (measured so where the profile has it).
-  const bool beside_pollers = local < rpn && w_.cores_per_node > 0 && rpn > w_.cores_per_node &&
-                              has_link("intra_polled." + kind);
-  const LinkFit& f = prof_.link((beside_pollers ? "intra_polled." : "intra.") + kind);
+  const bool past_cores = w_.cores_per_node > 0 && rpn > w_.cores_per_node;
+  const bool beside_pollers = local < rpn && past_cores && has_link("intra_polled." + kind);
+  // Ranks within the cores wait spinning; a world past them (as calibrate's often is) makes MPI
+  // yield in every wait, 5x slower for a few hundred bytes here: their own links where measured.
+  const bool spinning = !past_cores && has_link("intra_cores." + kind);
+  const LinkFit& f = prof_.link((beside_pollers ? "intra_polled." : spinning ? "intra_cores." : "intra.") + kind);
   double t = f.seconds(bytes, local);
   if (nodes > 1) {
     // Off the node, through its one link: all-to-all sends the share of each local rank's

@@ -25,7 +25,9 @@ class OpCosts {
   bool has_link(const std::string& name) const { return prof_.links.count(name) > 0; }
   // A collective of `kind` (alltoallv, allgather, p2p, rma_get; shm: the MoE's node-shared
   // exchange, out and back) in a group of n ranks that are consecutive world ranks (a cp group)
-  // or spread over every node (an ep group), `bytes` sent (or read) per rank.
+  // or spread over every node (an ep group), `bytes` sent (or read) per rank. Within a node:
+  // the links timed beside polling waiters when the layout's ranks pass the cores, those timed
+  // with the ranks within them (intra_cores) when they fit, else the profile's own (intra).
   double collective(const std::string& kind, double bytes, int n, bool spans_nodes) const;
   // The engine's fixed costs of one layer step with `rows` rows of a layer `width` wide.
   double fixed(double rows, double width) const;

@@ -100,6 +100,13 @@ std::pair<double, double> MachineProfile::memory_range() const {
   return {*std::min_element(g.begin(), g.end()), *std::max_element(g.begin(), g.end())};
 }
 
+bool MachineProfile::links_only_past_cores() const {
+  const auto cores = machine.find("cores");
+  const auto ag = links.find("intra.allgather");
+  if (cores == machine.end() || !cores->is_number() || ag == links.end() || ag->second.ranks.empty()) return false;
+  return links.count("intra_cores.allgather") == 0 && ag->second.ranks.back() > cores->get<int>();
+}
+
 int MachineProfile::nearest_threads(int t) const {
   MO_CHECK(!threads.empty());
   int best = threads.front();

@@ -147,6 +147,9 @@ struct MachineProfile {
   double slowest_core_pace() const;
   // The lowest and highest of machine's memory_gbps ({0, 0} where absent).
   std::pair<double, double> memory_range() const;
+  // Whether the node's links were timed only in a world past its cores (MPI yielding in every
+  // wait): no intra_cores links, and intra ones with more ranks than machine's cores.
+  bool links_only_past_cores() const;
   const ProductCosts& product(const std::string& compute, const std::string& dtype, int t) const;
   const ProductCosts& expert(const std::string& compute, const std::string& dtype, int t) const;
   const LinkFit& link(const std::string& name) const;

@@ -305,9 +305,10 @@ void print_links(const MachineProfile& prof) {
           .add("latency_us", f.latency_s[i] * 1e6).add("gbps", f.gbps[i]).print();
 }
 
-// Every rank's checks, agreed, before any work; with --links-as inter, the profile to add to.
-// job: the cpus this job's ranks hold on this rank's node.
-MachineProfile start_profile(const comm::Comm& world, const CalibrateBenchOptions& o, const std::vector<int>& job) {
+// Every rank's checks, agreed, before any work; with --links-as, the profile to add to.
+// node: this rank's node's ranks; job: the cpus they hold.
+MachineProfile start_profile(const comm::Comm& world, const comm::Comm& node, const CalibrateBenchOptions& o,
+                             const std::vector<int>& job) {
   MachineProfile prof;
   comm::agree(world, [&] {
     // Rank 0 times each thread count on every cpu the job holds on its node; more threads than
@@ -324,7 +325,6 @@ MachineProfile start_profile(const comm::Comm& world, const CalibrateBenchOption
       prof = read_machine_profile(o.out, executable_hash());
     }
     if (o.links_as == "cores") {
-      const comm::Comm node = world.split_shared();
       const long cores = sysconf(_SC_NPROCESSORS_ONLN);
       MO_REQUIRE(node.size() >= 2 && node.size() <= cores, "--links-as cores times a node's collectives "
                  "with its ranks within its cores: this node has ", node.size(), " rank(s) and ", cores,
@@ -346,7 +346,7 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
   const int me = world.rank();
   comm::Comm node = world.split_shared();
   const std::vector<int> job = node_job_cpus(node);
-  MachineProfile prof = start_profile(world, o, job);
+  MachineProfile prof = start_profile(world, node, o, job);
   if (o.links_as == "inter") {
     // The world's collectives as links between nodes: a run across nodes, or one node under
     // `--mca btl self,tcp` standing in for a network.

@@ -298,6 +298,11 @@ std::vector<int> thread_counts(const CalibrateBenchOptions& o, const std::vector
   return t;
 }
 
+// Removes the links named prefix* (a --links-as run replaces its own set).
+void drop_links(std::map<std::string, LinkFit>* links, const std::string& prefix) {
+  for (auto it = links->begin(); it != links->end();) it = it->first.rfind(prefix, 0) == 0 ? links->erase(it) : std::next(it);
+}
+
 void print_links(const MachineProfile& prof) {
   for (auto& [k, f] : prof.links)
     for (size_t i = 0; i < f.ranks.size(); ++i)
@@ -352,15 +357,13 @@ int calibrate_bench(const CalibrateBenchOptions& o) {
     // `--mca btl self,tcp` standing in for a network.
     set_compute_threads(1);
     pin_if_oversubscribed(world, 1);
-    for (auto it = prof.links.begin(); it != prof.links.end();)
-      it = it->first.rfind("inter.", 0) == 0 ? prof.links.erase(it) : std::next(it);
+    drop_links(&prof.links, "inter.");
     calibrate_links(world, "inter", 0, o, &prof.links);
   } else if (o.links_as == "cores") {
     // The node's collectives with MPI spinning, as in runs whose ranks fit the cores (a world
     // past them makes Open MPI yield in every wait).
     set_compute_threads(1);
-    for (auto it = prof.links.begin(); it != prof.links.end();)
-      it = it->first.rfind("intra_cores.", 0) == 0 ? prof.links.erase(it) : std::next(it);
+    drop_links(&prof.links, "intra_cores.");
     calibrate_links(node, "intra_cores", int(sysconf(_SC_NPROCESSORS_ONLN)), o, &prof.links);
   } else {
     prof.build = executable_hash();

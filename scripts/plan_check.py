@@ -51,8 +51,10 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
            OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", OMPI_MCA_rmaps_base_oversubscribe="1")
 # `run` is measured twice: its decode is the steps the longer run takes past the shorter's, so the
 # first step's one-off costs drop out as the benches' warm-up step does (tiny at cp 2: the first
-# step 0.87-1.14 ms, the next ones 0.22-0.23; a 9-token run's mean read 0.34-0.36).
-RUN_SHORT, RUN_LONG = 9, 33
+# step 0.87-1.14 ms, the next ones 0.22-0.23; a 9-token run's mean read 0.34-0.36). The shorter
+# run takes that one step alone: with 8 steps, a round's tiny 4 x 1 short run took 19.5 ms longer
+# to decode than the 32-step run after it, and the difference read -0.813 ms a step.
+RUN_SHORT, RUN_LONG = 2, 33
 CUT4 = ["--set", "num_hidden_layers=4", "--set", "n_routed_experts=16"]
 CUT_CTX = ["--set", "n_routed_experts=8", "--set", "num_hidden_layers=2", "--set",
            "layer_types=compressed_sparse_attention,heavily_compressed_attention"]

@@ -55,7 +55,7 @@ const Anchor kAnchors[2] = {
 
 // The decode steps right after a prefill run slow, and a generation's steps after them do not:
 // tiny's steps after a 2048-token prefill, medians of 7 reps, took 0.43, 0.19, 0.17, 0.20 ms,
-// then 0.160-0.176 (0.163 the median of steps 4-31; the wide anchor's 59-61 ms from the first).
+// then 0.159-0.184 (0.163 the median of steps 4-31; the wide anchor's 59-62 ms from the first).
 // The median of the first 8 read 0.175, and plan priced tiny's decodes 12-18% over `bench
 // engine`'s (the median of 16 steps) in six rounds of plan_check. So kWarmSteps go untimed.
 constexpr int kWarmSteps = 2, kTimedSteps = 8;

@@ -49,8 +49,10 @@ struct AnchorFit {
 struct FixedFitOut {  // each anchor's per-layer and per-row cost, for the printout
   std::array<double, 2> per_layer_s{}, per_row_s{};
 };
-// The engine's fixed costs from the narrow (0) and wide (1) anchor.
-EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& anchors, FixedFitOut* out = nullptr);
+// The engine's fixed costs from the narrow (0) and wide (1) anchor, priced with base's part
+// scales (kept in what it returns).
+EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& anchors, FixedFitOut* out = nullptr,
+                             EngineFixed base = {});
 // EngineFixed's part scales from the wide anchor's measured step (m) and its priced decode step
 // and prefill (the operations alone, no fixed costs): measured over priced, each held in [0.5, 2]
 // (a scale past them would say more of the anchor than of the kernels).

@@ -154,8 +154,7 @@ EngineFixed fit_fixed(MachineProfile& prof, int t, bool quick, const AnchorTimes
   prof.fixed[t] = scales;
   const std::array<AnchorFit, 2> an = price_anchors(prof, t, quick, times, nullptr);
   FixedFitOut fit;
-  EngineFixed f = fit_engine_fixed(an, &fit);
-  fit_part_scales(times[1], unscaled[0], unscaled[1], &f);
+  const EngineFixed f = fit_engine_fixed(an, &fit, scales);
   Line("calibrate").add("part", std::string("scales")).add("threads", int64_t(t))
       .add("attention_decode", f.attention_decode, 3).add("moe_decode", f.moe_decode, 3)
       .add("attention_prefill", f.attention_prefill, 3).add("moe_prefill", f.moe_prefill, 3).print();

@@ -40,7 +40,7 @@ void fit_width(double w0, double c0, double w1, double c1, double* at0, double* 
 // Per anchor i (0 narrow, 1 wide), per layer: decode remainder rd_i (1 row), prefill remainder
 // rp_i (R_i rows); then rd = a + b, rp = a + b R_i, a the per-layer and b the per-row cost, each a
 // width term through the two anchors.
-EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, FixedFitOut* out) {
+EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, FixedFitOut* out, EngineFixed f) {
   const AnchorFit &n = an[0], &w = an[1];
   const double rd_n = (n.measured.decode - n.priced_decode) / n.layers;
   const double timed_rest = rd_n - n.measured.decode_untimed / n.layers;  // the calls' overhead
@@ -57,7 +57,6 @@ EngineFixed fit_engine_fixed(const std::array<AnchorFit, 2>& an, FixedFitOut* ou
     a[i] = std::max(0.0, rd[i] - b[i]);
     if (out) out->per_layer_s[size_t(i)] = a[i], out->per_row_s[size_t(i)] = b[i];
   }
-  EngineFixed f;
   fit_width(n.width, a[0], w.width, a[1], &f.per_layer_s, &f.per_layer_width_s, &f.per_layer_power);
   fit_width(n.width, b[0], w.width, b[1], &f.per_row_s, &f.per_row_width_s, &f.per_row_power);
   return f;

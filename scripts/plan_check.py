@@ -20,7 +20,7 @@ Measured by:
            batch of sequences
   run      `modelone run --json` for the cp / ep / dp mixes the benchmarks do not cover: its
            first prefill (cold; the mean of two runs), and the decode steps a 33-token run
-           takes past a 9-token one (warm, as the benches')
+           takes past a 2-token one (warm, as the benches')
 Each measurement is bracketed by a probe (`bench gemm` on V4-Flash's wq_b at 1 thread, pinned
 to each core in turn: the streamed 1-row product's GB/s, and GFLOPS at 256 rows; the slowest
 core's ratio counts), read against the same probe right after the round's calibration (with
@@ -37,14 +37,21 @@ More ranks than cores run oversubscribed, as plan assumes when ranks x threads p
 With --ablate together,scales every case is priced a second time on a copy of its profile without
 those parts (as profiles before them read): the same measurements against both models.
 --save FILE keeps every measurement with the profile and arguments that priced it (rewritten after
-each case); --reprice FILE then prices them again with this build's plan and prints the table,
-running nothing (a change to the pricing against the same measurements, on the same profiles).
+each case); --reprice FILE [FILE ...] then prices them again with this build's plan and prints the
+table, running nothing (a change to the pricing against the same measurements, on the same
+profiles). Several files are rounds side by side (a case's measurements in file order); a
+profile named by a relative path is read beside its file. tests/data/plan_check holds eight rounds
+of this VM (376 measurements, each on its round's profile), and --expect MEDIANS,ALL fails the
+check where fewer cases' medians or fewer measurements than that read within 20% (the ctest
+plan_check_reprice_test: a change to the pricing against those runs in a minute).
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import subprocess
 import sys
+import tempfile
 
 EXE = os.environ.get("MODELONE", "./build/modelone")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -70,22 +77,32 @@ class Plan:
     def __init__(self, machine, cores, other_build, ablate=()):
         self.machine, self.cores, self.other, self.ablate = machine, cores, other_build, ablate
         self.stripped = {}  # profile -> its copy without the ablated parts (written once)
+        self.tmp = None
 
     def __call__(self, model, sets, rpn, threads, cp, ep, context, batch=1, chunk=2048):
         args = (model, sets, rpn, threads, cp, ep, context, batch, chunk)
-        j = self.price(self.machine, *args)
-        if self.ablate:
-            j["ablated"] = self.price(self.ablated(), *args)
-        j["priced"] = {"machine": self.machine, "cores": self.cores, "args": list(args)}  # for --save / --reprice
+        j = self.on(self.machine, self.cores, args)
+        j["priced"] = {"machine": os.path.abspath(self.machine), "cores": self.cores,  # for --save / --reprice
+                       "args": list(args)}
         return j
 
-    def ablated(self):
+    def on(self, machine, cores, args):
+        """plan's JSON for args on this profile and cores (and on its ablated copy); touches no
+        state but the ablated copies' cache, so --reprice runs many at once."""
+        j = self.price(machine, cores, *args)
+        if self.ablate:
+            j["ablated"] = self.price(self.ablated(machine), cores, *args)
+        return j
+
+    def ablated(self, machine):
         """A copy of the profile without the --ablate parts (together: the node's ranks slowing
         one another; scales: the anchors' part scales), as profiles before them read."""
-        if self.machine in self.stripped:
-            return self.stripped[self.machine]
-        path = self.machine[:-len(".json")] + "_ablated.json"
-        prof = json.load(open(self.machine))
+        if machine in self.stripped:
+            return self.stripped[machine]
+        # In a folder of its own: the profile's may be the source tree's (tests/data/plan_check).
+        self.tmp = self.tmp or tempfile.mkdtemp(prefix="plan_check_")
+        path = os.path.join(self.tmp, f"{len(self.stripped)}_{os.path.basename(machine)}")
+        prof = json.load(open(machine))
         if "together" in self.ablate:
             prof.pop("together", None)
         if "scales" in self.ablate:
@@ -94,14 +111,14 @@ class Plan:
                     f.pop(k, None)
         with open(path, "w") as f:
             json.dump(prof, f)
-        self.stripped[self.machine] = path
+        self.stripped[machine] = path
         return path
 
-    def price(self, machine, model, sets, rpn, threads, cp, ep, context, batch, chunk):
+    def price(self, machine, cores, model, sets, rpn, threads, cp, ep, context, batch, chunk):
         cmd = [EXE, "plan", "--model", model, *sets, "--machine", machine, "--ranks-per-node",
                str(rpn), "--threads", str(threads), "--cp", str(cp), "--ep", str(ep), "--context",
                str(context), "--batch", str(batch), "--prefill-chunk", str(chunk),
-               "--cores-per-node", str(self.cores), "--json"] + (["--allow-other-build"] if self.other else [])
+               "--cores-per-node", str(cores), "--json"] + (["--allow-other-build"] if self.other else [])
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:  # plan's own one-line reason (a missing profile, another build)
             sys.exit(f"plan_check: {done.stderr.strip() or 'plan failed: ' + ' '.join(cmd)}")
@@ -310,20 +327,61 @@ def save(path):
         json.dump([dict(c, what=w, layout=l) for (w, l), c in CASES.items()], f, indent=1)
 
 
-def reprice(path, plan):
-    """The saved measurements priced again by this build's plan on each round's own profile."""
+def reprice(paths, plan):
+    """The saved measurements priced again by this build's plan on each round's own profile: the
+    files' rounds side by side, a case's measurements in file order. plan's start-up (MPI's) is
+    most of a price, so several run at once."""
     plan.other = True  # the saved profiles came from the build that measured them
-    for c in json.load(open(path)):
-        if "priced" not in c or len(c["priced"]) != len(c["meas"]):
-            sys.exit(f"plan_check: {path} was not written by --save (a case without what priced it)")
-        c["pred"], c["abl"] = [], []
-        for pr in c["priced"]:
-            plan.machine, plan.cores = pr["machine"], pr["cores"]
-            j = plan(*pr["args"])
-            c["pred"].append(j[pr["key"]])
-            if "ablated" in j:
-                c["abl"].append(j["ablated"][pr["key"]])
-        CASES[(c.pop("what"), c.pop("layout"))] = c
+    jobs = []  # (case, round, profile, cores, args, key)
+    for path in paths:
+        for c in json.load(open(path)):
+            if "priced" not in c or len(c["priced"]) != len(c["meas"]):
+                sys.exit(f"plan_check: {path} was not written by --save (a case without what priced it)")
+            into = CASES.setdefault((c["what"], c["layout"]), {"unit": c["unit"], "meas": [], "probe": [],
+                                                               "mem": [], "priced": []})
+            for pr in c["priced"]:
+                # Beside the file (as given where absolute; saves before --save wrote absolute
+                # paths named it from where the check ran).
+                machine = os.path.join(os.path.dirname(path), pr["machine"])
+                machine = machine if os.path.exists(machine) else pr["machine"]
+                jobs.append((into, len(into["priced"]), machine, pr["cores"], pr["args"], pr["key"]))
+                into["priced"].append(pr)
+            for k in ("meas", "probe", "mem"):
+                into[k] += c[k]
+    for _, _, machine, *_ in jobs:  # the ablated copies first, each written once
+        if plan.ablate:
+            plan.ablated(machine)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        priced = list(pool.map(lambda j: plan.on(j[2], j[3], j[4]), jobs))
+    for c in CASES.values():
+        c["pred"], c["abl"] = [None] * len(c["meas"]), ([None] * len(c["meas"]) if plan.ablate else [])
+    for (c, k, _, _, _, key), j in zip(jobs, priced):
+        c["pred"][k] = j[key]
+        if plan.ablate:
+            c["abl"][k] = j["ablated"][key]
+
+
+def rounds_summary(expect):
+    """Each round's own predictions against its measurements (a case's k-th), then --expect's
+    check: at least MEDIANS cases' medians and ALL measurements within 20% (exit 1 otherwise)."""
+    rounds = max(len(c["meas"]) for c in CASES.values())
+    within = 0
+    for k in range(rounds):
+        off = sorted(abs(c["pred"][k] / c["meas"][k] - 1) for c in CASES.values() if k < len(c["meas"]))
+        within += sum(r <= 0.2 for r in off)
+        if rounds > 1:
+            print(f"round {k + 1}: {sum(r <= 0.2 for r in off)} of {len(off)} within 20%, "
+                  f"{sum(r <= 0.25 for r in off)} within 25%; median {median(off):.2f}, worst {off[-1]:.2f}",
+                  file=sys.stderr)
+    total = sum(len(c["meas"]) for c in CASES.values())
+    medians = sum(abs(median(c["pred"]) / median(c["meas"]) - 1) <= 0.2 for c in CASES.values())
+    print(f"medians within 20%: {medians} of {len(CASES)}; measurements within 20%: {within} of {total}",
+          file=sys.stderr)
+    if expect:
+        want = [int(x) for x in expect.split(",")]
+        if medians < want[0] or within < want[1]:
+            sys.exit(f"plan_check: expected at least {want[0]} medians and {want[1]} measurements within 20%, "
+                     f"read {medians} and {within}")
 
 
 def main():
@@ -343,13 +401,17 @@ def main():
                     help="measure every case this many times, a whole round after another; the table "
                          "holds each one's median and the spread of its measurements")
     ap.add_argument("--save", help="write every case's measurements and what priced them to this JSON file")
-    ap.add_argument("--reprice", metavar="SAVED", help="run nothing: price the measurements --save wrote "
-                    "again with this build's plan, each on its round's profile, and print the table")
+    ap.add_argument("--reprice", metavar="SAVED", nargs="+", help="run nothing: price the measurements --save "
+                    "wrote (several files: their rounds side by side) again with this build's plan, each on its "
+                    "round's profile, and print the table")
+    ap.add_argument("--expect", metavar="MEDIANS,ALL", help="with --reprice: fail unless at least MEDIANS cases' "
+                    "medians and ALL measurements read within 20%%")
     a = ap.parse_args()
     plan = Plan(a.machine, a.cores, a.allow_other_build, tuple(x for x in a.ablate.split(",") if x))
     if a.reprice:
         reprice(a.reprice, plan)
         table(max(len(c["meas"]) for c in CASES.values()))
+        rounds_summary(a.expect)
         return
     if not a.machine and not a.recalibrate:
         ap.error("give --machine or --recalibrate")

@@ -46,9 +46,11 @@ check where fewer cases' medians or fewer measurements than that read within 20%
 plan_check_reprice_test: a change to the pricing against those runs in a minute).
 """
 import argparse
+import atexit
 import concurrent.futures
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,7 +102,9 @@ class Plan:
         if machine in self.stripped:
             return self.stripped[machine]
         # In a folder of its own: the profile's may be the source tree's (tests/data/plan_check).
-        self.tmp = self.tmp or tempfile.mkdtemp(prefix="plan_check_")
+        if not self.tmp:
+            self.tmp = tempfile.mkdtemp(prefix="plan_check_")
+            atexit.register(shutil.rmtree, self.tmp, True)
         path = os.path.join(self.tmp, f"{len(self.stripped)}_{os.path.basename(machine)}")
         prof = json.load(open(machine))
         if "together" in self.ablate:
@@ -348,8 +352,8 @@ def reprice(paths, plan):
                 into["priced"].append(pr)
             for k in ("meas", "probe", "mem"):
                 into[k] += c[k]
-    for _, _, machine, *_ in jobs:  # the ablated copies first, each written once
-        if plan.ablate:
+    if plan.ablate:  # the ablated copies first, each written once
+        for _, _, machine, *_ in jobs:
             plan.ablated(machine)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         priced = list(pool.map(lambda j: plan.on(j[2], j[3], j[4]), jobs))
